@@ -1,0 +1,42 @@
+# redeem-kiosk developer entry points. Every target installs what it needs first:
+# missing Debian packages (apt-get, as root or through sudo), then the virtual
+# environment with the project and its dev extras.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
+XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
+
+.PHONY: venv system-deps demo test lint bench clean
+
+venv: $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	@bash scripts/system-deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/kiosk demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(XRUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python bench/codes.py
+	@for b in scan ui sync; do \
+	  if [ -f bench/$$b.py ]; then $(XRUN) $(BIN)/python bench/$$b.py || exit 1; fi; \
+	done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,60 @@
+"""``kiosk`` command line: parses arguments and calls the library, nothing more.
+
+Each command group lives in a module of :mod:`kiosk.commands` with a
+``register(subparsers)`` function; they are discovered here, so adding a command
+touches only its own module. Exit codes: 0 success, 1 refusal or failure, 2 usage or
+configuration error.
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from kiosk import __version__, commands, config
+from kiosk.errors import ConfigError, KioskError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 on usage errors; keep that
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="kiosk", description="redeem-kiosk: offline loyalty redeem codes")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"config file (default: $KIOSK_CONFIG or {config.DEFAULT_PATH})")
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"kiosk.commands.{info.name}").register(sub)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    return config.load(config.locate(args.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"kiosk: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KioskError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The device configuration: one TOML file.
+
+Found at ``kiosk --config PATH``, else ``$KIOSK_CONFIG``, else ``/etc/kiosk/kiosk.toml``.
+Errors name the file, the key and what is wrong. Relative paths in the file are
+relative to the file's folder. Each feature reads its own section through
+:class:`Section`, so its checks and messages stay next to the code that uses them.
+"""
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kiosk.core import keys, payload
+from kiosk.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
+LANGUAGES = ("en", "uz", "kk", "ru")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_MISSING = object()
+
+
+def locate(cli_path: str | os.PathLike | None = None) -> Path:
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get("KIOSK_CONFIG")
+    return Path(env) if env else DEFAULT_PATH
+
+
+class Section:
+    """One ``[table]`` of the file, with typed getters that explain bad values."""
+
+    def __init__(self, path: Path, name: str, data: dict):
+        self.path, self.name, self.data = path, name, data
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: [{self.name}] {key}: {problem}")
+
+    def get(self, key: str, kind: type | tuple = str, default: Any = _MISSING) -> Any:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "missing (required)")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.error(key, f"must be {want}, not {type(value).__name__} {value!r}")
+        return value
+
+    def ident(self, key: str) -> str:
+        value = self.get(key)
+        if not _ID.match(value):
+            raise self.error(key, f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    def path_value(self, key: str, default: Any = _MISSING) -> Path | None:
+        value = self.get(key, str, default)
+        if not isinstance(value, str):  # an absent optional path: the default
+            return value
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def choice(self, key: str, choices: tuple, default: Any = _MISSING) -> Any:
+        value = self.get(key, type(choices[0]), default)
+        if value not in choices:
+            raise self.error(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+
+
+@dataclass
+class Config:
+    path: Path
+    device_id: str
+    store: str
+    program: str
+    data_dir: Path
+    language: str
+    business_name: str
+    trusted_keys: dict[str, Ed25519PublicKey]
+    void_window: timedelta
+    pattern: re.Pattern[str] | None
+    raw: dict = field(repr=False, default_factory=dict)
+
+    def section(self, name: str) -> Section:
+        """Any section (``camera``, ``printer``, ``mqtt`` ...); empty if absent."""
+        value = self.raw.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}: [{name}] must be a table")
+        return Section(self.path, name, value)
+
+
+def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
+    result = {}
+    for key_id in section.data:
+        pem = section.path_value(key_id)
+        try:
+            result[key_id] = keys.load_public(pem)
+        except FileNotFoundError:
+            raise section.error(key_id, f"public key file {pem} does not exist") from None
+        except (ValueError, TypeError) as exc:
+            raise section.error(key_id, f"{pem} is not an Ed25519 public key PEM ({exc})") from None
+    return result
+
+
+def load(path: Path) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (set --config or KIOSK_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for name in ("device", "trust", "redeem"):
+        if not isinstance(raw.get(name, {}), dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+    device = Section(path, "device", raw.get("device", {}))
+    trust = raw.get("trust", {}).get("keys", {})
+    if not isinstance(trust, dict):
+        raise ConfigError(f"{path}: [trust.keys] must be a table of key id = PEM path")
+    redeem = Section(path, "redeem", raw.get("redeem", {}))
+    minutes = redeem.get("void_window_minutes", (int, float), 10)
+    if minutes < 0:
+        raise redeem.error("void_window_minutes", "must not be negative")
+    try:
+        pattern = payload.compile_pattern(redeem.get("pattern", str, ""))
+    except (re.error, ValueError) as exc:
+        raise redeem.error("pattern", f"bad regular expression: {exc}") from None
+    return Config(
+        path=path,
+        device_id=device.ident("id"),
+        store=device.ident("store"),
+        program=device.ident("program"),
+        data_dir=device.path_value("data_dir"),
+        language=device.choice("language", LANGUAGES, "en"),
+        business_name=device.get("business_name", str, ""),
+        trusted_keys=_trusted_keys(Section(path, "trust.keys", trust)),
+        void_window=timedelta(minutes=minutes),
+        pattern=pattern,
+        raw=raw,
+    )

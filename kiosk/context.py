@@ -1,0 +1,30 @@
+"""Builds the running pieces (store, clock, ledger) from a :class:`Config`."""
+
+from pathlib import Path
+
+from kiosk.config import Config
+from kiosk.core.clock import RTC_DEVICE, SYNCED_FLAG, Clock
+from kiosk.core.ledger import Identity, Ledger
+from kiosk.core.store import Store
+
+
+def make_clock(cfg: Config) -> Clock:
+    section = cfg.section("clock")
+    flag = section.path_value("synced_flag", str(SYNCED_FLAG))
+    rtc = section.get("rtc_device", str, str(RTC_DEVICE))
+    return Clock(synced_flag=flag, rtc_device=Path(rtc) if rtc else None)
+
+
+def open_store(cfg: Config) -> Store:
+    return Store.in_dir(cfg.data_dir)
+
+
+def open_ledger(cfg: Config, store: Store | None = None, clock: Clock | None = None) -> Ledger:
+    return Ledger(
+        store or open_store(cfg),
+        Identity(cfg.device_id, cfg.store, cfg.program),
+        clock=clock or make_clock(cfg),
+        lang=cfg.language,
+        pattern=cfg.pattern,
+        void_window=cfg.void_window,
+    )

@@ -1,0 +1,1 @@
+"""Pure logic of the kiosk: no hardware, no Kivy."""

@@ -1,0 +1,320 @@
+"""Signed code bundles, wire contract v1 (DESIGN.md section 3): reading and verifying.
+
+A bundle is a directory (or a ``.tar`` of one) with ``manifest.json``, ``manifest.sig``
+(raw 64-byte Ed25519 signature of the manifest's exact bytes) and gzip NDJSON chunks.
+Verification order: signature (under a trusted key id) first, then every other field;
+chunk hashes and record counts are checked while the records stream past, so a
+million codes never sit in memory. Every rejection is a :class:`BundleError` with a
+stable ``reason``.
+"""
+
+import base64
+import binascii
+import gzip
+import hashlib
+import json
+import re
+import tarfile
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kiosk.core import keys, timefmt
+from kiosk.errors import BundleError
+
+FORMAT = "kiosk-codes/1"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+REWARD_TYPES = ("item", "percent", "amount", "addon")
+_CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_READ = 1 << 16
+
+
+class Source(Protocol):
+    """Where a bundle's files come from: a directory, a tar file, received MQTT chunks."""
+
+    def read_bytes(self, name: str) -> bytes: ...
+
+    def open(self, name: str) -> IO[bytes]: ...
+
+
+class DirSource:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as fh:
+            return fh.read()
+
+    def open(self, name: str) -> IO[bytes]:
+        try:
+            return (self.path / name).open("rb")
+        except FileNotFoundError:
+            raise BundleError("missing_file", f"bundle has no {name} ({self.path})") from None
+
+    def close(self) -> None:
+        pass
+
+
+class TarSource:
+    """Reads members of a ``.tar`` without extracting it (files may sit in one folder)."""
+
+    def __init__(self, path: Path):
+        try:
+            self._tar = tarfile.open(path, "r:*")
+            self._members = {
+                Path(m.name).name: m for m in self._tar.getmembers() if m.isfile()
+            }
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as fh:
+            return fh.read()
+
+    def open(self, name: str) -> IO[bytes]:
+        member = self._members.get(name)
+        fh = self._tar.extractfile(member) if member else None
+        if fh is None:
+            raise BundleError("missing_file", f"bundle archive has no {name}")
+        return fh
+
+    def close(self) -> None:
+        self._tar.close()
+
+
+def open_source(path: Path) -> DirSource | TarSource:
+    path = Path(path)
+    if path.is_dir():
+        return DirSource(path)
+    if path.is_file():
+        return TarSource(path)
+    raise BundleError("missing_file", f"no bundle at {path}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    name: str
+    sha256: str
+    records: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    raw: bytes
+    program: str
+    version: int
+    base_version: int | None
+    issued_at: datetime
+    expires_at: datetime
+    key_id: str
+    code_salt: bytes
+    rewards: dict
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base_version is not None
+
+    @property
+    def record_count(self) -> int:
+        return sum(c.records for c in self.chunks)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    op: str  # "put" or "revoke"
+    code_hash: str
+    reward_id: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    max_uses: int = 1
+    stores: tuple[str, ...] | None = None
+
+
+def _bad(message: str) -> BundleError:
+    return BundleError("bad_manifest", f"manifest: {message}")
+
+
+def _field(obj: Mapping, name: str, kind: type | tuple, *, optional: bool = False):
+    if name not in obj:
+        raise _bad(f"missing field {name!r}")
+    value = obj[name]
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _bad(f"field {name!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _time(obj: Mapping, name: str) -> datetime:
+    try:
+        return timefmt.parse(_field(obj, name, str))
+    except ValueError:
+        raise _bad(f"field {name!r} is not an RFC 3339 time") from None
+
+
+def _rewards(value: dict) -> dict:
+    for reward_id, reward in value.items():
+        if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
+            raise _bad(f"reward {reward_id!r} needs a type, one of {', '.join(REWARD_TYPES)}")
+        title = reward.get("title")
+        if not isinstance(title, dict) or not title:
+            raise _bad(f"reward {reward_id!r} needs a title {{lang: text}}")
+    return value
+
+
+def _chunks(value: list) -> tuple[Chunk, ...]:
+    chunks = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise _bad("chunks must be objects")
+        name = _field(entry, "name", str)
+        sha = _field(entry, "sha256", str).lower()
+        records = _field(entry, "records", int)
+        if not _CHUNK_NAME.match(name) or name in (MANIFEST, SIGNATURE):
+            raise _bad(f"chunk name {name!r} is not a plain file name")
+        if not _HEX64.match(sha) or records < 0:
+            raise _bad(f"chunk {name!r} has a bad sha256 or record count")
+        chunks.append(Chunk(name, sha, records))
+    return tuple(chunks)
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    """Parse and validate manifest fields (the signature is checked separately)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad(f"not UTF-8 JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise _bad("not a JSON object")
+    if obj.get("format") != FORMAT:
+        raise BundleError("bad_format", f"manifest format is {obj.get('format')!r}, expected {FORMAT!r}")
+    try:
+        salt = base64.b64decode(_field(obj, "code_salt", str), validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad("code_salt is not base64") from None
+    version = _field(obj, "version", int)
+    base = _field(obj, "base_version", int, optional=True)
+    if version < 1 or (base is not None and base >= version):
+        raise _bad("version must be positive and newer than base_version")
+    return Manifest(
+        raw=raw,
+        program=_field(obj, "program", str),
+        version=version,
+        base_version=base,
+        issued_at=_time(obj, "issued_at"),
+        expires_at=_time(obj, "expires_at"),
+        key_id=_field(obj, "key_id", str),
+        code_salt=salt,
+        rewards=_rewards(_field(obj, "rewards", dict)),
+        chunks=_chunks(_field(obj, "chunks", list)),
+    )
+
+
+def verify_manifest(raw: bytes, signature: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest:
+    """Check the signature under the key the manifest names, then parse it."""
+    try:
+        key_id = json.loads(raw.decode("utf-8")).get("key_id")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        raise _bad("not a UTF-8 JSON object") from None
+    key = trusted.get(key_id) if isinstance(key_id, str) else None
+    if key is None:
+        known = ", ".join(sorted(trusted)) or "none"
+        raise BundleError("unknown_key", f"signed with key {key_id!r}, which this device does not trust (trusted: {known})")
+    if len(signature) != 64 or not keys.verify(key, signature, raw):
+        raise BundleError("bad_signature", f"the signature of manifest.json does not verify under key {key_id!r}")
+    return parse_manifest(raw)
+
+
+def read_manifest(source: Source, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest:
+    return verify_manifest(source.read_bytes(MANIFEST), source.read_bytes(SIGNATURE), trusted)
+
+
+def _record(line: bytes, where: str) -> Record:
+    try:
+        obj = json.loads(line)
+        op, code_hash = obj["op"], obj["code_hash"]
+        if not isinstance(code_hash, str) or not _HEX64.match(code_hash):
+            raise ValueError("code_hash must be 64 lowercase hex digits")
+        if op == "revoke":
+            return Record("revoke", code_hash)
+        if op != "put":
+            raise ValueError(f"unknown op {op!r}")
+        stores = obj.get("stores")
+        max_uses = obj.get("max_uses", 1)
+        if not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1:
+            raise ValueError("max_uses must be a positive integer")
+        if stores is not None and not (isinstance(stores, list) and all(isinstance(s, str) for s in stores)):
+            raise ValueError("stores must be a list of strings or null")
+        return Record(
+            "put",
+            code_hash,
+            reward_id=str(obj["reward_id"]),
+            valid_from=timefmt.parse_optional(obj.get("valid_from")),
+            valid_until=timefmt.parse_optional(obj.get("valid_until")),
+            max_uses=max_uses,
+            stores=tuple(stores) if stores else None,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError("corrupt_chunk", f"{where}: bad record ({exc})") from None
+
+
+class _HashingReader:
+    """Wraps a file so everything read through it is hashed."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh, self.digest = fh, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size)
+        self.digest.update(data)
+        return data
+
+
+def iter_chunk(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[Record]:
+    """Stream one chunk's records; raise if it is truncated, corrupt or altered."""
+    with source.open(chunk.name) as raw:
+        hashing = _HashingReader(raw)
+        count = 0
+        try:
+            with gzip.GzipFile(fileobj=hashing, mode="rb") as lines:
+                for lineno, line in enumerate(lines, 1):
+                    if not line.strip():
+                        continue
+                    record = _record(line, f"chunk {chunk.name} line {lineno}")
+                    if record.op == "put" and record.reward_id not in rewards:
+                        raise BundleError("corrupt_chunk", f"chunk {chunk.name} line {lineno}: unknown reward_id {record.reward_id!r}")
+                    count += 1
+                    yield record
+            while hashing.read(_READ):  # hash any bytes after the gzip stream too
+                pass
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BundleError("corrupt_chunk", f"chunk {chunk.name} is truncated or not gzip ({exc})") from None
+    if hashing.digest.hexdigest() != chunk.sha256:
+        raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match the manifest")
+    if count != chunk.records:
+        raise BundleError("corrupt_chunk", f"chunk {chunk.name}: {count} records, manifest says {chunk.records}")
+
+
+def iter_records(source: Source, manifest: Manifest) -> Iterator[Record]:
+    for chunk in manifest.chunks:
+        yield from iter_chunk(source, chunk, manifest.rewards)
+
+
+def reward_title(reward: Mapping | None, lang: str, fallback: str = "en") -> str:
+    """The reward's title in ``lang``, else English, else any language it has."""
+    if not reward:
+        return ""
+    titles = reward.get("title") or {}
+    return titles.get(lang) or titles.get(fallback) or next(iter(titles.values()), "")

@@ -1,0 +1,65 @@
+"""Which time the kiosk may trust (DESIGN.md section 7).
+
+A Raspberry Pi has no clock battery: after a power cut without network it may boot
+in the past. Expiry decisions therefore use the wall clock, but never earlier than a
+floor: the newest ``issued_at`` of a verified code list or the kiosk's own last
+redemption. Every event records which clock it used:
+
+* ``synced``   - NTP synchronisation confirmed (systemd-timesyncd's flag file);
+* ``rtc``      - a hardware real-time clock is present (e.g. DS3231 overlay);
+* ``unsynced`` - neither, or the wall clock was behind the floor.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from kiosk.core import timefmt
+
+SYNCED_FLAG = Path("/run/systemd/timesync/synchronized")
+RTC_DEVICE = Path("/dev/rtc0")
+SOURCES = ("synced", "rtc", "unsynced")
+
+
+@dataclass(frozen=True)
+class Reading:
+    now: datetime
+    source: str  # one of SOURCES
+    wall_behind_floor: bool = False
+
+
+class Clock:
+    """Best trustworthy time. ``floor`` returns the newest time already seen, or None."""
+
+    def __init__(self, floor: Callable[[], datetime | None] | None = None, *,
+                 wall: Callable[[], float] = time.time, synced_flag: Path = SYNCED_FLAG,
+                 rtc_device: Path | None = RTC_DEVICE):
+        self.floor, self.wall = floor, wall
+        self.synced_flag, self.rtc_device = synced_flag, rtc_device
+
+    def source(self) -> str:
+        if self.synced_flag and Path(self.synced_flag).exists():
+            return "synced"
+        if self.rtc_device and Path(self.rtc_device).exists():
+            return "rtc"
+        return "unsynced"
+
+    def read(self) -> Reading:
+        now = timefmt.from_epoch(self.wall())
+        floor = self.floor() if self.floor else None
+        if floor is not None and now < floor:
+            return Reading(floor, "unsynced", wall_behind_floor=True)
+        return Reading(now, self.source())
+
+
+class FixedClock(Clock):
+    """A clock for tests and demos: time stands where it is set."""
+
+    def __init__(self, at: datetime, source: str = "synced"):
+        super().__init__()
+        self.at, self._source = at, source
+
+    def read(self) -> Reading:
+        return Reading(self.at, self._source)

@@ -1,0 +1,247 @@
+"""Checking, confirming and voiding redemptions; the outbox the sync agent drains.
+
+This is the service layer the CLI, the UI controller and the sync agent call. A
+confirmation writes the redemption, the use counter and the outbox event in one
+``BEGIN IMMEDIATE`` transaction and re-checks the verdict inside it, so two
+concurrent confirms of a single-use code (threads or processes) yield one redemption.
+"""
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from kiosk.core import importer, payload, timefmt
+from kiosk.core.bundle import reward_title
+from kiosk.core.clock import Clock
+from kiosk.core.ids import uuid7
+from kiosk.core.store import Store
+from kiosk.core.verdict import CodeRow, Verdict, decide
+from kiosk.errors import VoidError
+
+DEFAULT_VOID_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the kiosk knows about one scanned payload."""
+
+    verdict: Verdict
+    payload: str
+    code_hash: str | None = None
+    masked_code: str | None = None
+    reward_id: str | None = None
+    reward: dict | None = None
+    title: str = ""
+    detail: dict = field(default_factory=dict)
+    redemption_id: str | None = None
+    at: datetime | None = None
+    clock: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "verdict": str(self.verdict),
+            "reward_id": self.reward_id,
+            "title": self.title,
+            "reward": self.reward,
+            "masked_code": self.masked_code,
+            "detail": self.detail,
+            "redemption_id": self.redemption_id,
+            "at": timefmt.format(self.at) if self.at else None,
+            "clock": self.clock,
+        }
+
+
+@dataclass(frozen=True)
+class Identity:
+    device: str
+    store: str
+    program: str
+
+
+def _code_row(row) -> CodeRow | None:
+    if row is None:
+        return None
+    return CodeRow(
+        reward_id=row[0], valid_from=timefmt.from_epoch(row[1]),
+        valid_until=timefmt.from_epoch(row[2]), max_uses=row[3],
+        stores=tuple(json.loads(row[4])) if row[4] else None, revoked=bool(row[5]),
+    )
+
+
+class Ledger:
+    def __init__(self, store: Store, identity: Identity, *, clock: Clock | None = None,
+                 lang: str = "en", pattern: re.Pattern[str] | None = None,
+                 void_window: timedelta = DEFAULT_VOID_WINDOW):
+        self.store, self.identity, self.lang, self.pattern = store, identity, lang, pattern
+        self.void_window = void_window
+        self.clock = clock or Clock()
+        if self.clock.floor is None:  # the ledger knows the newest time already seen
+            self.clock.floor = self.clock_floor
+
+    # -- time ---------------------------------------------------------------
+    def clock_floor(self) -> datetime | None:
+        value = self.store.get_meta("clock_floor")
+        return timefmt.parse(value) if value else None
+
+    # -- verdicts -------------------------------------------------------------
+    def check(self, data: str | bytes, lang: str | None = None) -> Result:
+        """The verdict for a payload, without recording anything."""
+        return self._evaluate(self.store.conn, data, lang or self.lang)
+
+    def _evaluate(self, conn, data: str | bytes, lang: str) -> Result:
+        parsed = payload.parse(data, self.pattern)
+        if not parsed.is_code:
+            return Result(Verdict.NOT_A_CODE, parsed.raw)
+        masked = parsed.code[-4:]
+        have = importer.current(self.store)
+        if have is None:
+            return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
+        digest = hmac.new(have.code_salt, parsed.code.encode(), hashlib.sha256).digest()
+        row = _code_row(conn.execute(
+            "SELECT reward_id, valid_from, valid_until, max_uses, stores, revoked "
+            "FROM codes WHERE code_hash = ?", (digest,)).fetchone())
+        uses_row = conn.execute(
+            "SELECT uses, last_at, last_device, last_store FROM code_uses WHERE code_hash = ?",
+            (digest.hex(),)).fetchone()
+        uses = uses_row[0] if uses_row else 0
+        reading = self.clock.read()
+        verdict = decide(row, uses, reading.now, self.identity.store)
+        reward = have.rewards.get(row.reward_id) if row and row.reward_id else None
+        detail = {"uses": uses, "list_version": have.version}
+        if row is not None:
+            detail.update(max_uses=row.max_uses, stores=list(row.stores) if row.stores else None,
+                          valid_from=row.valid_from and timefmt.format(row.valid_from),
+                          valid_until=row.valid_until and timefmt.format(row.valid_until))
+        if uses_row and uses_row[1]:
+            detail.update(last_at=uses_row[1], last_device=uses_row[2], last_store=uses_row[3])
+        return Result(verdict, parsed.raw, digest.hex(), masked, row.reward_id if row else None,
+                      reward, reward_title(reward, lang), detail, at=reading.now,
+                      clock=reading.source)
+
+    # -- confirm ------------------------------------------------------------
+    def confirm(self, data: str | bytes, staff: str | None = None, lang: str | None = None) -> Result:
+        """Record a redemption if (and only if) the code is ready, atomically."""
+        with self.store.transaction() as tx:
+            result = self._evaluate(tx, data, lang or self.lang)
+            if result.verdict is not Verdict.READY:
+                return result
+            event = self._record(tx, "redeem", result, staff, voids=None)
+            tx.execute(
+                "INSERT INTO code_uses (code_hash, uses, last_at, last_device, last_store) "
+                "VALUES (?, 1, ?, ?, ?) ON CONFLICT (code_hash) DO UPDATE SET "
+                "uses = uses + 1, last_at = excluded.last_at, "
+                "last_device = excluded.last_device, last_store = excluded.last_store",
+                (result.code_hash, event["at"], self.identity.device, self.identity.store))
+        return replace(result, verdict=Verdict.REDEEMED, redemption_id=event["id"])
+
+    def _record(self, tx, kind: str, result: Result, staff: str | None, voids: str | None) -> dict:
+        """Insert a local redemption/void row and its outbox event; return the event."""
+        seq = int(Store.get_meta_conn(tx, "seq") or 0) + 1
+        at = timefmt.format(result.at)
+        event = {
+            "id": uuid7(), "seq": seq, "device": self.identity.device,
+            "store": self.identity.store, "kind": kind, "voids": voids,
+            "code_hash": result.code_hash, "reward_id": result.reward_id,
+            "list_version": result.detail.get("list_version"), "at": at,
+            "clock": result.clock, "staff": staff,
+        }
+        tx.execute(
+            "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, reward_id, "
+            "list_version, at, clock, staff, origin, masked_code) "
+            "VALUES (:id, :seq, :device, :store, :kind, :voids, :code_hash, :reward_id, "
+            ":list_version, :at, :clock, :staff, 'local', :masked)",
+            {**event, "masked": result.masked_code})
+        tx.execute("INSERT INTO outbox (event_id, seq, body, created_at) VALUES (?, ?, ?, ?)",
+                   (event["id"], seq, json.dumps(event, separators=(",", ":")), at))
+        Store.set_meta(tx, "seq", str(seq))
+        floor = Store.get_meta_conn(tx, "clock_floor")
+        if floor is None or at > floor:
+            Store.set_meta(tx, "clock_floor", at)
+        return event
+
+    # -- void -----------------------------------------------------------------
+    def void(self, redemption_id: str, staff: str | None = None) -> dict:
+        """Undo a redemption made on this device within the void window."""
+        with self.store.transaction() as tx:
+            row = tx.execute(
+                "SELECT kind, origin, voided_by, at, code_hash, reward_id, list_version, masked_code "
+                "FROM redemptions WHERE id = ?", (redemption_id,)).fetchone()
+            if row is None or row[0] != "redeem":
+                raise VoidError(f"no redemption {redemption_id} on this device")
+            if row[1] != "local":
+                raise VoidError(f"redemption {redemption_id} was made on another device; void it there")
+            if row[2]:
+                raise VoidError(f"redemption {redemption_id} was already undone")
+            reading = self.clock.read()
+            if reading.now - timefmt.parse(row[3]) > self.void_window:
+                minutes = int(self.void_window.total_seconds() // 60)
+                raise VoidError(f"redemption {redemption_id} is older than the {minutes}-minute undo window")
+            result = Result(Verdict.REDEEMED, "", code_hash=row[4], reward_id=row[5],
+                            masked_code=row[7], detail={"list_version": row[6]},
+                            at=reading.now, clock=reading.source)
+            event = self._record(tx, "void", result, staff, voids=redemption_id)
+            tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (event["id"], redemption_id))
+            tx.execute("UPDATE code_uses SET uses = max(uses - 1, 0) WHERE code_hash = ?", (row[4],))
+        return event
+
+    # -- history and outbox -----------------------------------------------------
+    def history(self, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        sql = ("SELECT id, seq, device, store, kind, voids, code_hash, reward_id, list_version, "
+               "at, clock, staff, origin, masked_code, voided_by FROM redemptions")
+        params: list = []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            params.append(timefmt.format(since))
+        sql += " ORDER BY at DESC, seq DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return list(self.store.db.query(sql, params))
+
+    def last_local_redemption(self) -> dict | None:
+        rows = list(self.store.db.query(
+            "SELECT * FROM redemptions WHERE origin = 'local' AND kind = 'redeem' "
+            "ORDER BY seq DESC LIMIT 1"))
+        return rows[0] if rows else None
+
+    def pending_events(self, limit: int = 100) -> list[dict]:
+        rows = self.store.conn.execute(
+            "SELECT body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def outbox_depth(self) -> int:
+        return self.store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def ack(self, event_ids: list[str]) -> int:
+        """Delete acknowledged events from the outbox; returns how many were removed."""
+        with self.store.transaction() as tx:
+            cur = tx.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
+            return cur.rowcount
+
+    def apply_remote(self, event: dict) -> bool:
+        """Apply another kiosk's redemption or void (store fan-out). Idempotent."""
+        if event.get("device") == self.identity.device:
+            return False
+        with self.store.transaction() as tx:
+            if tx.execute("SELECT 1 FROM redemptions WHERE id = ?", (event["id"],)).fetchone():
+                return False
+            tx.execute(
+                "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, "
+                "reward_id, list_version, at, clock, staff, origin) VALUES (:id, :seq, :device, "
+                ":store, :kind, :voids, :code_hash, :reward_id, :list_version, :at, :clock, "
+                ":staff, 'remote')", {k: event.get(k) for k in (
+                    "id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
+                    "list_version", "at", "clock", "staff")})
+            if event["kind"] == "redeem":
+                tx.execute(
+                    "INSERT INTO code_uses (code_hash, uses, last_at, last_device, last_store) "
+                    "VALUES (?, 1, ?, ?, ?) ON CONFLICT (code_hash) DO UPDATE SET uses = uses + 1, "
+                    "last_at = max(coalesce(last_at, ''), excluded.last_at), "
+                    "last_device = excluded.last_device, last_store = excluded.last_store",
+                    (event["code_hash"], event["at"], event["device"], event["store"]))
+            else:
+                tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (event["id"], event.get("voids")))
+                tx.execute("UPDATE code_uses SET uses = max(uses - 1, 0) WHERE code_hash = ?", (event["code_hash"],))
+        return True

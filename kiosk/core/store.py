@@ -1,0 +1,133 @@
+"""The device's one SQLite database: code list, redemption ledger, outbox.
+
+Opened by both processes (``kiosk`` and ``kiosk-sync``) in WAL mode with
+``synchronous=FULL``; each state change that must survive a power cut is one
+transaction. Schema changes are named migrations recorded in ``migrations``.
+"""
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from kiosk.errors import StoreError
+
+DB_NAME = "kiosk.sqlite"
+BUSY_TIMEOUT_S = 10.0
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE code_list (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            program TEXT NOT NULL, version INTEGER NOT NULL, base_version INTEGER,
+            issued_at TEXT NOT NULL, expires_at TEXT NOT NULL, key_id TEXT NOT NULL,
+            code_salt BLOB NOT NULL, rewards TEXT NOT NULL, manifest_sha256 TEXT NOT NULL,
+            code_count INTEGER NOT NULL, imported_at TEXT NOT NULL
+        );
+        CREATE TABLE codes (
+            code_hash BLOB PRIMARY KEY, reward_id TEXT, valid_from INTEGER,
+            valid_until INTEGER, max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT,
+            revoked INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE TABLE redemptions (
+            id TEXT PRIMARY KEY, seq INTEGER, device TEXT NOT NULL, store TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('redeem', 'void')), voids TEXT,
+            code_hash TEXT NOT NULL, reward_id TEXT, list_version INTEGER,
+            at TEXT NOT NULL, clock TEXT NOT NULL, staff TEXT,
+            origin TEXT NOT NULL DEFAULT 'local', masked_code TEXT, voided_by TEXT
+        );
+        CREATE INDEX redemptions_code ON redemptions (code_hash);
+        CREATE INDEX redemptions_at ON redemptions (at);
+        CREATE TABLE code_uses (
+            code_hash TEXT PRIMARY KEY, uses INTEGER NOT NULL,
+            last_at TEXT, last_device TEXT, last_store TEXT
+        ) WITHOUT ROWID;
+        CREATE TABLE outbox (
+            event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX outbox_seq ON outbox (seq);
+        """,
+    ),
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions are opened explicitly."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Store:
+    """The database, migrated to the newest schema on open."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = connect(self.path)
+            self.db = sqlite_utils.Database(self.conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"database {self.path} is unusable: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> "Store":
+        return cls(Path(data_dir) / DB_NAME)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: takes the write lock first, so checks inside are race-free."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+            )
+            done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO migrations VALUES (?, ?)",
+                             (name, datetime.now(UTC).isoformat()))
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        value = self.get_meta_conn(self.conn, key)
+        return default if value is None else value
+
+    @staticmethod
+    def get_meta_conn(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    @staticmethod
+    def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,33 @@
+"""The one exception root of the kiosk.
+
+Like gpiozero's ``exc.py``: every error the kiosk raises on purpose derives from
+:class:`KioskError` and also from the matching built-in, so callers can catch either.
+"""
+
+
+class KioskError(Exception):
+    """Base of every error the kiosk raises on purpose."""
+
+
+class ConfigError(KioskError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class BundleError(KioskError, ValueError):
+    """A code bundle was rejected. ``reason`` is a stable machine-readable word."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class StoreError(KioskError, RuntimeError):
+    """The local database is unusable (corrupt, wrong schema, not writable)."""
+
+
+class VoidError(KioskError, ValueError):
+    """A redemption cannot be voided (unknown, already voided, window passed)."""
+
+
+class HardwareError(KioskError, OSError):
+    """A camera, printer or GPIO device failed or is missing."""

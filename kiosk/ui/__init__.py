@@ -1,0 +1,1 @@
+"""The Kivy touch UI (imports Kivy only when used)."""

@@ -1,0 +1,1 @@
+"""MQTT layer of redeem-kiosk: wire protocol, device agent, HQ reference tools."""

@@ -1,0 +1,146 @@
+"""``kiosk-hq``: HQ reference tools (keys, signed bundles; MQTT tools in later commands)."""
+
+import argparse
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+from kiosk.core import bundle_writer, keys
+from kiosk.core.bundle import REWARD_TYPES
+from kiosk.core.bundle_writer import CsvError, Spec
+
+DEFAULT_REWARDS = {
+    "reward": {"type": "item", "value": 1, "title": {"en": "Reward"}},
+}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="kiosk-hq", description="HQ tools for redeem-kiosk code lists")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    keygen = sub.add_parser("keygen", help="create an Ed25519 signing key pair")
+    keygen.add_argument("--out", type=Path, required=True, help="folder for the two PEM files")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    sign = sub.add_parser("sign", help="sign a codes CSV into a bundle")
+    sign.add_argument("csv", type=Path, help="code,reward_id,valid_from,valid_until,max_uses,stores[,op]")
+    sign.add_argument("--key", type=Path, required=True, help="signing-key.pem")
+    sign.add_argument("--key-id", required=True)
+    sign.add_argument("--program", required=True)
+    sign.add_argument("--version", type=int, required=True)
+    sign.add_argument("--base-version", type=int, help="make a delta on this version")
+    sign.add_argument("--salt-file", type=Path,
+                      help="the program's code_salt (default: PROGRAM.salt beside the key; "
+                           "made on first use)")
+    sign.add_argument("--rotate-salt", action="store_true",
+                      help="full snapshot with a new code_salt (devices then forget use counts)")
+    sign.add_argument("--rewards", type=Path, help="REWARDS.json: reward_id -> {type, value, title}")
+    sign.add_argument("--expires-days", type=float, default=30.0)
+    sign.add_argument("--out", type=Path, required=True)
+    sign.add_argument("--tar", action="store_true", help="also write OUT.tar for a USB stick")
+    sign.set_defaults(handler=cmd_sign)
+    for extra in _extra_commands():
+        extra(sub)
+    return parser
+
+
+def _extra_commands():
+    """MQTT commands (publish, collect, report, enroll) register themselves when present."""
+    try:
+        from sync.hq import register_all
+    except ImportError:
+        return []
+    return [register_all]
+
+
+def cmd_keygen(args) -> int:
+    try:
+        priv, pub = keys.generate(args.out)
+    except FileExistsError as exc:
+        print(f"kiosk-hq: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {priv} (private, mode 0600) and {pub} (public: copy to devices)")
+    return 0
+
+
+def load_rewards(path: Path | None) -> dict:
+    if path is None:
+        return DEFAULT_REWARDS
+    try:
+        rewards = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read rewards JSON ({exc})") from None
+    if not isinstance(rewards, dict) or not rewards:
+        raise ValueError(f"{path}: must be an object reward_id -> {{type, value, title}}")
+    for rid, r in rewards.items():
+        if not isinstance(r, dict) or r.get("type") not in REWARD_TYPES:
+            raise ValueError(f"{path}: reward {rid!r}: type must be one of {', '.join(REWARD_TYPES)}")
+        if not isinstance(r.get("title"), dict) or not r["title"]:
+            raise ValueError(f"{path}: reward {rid!r}: title must be {{lang: text}}")
+    return rewards
+
+
+def read_salt(path: Path) -> bytes | None:
+    """The program's code_salt, kept in a file so deltas and snapshots share it."""
+    if not path.exists():
+        return None
+    salt = base64.b64decode(path.read_text().strip())
+    if len(salt) < 16:
+        raise ValueError(f"{path}: code_salt is too short")
+    return salt
+
+
+def save_salt(path: Path, salt: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(base64.b64encode(salt).decode() + "\n")
+    tmp.replace(path)
+
+
+def cmd_sign(args) -> int:
+    try:
+        rewards = load_rewards(args.rewards)
+        salt_file = args.salt_file or args.key.parent / f"{args.program}.salt"
+        if args.base_version is not None and (args.rotate_salt or not salt_file.exists()):
+            raise ValueError(f"a delta keeps its base's code_salt: {salt_file} must exist "
+                             "and --rotate-salt is for full snapshots only")
+        key = keys.load_private(args.key)
+        kept = None if args.rotate_salt else read_salt(salt_file)
+        salt = kept or bundle_writer.new_salt()
+        spec = Spec(program=args.program, version=args.version, key_id=args.key_id,
+                    code_salt=salt, rewards=rewards, base_version=args.base_version,
+                    expires_days=args.expires_days)
+        records = bundle_writer.records_from_csv(args.csv, salt, rewards)
+        out = bundle_writer.write(spec, records, key, args.out, tar=args.tar)
+        if kept is None:
+            save_salt(salt_file, salt)
+    except CsvError as exc:
+        print(f"kiosk-hq: {args.csv}: {exc}; nothing was written", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"kiosk-hq: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote bundle {out}" + (f" and {out}.tar" if args.tar else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
