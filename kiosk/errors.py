@@ -31,3 +31,11 @@ class VoidError(KioskError, ValueError):
 
 class HardwareError(KioskError, OSError):
     """A camera, printer or GPIO device failed or is missing."""
+
+
+class ProvisionError(KioskError, ValueError):
+    """A provisioning file or setup QR was refused. ``reason`` is a stable word."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
