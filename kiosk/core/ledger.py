@@ -206,9 +206,11 @@ class Ledger:
             "ORDER BY seq DESC LIMIT 1"))
         return rows[0] if rows else None
 
-    def pending_events(self, limit: int = 100) -> list[dict]:
+    def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[dict]:
+        """Unacknowledged events in order; ``after_seq`` skips those already in flight."""
         rows = self.store.conn.execute(
-            "SELECT body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def outbox_depth(self) -> int:
