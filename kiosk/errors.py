@@ -39,3 +39,13 @@ class ProvisionError(KioskError, ValueError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+class PrinterError(HardwareError):
+    """A receipt could not be printed. ``fault`` is a stable word for the UI and logs:
+    ``unplugged``, ``offline``, ``refused``, ``timeout``, ``paper_out``, ``cover_open``,
+    ``busy``, ``permission`` or ``error``."""
+
+    def __init__(self, fault: str, message: str):
+        super().__init__(message)
+        self.fault = fault
