@@ -55,6 +55,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_seq ON outbox (seq);
         """,
     ),
+    (
+        # Durable print queue (kiosk/printing.py): a receipt that failed stays here,
+        # with its error, until it is printed; staff see and reprint it.
+        "0002_print_jobs",
+        """
+        CREATE TABLE print_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            redemption_id TEXT NOT NULL, reprint INTEGER NOT NULL DEFAULT 0,
+            lang TEXT NOT NULL DEFAULT 'en',
+            state TEXT NOT NULL CHECK (state IN ('pending', 'printed')),
+            attempts INTEGER NOT NULL DEFAULT 0, fault TEXT, error TEXT,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, printed_at TEXT
+        );
+        CREATE INDEX print_jobs_state ON print_jobs (state, id);
+        CREATE INDEX print_jobs_redemption ON print_jobs (redemption_id);
+        """,
+    ),
 ]
 
 
