@@ -64,7 +64,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             redemption_id TEXT NOT NULL, reprint INTEGER NOT NULL DEFAULT 0,
             lang TEXT NOT NULL DEFAULT 'en',
-            state TEXT NOT NULL CHECK (state IN ('pending', 'printed')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'printed', 'cancelled')),
             attempts INTEGER NOT NULL DEFAULT 0, fault TEXT, error TEXT,
             created_at TEXT NOT NULL, updated_at TEXT NOT NULL, printed_at TEXT
         );
