@@ -1,8 +1,50 @@
-"""``kiosk-sync``: the device's MQTT sync agent (its own process)."""
+"""``kiosk-sync``: the device's MQTT sync agent (its own process and systemd service).
 
+Reads the same config as ``kiosk`` (``--config PATH``, else ``$KIOSK_CONFIG``, else
+``/etc/kiosk/kiosk.toml``), logs to stdout for journald and runs until SIGTERM or
+SIGINT. Exit codes: 0 after a clean stop, 2 for a configuration error.
+"""
+
+import argparse
+import logging
+import signal
 import sys
+
+from kiosk import __version__, config
+from kiosk.errors import ConfigError, KioskError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk-sync", description=(
+        "redeem-kiosk sync agent: sends redemptions to HQ over MQTT, receives signed code lists"))
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"config file (default: $KIOSK_CONFIG or {config.DEFAULT_PATH})")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"kiosk-sync {__version__}")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("kiosk-sync: the MQTT agent is not built yet (see issue 6)", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("paho").setLevel(logging.WARNING)
+    try:
+        from sync.agent import Agent  # imported late so --help works without paho
+
+        agent = Agent(config.load(config.locate(args.config)))
+    except ConfigError as exc:
+        print(f"kiosk-sync: config error: {exc}", file=sys.stderr)
+        return 2
+    except KioskError as exc:
+        print(f"kiosk-sync: {exc}", file=sys.stderr)
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop())
+    sys.stdout.reconfigure(line_buffering=True)
+    agent.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

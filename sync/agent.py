@@ -1,0 +1,303 @@
+"""The device's sync agent: one paho network thread feeding one worker loop.
+
+paho's callbacks only put items on a queue; the agent's own thread owns the
+database connection and does all the work (acks, fan-out, list chunks, status).
+Waiting is always a blocking ``queue.get`` with a timeout, so the agent never
+busy-loops; paho reconnects with exponential backoff, for ever.
+"""
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+
+from kiosk import __version__, context
+from kiosk.config import Config
+from kiosk.core import importer, timefmt
+from kiosk.errors import ConfigError
+from sync import connection, protocol, status
+from sync.lists import ListEvent, ListReceiver
+from sync.outbox import OutboxSender
+
+log = logging.getLogger("kiosk.sync")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Tunables from ``[mqtt]``; the defaults suit a kiosk on a shop's network."""
+
+    heartbeat_s: float = 30.0
+    batch_size: int = 250
+    window: int = 8
+    ack_timeout_s: float = 10.0
+    poll_s: float = 0.5
+    reconnect_max_s: int = 60
+    session_expiry_s: int = 86_400
+    client_id: str | None = None
+
+    @classmethod
+    def from_section(cls, section) -> "AgentSettings":
+        values = {
+            "heartbeat_s": section.get("heartbeat_seconds", (int, float), cls.heartbeat_s),
+            "batch_size": section.get("batch_size", int, cls.batch_size),
+            "ack_timeout_s": section.get("ack_timeout_seconds", (int, float), cls.ack_timeout_s),
+            "poll_s": section.get("poll_seconds", (int, float), cls.poll_s),
+            "reconnect_max_s": section.get("reconnect_max_seconds", int, cls.reconnect_max_s),
+            "client_id": section.get("client_id", str, None),
+        }
+        for key, low in (("heartbeat_seconds", 1), ("batch_size", 1), ("ack_timeout_seconds", 1),
+                         ("poll_seconds", 0.05), ("reconnect_max_seconds", 1)):
+            if section.get(key, (int, float), low) < low:
+                raise section.error(key, f"must be at least {low}")
+        return cls(**values)
+
+
+class Agent:
+    def __init__(self, cfg: Config, settings: AgentSettings | None = None):
+        section = cfg.section("mqtt")
+        if "broker" not in section.data:
+            raise ConfigError(f"{cfg.path}: [mqtt] broker: missing (the sync agent needs a "
+                              "broker URL such as mqtts://hq.example.com:8883)")
+        self.cfg = cfg
+        self.settings = settings or AgentSettings.from_section(section)
+        self.broker = connection.from_section(section, default_username=cfg.device_id)
+        self.ledger = context.open_ledger(cfg)
+        self.store = self.ledger.store
+        self.inbox: queue.Queue = queue.Queue()
+        self.stop_event = threading.Event()
+        self.connected = False
+        self.last_error: str | None = None
+        self.list_state: ListEvent | None = None
+        self.topics = self._topics()
+        self.client = self._make_client()
+        self.sender = OutboxSender(self.ledger, self._publish_batch,
+                                   batch_size=self.settings.batch_size, window=self.settings.window,
+                                   ack_timeout=self.settings.ack_timeout_s)
+        self.lists = ListReceiver(
+            cfg, self.store, self.ledger.clock, cfg.data_dir / "sync-incoming",
+            subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
+            report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
+        self.live_upto = 0  # highest own seq already fanned out to the store
+
+    # -- setup --------------------------------------------------------------------
+    def _topics(self) -> dict[str, str]:
+        p, s, d = self.cfg.program, self.cfg.store, self.cfg.device_id
+        return {
+            "redemptions": protocol.device_topic(p, s, d, "redemptions"),
+            "acks": protocol.device_topic(p, s, d, "acks"),
+            "status": protocol.device_topic(p, s, d, "status"),
+            "live": protocol.live_topic(p, s),
+            "manifest": protocol.manifest_topic(p),
+            "chunks": protocol.chunk_topic(p, ""),
+        }
+
+    def _make_client(self) -> mqtt.Client:
+        client_id = self.settings.client_id or f"kiosk-{self.cfg.store}-{self.cfg.device_id}"
+        client = connection.make_client(self.broker, client_id)
+        client.will_set(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(1, self.settings.reconnect_max_s)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = lambda c, u: self.inbox.put(("error", "cannot reach the broker"))
+        client.on_disconnect = self._on_disconnect
+        client.on_message = lambda c, u, msg: self.inbox.put(("message", msg.topic, msg.payload))
+        return client
+
+    # -- paho callbacks (network thread: enqueue only) -------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.inbox.put(("error", f"broker refused the connection: {reason_code}"))
+        else:
+            self.inbox.put(("connected", flags.session_present))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.inbox.put(("disconnected", str(reason_code)))
+
+    # -- running ------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until :meth:`stop` (or SIGTERM via the CLI)."""
+        log.info("kiosk-sync %s: device %s, store %s, program %s, broker %s", __version__,
+                 self.cfg.device_id, self.cfg.store, self.cfg.program, self.broker.url)
+        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
+                            broker=self.broker.url, pid=os.getpid())
+        self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive,
+                                  clean_start=False,
+                                  properties=connection.session_properties(self.settings.session_expiry_s))
+        self.client.loop_start()
+        next_beat = 0.0
+        try:
+            while not self.stop_event.is_set():
+                self._drain(timeout=self.settings.poll_s)
+                now = time.monotonic()
+                if self.connected:
+                    self.sender.check_timeout(now)
+                    self.sender.pump(now)
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + self.settings.heartbeat_s
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.inbox.put(("wake",))
+
+    def _drain(self, timeout: float) -> None:
+        """Handle everything queued, waiting up to ``timeout`` for the first item."""
+        try:
+            item = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "message":
+            self._on_message(item[1], item[2])
+        elif kind == "connected":
+            self._connected(item[1])
+        elif kind == "disconnected":
+            self._disconnected(item[1])
+        elif kind == "error":
+            self._error(item[1])
+        elif kind == "imported":
+            self.lists.import_finished(item[1])
+
+    def _connected(self, session_present: bool) -> None:
+        log.info("connected to %s (session %s)", self.broker.url,
+                 "resumed" if session_present else "new")
+        self.connected = True
+        self.last_error = None
+        self.client.subscribe([(self.topics["acks"], 1), (self.topics["manifest"], 1),
+                               (self.topics["live"], 1)])
+        self.lists.resubscribe()
+        self.sender.reset()  # paho's session is not the truth: resend all unacked
+        status.write_status(self.store, connected=True, last_error=None,
+                            seen_at=datetime.now(UTC))
+        self._heartbeat()
+
+    def _disconnected(self, reason: str) -> None:
+        if self.connected:
+            log.warning("disconnected from %s: %s", self.broker.url, reason)
+        self.connected = False
+        self.sender.reset()
+        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
+
+    def _error(self, message: str) -> None:
+        if message != self.last_error:
+            log.warning("%s (%s); retrying with backoff", message, self.broker.url)
+        self.last_error = message
+        status.write_status(self.store, connected=False, last_error=message,
+                            seen_at=datetime.now(UTC))
+
+    # -- messages -------------------------------------------------------------------
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            if topic == self.topics["acks"]:
+                self._on_ack(payload)
+            elif topic == self.topics["live"]:
+                self._on_live(payload)
+            elif topic == self.topics["manifest"]:
+                self.lists.on_manifest(payload)
+            elif topic.startswith(self.topics["chunks"]):
+                self.lists.on_chunk(topic[len(self.topics["chunks"]):], payload)
+        except protocol.ProtocolError as exc:
+            log.warning("ignored a bad message on %s: %s", topic, exc)
+
+    def _on_ack(self, payload: bytes) -> None:
+        ids, conflicts = protocol.decode_ack(payload)
+        removed = self.sender.on_ack(ids)
+        for event_id in conflicts:
+            log.warning("HQ flagged event %s as a conflict", event_id)
+        fields = {"last_ack_at": self.sender.last_ack, "seen_at": datetime.now(UTC)}
+        if self.ledger.outbox_depth() == 0:
+            fields["last_sync"] = self.sender.last_ack
+        status.write_status(self.store, **fields)
+        log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
+
+    def _on_live(self, payload: bytes) -> None:
+        applied = 0
+        for event in protocol.decode_events(payload):
+            if event.get("store") == self.cfg.store and self.ledger.apply_remote(event):
+                applied += 1
+        if applied:
+            log.info("applied %d redemption event(s) from other kiosks in the store", applied)
+
+    # -- publishing -------------------------------------------------------------------
+    def _publish_batch(self, events: list[dict]) -> None:
+        body = protocol.encode_events(events)
+        self.client.publish(self.topics["redemptions"], body, qos=1)
+        fresh = [e for e in events if e["seq"] > self.live_upto]
+        if fresh:
+            self.client.publish(self.topics["live"], protocol.encode_events(fresh), qos=1)
+            self.live_upto = fresh[-1]["seq"]
+
+    def _subscribe_chunks(self, topics: list[str]) -> None:
+        if self.connected and topics:
+            self.client.subscribe([(t, 1) for t in topics])
+
+    def _unsubscribe(self, topics: list[str]) -> None:
+        if self.connected and topics:
+            self.client.unsubscribe(topics)
+
+    def _list_report(self, event: ListEvent) -> None:
+        self.list_state = event
+        level = logging.WARNING if event.state == "rejected" else logging.INFO
+        log.log(level, "code list %s: %s", event.state, event.message)
+        fields = {"list_state": f"{event.state}: {event.message}"}
+        if event.state == "rejected":
+            fields["list_error"] = event.message
+        elif event.state in ("installed", "current"):
+            fields["list_error"] = None
+            if self.ledger.outbox_depth() == 0:
+                fields["last_sync"] = datetime.now(UTC)
+        status.write_status(self.store, **fields)
+        self._heartbeat()
+
+    # -- heartbeat ----------------------------------------------------------------------
+    def heartbeat_body(self) -> dict:
+        have = importer.current(self.store)
+        hw = dict(self.store.conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('camera.state', 'printer.state')").fetchall())
+        return {
+            "state": "online", "software": __version__, "device": self.cfg.device_id,
+            "store": self.cfg.store, "list_version": have.version if have else None,
+            "outbox": self.ledger.outbox_depth(), "last_error": self.last_error,
+            "list_error": self.list_state.message if self.list_state and
+            self.list_state.state == "rejected" else None,
+            "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
+            "at": timefmt.format(datetime.now(UTC)),
+        }
+
+    def _heartbeat(self) -> None:
+        now = datetime.now(UTC)
+        fields = {"seen_at": now, "connected": self.connected}
+        if self.connected:
+            body = self.heartbeat_body()
+            self.client.publish(self.topics["status"], json.dumps(body).encode(), qos=1, retain=True)
+            if body["outbox"] == 0:
+                fields["last_sync"] = now
+        status.write_status(self.store, **fields)
+
+    def _shutdown(self) -> None:
+        if self.connected:
+            info = self.client.publish(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
+        self.store.close()
+        log.info("kiosk-sync stopped")

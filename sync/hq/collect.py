@@ -1,0 +1,114 @@
+"""``kiosk-hq collect --broker URL --db hq.sqlite``: store device events, ack them.
+
+Subscribes with an MQTT v5 shared subscription
+(``$share/GROUP/kiosk/v1/PROGRAM/stores/+/devices/+/redemptions``), so several
+collectors in one group split the load. Each batch is stored in one transaction
+*before* the ack is published and before paho acknowledges the message to the
+broker (the callback returns only afterwards): a crash at any point means a resend,
+never a loss, and the unique event id makes the resend harmless.
+"""
+
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+
+from sync import protocol
+from sync.hq.common import HqError, add_broker_args, close, connect, settings_from_args
+from sync.hq.db import HqDb
+
+log = logging.getLogger("kiosk.hq.collect")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("collect", help="store device redemptions in an HQ database and ack them")
+    add_broker_args(p)
+    p.add_argument("--db", required=True, help="HQ SQLite database (created if missing)")
+    p.add_argument("--program", default="+", help="only this program (default: all)")
+    p.add_argument("--group", default="kiosk-hq", help="shared-subscription group name")
+    p.add_argument("--bundle", action="append", default=[],
+                   help="learn codes' max_uses from this signed bundle first (repeatable)")
+    p.add_argument("--once", action="store_true",
+                   help="exit after --idle seconds without messages instead of running for ever")
+    p.add_argument("--idle", type=float, default=3.0, help="seconds of quiet that end --once")
+    p.set_defaults(handler=cmd_collect)
+
+
+class Collector:
+    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq"):
+        self.db, self.program, self.group = db, program, group
+        self.client = None
+        self.last_message = time.monotonic()
+        self.stored = self.duplicates = self.flagged = 0
+        self.lock = threading.Lock()
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.group}/{protocol.redemptions_filter(self.program)}"
+
+    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(self.subscription, qos=1)  # again after every reconnect
+
+    def on_message(self, client, userdata, msg) -> None:
+        self.last_message = time.monotonic()
+        try:
+            where = protocol.parse_device_topic(msg.topic)
+            events = protocol.decode_events(msg.payload)
+        except protocol.ProtocolError as exc:
+            log.warning("dropped a bad batch on %s: %s", msg.topic, exc)
+            return
+        with self.lock:
+            result = self.db.store_batch(where.program, where.store, where.device, events)
+        self.stored += result.new
+        self.duplicates += len(events) - result.new
+        self.flagged += len(result.conflicts)
+        for event_id in result.conflicts:
+            log.warning("conflict: event %s from %s/%s", event_id, where.store, where.device)
+        ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
+        client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
+
+    def run(self, settings, *, once: bool = False, idle: float = 3.0,
+            stop: threading.Event | None = None) -> None:
+        from sync import connection
+
+        stop = stop or threading.Event()
+        client = connection.make_client(settings, f"hq-collect-{uuid.uuid4().hex[:8]}")
+        client.on_message = self.on_message
+        client.reconnect_delay_set(1, 30)
+        self.client = connect(settings, "", client=client)
+        client.on_connect = self.on_connect
+        client.subscribe(self.subscription, qos=1)
+        self.last_message = time.monotonic()
+        try:
+            while not stop.wait(0.2):
+                if once and time.monotonic() - self.last_message >= idle:
+                    break
+        finally:
+            close(client)
+
+
+def cmd_collect(args) -> int:
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paho").setLevel(logging.WARNING)
+    db = HqDb(args.db)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        for path in args.bundle:
+            program, count = db.load_bundle(path)
+            print(f"learned max_uses of {count:,} code(s) of {program} from {path}")
+        collector = Collector(db, args.program, args.group)
+        collector.run(settings_from_args(args), once=args.once, idle=args.idle, stop=stop)
+    except (HqError, ValueError, OSError) as exc:
+        print(f"kiosk-hq: collect: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"collected {collector.stored} new event(s), {collector.duplicates} duplicate(s), "
+          f"{collector.flagged} conflict(s) flagged")
+    return 0

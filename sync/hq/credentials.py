@@ -1,0 +1,90 @@
+"""Broker credentials: mosquitto password-file entries and per-device ACL blocks.
+
+Mosquitto 2.0 password files hold ``user:$7$ITERATIONS$SALT$HASH``: PBKDF2-HMAC-SHA512,
+a 12-byte salt, 101 iterations, base64 - what ``mosquitto_passwd`` writes. Written
+here in Python so HQ needs no mosquitto install to enroll devices.
+
+Each device gets its own ACL block. The topics hold the device's store and program,
+which a ``pattern`` line cannot derive from ``%u`` alone, so the block names them
+exactly: the device writes only its own redemptions and status, reads only its own
+acks, its programme's code lists and its store's fan-out.
+"""
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+from sync import protocol
+
+ITERATIONS = 101
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def password_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    salt = salt if salt is not None else os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, encoded: str) -> bool:
+    _, kind, iterations, salt, digest = encoded.split("$")
+    if kind != "7":
+        raise ValueError("only mosquitto 2.0 ($7$) hashes are supported")
+    return password_hash(password, base64.b64decode(salt), int(iterations)).split("$")[4] == digest
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def check_user(name: str) -> str:
+    if not _USER.match(name):
+        raise ValueError(f"{name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    tmp.replace(path)
+
+
+def upsert_password(path: Path, user: str, password: str) -> None:
+    """Add or replace ``user``'s line in a mosquitto password file."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split(":", 1)[0] != user]
+    kept.append(f"{check_user(user)}:{password_hash(password)}")
+    _write_atomic(path, "\n".join(kept) + "\n")
+
+
+def device_acl(program: str, store: str, device: str) -> str:
+    """The ACL block of one device (its username is its device id)."""
+    own = lambda leaf: protocol.device_topic(program, store, device, leaf)  # noqa: E731
+    return "\n".join([
+        f"# device {device} begin",
+        f"user {device}",
+        f"topic write {own('redemptions')}",
+        f"topic write {own('status')}",
+        f"topic read {own('acks')}",
+        f"topic readwrite {protocol.live_topic(program, store)}",
+        f"topic read {protocol.program_root(program)}/codes/#",
+        f"# device {device} end",
+    ]) + "\n"
+
+
+def upsert_acl(path: Path, device: str, block: str) -> None:
+    """Add or replace the device's block (between its begin/end comments) in an ACL file."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    pattern = re.compile(rf"# device {re.escape(device)} begin\n.*?# device {re.escape(device)} end\n",
+                         re.S)
+    text = pattern.sub("", text)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _write_atomic(path, text + "\n" + block, mode=0o644)

@@ -1,0 +1,123 @@
+"""``kiosk-hq enroll`` and ``kiosk-hq broker-user``: credentials for devices and HQ.
+
+``enroll`` writes a folder for the technician (``kiosk.toml``, the MQTT password
+file, the broker's CA and the trusted signing keys, all referenced by relative
+paths so the folder can be copied to ``/etc/kiosk/`` as is) and adds the device's
+password entry and ACL block to the broker's files. Reload the broker afterwards
+(``systemctl reload mosquitto`` / SIGHUP re-reads both files).
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import tomli_w
+
+from kiosk.config import _ID
+from sync import connection
+from sync.hq import credentials
+
+
+def register(sub) -> None:
+    p = sub.add_parser("enroll", help="make a device's kiosk.toml and broker credentials")
+    p.add_argument("--device", required=True, help="device id (also its broker user name)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--program", required=True)
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtts://host:8883")
+    p.add_argument("--ca", type=Path, help="broker CA certificate to copy to the device")
+    p.add_argument("--trust", action="append", default=[], metavar="KEY_ID=PEM",
+                   help="public signing key the device trusts (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write for the technician")
+    p.add_argument("--passwd-file", type=Path, help="broker password file to update")
+    p.add_argument("--acl-file", type=Path, help="broker ACL file to update")
+    p.add_argument("--data-dir", default="/var/lib/kiosk", help="device data folder")
+    p.add_argument("--language", default="en")
+    p.add_argument("--business-name", default="")
+    p.set_defaults(handler=cmd_enroll)
+
+    u = sub.add_parser("broker-user", help="add an HQ (or any) user to the broker password file")
+    u.add_argument("user")
+    u.add_argument("--passwd-file", type=Path, required=True)
+    u.add_argument("--password-out", type=Path, required=True,
+                   help="where to write the generated password (mode 0600)")
+    u.set_defaults(handler=cmd_broker_user)
+
+
+def _trust(specs: list[str], out: Path) -> dict[str, str]:
+    table = {}
+    for spec in specs:
+        key_id, sep, pem = spec.partition("=")
+        if not sep or not _ID.match(key_id) or not Path(pem).is_file():
+            raise ValueError(f"--trust {spec!r}: use KEY_ID=path/to/public.pem (an existing file)")
+        (out / "keys").mkdir(exist_ok=True)
+        shutil.copyfile(pem, out / "keys" / f"{key_id}.pem")
+        table[key_id] = f"keys/{key_id}.pem"
+    return table
+
+
+def device_config(args, trust: dict[str, str]) -> dict:
+    mqtt = {"broker": args.broker, "username": args.device, "password_file": "mqtt-password"}
+    if args.ca:
+        mqtt["ca"] = "mqtt-ca.pem"
+    return {
+        "device": {"id": args.device, "store": args.store, "program": args.program,
+                   "data_dir": args.data_dir, "language": args.language,
+                   "business_name": args.business_name},
+        "trust": {"keys": trust},
+        "mqtt": mqtt,
+    }
+
+
+def enroll(args) -> list[str]:
+    for name in ("device", "store", "program"):
+        if not _ID.match(getattr(args, name)):
+            raise ValueError(f"--{name} {getattr(args, name)!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    connection.parse_url(args.broker)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "kiosk.toml").exists():
+        raise FileExistsError(f"{out / 'kiosk.toml'} exists; choose an empty folder")
+    password = credentials.new_password()
+    credentials._write_atomic(out / "mqtt-password", password + "\n")
+    if args.ca:
+        shutil.copyfile(args.ca, out / "mqtt-ca.pem")
+    (out / "kiosk.toml").write_text(tomli_w.dumps(device_config(args, _trust(args.trust, out))))
+    done = [f"wrote {out}/kiosk.toml and {out}/mqtt-password (copy the folder to /etc/kiosk/)"]
+    block = credentials.device_acl(args.program, args.store, args.device)
+    if args.passwd_file:
+        credentials.upsert_password(args.passwd_file, args.device, password)
+        done.append(f"set {args.device}'s password in {args.passwd_file}")
+    else:
+        line = f"{args.device}:{credentials.password_hash(password)}\n"
+        (out / "mosquitto-passwd-line").write_text(line)
+        done.append(f"add {out}/mosquitto-passwd-line to the broker's password file")
+    if args.acl_file:
+        credentials.upsert_acl(args.acl_file, args.device, block)
+        done.append(f"set {args.device}'s ACL block in {args.acl_file}")
+    else:
+        (out / "mosquitto-acl-block").write_text(block)
+        done.append(f"add {out}/mosquitto-acl-block to the broker's ACL file")
+    done.append("then reload the broker (systemctl reload mosquitto)")
+    return done
+
+
+def cmd_enroll(args) -> int:
+    try:
+        for line in enroll(args):
+            print(line)
+    except (ValueError, OSError) as exc:
+        print(f"kiosk-hq: enroll: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_broker_user(args) -> int:
+    try:
+        password = credentials.new_password()
+        credentials._write_atomic(args.password_out, password + "\n")
+        credentials.upsert_password(args.passwd_file, credentials.check_user(args.user), password)
+    except (ValueError, OSError) as exc:
+        print(f"kiosk-hq: broker-user: {exc}", file=sys.stderr)
+        return 1
+    print(f"set {args.user}'s password in {args.passwd_file}; password in {args.password_out}")
+    return 0

@@ -1,0 +1,174 @@
+"""Receiving signed code lists over MQTT and importing them.
+
+The retained manifest message names chunks by sha256; each chunk is a retained
+message of its own. The receiver checks the manifest's signature and applicability
+first (so a forged or stale list costs no download), writes the chunks into a work
+folder as they arrive, and then imports that folder with exactly the code
+``kiosk codes import`` uses (:func:`kiosk.core.importer.import_bundle` over a
+:class:`kiosk.core.bundle.DirSource`). The import runs in its own thread with its own
+database connection, so acks and fan-out keep flowing meanwhile; the switch to the
+new list is atomic inside ``import_bundle``; a rejection leaves the current list.
+"""
+
+import hashlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.config import Config
+from kiosk.core import bundle, importer
+from kiosk.core.bundle import Manifest
+from kiosk.core.clock import Clock
+from kiosk.core.store import Store
+from kiosk.errors import BundleError, KioskError
+from sync import protocol
+
+log = logging.getLogger("kiosk.sync.lists")
+
+
+@dataclass(frozen=True)
+class ListEvent:
+    """What happened to a list: ``state`` is current, downloading, installed or rejected."""
+
+    state: str
+    message: str
+    reason: str | None = None
+    version: int | None = None
+
+
+class ListReceiver:
+    """Called from the agent's main thread; ``report`` receives :class:`ListEvent`s.
+
+    ``subscribe(topics)`` / ``unsubscribe(topics)`` manage chunk subscriptions;
+    ``done(event)`` is called from the import thread when an import ends (the agent
+    passes it back through its queue).
+    """
+
+    def __init__(self, cfg: Config, store: Store, clock: Clock, work_dir: Path, *,
+                 subscribe: Callable[[list[str]], None], unsubscribe: Callable[[list[str]], None],
+                 report: Callable[[ListEvent], None], done: Callable[[ListEvent], None]):
+        self.cfg, self.store, self.clock = cfg, store, clock
+        self.work_dir = Path(work_dir)
+        self.subscribe, self.unsubscribe = subscribe, unsubscribe
+        self.report, self.done = report, done
+        self.manifest: Manifest | None = None
+        self.pending: dict[str, list[str]] = {}  # chunk sha256 -> file names still missing
+        self.importing: threading.Thread | None = None
+        self.deferred: bytes | None = None  # a manifest that arrived during an import
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # -- manifest ---------------------------------------------------------------
+    def on_manifest(self, payload: bytes) -> None:
+        if self.importing is not None:
+            self.deferred = payload
+            return
+        self._abandon()
+        if not payload:
+            return  # HQ cleared the retained manifest: nothing to do
+        try:
+            raw, signature = protocol.decode_manifest(payload)
+            manifest = bundle.verify_manifest(raw, signature, self.cfg.trusted_keys)
+            if self._installed_sha() == manifest.sha256:
+                self.report(ListEvent("current", f"version {manifest.version} is installed",
+                                      version=manifest.version))
+                return
+            importer.check_applicable(manifest, importer.current(self.store), self.cfg.program,
+                                      self.clock.read().now)
+        except protocol.ProtocolError as exc:
+            self._reject(BundleError("bad_message", str(exc)))
+            return
+        except BundleError as exc:
+            self._reject(exc)
+            return
+        self._start_download(manifest, signature)
+
+    def _installed_sha(self) -> str | None:
+        row = self.store.conn.execute("SELECT manifest_sha256 FROM code_list WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def _start_download(self, manifest: Manifest, signature: bytes) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / bundle.MANIFEST).write_bytes(manifest.raw)
+        (self.work_dir / bundle.SIGNATURE).write_bytes(signature)
+        self.manifest = manifest
+        for chunk in manifest.chunks:
+            self.pending.setdefault(chunk.sha256, []).append(chunk.name)
+        self.report(ListEvent("downloading", f"version {manifest.version}: fetching "
+                              f"{len(self.pending)} chunk(s)", version=manifest.version))
+        self.resubscribe()
+
+    def resubscribe(self) -> None:
+        """(Re)subscribe to the chunks still missing, e.g. after a reconnect."""
+        if self.manifest is not None and self.pending:
+            self.subscribe([protocol.chunk_topic(self.cfg.program, sha) for sha in self.pending])
+        elif self.manifest is not None and self.importing is None:
+            self._start_import()  # a list without chunks (an empty delta)
+
+    # -- chunks -----------------------------------------------------------------
+    def on_chunk(self, sha256: str, payload: bytes) -> None:
+        names = self.pending.get(sha256)
+        if names is None or self.manifest is None:
+            return  # a duplicate or a chunk of a list we are not fetching
+        if hashlib.sha256(payload).hexdigest() != sha256:
+            self._reject(BundleError("chunk_hash", f"chunk {names[0]}: received bytes do not "
+                                     "match the sha256 in the manifest"))
+            self._abandon()
+            return
+        for name in names:
+            (self.work_dir / name).write_bytes(payload)
+        del self.pending[sha256]
+        self.unsubscribe([protocol.chunk_topic(self.cfg.program, sha256)])
+        if not self.pending:
+            self._start_import()
+
+    # -- import -----------------------------------------------------------------
+    def _start_import(self) -> None:
+        manifest = self.manifest
+        self.importing = threading.Thread(target=self._import, args=(manifest,),
+                                          name="list-import", daemon=True)
+        self.importing.start()
+
+    def _import(self, manifest: Manifest) -> None:
+        """Runs in the import thread, with its own database connection."""
+        store = None
+        try:
+            store = Store(self.store.path)
+            done = importer.import_bundle(store, bundle.DirSource(self.work_dir),
+                                          self.cfg.trusted_keys, self.cfg.program,
+                                          now=self.clock.read().now)
+            event = ListEvent("installed", f"installed version {done.version} "
+                              f"({done.record_count:,} records)", version=done.version)
+        except BundleError as exc:
+            event = ListEvent("rejected", f"{exc} [{exc.reason}]", exc.reason, manifest.version)
+        except (KioskError, OSError) as exc:
+            event = ListEvent("rejected", f"import failed: {exc}", "import_failed", manifest.version)
+        finally:
+            if store is not None:
+                store.close()
+        self.done(event)
+
+    def import_finished(self, event: ListEvent) -> None:
+        """Back on the agent's thread: report, clean up, handle a deferred manifest."""
+        self.importing = None
+        self.manifest = None
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.report(event)
+        if self.deferred is not None:
+            payload, self.deferred = self.deferred, None
+            self.on_manifest(payload)
+
+    # -- helpers ----------------------------------------------------------------
+    def _reject(self, exc: BundleError) -> None:
+        have = importer.current(self.store)
+        keep = f"version {have.version} stays in use" if have else "no list is installed"
+        self.report(ListEvent("rejected", f"{exc} [{exc.reason}]; {keep}", exc.reason))
+
+    def _abandon(self) -> None:
+        if self.pending:
+            self.unsubscribe([protocol.chunk_topic(self.cfg.program, sha) for sha in self.pending])
+        self.pending.clear()
+        self.manifest = None
+        shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -1,0 +1,253 @@
+"""A real mosquitto for tests and benchmarks: throwaway PKI and the shipped config.
+
+:class:`Broker` starts ``mosquitto`` on a free loopback port with the files in
+``sync/mosquitto/`` (only paths, port and persistence folder rewritten), so what the
+tests check is what ships. Never the system service.
+"""
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sync.hq import credentials
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- PKI --------------------------------------------------------------------------
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def _cert(subject: str, key, issuer_name, issuer_key, *, ca: bool, sans=()) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + dt.timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(folder: Path, clients: tuple[str, ...] = ()) -> dict[str, Path]:
+    """CA, a server certificate for localhost/127.0.0.1 and client certificates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca = _cert("kiosk-test-ca", ca_key, None, ca_key, ca=True)
+    paths = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    names = {"server": [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]}
+    for name in ("server", *clients):
+        key = _key()
+        cert = _cert(name, key, ca.subject, ca_key, ca=False, sans=names.get(name, ()))
+        paths[name] = folder / f"{name}.pem"
+        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{name}.key"] = folder / f"{name}.key"
+        _write_key(key, paths[f"{name}.key"])
+    return paths
+
+
+# -- broker -----------------------------------------------------------------------
+def shipped(name: str) -> str:
+    return resources.files("sync").joinpath("mosquitto", name).read_text(encoding="utf-8")
+
+
+def render_config(port: int, folder: Path, pki: dict[str, Path]) -> str:
+    """The shipped mosquitto.conf with this folder's paths and a loopback port."""
+    values = {
+        "password_file": folder / "passwd", "acl_file": folder / "acl",
+        "persistence_location": f"{folder / 'data'}/", "cafile": pki["ca"],
+        "certfile": pki["server"], "keyfile": pki["server.key"],
+        "listener": f"{port} 127.0.0.1",
+    }
+    lines = []
+    for line in shipped("mosquitto.conf").splitlines():
+        key = line.split(" ", 1)[0]
+        lines.append(f"{key} {values[key]}" if key in values else line)
+    lines += ["log_dest file " + str(folder / "mosquitto.log"), "log_type all"]
+    if os.geteuid() == 0:  # mosquitto would drop to user "mosquitto", who cannot read tmp
+        lines.append("user root")
+    return "\n".join(lines) + "\n"
+
+
+class Broker:
+    """mosquitto on 127.0.0.1:PORT with TLS, the shipped ACL and per-test users."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "data").mkdir(exist_ok=True)
+        self.port = port or free_port()
+        self.pki = make_pki(self.folder / "pki", clients=("client",))
+        (self.folder / "acl").write_text(shipped("acl"))
+        (self.folder / "passwd").write_text("")
+        (self.folder / "passwd").chmod(0o600)
+        self.conf = self.folder / "mosquitto.conf"
+        self.conf.write_text(render_config(self.port, self.folder, self.pki))
+        self.proc: subprocess.Popen | None = None
+        self.passwords: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def add_user(self, user: str, password: str | None = None) -> Path:
+        """A password-file entry; returns a file holding the password."""
+        password = password or credentials.new_password()
+        credentials.upsert_password(self.folder / "passwd", user, password)
+        self.passwords[user] = password
+        path = self.folder / f"{user}.password"
+        path.write_text(password + "\n")
+        self.reload()
+        return path
+
+    def add_device(self, program: str, store: str, device: str) -> Path:
+        credentials.upsert_acl(self.folder / "acl", device,
+                               credentials.device_acl(program, store, device))
+        return self.add_user(device)
+
+    def start(self, timeout: float = 10.0) -> "Broker":
+        log = open(self.folder / "stdout.log", "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.folder / 'stdout.log').read_text()}"
+                                   f"{self._log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def _log_tail(self) -> str:
+        path = self.folder / "mosquitto.log"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads the password and ACL files."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(1)
+            time.sleep(0.2)  # mosquitto reloads in its main loop; let it get there
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# -- scenario helpers -----------------------------------------------------------------
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def make_signing_key(folder: Path, key_id: str = "hq1"):
+    """An Ed25519 key pair; returns (private key, public PEM path)."""
+    from kiosk.core import keys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    priv, pub = keys.generate(folder)
+    return keys.load_private(priv), pub
+
+
+def make_bundle(out: Path, key, *, key_id: str, program: str, version: int, codes,
+                salt: bytes = b"s" * 32, per_chunk: int = 100_000, base_version=None,
+                expires_days: float = 30.0) -> Path:
+    """A signed bundle of ``codes``: strings, or (code, max_uses) pairs."""
+    from kiosk.core import bundle_writer
+    from kiosk.core.codes import code_hash
+
+    rewards = {"coffee": {"type": "item", "value": 1, "title": {"en": "Free coffee"}}}
+    spec = bundle_writer.Spec(program=program, version=version, key_id=key_id, code_salt=salt,
+                              rewards=rewards, base_version=base_version,
+                              expires_days=expires_days)
+
+    def records():
+        for item in codes:
+            code, uses = (item, 1) if isinstance(item, str) else item
+            yield {"op": "put", "code_hash": code_hash(salt, code), "reward_id": "coffee",
+                   "valid_from": None, "valid_until": None, "max_uses": uses, "stores": None}
+
+    return bundle_writer.write(spec, records(), key, out, per_chunk=per_chunk)
+
+
+def write_device_config(folder: Path, broker: "Broker", *, device: str, store: str,
+                        program: str, trust: dict[str, Path], password_file: Path | None,
+                        mqtt: dict | None = None) -> Path:
+    """A kiosk.toml for a device talking to ``broker`` over TLS."""
+    import tomli_w
+
+    folder.mkdir(parents=True, exist_ok=True)
+    section = {"broker": broker.url, "ca": str(broker.pki["ca"]), "username": device,
+               "heartbeat_seconds": 2, "ack_timeout_seconds": 3, "reconnect_max_seconds": 2,
+               "poll_seconds": 0.1}
+    if password_file:
+        section["password_file"] = str(password_file)
+    section.update(mqtt or {})
+    data = {"device": {"id": device, "store": store, "program": program,
+                       "data_dir": str(folder / "data")},
+            "trust": {"keys": {k: str(v) for k, v in trust.items()}},
+            "mqtt": section}
+    path = folder / "kiosk.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def hq_settings(broker: "Broker", user: str = "hq"):
+    from sync import connection
+
+    password = broker.folder / f"{user}.password"
+    if user not in broker.passwords:
+        password = broker.add_user(user)
+    return connection.with_options(connection.parse_url(broker.url), ca=broker.pki["ca"],
+                                   username=user, password_file=password)

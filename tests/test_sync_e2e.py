@@ -1,0 +1,173 @@
+"""End to end over a real mosquitto (TLS, shipped ACL): lists down, redemptions up."""
+
+import json
+import threading
+import uuid
+
+import pytest
+
+from kiosk import config, context
+from kiosk.core import importer
+from kiosk.core.verdict import Verdict
+from sync import status
+from sync.agent import Agent
+from sync.hq import publish as hq_publish
+from sync.hq.collect import Collector
+from sync.hq.db import HqDb
+from sync.testing import (
+    Broker,
+    hq_settings,
+    make_bundle,
+    make_signing_key,
+    wait_until,
+    write_device_config,
+)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    with Broker(tmp_path_factory.mktemp("broker")) as b:
+        hq_settings(b)
+        yield b
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    return make_signing_key(tmp_path_factory.mktemp("keys"))
+
+
+class Running:
+    """Runs an agent or a collector in a thread; stops it at the end of the test."""
+
+    def __init__(self):
+        self.stops = []
+
+    def agent(self, cfg_path):
+        agent = Agent(config.load(cfg_path))
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        self.stops.append((agent.stop, thread))
+        return agent
+
+    def collector(self, broker, db_path, program):
+        db = HqDb(db_path)
+        stop = threading.Event()
+        collector = Collector(db, program)
+        thread = threading.Thread(target=collector.run, args=(hq_settings(broker),),
+                                  kwargs={"stop": stop}, daemon=True)
+        thread.start()
+        wait_until(lambda: collector.client is not None, 15, what="collector connected")
+        self.stops.append((stop.set, thread))
+        return collector
+
+    def close(self):
+        for stop, thread in reversed(self.stops):
+            stop()
+            thread.join(15)
+
+
+@pytest.fixture
+def running():
+    r = Running()
+    yield r
+    r.close()
+
+
+def device(tmp_path, broker, signing, program, store, name, **mqtt):
+    password = broker.add_device(program, store, name)
+    return write_device_config(tmp_path / name, broker, device=name, store=store, program=program,
+                               trust={"hq1": signing[1]}, password_file=password, mqtt=mqtt)
+
+
+def outbox_empty(ledger):
+    return ledger.outbox_depth() == 0
+
+
+def test_bundle_to_device_and_redemption_to_hq(tmp_path, broker, signing, running):
+    program = f"p{uuid.uuid4().hex[:8]}"
+    cfg_path = device(tmp_path, broker, signing, program, "s1", "k1")
+    cfg = config.load(cfg_path)
+    agent = running.agent(cfg_path)
+    collector = running.collector(broker, tmp_path / "hq.sqlite", program)
+
+    bundle_dir = make_bundle(tmp_path / "b1", signing[0], key_id="hq1", program=program,
+                             version=1, codes=[f"CODE{i:04d}" for i in range(2500)], per_chunk=1000)
+    hq_publish.publish(hq_settings(broker), bundle_dir, log=lambda *_: None)
+
+    ledger = context.open_ledger(cfg)
+    have = wait_until(lambda: importer.current(ledger.store), 60, what="list installed by agent")
+    assert have.version == 1 and have.code_count == 2500
+    assert ledger.check("CODE0042").verdict is Verdict.READY
+
+    result = ledger.confirm("CODE0042", staff="ann")
+    assert result.verdict is Verdict.REDEEMED
+    wait_until(lambda: outbox_empty(ledger), 30, what="outbox acked")
+    rows = collector.db.rows("SELECT * FROM events WHERE id = ?", [result.redemption_id])
+    assert len(rows) == 1 and rows[0]["device"] == "k1" and rows[0]["store"] == "s1"
+    assert rows[0]["staff"] == "ann"
+
+    info = wait_until(lambda: (s := status.read_status(ledger.store))["connected"] and s["last_sync"] and s,
+                      30, what="status connected")
+    assert info["pending"] == 0 and info["list_version"] == 1
+    assert agent.heartbeat_body()["list_version"] == 1
+
+    # A newer list replaces the old one atomically; the old chunks are cleared.
+    bundle2 = make_bundle(tmp_path / "b2", signing[0], key_id="hq1", program=program, version=2,
+                          codes=["NEWCODE1"], per_chunk=1000)
+    hq_publish.publish(hq_settings(broker), bundle2, log=lambda *_: None)
+    wait_until(lambda: importer.current(ledger.store).version == 2, 60, what="list v2")
+    assert ledger.check("NEWCODE1").verdict is Verdict.READY
+    assert ledger.check("CODE0001").verdict is Verdict.UNKNOWN
+
+
+def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing, running):
+    program = f"p{uuid.uuid4().hex[:8]}"
+    paths = [device(tmp_path, broker, signing, program, "shop", name) for name in ("c1", "c2")]
+    bundle_dir = make_bundle(tmp_path / "b", signing[0], key_id="hq1", program=program,
+                             version=1, codes=["FAN1", "FAN2"])
+    hq_publish.publish(hq_settings(broker), bundle_dir, log=lambda *_: None)
+    for path in paths:
+        running.agent(path)
+    one, two = (context.open_ledger(config.load(p)) for p in paths)
+    for ledger in (one, two):
+        wait_until(lambda ledger=ledger: importer.current(ledger.store), 60, what="list on both")
+        wait_until(lambda ledger=ledger: status.read_status(ledger.store)["connected"], 30,
+                   what="both connected")
+
+    assert one.confirm("FAN1").verdict is Verdict.REDEEMED
+    verdict = wait_until(lambda: (v := two.check("FAN1").verdict) is not Verdict.READY and v, 30,
+                         what="counter 2 learns of counter 1's redemption")
+    assert verdict is Verdict.ALREADY_REDEEMED
+    assert two.confirm("FAN1").verdict is Verdict.ALREADY_REDEEMED
+    assert two.check("FAN2").verdict is Verdict.READY  # only that code
+
+
+def test_two_offline_kiosks_same_code_one_conflict(tmp_path, broker, signing, running):
+    program = f"p{uuid.uuid4().hex[:8]}"
+    bundle_dir = make_bundle(tmp_path / "b", signing[0], key_id="hq1", program=program,
+                             version=1, codes=["TWICE", ("MULTI", 2)])
+    paths = []
+    for store, name in (("north", "n1"), ("south", "s1")):
+        paths.append(device(tmp_path, broker, signing, program, store, name))
+        ledger = context.open_ledger(config.load(paths[-1]))
+        from kiosk.core.bundle import DirSource
+
+        importer.import_bundle(ledger.store, DirSource(bundle_dir), {"hq1": signing[0].public_key()},
+                               program)
+        assert ledger.confirm("TWICE").verdict is Verdict.REDEEMED  # both offline
+        assert ledger.confirm("MULTI").verdict is Verdict.REDEEMED
+    db_path = tmp_path / "hq.sqlite"
+    db = HqDb(db_path)
+    db.load_bundle(bundle_dir)
+    db.close()
+    collector = running.collector(broker, db_path, program)
+    ledgers = [context.open_ledger(config.load(p)) for p in paths]
+    for path in paths:
+        running.agent(path)
+    for ledger in ledgers:
+        wait_until(lambda ledger=ledger: outbox_empty(ledger), 30, what="both outboxes acked")
+    assert collector.db.count("events") == 4
+    conflicts = collector.db.rows("SELECT * FROM conflicts")
+    assert len(conflicts) == 1 and conflicts[0]["kind"] == "over_redeemed"
+    detail = json.loads(conflicts[0]["detail"])
+    assert detail["max_uses"] == 1 and len(detail["earlier"]) == 1
