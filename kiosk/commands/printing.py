@@ -1,0 +1,77 @@
+"""``kiosk print-test``: print a sample receipt to check the printer and its languages."""
+
+import sys
+
+from kiosk import config, printing
+from kiosk.cli import EXIT_FAIL, EXIT_OK
+from kiosk.commands import print_json
+from kiosk.config import LANGUAGES
+from kiosk.core import receipt
+from kiosk.errors import ConfigError, PrinterError
+from kiosk.hardware.printer import open_printer
+
+
+def register(sub) -> None:
+    test = sub.add_parser("print-test", help="print a sample receipt (nothing is recorded)")
+    test.add_argument("--printer", metavar="URL",
+                      help="printer URL (default: [printer] url of the config), e.g. "
+                           "usb://04b8:0e15, tcp://192.168.1.50:9100, preview:///tmp/receipts")
+    test.add_argument("--lang", choices=LANGUAGES + ("all",), default=None,
+                      help="receipt language (default: the device language; all: one receipt each)")
+    test.add_argument("--paper", type=int, choices=(58, 80), help="paper width in mm")
+    test.add_argument("--profile", help="python-escpos printer profile, e.g. TM-T20II")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(handler=cmd_print_test)
+
+
+def _config(args) -> config.Config | None:
+    """The config, or None when --printer makes it optional and there is none."""
+    try:
+        return config.load(config.locate(args.config))
+    except ConfigError:
+        if args.printer:
+            return None
+        raise
+
+
+def _printer(args, cfg):
+    if args.printer or cfg is None:
+        section = cfg.section("printer") if cfg else None
+        paper = args.paper or (section.choice("paper_mm", (80, 58), 80) if section else 80)
+        profile = args.profile or (section.get("profile", str, "default") if section else "default")
+        text = section.choice("text", ("auto", "raster"), "auto") if section else "auto"
+        try:
+            return open_printer(args.printer, paper_mm=paper, profile=profile, text=text)
+        except ValueError as exc:
+            raise ConfigError(f"--printer {args.printer}: {exc}") from None
+    if args.paper or args.profile:
+        cfg.raw.setdefault("printer", {}).update(
+            {k: v for k, v in (("paper_mm", args.paper), ("profile", args.profile)) if v})
+    return printing.printer_from_config(cfg)
+
+
+def cmd_print_test(args) -> int:
+    cfg = _config(args)
+    printer = _printer(args, cfg)
+    settings = printing.settings_from_config(cfg) if cfg else {}
+    langs = LANGUAGES if args.lang == "all" else [args.lang or settings.get("lang") or "en"]
+    where = (cfg.store, cfg.device_id) if cfg else ("-", "-")
+    results = []
+    if not printer.available:
+        print("kiosk: no printer configured: set [printer] url or pass --printer URL", file=sys.stderr)
+        return EXIT_FAIL
+    for lang in langs:
+        data = printing.sample_data(settings, store=where[0], device=where[1])
+        try:
+            path = printer.print_receipt(receipt.build(data, lang))
+        except PrinterError as exc:
+            results.append({"lang": lang, "printed": False, "fault": exc.fault, "message": str(exc)})
+            continue
+        results.append({"lang": lang, "printed": True, "path": path})
+    if args.json:
+        print_json({"printer": printer.url, "results": results})
+    for r in results if not args.json else []:
+        where_to = f" -> {r['path']}" if r.get("path") else ""
+        text = f"printed{where_to}" if r["printed"] else f"FAILED [{r['fault']}]: {r['message']}"
+        print(f"{printer.url} [{r['lang']}]: {text}")
+    return EXIT_OK if all(r["printed"] for r in results) else EXIT_FAIL

@@ -1,0 +1,68 @@
+"""Turning whatever a transport raised into one :class:`PrinterError` staff can act on.
+
+python-escpos wraps the real cause (``ConnectionRefusedError``, ``TimeoutError``, a
+pyusb ``USBError`` with an errno, ``PermissionError``...) in ``DeviceNotFoundError``
+without chaining it explicitly, so the cause is found on ``__context__``.
+"""
+
+import errno
+import socket
+
+from kiosk.errors import PrinterError
+
+MESSAGES = {
+    "unplugged": "Printer not found: check that it is plugged in and switched on.",
+    "offline": "Printer is offline: check that it is switched on and not in an error state.",
+    "refused": "Printer refused the connection: check its address and that it is switched on.",
+    "timeout": "Printer did not answer in time: check its cable or network and its power.",
+    "paper_out": "Printer is out of paper: load a new roll.",
+    "cover_open": "Printer cover is open: close it.",
+    "busy": "Printer is busy (another program is using it): close that program or replug the printer.",
+    "permission": "No permission to use the printer: the kiosk user needs the lp group (udev rule 60-kiosk-printer.rules).",
+    "error": "Printer failed",
+}
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _kind_of(exc: BaseException) -> str | None:
+    """The fault word for one exception, or None if it says nothing specific."""
+    code = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if isinstance(exc, ConnectionRefusedError) or code == errno.ECONNREFUSED:
+        return "refused"
+    if isinstance(exc, TimeoutError | socket.timeout) or code == errno.ETIMEDOUT or "timed out" in text:
+        return "timeout"
+    if code == errno.EBUSY or "resource busy" in text:
+        return "busy"
+    if isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM) or "access denied" in text:
+        return "permission"
+    if (isinstance(exc, FileNotFoundError) or code in (errno.ENOENT, errno.ENODEV, errno.ENXIO)
+            or "not found" in text or "no such device" in text):
+        return "unplugged"
+    if isinstance(exc, ConnectionError | BrokenPipeError) or code in (errno.EPIPE, errno.ECONNRESET, errno.EIO):
+        return "offline"
+    return None
+
+
+def classify(exc: BaseException, where: str) -> PrinterError:
+    """A :class:`PrinterError` for ``exc``; ``where`` names the printer in the message."""
+    if isinstance(exc, PrinterError):
+        return exc
+    for link in reversed(list(_chain(exc))):  # the original cause says most
+        kind = _kind_of(link)
+        if kind:
+            return PrinterError(kind, f"{MESSAGES[kind]} ({where})")
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return PrinterError("error", f"{MESSAGES['error']}: {detail} ({where})")
+
+
+def fault(kind: str, where: str, detail: str = "") -> PrinterError:
+    extra = f": {detail}" if detail else ""
+    return PrinterError(kind, f"{MESSAGES[kind]}{extra} ({where})")
