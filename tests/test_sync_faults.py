@@ -1,0 +1,226 @@
+"""Faults: broker restarts mid-drain, kill -9 of the agent, duplicate deliveries,
+forged, stale and broken lists. Every confirmed redemption reaches HQ exactly once."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from kiosk import config, context
+from kiosk.core import importer
+from kiosk.core.bundle import DirSource
+from kiosk.core.verdict import Verdict
+from sync import protocol, status
+from sync.agent import Agent
+from sync.hq import publish as hq_publish
+from sync.hq.collect import Collector
+from sync.hq.common import close, connect
+from sync.hq.db import HqDb
+from sync.testing import (
+    Broker,
+    hq_settings,
+    make_bundle,
+    make_signing_key,
+    wait_until,
+    write_device_config,
+)
+
+CODES = [f"F{i:05d}" for i in range(3000)]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Broker(tmp_path / "broker") as b:
+        hq_settings(b)
+        yield b
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    return make_signing_key(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def world(tmp_path, broker, signing):
+    """One device with list v1 installed, an HQ collector running; agent not started."""
+    program = f"p{uuid.uuid4().hex[:8]}"
+    password = broker.add_device(program, "s1", "k1")
+    cfg_path = write_device_config(tmp_path / "k1", broker, device="k1", store="s1",
+                                   program=program, trust={"hq1": signing[1]},
+                                   password_file=password, mqtt={"batch_size": 50})
+    bundle_dir = make_bundle(tmp_path / "b1", signing[0], key_id="hq1", program=program,
+                             version=1, codes=CODES, per_chunk=1000)
+    ledger = context.open_ledger(config.load(cfg_path))
+    importer.import_bundle(ledger.store, DirSource(bundle_dir), {"hq1": signing[0].public_key()},
+                           program)
+    db = HqDb(tmp_path / "hq.sqlite")
+    stop = threading.Event()
+    collector = Collector(db, program)
+    thread = threading.Thread(target=collector.run, args=(hq_settings(broker),),
+                              kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    wait_until(lambda: collector.client is not None, 15, what="collector connected")
+    w = type("World", (), dict(program=program, cfg_path=cfg_path, ledger=ledger,
+                               collector=collector, bundle=bundle_dir, tmp=tmp_path))
+    yield w
+    stop.set()
+    thread.join(15)
+
+
+def start_agent_thread(cfg_path):
+    agent = Agent(config.load(cfg_path))
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    return agent, thread
+
+
+def hq_ids(collector):
+    return [r["id"] for r in collector.db.rows("SELECT id FROM events")]
+
+
+def assert_exactly_once(world, redemption_ids):
+    wait_until(lambda: world.ledger.outbox_depth() == 0, 60, what="outbox drained and acked")
+    at_hq = hq_ids(world.collector)
+    assert sorted(at_hq) == sorted(redemption_ids)  # all there, none twice
+
+
+def test_broker_stopped_during_a_batch_and_restarted(world, broker):
+    ids = [world.ledger.confirm(code).redemption_id for code in CODES[:1500]]
+    agent, thread = start_agent_thread(world.cfg_path)
+    try:
+        wait_until(lambda: world.ledger.outbox_depth() < 1500, 30, interval=0.005,
+                   what="first acks")
+        broker.stop()  # mid-drain: some batches acked, some in flight, some unsent
+        assert world.ledger.outbox_depth() > 0
+        ids += [world.ledger.confirm(code).redemption_id for code in CODES[1500:1600]]
+        wait_until(lambda: not status.read_status(world.ledger.store)["connected"], 30,
+                   what="agent notices the broker is gone")
+        broker.start()
+        assert_exactly_once(world, ids)
+    finally:
+        agent.stop()
+        thread.join(15)
+
+
+def test_kill_9_agent_at_random_moments(world):
+    rng = random.Random(6)
+    ids = []
+    env = {**os.environ, "KIOSK_CONFIG": str(world.cfg_path)}
+    cmd = [sys.executable, "-m", "sync.agent_cli"]
+    codes = iter(CODES)
+    depths = []  # outbox depth after each kill: acks did arrive between kills
+    for _round in range(15):
+        log = open(world.tmp / "agent.log", "ab")
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + rng.uniform(0.2, 1.8)
+        while time.monotonic() < deadline:  # the counter keeps redeeming meanwhile
+            ids.append(world.ledger.confirm(next(codes)).redemption_id)
+            time.sleep(rng.uniform(0, 0.02))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        depths.append(world.ledger.outbox_depth())
+    ids += [world.ledger.confirm(next(codes)).redemption_id for _ in range(50)]
+    assert len(ids) - depths[-1] > 0, "no round got as far as an ack; the test proves nothing"
+    print(f"outbox depth after each kill: {depths}; {len(ids)} redemptions")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        assert_exactly_once(world, ids)
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0  # SIGTERM: clean stop
+
+
+def test_duplicate_deliveries_stored_once_and_acked_each_time(world, broker):
+    events = [world.ledger.confirm(code) for code in CODES[:5]]
+    batch = world.ledger.pending_events(10)
+    settings = hq_settings(broker, "k1")
+    device = connect(settings, "dup-sender")
+    acks = []
+    device.on_message = lambda c, u, m: acks.append(protocol.decode_ack(m.payload))
+    device.subscribe(protocol.device_topic(world.program, "s1", "k1", "acks"), qos=1)
+    try:
+        topic = protocol.device_topic(world.program, "s1", "k1", "redemptions")
+        for _ in range(3):  # the same batch, three times (a resend after a lost ack)
+            device.publish(topic, protocol.encode_events(batch), qos=1).wait_for_publish(10)
+        wait_until(lambda: len(acks) == 3, 30, what="three acks")
+    finally:
+        close(device)
+    assert all(sorted(ids) == sorted(e["id"] for e in batch) for ids, _ in acks)
+    assert sorted(hq_ids(world.collector)) == sorted(e.redemption_id for e in events)
+    assert world.collector.duplicates == 10
+
+    # and the agent, resending the same events, still leaves exactly one copy each
+    agent, thread = start_agent_thread(world.cfg_path)
+    try:
+        assert_exactly_once(world, [e.redemption_id for e in events])
+    finally:
+        agent.stop()
+        thread.join(15)
+
+
+def _publish_raw(broker, program, manifest_raw, signature, chunks=()):
+    client = connect(hq_settings(broker), "raw-publisher")
+    try:
+        for sha, payload in chunks:
+            client.publish(protocol.chunk_topic(program, sha), payload, qos=1,
+                           retain=True).wait_for_publish(10)
+        client.publish(protocol.manifest_topic(program),
+                       protocol.encode_manifest(manifest_raw, signature), qos=1,
+                       retain=True).wait_for_publish(10)
+    finally:
+        close(client)
+
+
+def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_path):
+    agent, thread = start_agent_thread(world.cfg_path)
+    store = world.ledger.store
+
+    def list_error_says(word):
+        return lambda: word in (status.read_status(store)["list_error"] or "")
+
+    try:
+        # signed by a key the device does not trust, under an unknown key id
+        rogue_key, _ = make_signing_key(tmp_path / "rogue")
+        rogue = make_bundle(tmp_path / "rogue-b", rogue_key, key_id="rogue", program=world.program,
+                            version=9, codes=["EVIL1"])
+        hq_publish.publish(hq_settings(broker), rogue, log=lambda *_: None)
+        wait_until(list_error_says("unknown_key"), 30, what="unknown key rejected")
+
+        # forged: claims the trusted key id, signed by another key
+        forged = make_bundle(tmp_path / "forged", rogue_key, key_id="hq1", program=world.program,
+                             version=9, codes=["EVIL2"])
+        hq_publish.publish(hq_settings(broker), forged, log=lambda *_: None)
+        wait_until(list_error_says("bad_signature"), 30, what="forged signature rejected")
+
+        # broken: validly signed, but the chunk on the broker is not the one it names
+        good = make_bundle(tmp_path / "v2", signing[0], key_id="hq1", program=world.program,
+                           version=2, codes=["GOOD2"])
+        raw = (good / "manifest.json").read_bytes()
+        chunk = json.loads(raw)["chunks"][0]
+        _publish_raw(broker, world.program, raw, (good / "manifest.sig").read_bytes(),
+                     chunks=[(chunk["sha256"], b"not the chunk")])
+        wait_until(list_error_says("chunk_hash"), 30, what="broken chunk rejected")
+
+        # stale: a validly signed but older version than the installed one
+        importer.import_bundle(store, DirSource(good), {"hq1": signing[0].public_key()},
+                               world.program)
+        hq_publish.publish(hq_settings(broker), world.bundle, log=lambda *_: None)
+        wait_until(list_error_says("rollback"), 30, what="stale list rejected")
+
+        have = importer.current(store)
+        assert have.version == 2  # every rejection left the current list in place
+        assert world.ledger.check("GOOD2").verdict is Verdict.READY
+        assert world.ledger.check("EVIL1").verdict is Verdict.UNKNOWN
+        assert world.ledger.check("EVIL2").verdict is Verdict.UNKNOWN
+        assert status.read_status(store)["list_error"]
+    finally:
+        agent.stop()
+        thread.join(15)
