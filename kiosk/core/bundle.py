@@ -17,6 +17,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ REWARD_TYPES = ("item", "percent", "amount", "addon")
 _CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _READ = 1 << 16
+_BLOCK = 1 << 21  # decompressed bytes per block (about 16,000 records)
 
 
 class Source(Protocol):
@@ -281,35 +283,183 @@ class _HashingReader:
         self.digest.update(data)
         return data
 
+    def drain(self) -> str:
+        """Hash whatever is left of the file; return the hex digest of all of it."""
+        while self.read(_READ):
+            pass
+        return self.digest.hexdigest()
 
-def iter_chunk(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[Record]:
-    """Stream one chunk's records; raise if it is truncated, corrupt or altered."""
+
+@contextmanager
+def _chunk_stream(source: Source, chunk: Chunk) -> Iterator[_HashingReader]:
+    """Open a chunk for hashing; a decoding error in a chunk whose bytes do not match
+    the manifest is reported as ``chunk_hash`` (the bytes were altered or damaged)."""
     with source.open(chunk.name) as raw:
         hashing = _HashingReader(raw)
-        count = 0
         try:
-            with gzip.GzipFile(fileobj=hashing, mode="rb") as lines:
-                for lineno, line in enumerate(lines, 1):
-                    if not line.strip():
-                        continue
-                    record = _record(line, f"chunk {chunk.name} line {lineno}")
-                    if record.op == "put" and record.reward_id not in rewards:
-                        raise BundleError("corrupt_chunk", f"chunk {chunk.name} line {lineno}: unknown reward_id {record.reward_id!r}")
-                    count += 1
-                    yield record
-            while hashing.read(_READ):  # hash any bytes after the gzip stream too
-                pass
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BundleError("corrupt_chunk", f"chunk {chunk.name} is truncated or not gzip ({exc})") from None
-    if hashing.digest.hexdigest() != chunk.sha256:
+            yield hashing
+        except BundleError as exc:
+            if exc.reason == "corrupt_chunk" and hashing.drain() != chunk.sha256:
+                raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match "
+                                  f"the manifest (the file was altered or damaged; {exc})") from None
+            raise
+
+
+def _blocks(hashing: _HashingReader, name: str) -> Iterator[bytes]:
+    """Decompressed data in large blocks that each end at a line end (the last may not)."""
+    try:
+        with gzip.GzipFile(fileobj=hashing, mode="rb") as gz:
+            tail = b""
+            while data := gz.read(_BLOCK):
+                data = tail + data
+                cut = data.rfind(b"\n") + 1
+                tail = data[cut:]
+                if cut:
+                    yield data[:cut]
+            if tail:
+                yield tail
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BundleError("corrupt_chunk", f"chunk {name} is truncated or not gzip ({exc})") from None
+
+
+def _finish(hashing: _HashingReader, chunk: Chunk, count: int) -> None:
+    if hashing.drain() != chunk.sha256:
         raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match the manifest")
     if count != chunk.records:
         raise BundleError("corrupt_chunk", f"chunk {chunk.name}: {count} records, manifest says {chunk.records}")
 
 
+def _lines(block: bytes, chunk: Chunk, first: int, rewards: Mapping) -> Iterator[Record]:
+    """The general (slow, exact) parser: one record a line, blank lines skipped."""
+    for lineno, line in enumerate(block.splitlines(), first):
+        if not line.strip():
+            continue
+        record = _record(line, f"chunk {chunk.name} line {lineno}")
+        if record.op == "put" and record.reward_id not in rewards:
+            raise BundleError("corrupt_chunk", f"chunk {chunk.name} line {lineno}: unknown reward_id {record.reward_id!r}")
+        yield record
+
+
+def iter_chunk(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[Record]:
+    """Stream one chunk's records; raise if it is truncated, corrupt or altered."""
+    with _chunk_stream(source, chunk) as hashing:
+        count, lineno = 0, 1
+        for block in _blocks(hashing, chunk.name):
+            for record in _lines(block, chunk, lineno, rewards):
+                count += 1
+                yield record
+            lineno += block.count(b"\n")
+        _finish(hashing, chunk, count)
+
+
 def iter_records(source: Source, manifest: Manifest) -> Iterator[Record]:
     for chunk in manifest.chunks:
         yield from iter_chunk(source, chunk, manifest.rewards)
+
+
+# -- fast path for the importer ------------------------------------------------------
+# A line exactly as ``kiosk-hq sign`` writes it is matched by one regular expression
+# over a whole block (C speed); any other valid JSON falls back to the exact parser.
+# Rows come out as runs of one shape, in bundle order:
+#   ("put1", (code_hash bytes, reward_id))                    max_uses 1, no dates/stores
+#   ("put", (code_hash, reward_id, valid_from, valid_until, max_uses, stores JSON))
+#   ("revoke", (code_hash,))
+#   ("any", (code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked))
+_S = r'"[^"\\\n]*"'
+_SIMPLE_PUT = re.compile(
+    r'^\{"op":"put","code_hash":"([0-9a-f]{64})","reward_id":"([^"\\\n]*)",'
+    r'"valid_from":null,"valid_until":null,"max_uses":1,"stores":null\}$', re.M)
+_PUT = re.compile(
+    r'^\{"op":"put","code_hash":"([0-9a-f]{64})","reward_id":"([^"\\\n]*)",'
+    rf'"valid_from":(null|{_S}),"valid_until":(null|{_S}),"max_uses":([1-9][0-9]{{0,8}}),'
+    rf'"stores":(null|\[(?:{_S}(?:,{_S})*)?\])\}}$', re.M)
+_REVOKE = re.compile(r'^\{"op":"revoke","code_hash":"([0-9a-f]{64})"\}$', re.M)
+
+
+class _NotCanonical(Exception):
+    pass
+
+
+def _epoch_of(text: str, cache: dict) -> int | None:
+    if text == "null":
+        return None
+    if text not in cache:
+        try:
+            cache[text] = timefmt.to_epoch(timefmt.parse(text[1:-1]))
+        except ValueError:
+            raise _NotCanonical from None
+    return cache[text]
+
+
+def _stores_of(text: str, cache: dict) -> str | None:
+    if text == "null":
+        return None
+    if text not in cache:
+        stores = json.loads(text)
+        cache[text] = json.dumps(stores) if stores else None
+    return cache[text]
+
+
+def _fast_block(block: bytes, rewards: Mapping, cache: dict) -> tuple[str, list] | None:
+    """All lines of the block as one run, if every line is in canonical form."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.count("\n") + (not text.endswith("\n"))
+    for regex, shape in ((_SIMPLE_PUT, "put1"), (_PUT, "put"), (_REVOKE, "revoke")):
+        found = regex.findall(text)
+        if len(found) != lines:
+            continue
+        if shape == "revoke":
+            return shape, [(bytes.fromhex(h),) for h in found]
+        if not {m[1] for m in found} <= rewards.keys():
+            return None
+        if shape == "put1":
+            return shape, [(bytes.fromhex(h), r) for h, r in found]
+        try:
+            return shape, [(bytes.fromhex(h), r, _epoch_of(vf, cache), _epoch_of(vu, cache),
+                            int(mu), _stores_of(st, cache)) for h, r, vf, vu, mu, st in found]
+        except _NotCanonical:
+            return None
+    return None
+
+
+def _record_row(record: Record) -> tuple:
+    h = bytes.fromhex(record.code_hash)
+    if record.op == "revoke":
+        return (h, None, None, None, 1, None, 1)
+    return (h, record.reward_id, timefmt.to_epoch(record.valid_from),
+            timefmt.to_epoch(record.valid_until), record.max_uses,
+            json.dumps(list(record.stores)) if record.stores else None, 0)
+
+
+def _slow_block(block: bytes, chunk: Chunk, first: int, rewards: Mapping) -> list[tuple[str, list]]:
+    rows = [_record_row(r) for r in _lines(block, chunk, first, rewards)]
+    return [("any", rows)] if rows else []
+
+
+def iter_chunk_rows(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[tuple[str, list]]:
+    """Like :func:`iter_chunk`, but yields runs ``(shape, rows)`` ready for SQLite.
+
+    Same checks (hash, record count, every record valid), about five times faster on
+    the canonical line form, which is what a million-code import needs."""
+    cache: dict = {}
+    with _chunk_stream(source, chunk) as hashing:
+        count, lineno = 0, 1
+        for block in _blocks(hashing, chunk.name):
+            fast = _fast_block(block, rewards, cache)
+            runs = [fast] if fast else _slow_block(block, chunk, lineno, rewards)
+            for shape, rows in runs:
+                count += len(rows)
+                yield shape, rows
+            lineno += block.count(b"\n")
+        _finish(hashing, chunk, count)
+
+
+def iter_rows(source: Source, manifest: Manifest) -> Iterator[tuple[str, list]]:
+    for chunk in manifest.chunks:
+        yield from iter_chunk_rows(source, chunk, manifest.rewards)
 
 
 def reward_title(reward: Mapping | None, lang: str, fallback: str = "en") -> str:

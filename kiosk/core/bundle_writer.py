@@ -73,7 +73,7 @@ def _csv_record(row: dict, line: int, salt: bytes, rewards: Mapping) -> dict:
     if reward_id not in rewards:
         raise CsvError(line, f"reward_id {reward_id!r} is not in the rewards table")
     max_uses_text = (row.get("max_uses") or "1").strip() or "1"
-    if not max_uses_text.isdigit() or int(max_uses_text) < 1:
+    if not (max_uses_text.isascii() and max_uses_text.isdigit()) or int(max_uses_text) < 1:
         raise CsvError(line, f"max_uses must be a positive whole number, not {max_uses_text!r}")
     stores = [s.strip() for s in (row.get("stores") or "").split(";") if s.strip()]
     return {

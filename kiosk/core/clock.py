@@ -10,6 +10,7 @@ redemption. Every event records which clock it used:
 * ``unsynced`` - neither, or the wall clock was behind the floor.
 """
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,14 +36,22 @@ class Clock:
 
     def __init__(self, floor: Callable[[], datetime | None] | None = None, *,
                  wall: Callable[[], float] = time.time, synced_flag: Path = SYNCED_FLAG,
-                 rtc_device: Path | None = RTC_DEVICE):
+                 rtc_device: Path | None = RTC_DEVICE, source_ttl: float = 1.0):
         self.floor, self.wall = floor, wall
         self.synced_flag, self.rtc_device = synced_flag, rtc_device
+        self.source_ttl = source_ttl  # seconds a source() answer is reused (two stat calls)
+        self._source: tuple[float, str] | None = None
 
     def source(self) -> str:
-        if self.synced_flag and Path(self.synced_flag).exists():
+        now = time.monotonic()
+        if self._source is None or now - self._source[0] >= self.source_ttl:
+            self._source = (now, self._probe())
+        return self._source[1]
+
+    def _probe(self) -> str:
+        if self.synced_flag and os.path.exists(self.synced_flag):
             return "synced"
-        if self.rtc_device and Path(self.rtc_device).exists():
+        if self.rtc_device and os.path.exists(self.rtc_device):
             return "rtc"
         return "unsynced"
 

@@ -1,36 +1,27 @@
 """Importing a verified bundle into the store, streaming and atomically.
 
-A full snapshot is loaded into ``codes_staging`` in short batches (so the kiosk can
-still record redemptions meanwhile) and swapped in by one quick transaction. A delta
-is applied in one transaction. Until the swap or commit the current list is
-untouched; any failure leaves it exactly as it was.
+Every record is first appended to ``codes_staging`` in short batches (so the kiosk can
+still record redemptions meanwhile; appends without an index are cheap). Then one
+transaction applies the staged records in key order: a full snapshot builds a new
+``codes`` table and swaps it in, a delta merges into the current one. Until that
+commit the current list is untouched; any failure leaves it exactly as it was.
 """
 
 import fcntl
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import bundle, timefmt
-from kiosk.core.bundle import Manifest, Record
+from kiosk.core.bundle import Manifest
 from kiosk.core.store import Store
 from kiosk.errors import BundleError
 
-BATCH = 20_000
+BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
-
-_PUT = (
-    "INSERT OR REPLACE INTO {table} "
-    "(code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked) "
-    "VALUES (?, ?, ?, ?, ?, ?, 0)"
-)
-_REVOKE = (
-    "INSERT INTO {table} (code_hash, max_uses, revoked) VALUES (?, 1, 1) "
-    "ON CONFLICT (code_hash) DO UPDATE SET revoked = 1"
-)
 
 
 @dataclass(frozen=True)
@@ -76,32 +67,31 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
         raise BundleError("bundle_expired", f"bundle expired at {timefmt.format(manifest.expires_at)}")
 
 
-def _row(r: Record) -> tuple:
-    return (
-        bytes.fromhex(r.code_hash), r.reward_id, timefmt.to_epoch(r.valid_from),
-        timefmt.to_epoch(r.valid_until), r.max_uses,
-        json.dumps(list(r.stores)) if r.stores else None,
-    )
-
-
-def _write(conn, table: str, batch: list[Record]) -> None:
-    puts = [_row(r) for r in batch if r.op == "put"]
-    revokes = [(bytes.fromhex(r.code_hash),) for r in batch if r.op == "revoke"]
-    if puts:
-        conn.executemany(_PUT.format(table=table), puts)
-    if revokes:
-        conn.executemany(_REVOKE.format(table=table), revokes)
-
-
-def _batches(records: Iterable[Record], size: int):
-    batch = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+_STAGE = {
+    "put1": "INSERT INTO codes_staging (code_hash, reward_id) VALUES (?, ?)",
+    "put": "INSERT INTO codes_staging (code_hash, reward_id, valid_from, valid_until, max_uses, "
+           "stores) VALUES (?, ?, ?, ?, ?, ?)",
+    "revoke": "INSERT INTO codes_staging (code_hash, revoked) VALUES (?, 1)",
+    "any": "INSERT INTO codes_staging (code_hash, reward_id, valid_from, valid_until, max_uses, "
+           "stores, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",
+}
+# Applies the staged records to a codes table in key order (fast B-tree appends);
+# ``seq`` keeps bundle order for a code listed twice: a put replaces the whole row,
+# a revoke keeps the row and marks it revoked (or adds a bare revoked row).
+_MERGE = """
+INSERT INTO {table} (code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked)
+SELECT code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked
+FROM codes_staging WHERE true ORDER BY code_hash, seq
+ON CONFLICT (code_hash) DO UPDATE SET
+  reward_id = iif(excluded.revoked, reward_id, excluded.reward_id),
+  valid_from = iif(excluded.revoked, valid_from, excluded.valid_from),
+  valid_until = iif(excluded.revoked, valid_until, excluded.valid_until),
+  max_uses = iif(excluded.revoked, max_uses, excluded.max_uses),
+  stores = iif(excluded.revoked, stores, excluded.stores),
+  revoked = excluded.revoked
+"""
+_LIVE_STAGED = ("SELECT count(*) FROM codes WHERE revoked = 0 AND code_hash IN "
+                "(SELECT code_hash FROM codes_staging)")
 
 
 def _save_list(conn, manifest: Manifest, count: int) -> None:
@@ -121,45 +111,65 @@ def _save_list(conn, manifest: Manifest, count: int) -> None:
         Store.set_meta(conn, "clock_floor", issued)
 
 
-def _load_snapshot(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
-    conn = store.conn
+def _drop_staging(conn) -> None:
     conn.execute("DROP TABLE IF EXISTS codes_staging")
+    conn.execute("DROP TABLE IF EXISTS codes_new")
+
+
+def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
+    """Stream every record into ``codes_staging`` in short transactions (the kiosk keeps
+    recording redemptions meanwhile). Appends only: no index, so it is cheap."""
+    conn = store.conn
+    _drop_staging(conn)
     conn.execute(
-        "CREATE TABLE codes_staging (code_hash BLOB PRIMARY KEY, reward_id TEXT, "
-        "valid_from INTEGER, valid_until INTEGER, max_uses INTEGER NOT NULL DEFAULT 1, "
-        "stores TEXT, revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
+        "CREATE TABLE codes_staging (seq INTEGER PRIMARY KEY, code_hash BLOB NOT NULL, "
+        "reward_id TEXT, valid_from INTEGER, valid_until INTEGER, "
+        "max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT, revoked INTEGER NOT NULL DEFAULT 0)"
     )
-    done, total = 0, manifest.record_count
-    try:
-        for batch in _batches(bundle.iter_records(source, manifest), BATCH):
-            with store.transaction() as tx:
-                _write(tx, "codes_staging", batch)
-            done += len(batch)
+    done, total, pending, size = 0, manifest.record_count, [], 0
+    for shape, rows in bundle.iter_rows(source, manifest):
+        pending.append((shape, rows))
+        size += len(rows)
+        if size >= BATCH:
+            _write_runs(store, pending)
+            done, pending, size = done + size, [], 0
             if progress:
                 progress(done, total)
+    _write_runs(store, pending)
+    if progress:
+        progress(done + size, total)
+
+
+def _write_runs(store: Store, runs: list) -> None:
+    if runs:
         with store.transaction() as tx:
-            check_applicable(manifest, current(store), manifest.program)
-            count = tx.execute("SELECT count(*) FROM codes_staging WHERE revoked = 0").fetchone()[0]
-            tx.execute("ALTER TABLE codes RENAME TO codes_old")
-            tx.execute("ALTER TABLE codes_staging RENAME TO codes")
-            _save_list(tx, manifest, count)
-        conn.execute("DROP TABLE codes_old")
-    except BaseException:
-        conn.execute("DROP TABLE IF EXISTS codes_staging")
-        raise
+            for shape, rows in runs:
+                tx.executemany(_STAGE[shape], rows)
 
 
-def _apply_delta(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
-    done, total = 0, manifest.record_count
+def _swap_snapshot(store: Store, manifest: Manifest) -> None:
+    """One transaction: build the new table in key order, swap it in, record the list."""
     with store.transaction() as tx:
         check_applicable(manifest, current(store), manifest.program)
-        for batch in _batches(bundle.iter_records(source, manifest), BATCH):
-            _write(tx, "codes", batch)
-            done += len(batch)
-            if progress:
-                progress(done, total)
-        count = tx.execute("SELECT count(*) FROM codes WHERE revoked = 0").fetchone()[0]
+        ddl = tx.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'codes'").fetchone()[0]
+        tx.execute(ddl.replace("codes", "codes_new", 1))
+        tx.execute(_MERGE.format(table="codes_new"))
+        count = tx.execute("SELECT count(*) FROM codes_new WHERE revoked = 0").fetchone()[0]
+        tx.execute("ALTER TABLE codes RENAME TO codes_old")
+        tx.execute("ALTER TABLE codes_new RENAME TO codes")
         _save_list(tx, manifest, count)
+    store.conn.execute("DROP TABLE codes_old")
+
+
+def _merge_delta(store: Store, manifest: Manifest) -> None:
+    """One transaction: re-check the base, apply the staged records, record the list."""
+    with store.transaction() as tx:
+        have = current(store)
+        check_applicable(manifest, have, manifest.program)
+        before = tx.execute(_LIVE_STAGED).fetchone()[0]
+        tx.execute(_MERGE.format(table="codes"))
+        after = tx.execute(_LIVE_STAGED).fetchone()[0]
+        _save_list(tx, manifest, have.code_count - before + after)
 
 
 def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed25519PublicKey],
@@ -173,8 +183,12 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BundleError("busy", "another code list import is running; try again when it ends") from None
-        if manifest.is_delta:
-            _apply_delta(store, source, manifest, progress)
-        else:
-            _load_snapshot(store, source, manifest, progress)
+        try:
+            _stage(store, source, manifest, progress)
+            if manifest.is_delta:
+                _merge_delta(store, manifest)
+            else:
+                _swap_snapshot(store, manifest)
+        finally:
+            _drop_staging(store.conn)
     return manifest

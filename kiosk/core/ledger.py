@@ -6,7 +6,6 @@ confirmation writes the redemption, the use counter and the outbox event in one
 concurrent confirms of a single-use code (threads or processes) yield one redemption.
 """
 
-import hashlib
 import hmac
 import json
 import re
@@ -78,13 +77,29 @@ class Ledger:
         self.store, self.identity, self.lang, self.pattern = store, identity, lang, pattern
         self.void_window = void_window
         self.clock = clock or Clock()
+        self._cache_key: tuple | None = None
+        self._cached: tuple = (None, None)
         if self.clock.floor is None:  # the ledger knows the newest time already seen
             self.clock.floor = self.clock_floor
 
+    # -- cached database state --------------------------------------------------
+    def _state(self) -> tuple:
+        """(current list, clock floor), re-read only when the database changed.
+
+        ``PRAGMA data_version`` changes when another connection commits; this
+        connection's own writes show in ``total_changes``. A lookup then costs two
+        indexed queries instead of re-reading and re-parsing the list's rewards."""
+        conn = self.store.conn
+        key = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        if key != self._cache_key:
+            value = self.store.get_meta("clock_floor")
+            self._cached = (importer.current(self.store), timefmt.parse(value) if value else None)
+            self._cache_key = key
+        return self._cached
+
     # -- time ---------------------------------------------------------------
     def clock_floor(self) -> datetime | None:
-        value = self.store.get_meta("clock_floor")
-        return timefmt.parse(value) if value else None
+        return self._state()[1]
 
     # -- verdicts -------------------------------------------------------------
     def check(self, data: str | bytes, lang: str | None = None) -> Result:
@@ -96,10 +111,10 @@ class Ledger:
         if not parsed.is_code:
             return Result(Verdict.NOT_A_CODE, parsed.raw)
         masked = parsed.code[-4:]
-        have = importer.current(self.store)
+        have = self._state()[0]
         if have is None:
             return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
-        digest = hmac.new(have.code_salt, parsed.code.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(have.code_salt, parsed.code.encode(), "sha256")
         row = _code_row(conn.execute(
             "SELECT reward_id, valid_from, valid_until, max_uses, stores, revoked "
             "FROM codes WHERE code_hash = ?", (digest,)).fetchone())

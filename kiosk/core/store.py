@@ -6,6 +6,7 @@ transaction. Schema changes are named migrations recorded in ``migrations``.
 """
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -90,6 +91,7 @@ class Store:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._tx_lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path)
@@ -109,14 +111,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE``: takes the write lock first, so checks inside are race-free."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        """``BEGIN IMMEDIATE``: takes the write lock first, so checks inside are race-free.
+
+        Threads sharing this Store (UI thread, sync thread) take turns: one connection
+        can hold only one transaction, so a thread lock serialises them first."""
+        with self._tx_lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self.transaction() as conn:

@@ -1,0 +1,156 @@
+"""Benchmark of the code list: import a 1,000,000-code bundle and a 10,000-code delta,
+then time verdict lookups. Prints figures; asserts nothing (see DESIGN.md section 8).
+
+    .venv/bin/python bench/codes.py [--codes 1000000] [--delta 10000] [--lookups 100000]
+
+Bundles are generated in a temporary folder by ``kiosk.core.bundle_writer`` from a
+generator (never a list in memory). Each import runs in a child process so its peak
+RSS (``VmHWM``) counts only the import, not the generation.
+Goals on the 2-core dev machine: full import < 10 s, peak RSS < 150 MB, delta < 1 s,
+lookup p99 < 0.2 ms.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kiosk.core import bundle, bundle_writer, codes, importer, keys  # noqa: E402
+from kiosk.core.clock import Clock  # noqa: E402
+from kiosk.core.ledger import Identity, Ledger  # noqa: E402
+from kiosk.core.store import Store  # noqa: E402
+
+PROGRAM = "bench"
+REWARDS = {
+    "coffee": {"type": "item", "value": 1, "title": {"en": "Free coffee"}},
+    "ten": {"type": "percent", "value": 10, "title": {"en": "10% off"}},
+}
+
+
+def code_of(i: int) -> str:
+    return f"BN{i:08d}Q"
+
+
+def full_records(n: int, salt: bytes):
+    for i in range(n):
+        yield {"op": "put", "code_hash": codes.code_hash(salt, code_of(i)),
+               "reward_id": "coffee" if i % 3 else "ten", "valid_from": None,
+               "valid_until": None, "max_uses": 1, "stores": None}
+
+
+def delta_records(n: int, base: int, salt: bytes):
+    """Half new codes, a quarter re-put (changed reward), a quarter revoked."""
+    for j in range(n):
+        if j % 2 == 0:
+            yield {"op": "put", "code_hash": codes.code_hash(salt, code_of(base + j)),
+                   "reward_id": "coffee", "valid_from": None, "valid_until": None,
+                   "max_uses": 2, "stores": None}
+        elif j % 4 == 1:
+            yield {"op": "put", "code_hash": codes.code_hash(salt, code_of(j * 7)),
+                   "reward_id": "ten", "valid_from": None, "valid_until": None,
+                   "max_uses": 1, "stores": ["s1"]}
+        else:
+            yield {"op": "revoke", "code_hash": codes.code_hash(salt, code_of(j * 11))}
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_import(db: str, path: str, pub: str) -> None:
+    """Runs in the child process: import one bundle, print seconds and peak RSS."""
+    store = Store(db)
+    trusted = {"bench": keys.load_public(Path(pub))}
+    start = time.perf_counter()
+    source = bundle.open_source(Path(path))
+    manifest = importer.import_bundle(store, source, trusted, PROGRAM)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(),
+                      "records": manifest.record_count}))
+
+
+def run_child(db: Path, path: Path, pub: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child-import", str(db), str(path), str(pub)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def time_lookups(db: Path, n_codes: int, n: int) -> tuple[float, float, float]:
+    ledger = Ledger(Store(db), Identity("bench-1", "s1", PROGRAM), clock=Clock())
+    rng = random.Random(7)
+    payloads = [code_of(rng.randrange(n_codes)) if i % 2 else f"ZZ{rng.randrange(10**8):08d}Q"
+                for i in range(n)]
+    for p in payloads[:1000]:  # warm the page cache and the list cache
+        ledger.check(p)
+    samples = []
+    for p in payloads:
+        t0 = time.perf_counter_ns()
+        ledger.check(p)
+        samples.append(time.perf_counter_ns() - t0)
+    samples.sort()
+    ms = [s / 1e6 for s in samples]
+    return ms[len(ms) // 2], ms[int(len(ms) * 0.99)], statistics.fmean(ms)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--codes", type=int, default=1_000_000)
+    ap.add_argument("--delta", type=int, default=10_000)
+    ap.add_argument("--lookups", type=int, default=100_000)
+    ap.add_argument("--child-import", nargs=3, metavar=("DB", "BUNDLE", "PUB"))
+    args = ap.parse_args()
+    if args.child_import:
+        child_import(*args.child_import)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
+        tmp = Path(tmp)
+        priv, pub = keys.generate(tmp / "keys")
+        key = keys.load_private(priv)
+        salt = bundle_writer.new_salt()
+        t0 = time.perf_counter()
+        full = bundle_writer.write(
+            bundle_writer.Spec(PROGRAM, 1, "bench", salt, REWARDS),
+            full_records(args.codes, salt), key, tmp / "full")
+        delta = bundle_writer.write(
+            bundle_writer.Spec(PROGRAM, 2, "bench", salt, REWARDS, base_version=1),
+            delta_records(args.delta, args.codes, salt), key, tmp / "delta")
+        gen_s = time.perf_counter() - t0
+        size_mb = sum(p.stat().st_size for p in full.iterdir()) / 1e6
+
+        db = tmp / "device" / "kiosk.sqlite"
+        Store(db).close()
+        a = run_child(db, full, pub)
+        b = run_child(db, delta, pub)
+        p50, p99, mean = time_lookups(db, args.codes, args.lookups)
+        db_mb = db.stat().st_size / 1e6
+
+    load = os.getloadavg()
+    print(f"redeem-kiosk code list benchmark (load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}, {os.cpu_count()} CPUs)")
+    print(f"  generated bundles in {gen_s:.1f} s (full bundle {size_mb:.1f} MB)")
+    print(f"  full import   {a['records']:>9,} codes  {a['seconds']:6.2f} s   "
+          f"peak RSS {a['rss_mb']:.0f} MB   (goal < 10 s, < 150 MB)")
+    print(f"  delta import  {b['records']:>9,} records {b['seconds']:6.3f} s   "
+          f"peak RSS {b['rss_mb']:.0f} MB   (goal < 1 s)")
+    print(f"  lookups       {args.lookups:>9,} payloads p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+          f"mean {mean:.3f} ms   (goal p99 < 0.2 ms; half unknown)")
+    print(f"  database      {db_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
