@@ -1,0 +1,184 @@
+"""HQ database rules, report, enroll, credentials, protocol and `kiosk sync-status`
+(no broker needed here; the broker tests are in the other test_sync_* files)."""
+
+import csv
+import io
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kiosk import cli, config, context
+from kiosk.core.bundle import DirSource
+from kiosk.core.importer import import_bundle
+from sync import agent_cli, hq_cli, protocol, status
+from sync.hq import credentials
+from sync.hq.db import HqDb
+from sync.testing import make_bundle, make_signing_key
+
+
+def ev(i, code="c" * 64, kind="redeem", voids=None, at="2026-11-20T10:00:00.000Z", reward="coffee"):
+    return {"id": f"e{i}", "seq": i, "kind": kind, "voids": voids, "code_hash": code,
+            "reward_id": reward, "list_version": 1, "at": at, "clock": "synced", "staff": None}
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = HqDb(tmp_path / "hq.sqlite")
+    yield d
+    d.close()
+
+
+def test_events_stored_once_and_conflicts_flagged_once(db):
+    first = db.store_batch("p", "s1", "k1", [ev(1), ev(2, code="d" * 64)])
+    assert first.new == 2 and first.ids == ["e1", "e2"] and first.conflicts == []
+    again = db.store_batch("p", "s1", "k1", [ev(1), ev(2, code="d" * 64)])
+    assert again.new == 0 and again.ids == ["e1", "e2"]  # still acked
+    second = db.store_batch("p", "s2", "k2", [ev(3)])  # same single-use code elsewhere
+    assert second.conflicts == ["e3"]
+    assert db.store_batch("p", "s2", "k2", [ev(3)]).conflicts == []  # replay: not re-flagged
+    assert db.count("events") == 3 and db.count("conflicts") == 1
+    row = db.rows("SELECT * FROM events WHERE id = 'e3'")[0]
+    assert (row["store"], row["device"]) == ("s2", "k2")  # the topic names the sender
+
+
+def test_max_uses_from_bundle_and_voids(db, tmp_path):
+    key, _pub = make_signing_key(tmp_path / "k")
+    from kiosk.core.codes import code_hash
+
+    bundle = make_bundle(tmp_path / "b", key, key_id="hq1", program="p", version=1,
+                         codes=[("MULTI", 2)], salt=b"s" * 32)
+    assert db.load_bundle(bundle) == ("p", 1)
+    h = code_hash(b"s" * 32, "MULTI")
+    assert db.store_batch("p", "s", "k", [ev(1, h), ev(2, h)]).conflicts == []
+    # a void frees a use; a void of an unknown event is flagged until that event arrives
+    assert db.store_batch("p", "s", "k", [ev(4, h, "void", voids="e1")]).conflicts == []
+    assert db.store_batch("p", "s", "k", [ev(3, h)]).conflicts == []
+    assert db.store_batch("p", "s", "k", [ev(5, h)]).conflicts == ["e5"]
+    assert db.store_batch("p", "s", "k", [ev(7, h, "void", voids="e6")]).conflicts == ["e7"]
+    assert db.store_batch("p", "s", "k", [ev(6, h)]).conflicts == []
+    kinds = [r["kind"] for r in db.rows("SELECT kind FROM conflicts ORDER BY event_id")]
+    assert kinds == ["over_redeemed"]  # e7's void_unknown was resolved by e6
+
+
+def run_hq(argv, capsys):
+    code = hq_cli.main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_report_formats(db, tmp_path, capsys):
+    db.store_batch("p", "s1", "k1", [ev(1), ev(2, code="d" * 64), ev(3, code="d" * 64, kind="void", voids="e2")])
+    db.store_batch("p", "s2", "k2", [ev(4, at="2026-11-21T09:00:00Z")])
+    path = str(tmp_path / "hq.sqlite")
+    code, out, _ = run_hq(["report", "--db", path, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["totals"] == {"redeemed": 3, "voided": 1, "conflicts": 1}
+    assert {(r["day"], r["store"], r["redeemed"], r["net"]) for r in report["rows"]} == {
+        ("2026-11-20", "s1", 2, 1), ("2026-11-21", "s2", 1, 1)}
+    assert report["conflicts"][0]["event_id"] == "e4"
+    code, out, _ = run_hq(["report", "--db", path, "--csv", "--since", "2026-11-21"], capsys)
+    table, conflicts = out.split("\n\n")
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [(r["store"], r["redeemed"]) for r in rows] == [("s2", "1")]
+    assert "over_redeemed" in conflicts
+    code, out, _ = run_hq(["report", "--db", path], capsys)
+    assert "CONFLICT over_redeemed" in out and "total: 3 redeemed" in out
+    code, _, err = run_hq(["report", "--db", path, "--since", "someday"], capsys)
+    assert code == 2 and "not a date" in err
+    code, _, err = run_hq(["report", "--db", str(tmp_path / "none.sqlite")], capsys)
+    assert code == 1 and "no database" in err
+
+
+def test_password_hash_matches_mosquitto_passwd(tmp_path):
+    pwfile = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "u1", "s3cret"], check=True)
+    encoded = pwfile.read_text().strip().split(":", 1)[1]
+    assert credentials.check_password("s3cret", encoded)
+    assert not credentials.check_password("wrong", encoded)
+    ours = credentials.password_hash("s3cret")
+    assert ours.startswith("$7$101$") and credentials.check_password("s3cret", ours)
+
+
+def test_enroll_writes_a_loadable_config_and_broker_entries(tmp_path, capsys):
+    _key, pub = make_signing_key(tmp_path / "keys")
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    acl.write_text("user hq\ntopic readwrite kiosk/v1/#\n")
+    args = ["enroll", "--device", "k7", "--store", "s3", "--program", "loyal",
+            "--broker", "mqtts://hq.example:8883", "--trust", f"hq1={pub}",
+            "--passwd-file", str(passwd), "--acl-file", str(acl), "--data-dir", "data"]
+    code, out, err = run_hq([*args, "--out", str(tmp_path / "k7")], capsys)
+    assert code == 0, err
+    cfg = config.load(tmp_path / "k7" / "kiosk.toml")
+    assert (cfg.device_id, cfg.store, cfg.program) == ("k7", "s3", "loyal")
+    assert set(cfg.trusted_keys) == {"hq1"}
+    from sync.connection import from_section
+
+    broker = from_section(cfg.section("mqtt"))
+    assert broker.tls and broker.username == "k7" and broker.port == 8883
+    user, encoded = passwd.read_text().strip().split(":", 1)
+    assert user == "k7" and credentials.check_password(broker.password, encoded)
+    assert "topic write kiosk/v1/loyal/stores/s3/devices/k7/redemptions" in acl.read_text()
+    # enrolling again replaces the entries instead of adding more
+    code, _, _ = run_hq([*args, "--out", str(tmp_path / "k7b")], capsys)
+    assert code == 0 and acl.read_text().count("user k7") == 1
+    assert len(passwd.read_text().splitlines()) == 1
+    code, _, err = run_hq([*args, "--out", str(tmp_path / "k7")], capsys)
+    assert code == 1 and "exists" in err
+    code, _, err = run_hq(["enroll", "--device", "bad/id", "--store", "s", "--program", "p",
+                           "--broker", "mqtts://h", "--out", str(tmp_path / "x")], capsys)
+    assert code == 1 and "--device" in err
+
+
+def test_protocol_rejects_bad_messages():
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_events(b"{}")
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_events(b'[{"id": "x", "kind": "steal", "code_hash": "a"}]')
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_manifest(b'{"manifest": "###"}')
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_ack(b'{"ids": [1]}')
+    assert protocol.decode_manifest(protocol.encode_manifest(b"m", b"s")) == (b"m", b"s")
+    t = protocol.parse_device_topic(protocol.device_topic("p", "s", "d", "redemptions"))
+    assert (t.program, t.store, t.device, t.leaf) == ("p", "s", "d", "redemptions")
+
+
+@pytest.fixture
+def device_cfg(tmp_path):
+    key, pub = make_signing_key(tmp_path / "keys")
+    path = tmp_path / "kiosk.toml"
+    path.write_text(f'[device]\nid = "k1"\nstore = "s1"\nprogram = "p"\ndata_dir = "data"\n'
+                    f'[trust.keys]\nhq1 = "{pub}"\n')
+    bundle = make_bundle(tmp_path / "b", key, key_id="hq1", program="p", version=1, codes=["ALPHA001", "ALPHA002"])
+    ledger = context.open_ledger(config.load(path))
+    import_bundle(ledger.store, DirSource(bundle), {"hq1": key.public_key()}, "p")
+    return path, ledger
+
+
+def test_sync_status_cli_and_staleness(device_cfg, capsys):
+    path, ledger = device_cfg
+    r = ledger.confirm("ALPHA001")
+    assert r.verdict == "redeemed", r
+    assert cli.main(["--config", str(path), "sync-status", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["connected"] is False and info["pending"] == 1 and info["last_sync"] is None
+    now = datetime.now(UTC)
+    status.write_status(ledger.store, connected=True, seen_at=now, last_sync=now,
+                        broker="mqtts://hq:8883")
+    assert cli.main(["--config", str(path), "sync-status"]) == 0
+    out = capsys.readouterr().out
+    assert "connected to mqtts://hq:8883" in out and "1 event(s)" in out
+    later = now + status.STALE_AFTER + timedelta(seconds=1)
+    assert status.read_status(ledger.store, now=later)["connected"] is False  # agent killed
+
+
+def test_kiosk_sync_reports_config_errors(device_cfg, capsys):
+    path, _ledger = device_cfg
+    assert agent_cli.main(["--config", str(path)]) == 2
+    assert "[mqtt] broker" in capsys.readouterr().err
+    with open(path, "a") as fh:
+        fh.write('[mqtt]\nbroker = "http://nowhere"\n')
+    assert agent_cli.main(["--config", str(path)]) == 2
+    assert "mqtts://" in capsys.readouterr().err
