@@ -1,0 +1,203 @@
+"""Scanning benchmark: decode rate and speed of every decoder configuration.
+
+Runs each configuration on the real phone photos of ``../shared/corpus/qr-photos``
+(truth in the .txt beside each image, compared with CRLF folded to LF and outer
+whitespace stripped), then the full pipeline (frame source -> scanner threads ->
+event), then the per-frame cost at 640x480 on synthetic camera frames. Every
+decoder is single-threaded (``--pin`` pins the process to one core). Prints tables; asserts nothing (DESIGN.md s8).
+
+    python bench/scan.py [--corpus DIR] [--repeat N]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kiosk.hardware.camera import synthetic  # noqa: E402
+from kiosk.hardware.camera.base import FrameSource  # noqa: E402
+from kiosk.hardware.camera.replay import IMAGE_SUFFIXES, load_gray  # noqa: E402
+from kiosk.hardware.decoder import Decoded, make_decoder  # noqa: E402
+from kiosk.hardware.scanner import Scanner  # noqa: E402
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "qr-photos"
+PIPELINE_FPS = 30
+CONFIGS = ["zxing", "zxing-global", "pyzbar", "pyzbar-fast", "zxing,zxing-global",
+           "zxing,pyzbar", "zxing,zxing-global,pyzbar", "auto"]
+
+
+def normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").strip()
+
+
+def load_corpus(folder: Path) -> list[tuple[str, np.ndarray, str]]:
+    items = []
+    for path in sorted(folder.rglob("*")):
+        truth = path.with_suffix(".txt")
+        if path.suffix.lower() in IMAGE_SUFFIXES and truth.exists():
+            text = normalise(truth.read_bytes().decode("utf-8"))
+            items.append((str(path.relative_to(folder)), load_gray(path), text))
+    return items
+
+
+class RawZxing:
+    """zxing-cpp as it comes: QR formats, library defaults (HRI text)."""
+
+    name = "raw zxing-cpp"
+
+    def __init__(self):
+        import zxingcpp
+
+        self.zx = zxingcpp
+
+    def decode(self, gray):
+        found = self.zx.read_barcodes(gray, formats=self.zx.BarcodeFormat.QRCode)
+        return [Decoded(b.text, "zxing") for b in found]
+
+
+class RawPyzbar:
+    """pyzbar as it comes: QR symbols, no inversion, bytes as UTF-8."""
+
+    name = "raw pyzbar"
+
+    def __init__(self):
+        from pyzbar import pyzbar
+
+        self.pz = pyzbar
+
+    def decode(self, gray):
+        found = self.pz.decode(gray, symbols=[self.pz.ZBarSymbol.QRCODE])
+        return [Decoded(r.data.decode("utf-8", "replace"), "pyzbar") for r in found]
+
+
+def time_decoder(decoder, images, repeat: int) -> tuple[list[float], list[list[Decoded]]]:
+    """Per-image best-of-``repeat`` milliseconds, and the results."""
+    best, results = [float("inf")] * len(images), []
+    for r in range(repeat):
+        for i, gray in enumerate(images):
+            start = time.perf_counter()
+            found = decoder.decode(gray)
+            best[i] = min(best[i], (time.perf_counter() - start) * 1000)
+            if r == 0:
+                results.append(found)
+    return best, results
+
+
+def p95(values):
+    return float(np.percentile(values, 95))
+
+
+class ListSource(FrameSource):
+    """Preloaded frames played once at ``fps`` like a camera (no disk reads)."""
+
+    def __init__(self, images, fps: float):
+        super().__init__("bench")
+        self.images, self.position, self.interval = images, 0, 1.0 / fps
+        self.due = time.monotonic()
+
+    def _grab(self, timeout):
+        if self.position >= len(self.images):
+            return None
+        self.due += self.interval
+        time.sleep(max(0.0, self.due - time.monotonic()))
+        self.position += 1
+        return self.images[self.position - 1]
+
+
+def run_pipeline(items, name: str):
+    """The whole pipeline on the corpus: correct count, per-frame latency capture->event."""
+    events = []
+    scanner = Scanner(ListSource([g for _, g, _ in items], PIPELINE_FPS), make_decoder(name),
+                      events.append, repeat_window=0.0, drop_frames=False)
+    scanner.run()
+    correct = {e.frame_index for e in events if normalise(e.payload) == items[e.frame_index][2]}
+    return len(correct), [e.latency_ms for e in events]
+
+
+def corpus_table(items, repeat: int) -> None:
+    images = [g for _, g, _ in items]
+    rows, times = [], {}
+    decoders = [RawPyzbar(), RawZxing()] + [make_decoder(c) for c in CONFIGS]
+    raw_hits = {}
+    for decoder in decoders:
+        label = decoder.name if decoder.name.startswith("raw") else f"decoder {decoder.name}"
+        if decoder.name == "auto":
+            label = "decoder auto (default)"
+        ms, results = time_decoder(decoder, images, repeat)
+        hits = {i for i, found in enumerate(results)
+                if items[i][2] in [normalise(d.text) for d in found]}
+        if label.startswith("raw"):
+            raw_hits[label] = hits
+        times[label] = ms
+        rows.append((label, len(hits), statistics.median(ms), p95(ms)))
+    fastest = min(statistics.median(times[k]) for k in raw_hits)
+    union = len(set().union(*raw_hits.values()))
+    n = len(items)
+    print(f"\nCorpus {n} images: decoded correctly, ms per image (best of {repeat})")
+    print(f"{'configuration':34} {'decoded':>12} {'median ms':>10} {'p95 ms':>8} {'vs fastest raw':>15}")
+    for label, hits, med, p in rows:
+        print(f"{label:34} {hits:4d} {100 * hits / n:5.1f}% {med:10.3f} {p:8.3f} {med / fastest:14.2f}x")
+    correct, latency = run_pipeline(items, "auto")
+    print(f"{'pipeline auto, capture->event':34} {correct:4d} {100 * correct / n:5.1f}% "
+          f"{statistics.median(latency):10.3f} {p95(latency):8.3f} "
+          f"{statistics.median(latency) / fastest:14.2f}x")
+    print(f"  union of raw pyzbar and raw zxing-cpp: {union}/{n} ({100 * union / n:.1f}%); "
+          f"pipeline: frames paced at {PIPELINE_FPS} fps through the scanner threads")
+
+
+def frame_table(repeat: int) -> None:
+    payload = "https://loyalty.example.com/r/ABCD-EFGH-2345"
+    card = synthetic.wallet_card(payload)
+    frames = {
+        "wallet card": card,
+        "dark-mode card": synthetic.wallet_card(payload, dark=True),
+        "dark card + glare": synthetic.glare(synthetic.wallet_card(payload, dark=True), strength=210),
+        "no code (counter)": synthetic.blank(),
+        "no code (white noise)": np.random.default_rng(1).integers(0, 256, (480, 640), dtype=np.uint8),
+    }
+    print(f"\n640x480 frames: ms per frame (median of {10 * repeat}), "
+          "found = codes read; 33.3 ms = 30 fps on one core")
+    print(f"{'configuration':28}" + "".join(f"{k:>24}" for k in frames))
+    for name in CONFIGS:
+        decoder = make_decoder(name)
+        cells = []
+        for gray in frames.values():
+            decoder.decode(gray)
+            ms = []
+            for _ in range(10 * repeat):
+                start = time.perf_counter()
+                found = decoder.decode(gray)
+                ms.append((time.perf_counter() - start) * 1000)
+            cells.append(f"{statistics.median(ms):8.2f} ms found {len(found)}")
+        print(f"{name:28}" + "".join(f"{c:>24}" for c in cells))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--repeat", type=int, default=5, help="timing passes per image")
+    parser.add_argument("--pin", action="store_true", help="pin the process to one CPU core")
+    args = parser.parse_args(argv)
+    if args.pin and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    if not args.corpus.is_dir():
+        print(f"bench/scan.py: corpus folder {args.corpus} not found (use --corpus)", file=sys.stderr)
+        return 2
+    items = load_corpus(args.corpus)
+    if not items:
+        print(f"bench/scan.py: no images with .txt truth in {args.corpus}", file=sys.stderr)
+        return 2
+    corpus_table(items, args.repeat)
+    frame_table(args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

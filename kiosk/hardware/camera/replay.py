@@ -1,0 +1,149 @@
+"""``replay:PATH``: plays a folder of images, one image, or a video file as a camera.
+
+This is the camera of the demo, the tests and the benchmark. Frames are paced at
+``fps`` (0 = as fast as they are read, for offline analysis) and the recording
+either loops or plays once. Images are read in name order (zero-pad numbers:
+``frame-0002.png`` before ``frame-0010.png``). Videos need OpenCV (the ``webcam``
+extra); images only need Pillow.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kiosk.errors import HardwareError
+from kiosk.hardware.camera.base import FrameSource
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm"}
+CACHE_PIXELS = 64_000_000  # keep decoded images of a looping replay up to this size
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, in name order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_gray(path: Path) -> np.ndarray:
+    """An image file as a grayscale uint8 array, or a HardwareError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise HardwareError(f"replay: cannot read image {path}: {exc}") from None
+
+
+class _Images:
+    """Frames from a list of image files (decoded lazily, cached while small)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths, self._cache, self._pixels = paths, {}, 0
+
+    def __len__(self):
+        return len(self.paths)
+
+    def get(self, position: int) -> np.ndarray:
+        if position in self._cache:
+            return self._cache[position]
+        gray = load_gray(self.paths[position])
+        if self._pixels + gray.size <= CACHE_PIXELS:
+            self._cache[position] = gray
+            self._pixels += gray.size
+        return gray
+
+    def close(self):
+        self._cache.clear()
+
+
+class _Video:
+    """Frames from a video file through OpenCV."""
+
+    def __init__(self, path: Path):
+        try:
+            import cv2
+        except ImportError:
+            raise HardwareError(
+                f"replay: {path} is a video; playing videos needs OpenCV "
+                "(pip install 'redeem-kiosk[webcam]'), or replay a folder of images") from None
+        self.cv2, self.path = cv2, path
+        self.capture = cv2.VideoCapture(str(path))
+        if not self.capture.isOpened():
+            raise HardwareError(f"replay: OpenCV cannot open video {path}")
+
+    def next(self) -> np.ndarray | None:
+        ok, image = self.capture.read()
+        if not ok:
+            return None
+        return image if image.ndim == 2 else self.cv2.cvtColor(image, self.cv2.COLOR_BGR2GRAY)
+
+    def rewind(self) -> bool:
+        return bool(self.capture.set(self.cv2.CAP_PROP_POS_FRAMES, 0))
+
+    def close(self):
+        self.capture.release()
+
+
+class ReplaySource(FrameSource):
+    """Plays recorded frames as if they came from a camera."""
+
+    def __init__(self, path: str | Path, *, fps: float = 30.0, loop: bool = True):
+        super().__init__(f"replay:{path}")
+        self.path, self.fps, self.loop = Path(path).expanduser(), float(fps), bool(loop)
+        if self.fps < 0:
+            raise HardwareError(f"replay: fps must not be negative, got {fps}")
+        self.realtime = self.fps > 0
+        self._media = None
+        self._position = 0
+        self._due = 0.0
+
+    def _open(self):
+        if not self.path.exists():
+            raise HardwareError(f"replay: {self.path} does not exist")
+        if self.path.is_dir():
+            paths = list_images(self.path)
+            if not paths:
+                raise HardwareError(f"replay: folder {self.path} holds no images "
+                                    f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            self._media = _Images(paths)
+        elif self.path.suffix.lower() in IMAGE_SUFFIXES:
+            self._media = _Images([self.path])
+        else:
+            self._media = _Video(self.path)
+        self._position = 0
+        self._due = time.monotonic()
+
+    def _grab(self, timeout):
+        gray = self._next_image()
+        if gray is None:
+            return None
+        self._pace()
+        return gray
+
+    def _next_image(self) -> np.ndarray | None:
+        media = self._media
+        if isinstance(media, _Images):
+            if self._position >= len(media):
+                if not self.loop:
+                    return None
+                self._position = 0
+            self._position += 1
+            return media.get(self._position - 1)
+        gray = media.next()
+        if gray is None and self.loop and media.rewind():
+            gray = media.next()
+        return gray
+
+    def _pace(self):
+        """Wait until this frame is due, so frames come at ``fps`` (stop() interrupts)."""
+        if not self.realtime:
+            return
+        delay = self._due - time.monotonic()
+        if delay > 0:
+            self._stopped.wait(delay)
+        self._due = max(self._due + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+
+    def _close(self):
+        if self._media is not None:
+            self._media.close()
+            self._media = None
