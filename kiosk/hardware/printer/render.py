@@ -63,7 +63,17 @@ class Layout:
     def encoder(self) -> Encoder:
         return Encoder(get_profile(self.profile).get_code_pages())
 
+    @cached_property
+    def small_font(self) -> bool:
+        """Whether the profile has font B (some 58 mm printers have only font A)."""
+        return "1" in get_profile(self.profile).profile_data.get("fonts", {})
+
+    def font(self, size: str) -> str:
+        return "b" if size == "small" and self.small_font else "a"
+
     def columns(self, size: str) -> int:
+        if size == "small" and not self.small_font:
+            size = "normal"
         return self.dots // CHAR_DOTS[size]
 
     def encodable(self, text: str) -> bool:
@@ -128,7 +138,7 @@ class _Writer:
         self.flush()
         big = line.size == "large"
         self.esc.set_with_default(align=line.align, bold=line.bold, double_width=big,
-                                  double_height=big, font="b" if line.size == "small" else "a")
+                                  double_height=big, font=self.layout.font(line.size))
         for row in text_rows(line, self.layout.columns(line.size)):
             self.esc.textln(row)
 
