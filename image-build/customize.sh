@@ -150,7 +150,7 @@ install_project() {
 
 place_files() {
   log "placing units, drop-ins, udev rules, config"
-  install -m 644 "$SRC"/systemd/*.service "$ROOT/etc/systemd/system/"
+  install -m 644 "$SRC"/systemd/*.service "$SRC"/systemd/*.path "$ROOT/etc/systemd/system/"
   install -d "$ROOT/etc/systemd/system.conf.d" "$ROOT/etc/systemd/journald.conf.d"
   install -m 644 "$SRC"/systemd/system.conf.d/*.conf "$ROOT/etc/systemd/system.conf.d/"
   install -m 644 "$SRC"/systemd/journald.conf.d/*.conf "$ROOT/etc/systemd/journald.conf.d/"
@@ -213,7 +213,8 @@ firmware() {
 
 enable_services() {
   log "enabling kiosk services"
-  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-firstboot.service
+  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-firstboot.service \
+    kiosk-setup-qr.path
   systemctl --root="$ROOT" enable systemd-timesyncd.service 2>/dev/null || true
 }
 

@@ -21,16 +21,22 @@ tests run it against a temporary root.
 
 import base64
 import binascii
+import contextlib
 import json
+import os
+import shutil
 import time
+import tomllib
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from kiosk import config
 from kiosk.core import keys
-from kiosk.errors import ProvisionError
+from kiosk.errors import ConfigError, ProvisionError
 
 SETUP_PREFIX = "KIOSK-SETUP:1:"
 REQUIRED_FIELDS = ("device", "store", "program", "broker", "credential")
@@ -140,3 +146,191 @@ def load_trusted_keys(key_dir: Path) -> dict[str, Ed25519PublicKey]:
     for pem in sorted(Path(key_dir).glob("*.pub.pem")) if Path(key_dir).is_dir() else []:
         result[pem.name.removesuffix(".pub.pem")] = keys.load_public(pem)
     return result
+
+
+# --- kiosk.toml from the boot partition ------------------------------------------------
+
+ERROR_NOTE = "kiosk-provision-error.txt"
+QR_SPOOL = DATA_DIR / "setup-qr.txt"
+KEY_DIR = CONFIG_DIR / "keys"
+
+
+def find_boot_file(candidates=BOOT_FILE_CANDIDATES) -> Path | None:
+    """The first provisioning file present (``/boot/firmware/kiosk.toml`` on bookworm)."""
+    return next((Path(p) for p in candidates if Path(p).is_file()), None)
+
+
+def _referenced_files(data: Any, base: Path) -> list[PurePosixPath]:
+    """Relative paths named anywhere in the TOML that exist beside it (key files, CA,
+    password file). Paths leaving ``base`` are refused, not followed."""
+    found: list[PurePosixPath] = []
+    values = data.values() if isinstance(data, dict) else data if isinstance(data, list) else []
+    for value in values:
+        if isinstance(value, dict | list):
+            found += _referenced_files(value, base)
+        elif isinstance(value, str) and value and "://" not in value and "\n" not in value:
+            rel = PurePosixPath(value)
+            if rel.is_absolute() or not (base / rel).is_file():
+                continue
+            if ".." in rel.parts:
+                raise ProvisionError("invalid", f"{value!r} points outside the provisioning folder")
+            found.append(rel)
+    return sorted(set(found))
+
+
+def _write_private(path: Path, data: bytes, gid: int | None) -> None:
+    """Write ``path`` durably as mode 0640 (owner root, group kiosk when gid is given)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    tmp = path.with_name(f".{path.name}.provisioning")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o640)
+    if gid is not None:
+        os.chown(tmp, 0, gid)
+    os.replace(tmp, path)
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    import grp
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ProvisionError("system", f"group {group!r} does not exist on this system") from None
+
+
+def _note_error(boot_dir: Path, message: str) -> None:
+    """Leave the reason on the boot partition, where the technician will look."""
+    with contextlib.suppress(OSError):
+        (boot_dir / ERROR_NOTE).write_text(
+            f"kiosk provisioning failed; the files were left untouched.\n{message}\n")
+
+
+def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_DIR,
+                    group: str | None = SERVICE_GROUP) -> dict:
+    """Install a provisioning kiosk.toml (and the files it references) into ``config_dir``.
+
+    Validated in a staging folder first with the same loader the kiosk uses; only a
+    valid set replaces the installed one (credential files first, ``kiosk.toml`` last,
+    each by an atomic rename), and only then are the copies on the boot partition
+    deleted. A refused file stays where it was, with ``kiosk-provision-error.txt``
+    beside it saying why.
+    """
+    boot_file = Path(boot_file) if boot_file else find_boot_file()
+    if boot_file is None or not boot_file.is_file():
+        raise ProvisionError("no_file", "no kiosk.toml on the boot partition "
+                             f"(looked for {', '.join(map(str, BOOT_FILE_CANDIDATES))})")
+    base = boot_file.parent
+    try:
+        files = _stage_and_install(boot_file, Path(config_dir), _group_id(group))
+    except ProvisionError as exc:
+        _note_error(base, str(exc))
+        raise
+    removed = [boot_file] + [base / rel for rel in files]
+    for path in removed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    for rel in files:  # empty folders we emptied (e.g. keys/)
+        for parent in (base / rel).parents:
+            if parent == base or not parent.is_relative_to(base):
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        (base / ERROR_NOTE).unlink()
+    cfg = config.load(Path(config_dir) / "kiosk.toml")
+    return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
+            "program": cfg.program, "files": [str(f) for f in files],
+            "removed_from_boot": [str(p) for p in removed]}
+
+
+def _stage_and_install(boot_file: Path, config_dir: Path, gid: int | None) -> list[PurePosixPath]:
+    try:
+        raw = boot_file.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProvisionError("invalid", f"{boot_file}: not a readable TOML file ({exc})") from None
+    files = _referenced_files(data, boot_file.parent)
+    stage = config_dir.with_name(config_dir.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        for rel in files:
+            _write_private(stage / rel, (boot_file.parent / rel).read_bytes(), gid)
+        _write_private(stage / "kiosk.toml", raw, gid)
+        try:
+            config.load(stage / "kiosk.toml")
+        except ConfigError as exc:
+            raise ProvisionError("invalid", str(exc).replace(str(stage), str(boot_file.parent))) from None
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if gid is not None:
+            os.chown(config_dir, 0, gid)
+        for rel in [*files, PurePosixPath("kiosk.toml")]:  # kiosk.toml last
+            (config_dir / rel).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            os.replace(stage / rel, config_dir / rel)
+        _fsync_dir(config_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return files
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- setup QR: the UI asks, root applies ----------------------------------------------
+
+def submit_setup_qr(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+                    spool: Path = QR_SPOOL, now: float | None = None) -> dict:
+    """Called by the unprivileged UI: verify a scanned setup QR and queue it.
+
+    The UI cannot write ``/etc/kiosk`` (its sandbox is read-only there), so it leaves
+    the verified payload in ``spool``; ``kiosk-setup-qr.path`` sees it and runs
+    ``kiosk provision apply --qr-file`` as root, which verifies it again.
+    """
+    keys_ = load_trusted_keys(KEY_DIR) if trusted_keys is None else trusted_keys
+    fields = verify_setup_qr(payload, keys_, now=now)
+    spool = Path(spool)
+    tmp = spool.with_name(spool.name + ".tmp")
+    tmp.write_text(payload.strip() + "\n", encoding="ascii")
+    os.replace(tmp, spool)
+    return fields
+
+
+def config_from_setup(fields: Mapping[str, Any], trusted_files: Mapping[str, str], *,
+                      data_dir: Path = DATA_DIR) -> dict:
+    """The kiosk.toml contents a verified setup QR stands for."""
+    mqtt = {"broker": fields["broker"], "username": fields.get("username") or fields["device"],
+            "password_file": "mqtt-password"}
+    return {
+        "device": {"id": fields["device"], "store": fields["store"],
+                   "program": fields["program"], "data_dir": str(data_dir)},
+        "trust": {"keys": dict(trusted_files)},
+        "mqtt": mqtt,
+    }
+
+
+def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path = KEY_DIR,
+                   group: str | None = SERVICE_GROUP, data_dir: Path = DATA_DIR,
+                   now: float | None = None) -> dict:
+    """Root side of the setup QR: verify again, write kiosk.toml + the MQTT password."""
+    trusted = load_trusted_keys(key_dir)
+    fields = verify_setup_qr(payload, trusted, now=now)
+    config_dir = Path(config_dir)
+    rel_keys = {kid: os.path.relpath(Path(key_dir) / f"{kid}.pub.pem", config_dir)
+                for kid in trusted}
+    gid = _group_id(group)
+    body = tomli_w.dumps(config_from_setup(fields, rel_keys, data_dir=data_dir)).encode()
+    _write_private(config_dir / "mqtt-password", fields["credential"].encode() + b"\n", gid)
+    _write_private(config_dir / "kiosk.toml", body, gid)
+    _fsync_dir(config_dir)
+    cfg = config.load(config_dir / "kiosk.toml")
+    return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
+            "program": cfg.program, "broker": fields["broker"]}

@@ -1,0 +1,88 @@
+"""``kiosk provision apply|qr``: install a provisioning file or a signed setup QR.
+
+``apply`` is what ``kiosk-firstboot.service`` runs at boot (a kiosk.toml on the boot
+partition) and what ``kiosk-setup-qr.service`` runs when the UI queued a scanned
+setup QR (``--qr-file``). ``qr`` checks a setup QR text by hand.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kiosk import provision
+from kiosk.cli import EXIT_FAIL, EXIT_OK
+from kiosk.commands import print_json
+from kiosk.errors import ProvisionError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("provision", help="apply a kiosk.toml from the boot partition or a setup QR")
+    psub = p.add_subparsers(dest="provision_command", metavar="ACTION", required=True)
+    apply = psub.add_parser("apply", help="install provisioning into /etc/kiosk (as root)")
+    apply.add_argument("--boot-file", type=Path,
+                       help="provisioning kiosk.toml (default: /boot/firmware/kiosk.toml)")
+    apply.add_argument("--qr-file", type=Path,
+                       help="a queued setup QR text instead (deleted after the attempt)")
+    apply.add_argument("--config-dir", type=Path, default=provision.CONFIG_DIR)
+    apply.add_argument("--key-dir", type=Path, default=provision.KEY_DIR,
+                       help="HQ keys trusted for setup QRs")
+    apply.add_argument("--group", default=provision.SERVICE_GROUP,
+                       help="group that may read the credentials ('' to keep the caller's)")
+    apply.add_argument("--restart", action="store_true",
+                       help="restart kiosk.service and kiosk-sync.service afterwards")
+    apply.add_argument("--json", action="store_true")
+    apply.set_defaults(handler=cmd_apply)
+    qr = psub.add_parser("qr", help="verify a setup QR text and show what it holds")
+    qr.add_argument("payload")
+    qr.add_argument("--key-dir", type=Path, default=provision.KEY_DIR)
+    qr.add_argument("--json", action="store_true")
+    qr.set_defaults(handler=cmd_qr)
+
+
+def cmd_apply(args) -> int:
+    group = args.group or None
+    try:
+        if args.qr_file:
+            result = _apply_qr_file(args.qr_file, args, group)
+        else:
+            result = provision.apply_boot_file(args.boot_file, config_dir=args.config_dir,
+                                               group=group)
+    except ProvisionError as exc:
+        print(f"kiosk: provisioning refused [{exc.reason}]: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.restart:
+        subprocess.run(["systemctl", "try-restart", "kiosk.service", "kiosk-sync.service"],
+                       check=False)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"provisioned {result['device']} (store {result['store']}, program "
+              f"{result['program']}): {result['config']}")
+    return EXIT_OK
+
+
+def _apply_qr_file(path: Path, args, group: str | None) -> dict:
+    try:
+        payload = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProvisionError("no_file", f"cannot read {path}: {exc}") from None
+    try:
+        return provision.apply_setup_qr(payload, config_dir=args.config_dir,
+                                        key_dir=args.key_dir, group=group)
+    finally:
+        path.unlink(missing_ok=True)  # one attempt per scan; never a retrigger loop
+
+
+def cmd_qr(args) -> int:
+    try:
+        fields = provision.verify_setup_qr(args.payload, provision.load_trusted_keys(args.key_dir))
+    except ProvisionError as exc:
+        print(f"kiosk: setup QR refused [{exc.reason}]: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    shown = {k: v for k, v in fields.items() if k != "credential"}
+    if args.json:
+        print_json(shown)
+    else:
+        for key, value in shown.items():
+            print(f"{key}: {value}")
+    return EXIT_OK

@@ -1,0 +1,183 @@
+"""Provisioning: a real ``kiosk-hq enroll`` folder applied from a fake boot partition,
+and signed setup QRs (genuine, forged, tampered, expired)."""
+
+import grp
+import json
+import os
+import stat
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers import run_main
+
+from kiosk import cli, config, context, provision
+from kiosk.core import keys
+from kiosk.errors import ProvisionError
+from sync import hq_cli
+
+GROUP = grp.getgrgid(os.getgid()).gr_name
+FIELDS = {"device": "counter-7", "store": "main", "program": "cafe",
+          "broker": "mqtts://hq.example:8883", "credential": "one-time-0123456789"}
+
+
+@pytest.fixture
+def boot(tmp_path, hq):
+    """A boot partition holding what `kiosk-hq enroll` wrote (kiosk.toml + credentials)."""
+    out = tmp_path / "boot"
+    run = run_main(hq_cli.main, [
+        "enroll", "--device", "counter-7", "--store", "main", "--program", "demo",
+        "--broker", "mqtts://hq.example:8883", "--trust", f"hq1={hq.pub}",
+        "--data-dir", str(tmp_path / "var-lib-kiosk"), "--out", out])
+    assert run.rc == 0, run.err
+    (out / "config.txt").write_text("dtparam=watchdog=on\n")  # firmware files stay
+    return out
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_apply_installs_config_and_credentials_and_clears_the_boot_partition(boot, tmp_path):
+    etc = tmp_path / "etc-kiosk"
+    run = run_main(cli.main, ["provision", "apply", "--boot-file", boot / "kiosk.toml",
+                              "--config-dir", etc, "--group", GROUP, "--json"])
+    assert run.rc == 0, run.err
+    result = run.json()
+    assert (result["device"], result["store"]) == ("counter-7", "main")
+    assert {"mqtt-password", "keys/hq1.pem"} <= set(result["files"])
+    for name in ("kiosk.toml", "mqtt-password", "keys/hq1.pem"):
+        assert mode(etc / name) == 0o640 and (etc / name).stat().st_gid == os.getgid()
+    assert mode(etc) == 0o750
+    # Credentials are gone from the (world-readable FAT) boot partition, firmware stays.
+    assert not (boot / "kiosk.toml").exists() and not (boot / "mqtt-password").exists()
+    assert not (boot / "keys").exists() and (boot / "config.txt").exists()
+    cfg = config.load(etc / "kiosk.toml")
+    assert set(cfg.trusted_keys) == {"hq1"}
+    from sync.connection import from_section
+    assert from_section(cfg.section("mqtt")).password  # password file resolved beside it
+    ledger = context.open_ledger(cfg)  # the kiosk starts ready
+    assert ledger.outbox_depth() == 0
+    ledger.store.close()
+
+
+def test_a_broken_file_is_refused_and_nothing_is_lost(boot, tmp_path):
+    etc = tmp_path / "etc-kiosk"
+    etc.mkdir()
+    (etc / "kiosk.toml").write_text("# the previous, working config\n")
+    (boot / "keys" / "hq1.pem").write_text("not a key")
+    run = run_main(cli.main, ["provision", "apply", "--boot-file", boot / "kiosk.toml",
+                              "--config-dir", etc, "--group", GROUP])
+    assert run.rc == 1 and "[invalid]" in run.err and "hq1" in run.err
+    assert (etc / "kiosk.toml").read_text() == "# the previous, working config\n"
+    assert (boot / "kiosk.toml").exists() and (boot / "mqtt-password").exists()
+    note = (boot / provision.ERROR_NOTE).read_text()
+    assert "hq1" in note and str(tmp_path / "etc-kiosk.staging") not in note
+
+
+def test_not_toml_and_escaping_paths_are_refused(tmp_path):
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "kiosk.toml").write_text("[device\n")
+    with pytest.raises(ProvisionError) as exc:
+        provision.apply_boot_file(boot / "kiosk.toml", config_dir=tmp_path / "etc", group=None)
+    assert exc.value.reason == "invalid" and "TOML" in str(exc.value)
+    (tmp_path / "secret").write_text("x")
+    (boot / "kiosk.toml").write_text('[mqtt]\npassword_file = "../secret"\n')
+    with pytest.raises(ProvisionError, match="outside"):
+        provision.apply_boot_file(boot / "kiosk.toml", config_dir=tmp_path / "etc", group=None)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_no_file_gives_a_clear_reason(tmp_path):
+    with pytest.raises(ProvisionError) as exc:
+        provision.apply_boot_file(tmp_path / "nothing.toml", config_dir=tmp_path / "etc")
+    assert exc.value.reason == "no_file"
+
+
+# --- setup QR ------------------------------------------------------------------------
+
+@pytest.fixture
+def hq_key():
+    return Ed25519PrivateKey.generate()
+
+
+def test_genuine_setup_qr_verifies(hq_key):
+    text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1")
+    assert provision.is_setup_qr(text) and len(text) < 600  # fits a scannable QR
+    fields = provision.verify_setup_qr(text, {"hq1": hq_key.public_key()})
+    assert {k: fields[k] for k in FIELDS} == FIELDS
+    assert fields["expires_at"] - fields["issued_at"] == provision.DEFAULT_QR_TTL_S
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("forged", "bad_signature"), ("tampered", "bad_signature"), ("expired", "expired"),
+    ("future", "not_yet_valid"), ("unknown_key", "unknown_key"), ("wifi", "not_setup_qr"),
+    ("truncated", "malformed"), ("no_trust", "unknown_key"),
+])
+def test_bad_setup_qrs_are_refused_with_a_reason(hq_key, case, reason):
+    trusted = {"hq1": hq_key.public_key()}
+    now = time.time()
+    text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1", now=now)
+    if case == "forged":
+        text = provision.make_setup_qr(FIELDS, Ed25519PrivateKey.generate(), key_id="hq1")
+    elif case == "tampered":
+        body, sig = text[len(provision.SETUP_PREFIX):].split(".")
+        data = json.loads(provision._unb64url(body))
+        data["store"] = "other-store"
+        text = (provision.SETUP_PREFIX
+                + provision._b64url(json.dumps(data, separators=(",", ":")).encode()) + "." + sig)
+    elif case == "expired":
+        text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1", now=now - 3 * 86400)
+    elif case == "future":
+        text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1", now=now + 86400)
+    elif case == "unknown_key":
+        text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq9")
+    elif case == "wifi":
+        text = "WIFI:S:shop;T:WPA;P:secret;;"
+    elif case == "truncated":
+        text = text[:60]
+    elif case == "no_trust":
+        trusted = {}
+    with pytest.raises(ProvisionError) as exc:
+        provision.verify_setup_qr(text, trusted, now=now)
+    assert exc.value.reason == reason
+    assert str(exc.value)  # a sentence for the screen
+
+
+def test_make_setup_qr_refuses_incomplete_fields(hq_key):
+    with pytest.raises(ValueError, match="broker"):
+        provision.make_setup_qr({**FIELDS, "broker": ""}, hq_key)
+
+
+def test_scanned_qr_is_queued_by_the_ui_and_applied_by_root(hq_key, tmp_path):
+    key_dir = tmp_path / "etc-kiosk" / "keys"
+    key_dir.mkdir(parents=True)
+    (key_dir / "hq1.pub.pem").write_bytes(keys.public_pem(hq_key.public_key()))
+    spool = tmp_path / "var-lib-kiosk" / "setup-qr.txt"
+    spool.parent.mkdir()
+    text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1")
+    trusted = provision.load_trusted_keys(key_dir)
+    assert provision.submit_setup_qr(text, trusted_keys=trusted, spool=spool)["device"] == "counter-7"
+    run = run_main(cli.main, ["provision", "apply", "--qr-file", spool,
+                              "--config-dir", tmp_path / "etc-kiosk", "--key-dir", key_dir,
+                              "--group", GROUP])
+    assert run.rc == 0, run.err
+    assert not spool.exists()  # one attempt per scan
+    cfg = config.load(tmp_path / "etc-kiosk" / "kiosk.toml")
+    assert (cfg.device_id, cfg.store, cfg.program) == ("counter-7", "main", "cafe")
+    assert set(cfg.trusted_keys) == {"hq1"}
+    password = tmp_path / "etc-kiosk" / "mqtt-password"
+    assert password.read_text().strip() == FIELDS["credential"] and mode(password) == 0o640
+
+
+def test_a_forged_queued_qr_is_refused_by_root_and_removed(hq_key, tmp_path):
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    (key_dir / "hq1.pub.pem").write_bytes(keys.public_pem(hq_key.public_key()))
+    spool = tmp_path / "setup-qr.txt"
+    spool.write_text(provision.make_setup_qr(FIELDS, Ed25519PrivateKey.generate(), key_id="hq1"))
+    run = run_main(cli.main, ["provision", "apply", "--qr-file", spool,
+                              "--config-dir", tmp_path / "etc", "--key-dir", key_dir])
+    assert run.rc == 1 and "[bad_signature]" in run.err
+    assert not spool.exists() and not (tmp_path / "etc" / "kiosk.toml").exists()
