@@ -1,0 +1,99 @@
+"""``kiosk ui``, ``kiosk demo``, ``kiosk screenshots``, ``kiosk pin-hash``: the touch screen."""
+
+import argparse
+import getpass
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from kiosk import config
+from kiosk.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} must look like 800x480") from None
+    return w, h
+
+
+def register(sub) -> None:
+    ui = sub.add_parser("ui", help="run the touch screen (the appliance's main program)")
+    ui.add_argument("--size", type=_size, help="window size, e.g. 1024x600 (default: [ui] or 800x480)")
+    ui.add_argument("--fullscreen", action=argparse.BooleanOptionalAction, default=None,
+                    help="full screen (default: [ui] fullscreen)")
+    ui.add_argument("--verbose", action="store_true", help="Kivy's log on the console")
+    ui.set_defaults(handler=cmd_ui)
+
+    demo = sub.add_parser("demo", help="the whole flow on a laptop: demo cards, no hardware")
+    demo.add_argument("--size", type=_size, default=(800, 480))
+    demo.add_argument("--dir", type=Path, help="keep the demo data here (default: a temp dir)")
+    demo.add_argument("--verbose", action="store_true")
+    demo.set_defaults(handler=cmd_demo)
+
+    shots = sub.add_parser("screenshots", help="PNG of every screen in every language")
+    shots.add_argument("--out", type=Path, required=True)
+    shots.add_argument("--sizes", default="800x480,720x1280")
+    shots.add_argument("--langs", default="en,uz,kk,ru")
+    shots.set_defaults(handler=cmd_screenshots)
+
+    ph = sub.add_parser("pin-hash", help="make the [ui] pin_hash line for a staff PIN")
+    ph.add_argument("--pin", help="the PIN (default: asked twice, not echoed)")
+    ph.set_defaults(handler=cmd_pin_hash)
+
+
+def cmd_ui(args) -> int:
+    from kiosk.ui import runner
+
+    return runner.run(config.locate(args.config), size=args.size, fullscreen=args.fullscreen,
+                      verbose=args.verbose)
+
+
+def cmd_demo(args) -> int:
+    from kiosk.ui import demo, runner
+
+    os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+    base = args.dir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
+    target = base / "kiosk" if args.dir is None else base
+    if target.exists() and any(target.iterdir()):
+        print(f"kiosk demo: {target} is not empty; choose a new --dir", file=sys.stderr)
+        return EXIT_USAGE
+    built = demo.build(target)
+    print(f"demo kiosk in {built.data_dir}\n  staff PIN {built.pin}\n"
+          f"  receipts -> {built.receipts_dir}\n  cards    -> {built.cards_dir}")
+    return runner.run(built.config, size=args.size, fullscreen=False, verbose=args.verbose,
+                      demo_settings={"pin_hint": built.pin})
+
+
+def cmd_screenshots(args) -> int:
+    from kiosk.ui import screenshots
+
+    try:
+        sizes = [_size(s) for s in args.sizes.split(",") if s]
+    except ValueError as exc:
+        print(f"kiosk screenshots: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    langs = [lang for lang in args.langs.split(",") if lang]
+    written = screenshots.render_all(args.out, sizes, langs)
+    print(f"wrote {len(written)} screenshots to {args.out}")
+    return EXIT_OK if written else EXIT_FAIL
+
+
+def cmd_pin_hash(args) -> int:
+    from kiosk.ui import pin
+
+    value = args.pin
+    if value is None:
+        value = getpass.getpass("staff PIN (4-8 digits): ")
+        if getpass.getpass("again: ") != value:
+            print("kiosk pin-hash: the two PINs differ", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        line = pin.make_hash(value)
+    except ValueError as exc:
+        print(f"kiosk pin-hash: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f'pin_hash = "{line}"   # put this line in the [ui] section of kiosk.toml')
+    return EXIT_OK

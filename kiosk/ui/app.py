@@ -1,0 +1,155 @@
+"""The Kivy application: the screen manager, the clock loop, keyboard and touches.
+
+Importing this module opens Kivy's window machinery: call
+:func:`kiosk.ui.kivyconf.configure_kivy` first. :class:`KioskApp` shows the
+controller's state; hardware threads reach it only through ``kivyconf.post``.
+"""
+
+import importlib
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from kiosk.ui import screens
+from kiosk.ui.i18n import LANGUAGE_NAMES, tr
+from kiosk.ui.kivyconf import post
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
+
+
+def _watchdog():
+    """kiosk.watchdog (systemd notify) when the appliance part is installed."""
+    if importlib.util.find_spec("kiosk.watchdog") is None:
+        return None
+    return importlib.import_module("kiosk.watchdog")
+
+
+class KioskApp(App):
+    """The kiosk UI. ``app.lang``, ``app.u`` (1% of the short side) and ``app.portrait``
+    are what the .kv files bind to, so text and layout follow language and screen size."""
+
+    lang = StringProperty("en")
+    language_name = StringProperty("English")
+    u = NumericProperty(4.8)
+    portrait = BooleanProperty(False)
+    business_name = StringProperty("")
+    camera_position = StringProperty("top")
+    title = "redeem-kiosk"
+
+    def __init__(self, controller, *, on_start_hooks: list | None = None,
+                 on_stop_hooks: list | None = None, wedge=None, **kwargs):
+        super().__init__(**kwargs)
+        self.controller = controller
+        self.business_name = controller.settings.business_name
+        self.camera_position = controller.settings.extra.get("camera_position", "top")
+        self.on_start_hooks = on_start_hooks or []
+        self.on_stop_hooks = on_stop_hooks or []
+        self.wedge = wedge
+        self.sm = None
+        self._events = []
+        self._ready_sent = False
+        self.scan_posted_at: float | None = None
+        self.last_verdict_latency_ms: float | None = None
+        self.watchdog = _watchdog()
+
+    # -- building -------------------------------------------------------------
+    def tr(self, text: str) -> str:
+        return tr(text, self.lang)
+
+    def build(self):
+        if str(HERE / "widgets.kv") not in Builder.files:
+            Builder.load_file(str(HERE / "widgets.kv"))
+        self.sm = ScreenManager(transition=NoTransition())
+        for screen in screens.create_all(self.controller):
+            self.sm.add_widget(screen)
+        self.controller.listeners.append(self._on_change)
+        Window.bind(size=self._resize, on_touch_down=self._on_touch, on_key_down=self._on_key,
+                    on_textinput=self._on_text)
+        self._resize(Window, Window.size)
+        self._events = [Clock.schedule_interval(lambda _dt: self.controller.tick(), 0.2)]
+        if self.watchdog is not None:
+            self._events.append(Clock.schedule_interval(lambda _dt: self.watchdog.ping(), 5))
+        self._on_change(self.controller)
+        self.controller.refresh_status() if self.controller.provisioned else None
+        return self.sm
+
+    def unbuild(self) -> None:
+        """Undo :meth:`build` (tests mount several apps in one window, one at a time)."""
+        for event in self._events:
+            event.cancel()
+        Window.unbind(size=self._resize, on_touch_down=self._on_touch, on_key_down=self._on_key,
+                      on_textinput=self._on_text)
+        if self._on_change in self.controller.listeners:
+            self.controller.listeners.remove(self._on_change)
+        for screen in self.sm.screens:
+            hint = screen.ids.get("hint")
+            if hint is not None:
+                hint.stop()
+
+    def on_start(self):
+        for hook in self.on_start_hooks:
+            hook(self)
+        Clock.schedule_once(self._notify_ready, 0)
+
+    def on_stop(self):
+        for hook in self.on_stop_hooks:
+            try:
+                hook(self)
+            except Exception as exc:
+                log.warning("stop hook failed: %s", exc)
+        self.controller.close()
+
+    def _notify_ready(self, _dt=None) -> None:
+        if not self._ready_sent and self.watchdog is not None:
+            self._ready_sent = True
+            self.watchdog.notify_ready()
+
+    # -- events -----------------------------------------------------------------
+    def _resize(self, _window, size) -> None:
+        w, h = size
+        self.u = min(w, h) / 100.0
+        self.portrait = h > w
+
+    def _on_touch(self, _window, _touch):
+        self.controller.activity()
+
+    def _on_text(self, _window, text):
+        if self.wedge is not None:
+            self.wedge.feed(text)
+
+    def _on_key(self, _window, key, *_args):
+        if self.wedge is not None and key == 13:
+            self.wedge.enter()
+
+    def deliver_scan(self, payload: str, source: str = "camera") -> None:
+        """A scan from any thread: hop to the main thread, then into the controller."""
+        posted = time.perf_counter()
+
+        def run():
+            self.scan_posted_at = posted
+            self.controller.scan(payload, source)
+        post(run)
+
+    def _on_change(self, controller) -> None:
+        self.lang = controller.lang
+        self.language_name = LANGUAGE_NAMES.get(controller.lang, controller.lang)
+        if self.sm is None:
+            return
+        if self.sm.current != controller.screen:
+            self.sm.current = controller.screen
+        self.sm.current_screen.refresh(controller)
+        if controller.screen == "verdict" and self.scan_posted_at is not None:
+            started, self.scan_posted_at = self.scan_posted_at, None
+            Clock.schedule_once(lambda _dt: self._drawn(started), 0)
+
+    def _drawn(self, started: float) -> None:
+        self.last_verdict_latency_ms = (time.perf_counter() - started) * 1000

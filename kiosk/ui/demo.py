@@ -1,0 +1,150 @@
+"""A throwaway demo kiosk: key, signed bundle, config, data and wallet-card images.
+
+``build(data_dir)`` makes everything ``kiosk demo``, the screenshots and the UI tests
+need from ``kiosk/assets/demo/cards.json``: a fresh Ed25519 demo key, a bundle
+signed with it (through the real writer and importer), a kiosk.toml whose printer
+writes receipt images to ``receipts/`` and whose camera replays ``cards/``, one
+code already redeemed "next door" (so its refusal names a counter and a time), and
+wallet-card PNGs drawn with ``qrcode`` and Pillow.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kiosk.core import bundle, bundle_writer, codes, importer, keys, timefmt
+from kiosk.core.ids import uuid7
+from kiosk.core.ledger import Identity, Ledger
+from kiosk.core.store import Store
+from kiosk.ui import pin
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+CARDS_JSON = ASSETS / "demo" / "cards.json"
+FONT = ASSETS / "fonts" / "NotoSans-Bold.ttf"
+
+
+@dataclass
+class Demo:
+    data_dir: Path
+    config: Path
+    cards_dir: Path
+    receipts_dir: Path
+    payloads: dict  # card name -> QR payload
+    pin: str
+
+
+def spec() -> dict:
+    return json.loads(CARDS_JSON.read_text(encoding="utf-8"))
+
+
+def _records(cards: list[dict], salt: bytes, now: datetime):
+    for card in cards:
+        if "code" not in card:
+            continue
+        days = card.get("valid_until_days")
+        start = card.get("valid_from_days")
+        yield {
+            "op": "put", "code_hash": codes.code_hash(salt, card["code"]),
+            "reward_id": card["reward_id"],
+            "valid_from": timefmt.format(now + timedelta(days=start)) if start else None,
+            "valid_until": timefmt.format(now + timedelta(days=days)) if days else None,
+            "max_uses": card.get("max_uses", 1), "stores": None,
+        }
+
+
+def _config_text(s: dict, data_dir: Path, pub: Path, pin_hash: str, cards: Path,
+                 receipts: Path, extra: str) -> str:
+    return f"""# Demo kiosk written by `kiosk demo`; throwaway.
+[device]
+id = "{s['device']}"
+store = "{s['store']}"
+program = "{s['program']}"
+data_dir = "{data_dir}"
+language = "en"
+business_name = "{s['business_name']}"
+
+[trust.keys]
+demo = "{pub}"
+
+[ui]
+pin_hash = "{pin_hash}"
+verdict_timeout = 20
+refusal_timeout = 8
+done_timeout = 5
+
+[camera]
+source = "replay:{cards}?fps=0.25&loop=1"
+
+[printer]
+url = "preview://{receipts}"
+
+[redeem]
+void_window_minutes = 10
+{extra}"""
+
+
+def build(data_dir: Path, *, extra_config: str = "") -> Demo:
+    """Create the demo kiosk in ``data_dir`` (which should be new and empty)."""
+    s, now = spec(), datetime.now(UTC)
+    data_dir = Path(data_dir)
+    priv, pub = keys.generate(data_dir / "keys")
+    salt = bundle_writer.new_salt()
+    out = bundle_writer.write(
+        bundle_writer.Spec(program=s["program"], version=1, key_id="demo", code_salt=salt,
+                           rewards=s["rewards"], issued_at=now - timedelta(hours=2)),
+        _records(s["cards"], salt, now), keys.load_private(priv), data_dir / "bundle-v1")
+    store = Store.in_dir(data_dir)
+    try:
+        source = bundle.open_source(out)
+        importer.import_bundle(store, source, {"demo": keys.load_public(pub)}, s["program"], now=now)
+        _mark_used(store, s, salt, now)
+    finally:
+        store.close()
+    cards, receipts = data_dir / "cards", data_dir / "receipts"
+    receipts.mkdir(parents=True, exist_ok=True)
+    payloads = draw_cards(s, cards)
+    config = data_dir / "kiosk.toml"
+    config.write_text(_config_text(s, data_dir, pub, pin.make_hash(s["pin"]), cards, receipts,
+                                   extra_config), encoding="utf-8")
+    return Demo(data_dir, config, cards, receipts, payloads, s["pin"])
+
+
+def _mark_used(store: Store, s: dict, salt: bytes, now: datetime) -> None:
+    """Record the 'already used' cards as redeemed on another counter of the store."""
+    ledger = Ledger(store, Identity(s["device"], s["store"], s["program"]))
+    for seq, card in enumerate((c for c in s["cards"] if c.get("used_on")), 1):
+        at = now - timedelta(minutes=card.get("used_at_minutes_ago", 60))
+        ledger.apply_remote({
+            "id": uuid7(), "seq": seq, "device": card["used_on"], "store": s["store"],
+            "kind": "redeem", "voids": None, "code_hash": codes.code_hash(salt, card["code"]),
+            "reward_id": card["reward_id"], "list_version": 1, "at": timefmt.format(at),
+            "clock": "synced", "staff": None})
+
+
+def payload_of(card: dict) -> str:
+    return card.get("payload") or f"https://demo.example/r/{card['code']}"
+
+
+def draw_cards(s: dict, out: Path) -> dict:
+    """One wallet-card PNG per demo card (QR on a white card); returns name -> payload."""
+    import qrcode
+    from PIL import Image, ImageDraw, ImageFont
+
+    out.mkdir(parents=True, exist_ok=True)
+    font = ImageFont.truetype(str(FONT), 28)
+    small = ImageFont.truetype(str(FONT), 20)
+    payloads = {}
+    for i, card in enumerate(s["cards"], 1):
+        payload = payloads[card["name"]] = payload_of(card)
+        qr = qrcode.QRCode(border=4, box_size=8)
+        qr.add_data(payload)
+        qr_img = qr.make_image(fill_color="black", back_color="white").convert("L")
+        img = Image.new("L", (qr_img.width + 80, qr_img.height + 140), 235)
+        draw = ImageDraw.Draw(img)
+        draw.rounded_rectangle([10, 10, img.width - 10, img.height - 10], 24, fill=255)
+        draw.text((40, 30), s["business_name"], font=font, fill=20)
+        draw.text((40, img.height - 60), card["name"], font=small, fill=90)
+        img.paste(qr_img, (40, 80))
+        img.save(out / f"{i:02d}-{card['name']}.png")
+    return payloads

@@ -1,0 +1,149 @@
+"""Assembling the running kiosk from its config: ledger, printer, signals, camera.
+
+Each hardware part comes from its owner's factory (``kiosk.printing.from_config``,
+``kiosk.hardware.signals.Signals.from_config``, ``kiosk.hardware.scanner.from_config``,
+``kiosk.hardware.wedge.KeyboardWedge``) and is handed to the :class:`Controller` by
+argument. A part whose module is not installed is left out (the screen says so in
+Diagnostics); a part that fails to open is reported to staff, never fatal: the
+kiosk can still check and record codes typed on the keypad.
+"""
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+
+from kiosk import context
+from kiosk.ui import settings as ui_settings
+from kiosk.ui.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+def optional(module: str):
+    """``module`` if it is installed, else None (other import errors still raise)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+@dataclass
+class Parts:
+    controller: Controller
+    scanner: object = None
+    wedge: object = None
+    problems: list = field(default_factory=list)
+    closers: list = field(default_factory=list)
+    deliver: object = None
+
+    def start(self, deliver) -> None:
+        """Start the camera; ``deliver(payload, source)`` must be thread-safe."""
+        self.deliver = deliver
+        if self.scanner is not None:
+            if not getattr(self.scanner.source, "available", True):
+                self.controller.camera_problem("no camera configured ([camera] source = none)")
+            self.scanner.start()
+
+    def stop(self) -> None:
+        if self.scanner is not None:
+            self.scanner.stop()
+        for close in self.closers:
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing a part failed: %s", exc)
+
+
+def _printer(cfg, store, problems):
+    printing = optional("kiosk.printing")
+    if printing is None:
+        problems.append("printing module not installed")
+        return None
+    try:
+        return printing.from_config(cfg, store)
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigError":
+            raise
+        problems.append(f"printer: {exc}")
+        return None
+
+
+def _signals(cfg, problems):
+    mod = optional("kiosk.hardware.signals")
+    if mod is None:
+        return None
+    try:
+        return mod.Signals.from_config(cfg.section("gpio"))
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigError":
+            raise
+        problems.append(f"LED/buzzer/button: {exc}")
+        return None
+
+
+def _status_reader():
+    status = optional("sync.status")
+    return status.read_status if status is not None else None
+
+
+def _diagnostics(cfg):
+    doctor = optional("kiosk.doctor")
+    if doctor is None:
+        return None
+    return lambda: doctor.run_checks(cfg)
+
+
+def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True) -> Parts:
+    """All parts for ``cfg``; ``post`` hands work to the UI's main thread."""
+    from kiosk.ui.worker import Worker
+
+    ledger = context.open_ledger(cfg)
+    problems: list[str] = []
+    printer = _printer(cfg, ledger.store, problems)
+    signals = _signals(cfg, problems)
+    controller = Controller(
+        ledger, settings=ui_settings.from_config(cfg), printer=printer, signals=signals,
+        worker=worker or Worker(post, "kiosk-db"),
+        print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
+        status_reader=_status_reader(), diagnostics=_diagnostics(cfg))
+    parts = Parts(controller, problems=problems)
+    if signals is not None:
+        signals.on_confirm = lambda: post(controller.button_pressed)
+        parts.closers.append(signals.close)
+    if printer is not None and hasattr(printer, "close"):
+        parts.closers.append(printer.close)
+    if printer is not None:
+        controller.status.update(printer="ready")
+    if with_camera:
+        _camera(cfg, parts, post)
+    wedge_mod = optional("kiosk.hardware.wedge")
+    if wedge_mod is not None:
+        parts.wedge = wedge_mod.KeyboardWedge(
+            lambda ev: post(lambda: controller.scan(ev.payload, ev.source)))
+    for problem in problems:
+        log.warning("%s", problem)
+    return parts
+
+
+def _camera(cfg, parts: Parts, post) -> None:
+    scanner_mod = optional("kiosk.hardware.scanner")
+    controller = parts.controller
+    if scanner_mod is None:
+        controller.camera_problem("scanning module not installed")
+        return
+
+    def on_event(event):
+        controller_scan = parts.deliver or (lambda p, s: post(lambda: controller.scan(p, s)))
+        controller_scan(event.payload, getattr(event, "source", "camera"))
+
+    def on_error(exc):
+        post(lambda: controller.camera_problem(str(exc)))
+
+    try:
+        parts.scanner = scanner_mod.from_config(cfg, on_event, on_error=on_error)
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigError":
+            raise
+        controller.camera_problem(str(exc))

@@ -1,0 +1,53 @@
+"""Staff PIN: stored only as a salted PBKDF2 hash in ``[ui] pin_hash``.
+
+Format ``pbkdf2_sha256$ITERATIONS$SALT$HASH`` (salt and hash URL-safe base64), the
+same shape Django uses, so a technician can recognise it. ``kiosk pin-hash`` makes one.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+
+SCHEME = "pbkdf2_sha256"
+ITERATIONS = 120_000
+MIN_DIGITS, MAX_DIGITS = 4, 8
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_pin_format(pin: str) -> None:
+    """Raise ValueError unless the PIN is 4-8 digits (what the on-screen keypad types)."""
+    if not (pin.isdigit() and pin.isascii() and MIN_DIGITS <= len(pin) <= MAX_DIGITS):
+        raise ValueError(f"a staff PIN must be {MIN_DIGITS}-{MAX_DIGITS} digits")
+
+
+def make_hash(pin: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
+    check_pin_format(pin)
+    salt = salt or os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"{SCHEME}${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def parse_hash(text: str) -> tuple[int, bytes, bytes]:
+    """(iterations, salt, digest); ValueError says what is wrong with the string."""
+    parts = text.split("$")
+    if len(parts) != 4 or parts[0] != SCHEME or not parts[1].isdigit():
+        raise ValueError(f"must look like {SCHEME}$ITERATIONS$SALT$HASH (see: kiosk pin-hash)")
+    try:
+        return int(parts[1]), _unb64(parts[2]), _unb64(parts[3])
+    except ValueError:
+        raise ValueError("salt or hash is not base64 (see: kiosk pin-hash)") from None
+
+
+def verify(pin: str, stored: str) -> bool:
+    """True if ``pin`` matches the stored hash (constant-time comparison)."""
+    iterations, salt, digest = parse_hash(stored)
+    candidate = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return hmac.compare_digest(candidate, digest)

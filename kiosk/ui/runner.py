@@ -1,0 +1,64 @@
+"""Starting the UI: ``kiosk ui`` (the appliance) and ``kiosk demo`` (a laptop).
+
+Reads the config, decides between the normal screens and the not-provisioned
+screen (no config file, or no trusted key), configures Kivy before its window
+exists, assembles the parts and runs the app until the window closes.
+"""
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from kiosk import config as kconfig
+from kiosk.errors import ConfigError
+from kiosk.ui.settings import UiSettings
+
+log = logging.getLogger(__name__)
+
+
+def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
+    """(Config or None, technician-facing problem text or "")."""
+    try:
+        cfg = kconfig.load(path)
+    except ConfigError as exc:
+        return None, str(exc)
+    if not cfg.trusted_keys:
+        return cfg, f"{path}: [trust.keys] lists no trusted public key"
+    return cfg, ""
+
+
+def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: bool | None = None,
+        verbose: bool = False, demo_settings: dict | None = None) -> int:
+    """Run the kiosk UI until its window closes; returns an exit code."""
+    from kiosk.ui import settings as ui_settings
+
+    cfg, problem = _not_provisioned_problem(config_path)
+    settings = ui_settings.from_config(cfg) if cfg is not None and not problem else UiSettings()
+    if size:
+        settings.width, settings.height = size
+    if fullscreen is not None:
+        settings.fullscreen = fullscreen
+    home = (cfg.data_dir / "kivy") if cfg is not None and not problem else \
+        Path(tempfile.gettempdir()) / f"kiosk-kivy-{os.getuid()}"
+    from kiosk.ui.kivyconf import configure_kivy, post
+
+    configure_kivy(width=settings.width, height=settings.height, fullscreen=settings.fullscreen,
+                   rotation=settings.rotation, home=home, verbose=verbose)
+    from kiosk.ui.app import KioskApp
+    from kiosk.ui.controller import Controller
+
+    if problem:
+        log.error("not provisioned: %s", problem)
+        app = KioskApp(Controller(None, settings=settings, problem=problem))
+        app.run()
+        return 0
+    from kiosk.ui import parts as kparts
+
+    parts = kparts.build(cfg, post=post)
+    parts.controller.settings.extra.update(demo_settings or {})
+    app = KioskApp(parts.controller, wedge=parts.wedge,
+                   on_start_hooks=[lambda a: parts.start(a.deliver_scan)],
+                   on_stop_hooks=[lambda a: parts.stop()])
+    app.run()
+    return 0

@@ -1,0 +1,12 @@
+"""Not provisioned: no config or no trusted key; tells the technician what to do."""
+
+from kivy.properties import StringProperty
+
+from kiosk.ui.screens.base import KioskScreen
+
+
+class NotProvisionedScreen(KioskScreen):
+    problem = StringProperty("")
+
+    def refresh(self, controller) -> None:
+        self.problem = controller.problem

@@ -1,0 +1,117 @@
+"""``kiosk screenshots``: every screen in every language at the given window sizes.
+
+Each size runs in its own process (Kivy's window size is fixed once it exists),
+under a virtual X server started with ``xvfb-run`` when there is no display. The
+screens are driven through the real controller on a demo kiosk, exactly as a
+customer and staff would reach them.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SCENES = ("idle", "verdict-ready", "verdict-amount", "verdict-used", "verdict-expired",
+          "verdict-not-a-code", "done", "pin", "staff", "keypad", "undo", "history", "sync",
+          "diagnostics", "not-provisioned")
+
+
+def render_all(out: Path, sizes: list[tuple[int, int]], langs: list[str]) -> list[Path]:
+    """Render every scene; returns the PNGs written (one child process per size)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.glob("*.png"))
+    for w, h in sizes:
+        cmd = [sys.executable, "-m", "kiosk.ui.screenshots", "--out", str(out),
+               "--size", f"{w}x{h}", "--langs", ",".join(langs)]
+        if not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):
+            side = max(w, h, 1280)
+            cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {side}x{side}x24 -nolisten tcp"] + cmd
+        subprocess.run(cmd, check=True)
+    return sorted(set(out.glob("*.png")) - before) or sorted(out.glob("*.png"))
+
+
+def _scene(h, c, scene: str, demo) -> None:
+    """Bring the controller to ``scene`` (through its public methods)."""
+    c.go_idle()
+    p = demo.payloads
+    scans = {"verdict-ready": "ready-coffee", "verdict-amount": "ready-voucher",
+             "verdict-used": "already-used", "verdict-expired": "expired",
+             "verdict-not-a-code": "not-a-code"}
+    if scene in scans:
+        c.scan(p[scans[scene]])
+    elif scene == "done":
+        c.scan(p["ready-syrup-5-uses"])
+        c.confirm()
+    elif scene == "pin":
+        c.open_staff()
+        for key in "12":
+            c.pin_key(key)
+    elif scene != "idle":
+        c.open_staff()
+        for key in demo.pin + "\n":
+            c.pin_key("ok" if key == "\n" else key)
+        if scene == "keypad":
+            c.open_keypad()
+            for key in "DEMO-TEN-":
+                c.code_key(key)
+        elif scene != "staff":
+            getattr(c, f"open_{scene}")()
+
+
+def child(out: Path, size: tuple[int, int], langs: list[str]) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="kiosk-shots-"))
+    from kiosk.ui.kivyconf import configure_kivy
+
+    configure_kivy(width=size[0], height=size[1], home=tmp / "kivy")
+    from kiosk import config
+    from kiosk.ui import demo as kdemo
+    from kiosk.ui import parts as kparts
+    from kiosk.ui.controller import Controller
+    from kiosk.ui.harness import Harness
+    from kiosk.ui.worker import InlineWorker
+
+    demo = kdemo.build(tmp / "demo")
+    cfg = config.load(demo.config)
+    parts = kparts.build(cfg, post=lambda fn: fn(), worker=InlineWorker(),
+                         print_worker=InlineWorker(), with_camera=False)
+    c = parts.controller
+    tag = f"{size[0]}x{size[1]}"
+    harness = Harness(c)
+    try:
+        for lang in langs:
+            for scene in SCENES[:-1]:
+                _scene(harness, c, scene, demo)
+                c.set_language(lang)
+                harness.frames(3)
+                harness.screenshot(out / f"{scene}-{lang}-{tag}.png")
+    finally:
+        harness.close()
+        parts.stop()
+    bare = Controller(None, problem=f"{tmp}/kiosk.toml: config file not found")
+    harness = Harness(bare)
+    try:
+        for lang in langs:
+            bare.set_language(lang)
+            harness.screenshot(out / f"not-provisioned-{lang}-{tag}.png")
+    finally:
+        harness.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kiosk.ui.screenshots")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--langs", default="en,uz,kk,ru")
+    args = ap.parse_args(argv)
+    w, h = (int(v) for v in args.size.split("x"))
+    child(args.out, (w, h), [x for x in args.langs.split(",") if x])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The ``[ui]`` section of kiosk.toml, read and checked in one place.
+
+Keys (all optional): ``fullscreen`` (bool, false), ``width``/``height`` (window size,
+800x480), ``rotation`` (0/90/180/270), ``pin_hash`` (from ``kiosk pin-hash``),
+``logo`` (image path), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
+``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries`` and
+``pin_lockout`` (seconds).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiosk.ui import pin
+
+
+@dataclass
+class UiSettings:
+    fullscreen: bool = False
+    width: int = 800
+    height: int = 480
+    rotation: int = 0
+    pin_hash: str = ""
+    logo: Path | None = None
+    business_name: str = ""
+    language: str = "en"
+    verdict_timeout: float = 30.0
+    refusal_timeout: float = 10.0
+    done_timeout: float = 6.0
+    staff_timeout: float = 60.0
+    language_timeout: float = 45.0
+    max_pin_tries: int = 5
+    pin_lockout: float = 30.0
+    extra: dict = field(default_factory=dict)
+
+
+_TIMEOUTS = ("verdict_timeout", "refusal_timeout", "done_timeout", "staff_timeout",
+             "language_timeout", "pin_lockout")
+
+
+def from_config(cfg) -> UiSettings:
+    """Settings from a loaded Config; bad values raise ConfigError naming the key."""
+    ui = cfg.section("ui")
+    s = UiSettings(business_name=cfg.business_name, language=cfg.language)
+    s.fullscreen = ui.get("fullscreen", bool, s.fullscreen)
+    for key in ("width", "height"):
+        value = ui.get(key, int, getattr(s, key))
+        if not 240 <= value <= 4096:
+            raise ui.error(key, f"{value} is not a sensible window size in pixels")
+        setattr(s, key, value)
+    s.rotation = ui.choice("rotation", (0, 90, 180, 270), 0)
+    s.pin_hash = ui.get("pin_hash", str, "")
+    if s.pin_hash:
+        try:
+            pin.parse_hash(s.pin_hash)
+        except ValueError as exc:
+            raise ui.error("pin_hash", str(exc)) from None
+    s.logo = ui.path_value("logo", None)
+    for key in _TIMEOUTS:
+        value = ui.get(key, (int, float), getattr(s, key))
+        if value <= 0:
+            raise ui.error(key, "must be a positive number of seconds")
+        setattr(s, key, float(value))
+    s.max_pin_tries = ui.get("max_pin_tries", int, s.max_pin_tries)
+    return s

@@ -1,0 +1,147 @@
+"""Small widgets shared by the screens: drawn icons, the keypad, the camera hint.
+
+Icons are drawn with canvas lines instead of font glyphs (Noto Sans has no check
+mark), so they look the same in every language. The keypad only reports keys; the
+screen passes them to the controller.
+"""
+
+import math
+
+from kivy.animation import Animation
+from kivy.graphics import Color, Ellipse, Line
+from kivy.properties import ListProperty, NumericProperty, OptionProperty, StringProperty
+from kivy.uix.button import Button
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.widget import Widget
+
+TONE_COLOURS = {
+    "ok": (0.05, 0.50, 0.24, 1),
+    "done": (0.05, 0.50, 0.24, 1),
+    "used": (0.70, 0.12, 0.12, 1),
+    "bad": (0.70, 0.12, 0.12, 1),
+    "time": (0.78, 0.45, 0.0, 1),
+    "info": (0.20, 0.30, 0.48, 1),
+    "error": (0.45, 0.10, 0.40, 1),
+    "idle": (0.08, 0.12, 0.22, 1),
+    "staff": (0.16, 0.18, 0.22, 1),
+}
+
+
+def tone_colour(tone: str):
+    return TONE_COLOURS.get(tone, TONE_COLOURS["idle"])
+
+
+class Icon(Widget):
+    """A white disc with a drawn symbol: check, cross, clock, question or alert."""
+
+    kind = OptionProperty("check", options=["check", "cross", "clock", "question", "alert"])
+    colour = ListProperty([0.05, 0.50, 0.24, 1])
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.bind(pos=self.redraw, size=self.redraw, kind=self.redraw, colour=self.redraw)
+
+    def redraw(self, *_):
+        self.canvas.clear()
+        r = min(self.width, self.height) / 2
+        cx, cy = self.center
+        w = max(2.0, r * 0.16)
+        with self.canvas:
+            Color(1, 1, 1, 1)
+            Ellipse(pos=(cx - r, cy - r), size=(2 * r, 2 * r))
+            Color(*self.colour)
+            getattr(self, f"_draw_{self.kind}")(cx, cy, r, w)
+
+    def _draw_check(self, cx, cy, r, w):
+        Line(points=[cx - r * .45, cy, cx - r * .12, cy - r * .35, cx + r * .48, cy + r * .35], width=w)
+
+    def _draw_cross(self, cx, cy, r, w):
+        d = r * .38
+        Line(points=[cx - d, cy - d, cx + d, cy + d], width=w)
+        Line(points=[cx - d, cy + d, cx + d, cy - d], width=w)
+
+    def _draw_clock(self, cx, cy, r, w):
+        Line(circle=(cx, cy, r * .55), width=w * .6)
+        Line(points=[cx, cy + r * .4, cx, cy, cx + r * .3, cy - r * .1], width=w * .6)
+
+    def _draw_question(self, cx, cy, r, w):
+        Line(points=[cx - r * .25, cy + r * .25, cx - r * .1, cy + r * .42, cx + r * .15, cy + r * .42,
+                     cx + r * .28, cy + r * .25, cx + r * .2, cy + r * .08, cx, cy - r * .05,
+                     cx, cy - r * .22], width=w * .7)
+        Ellipse(pos=(cx - w * .8, cy - r * .45 - w * .8), size=(w * 1.6, w * 1.6))
+
+    def _draw_alert(self, cx, cy, r, w):
+        Line(points=[cx, cy + r * .45, cx, cy - r * .12], width=w * .7)
+        Ellipse(pos=(cx - w * .8, cy - r * .42 - w * .8), size=(w * 1.6, w * 1.6))
+
+
+class CameraHint(Widget):
+    """Chevrons that bounce towards the camera, so customers know where to hold the card."""
+
+    direction = OptionProperty("up", options=["up", "down"])
+    shift = NumericProperty(0)
+    colour = ListProperty([1, 1, 1, 0.9])
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.bind(pos=self.redraw, size=self.redraw, shift=self.redraw, direction=self.redraw)
+        self._anim = None
+
+    def start(self):
+        if self._anim is None:
+            self._anim = (Animation(shift=1, duration=.7, t="in_out_sine")
+                          + Animation(shift=0, duration=.7, t="in_out_sine"))
+            self._anim.repeat = True
+            self._anim.start(self)
+
+    def stop(self):
+        if self._anim is not None:
+            self._anim.cancel(self)
+            self._anim = None
+
+    def redraw(self, *_):
+        self.canvas.clear()
+        sign = 1 if self.direction == "up" else -1
+        cx, cy = self.center
+        half = min(self.width * .3, self.height * .5)
+        step = self.height * .22
+        with self.canvas:
+            for i in range(3):
+                alpha = self.colour[3] * (0.35 + 0.3 * i)
+                Color(self.colour[0], self.colour[1], self.colour[2], alpha)
+                y = cy + sign * (step * (i - 1) + self.shift * step * .6)
+                Line(points=[cx - half, y - sign * half * .5, cx, y, cx + half, y - sign * half * .5],
+                     width=max(2, half * .08))
+
+
+class KeyButton(Button):
+    key = StringProperty("")
+
+
+class Keypad(GridLayout):
+    """A thumb-sized keypad. ``keys`` are shown in rows; presses dispatch ``on_key``."""
+
+    keys = ListProperty([])
+    labels = ListProperty([])
+    __events__ = ("on_key",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.bind(keys=self._build, labels=self._build)
+
+    def _build(self, *_):
+        self.clear_widgets()
+        labels = self.labels or self.keys
+        if self.keys and not self.cols:
+            self.cols = int(math.ceil(math.sqrt(len(self.keys))))
+        for key, label in zip(self.keys, labels, strict=False):
+            button = KeyButton(key=key, text=label)
+            button.bind(on_release=lambda b: self.dispatch("on_key", b.key))
+            self.add_widget(button)
+
+    def button(self, key: str):
+        """The button for ``key`` (tests press it with real touch events)."""
+        return next(b for b in self.children if b.key == key)
+
+    def on_key(self, key):
+        pass
