@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kiosk.errors import HardwareError
-from kiosk.hardware.camera import open_source, synthetic as syn
+from kiosk.hardware.camera import open_source
+from kiosk.hardware.camera import synthetic as syn
 from kiosk.hardware.camera.base import FrameSource
 from kiosk.hardware.camera.replay import ReplaySource
 from kiosk.hardware.decoder import Decoded, make_decoder
@@ -159,9 +160,10 @@ def test_events_arrive_on_the_scanner_thread_not_the_caller(tmp_path, cards, dec
 class DyingCamera(FrameSource):
     """Gives ``good`` frames, then fails like an unplugged camera."""
 
-    def __init__(self, frame, good=3, error=OSError("VIDIOC_DQBUF: No such device")):
+    def __init__(self, frame, good=3, error=None):
         super().__init__("test-cam")
-        self.frame, self.good, self.error = frame, good, error
+        self.frame, self.good = frame, good
+        self.error = error or OSError("VIDIOC_DQBUF: No such device")
 
     def _grab(self, timeout):
         if self.good <= 0:

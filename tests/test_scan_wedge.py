@@ -1,0 +1,72 @@
+"""The keyboard-wedge input: a USB barcode scanner that types the code and Enter."""
+
+from kiosk.hardware.wedge import KeyboardWedge
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def typed(wedge, clock, text, gap):
+    for char in text:
+        wedge.feed(char)
+        clock.advance(gap)
+
+
+def make():
+    clock, events = Clock(), []
+    return KeyboardWedge(events.append, clock=clock), clock, events
+
+
+def test_a_fast_burst_ending_in_enter_is_a_keyboard_scan():
+    wedge, clock, events = make()
+    typed(wedge, clock, "KIOSK-1234", 0.01)
+    event = wedge.enter()
+    assert events == [event]
+    assert (event.payload, event.source, event.decoder, event.frame_index) == ("KIOSK-1234", "keyboard", "keyboard", 0)
+    assert abs(event.latency_ms - 100.0) < 1e-6  # first key to Enter
+    typed(wedge, clock, "https://x.example/r?code=AB12", 0.005)
+    assert wedge.enter().frame_index == 1 and len(events) == 2
+
+
+def test_a_person_typing_is_not_a_scan():
+    wedge, clock, events = make()
+    typed(wedge, clock, "1234", 0.3)
+    assert wedge.enter() is None and events == []
+
+
+def test_a_pause_inside_the_burst_starts_over():
+    wedge, clock, events = make()
+    typed(wedge, clock, "xx", 0.01)
+    clock.advance(1.0)  # stray keys, then the scanner fires
+    typed(wedge, clock, "CODE-77", 0.01)
+    assert wedge.enter().payload == "CODE-77"
+
+
+def test_slow_enter_short_bursts_and_empty_enter_are_ignored():
+    wedge, clock, events = make()
+    typed(wedge, clock, "CODE-88", 0.01)
+    clock.advance(0.5)
+    assert wedge.enter() is None
+    typed(wedge, clock, "ab", 0.01)
+    assert wedge.enter() is None  # shorter than min_length
+    assert wedge.enter() is None and events == []
+
+
+def test_chunks_count_as_typed_at_once_and_reset_forgets():
+    wedge, clock, events = make()
+    wedge.feed("CODE-")
+    clock.advance(0.02)
+    wedge.feed("9999")
+    assert wedge.pending == "CODE-9999"
+    wedge.reset()
+    assert wedge.pending == "" and wedge.enter() is None
+    wedge.feed("CODE-9999")
+    assert wedge.enter().payload == "CODE-9999"
