@@ -374,6 +374,7 @@ _PUT = re.compile(
     rf'"valid_from":(null|{_S}),"valid_until":(null|{_S}),"max_uses":([1-9][0-9]{{0,8}}),'
     rf'"stores":(null|\[(?:{_S}(?:,{_S})*)?\])\}}$', re.M)
 _REVOKE = re.compile(r'^\{"op":"revoke","code_hash":"([0-9a-f]{64})"\}$', re.M)
+_MIXED = re.compile(f"^(?:{_PUT.pattern[1:-1]}|{_REVOKE.pattern[1:-1]})$", re.M)  # deltas
 
 
 class _NotCanonical(Exception):
@@ -407,22 +408,31 @@ def _fast_block(block: bytes, rewards: Mapping, cache: dict) -> tuple[str, list]
     except UnicodeDecodeError:
         return None
     lines = text.count("\n") + (not text.endswith("\n"))
-    for regex, shape in ((_SIMPLE_PUT, "put1"), (_PUT, "put"), (_REVOKE, "revoke")):
+    for regex, shape in ((_SIMPLE_PUT, "put1"), (_PUT, "put"), (_REVOKE, "revoke"),
+                         (_MIXED, "any")):
         found = regex.findall(text)
         if len(found) != lines:
             continue
         if shape == "revoke":
             return shape, [(bytes.fromhex(h),) for h in found]
-        if not {m[1] for m in found} <= rewards.keys():
+        if not {m[1] for m in found if m[0]} <= rewards.keys():
             return None
         if shape == "put1":
             return shape, [(bytes.fromhex(h), r) for h, r in found]
         try:
-            return shape, [(bytes.fromhex(h), r, _epoch_of(vf, cache), _epoch_of(vu, cache),
-                            int(mu), _stores_of(st, cache)) for h, r, vf, vu, mu, st in found]
+            if shape == "put":
+                return shape, [_put_row(m, cache) for m in found]
+            return shape, [_put_row(m, cache) + (0,) if m[0] else
+                           (bytes.fromhex(m[6]), None, None, None, 1, None, 1) for m in found]
         except _NotCanonical:
             return None
     return None
+
+
+def _put_row(m: tuple, cache: dict) -> tuple:
+    h, r, vf, vu, mu, st = m[:6]
+    return (bytes.fromhex(h), r, _epoch_of(vf, cache), _epoch_of(vu, cache), int(mu),
+            _stores_of(st, cache))
 
 
 def _record_row(record: Record) -> tuple:

@@ -9,7 +9,9 @@ commit the current list is untouched; any failure leaves it exactly as it was.
 
 import fcntl
 import json
-from collections.abc import Callable, Mapping
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -127,7 +129,7 @@ def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) 
         "max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT, revoked INTEGER NOT NULL DEFAULT 0)"
     )
     done, total, pending, size = 0, manifest.record_count, [], 0
-    for shape, rows in bundle.iter_rows(source, manifest):
+    for shape, rows in _prefetch(bundle.iter_rows(source, manifest)):
         pending.append((shape, rows))
         size += len(rows)
         if size >= BATCH:
@@ -138,6 +140,46 @@ def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) 
     _write_runs(store, pending)
     if progress:
         progress(done + size, total)
+
+
+def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
+    """Run ``items`` (read, gunzip, hash, parse) in a helper thread while the caller
+    writes to SQLite, which releases the GIL while it works: the two overlap on a
+    multi-core Pi. At most ``depth`` items wait in memory; errors re-raise here."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry) -> None:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                put(("item", item))
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="bundle-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _write_runs(store: Store, runs: list) -> None:
