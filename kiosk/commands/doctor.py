@@ -1,0 +1,46 @@
+"""``kiosk doctor``: run every diagnostic, print OK/WARN/FAIL with fix hints.
+
+Exit code 1 when any check FAILs (0 with only warnings), so scripts and the
+technician's checklist can rely on it. ``--json`` prints ``{"checks": [...]}``.
+"""
+
+import sys
+
+from kiosk import config
+from kiosk.cli import EXIT_FAIL, EXIT_OK
+from kiosk.commands import print_json
+from kiosk.doctor import FAIL, Options, run_checks, worst
+from kiosk.errors import ConfigError
+
+MARKS = {"OK": "  OK ", "WARN": " WARN", "FAIL": " FAIL"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="check config, camera, printer, GPIO, broker, data, system")
+    p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="look this long for a QR code (show the test card) and FAIL if none")
+    p.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                   help="skip a check (database, code_list, outbox, sync_agent, broker, "
+                        "camera_and_decode, printer, gpio, disk, clock, temperature, throttling)")
+    p.set_defaults(handler=cmd_doctor)
+
+
+def cmd_doctor(args) -> int:
+    cfg, error = None, None
+    try:
+        cfg = config.load(config.locate(args.config))
+    except ConfigError as exc:
+        error = str(exc)
+    checks = run_checks(cfg, Options(decode_wait_s=max(args.wait, 0.0), skip=set(args.skip)),
+                        config_error=error)
+    if args.json:
+        print_json({"status": worst(checks), "checks": [c.to_dict() for c in checks]})
+    else:
+        for c in checks:
+            print(f"{MARKS[c.status]}  {c.name:<12} {c.message}")
+            if c.hint and c.status != "OK":
+                print(f"{'':19}-> {c.hint}")
+        print(f"\n{worst(checks)}: {sum(c.status == FAIL for c in checks)} failed, "
+              f"{sum(c.status == 'WARN' for c in checks)} warnings", file=sys.stderr)
+    return EXIT_FAIL if worst(checks) == FAIL else EXIT_OK

@@ -1,0 +1,87 @@
+"""``kiosk doctor``: what is wrong with this kiosk, and how to fix it.
+
+:func:`run_checks` returns a list of :class:`Check` (OK / WARN / FAIL, a message and
+a fix hint) for the CLI and for the UI's staff menu. Each check lives with its kind:
+:mod:`.data` (config, database, code list, outbox, sync agent), :mod:`.devices`
+(camera, decoding, printer, GPIO), :mod:`.network` (broker), :mod:`.system` (disk,
+clock, temperature, throttling). Hardware modules are imported inside the checks, so
+importing this package touches nothing; one failing check never stops the others.
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kiosk.errors import ConfigError
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+STATUSES = (OK, WARN, FAIL)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN or FAIL
+    message: str
+    hint: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Options:
+    """How far the checks go. ``decode_wait_s`` is how long to look for a code (the
+    test card); 0 means a short look that only warns when none is seen."""
+
+    decode_wait_s: float = 0.0
+    probe_printer: bool = True
+    broker_timeout_s: float = 8.0
+    thermal_path: Path = Path("/sys/class/thermal/thermal_zone0/temp")
+    vcgencmd: str = "vcgencmd"
+    skip: set[str] = field(default_factory=set)
+
+
+def run_checks(cfg, options: Options | None = None, *, config_error: str | None = None,
+               **kwargs) -> list["Check"]:
+    """All checks for ``cfg`` (a loaded :class:`kiosk.config.Config`, or None when it
+    could not be loaded: pass the loader's message as ``config_error`` and only the
+    system checks run). ``kwargs`` set :class:`Options` fields."""
+    from kiosk.doctor import data, devices, network, system
+
+    options = options or Options(**kwargs)
+    ctx = data.Context(cfg, options)
+    groups = [data.config_check(cfg, config_error)]
+    try:
+        if cfg is not None:
+            groups += [data.database, data.code_list, data.outbox, data.sync_agent,
+                       network.broker, devices.camera_and_decode, devices.printer,
+                       devices.gpio]
+        groups += [system.disk, system.clock, system.temperature, system.throttling]
+        return _flatten(groups, ctx)
+    finally:
+        ctx.close()
+
+
+def _flatten(groups, ctx) -> list[Check]:
+    results: list[Check] = []
+    for item in groups:
+        if isinstance(item, Check):
+            results.append(item)
+            continue
+        name = item.__name__
+        if name in ctx.options.skip:
+            continue
+        try:
+            found = item(ctx)
+        except ConfigError as exc:  # a bad value in this check's section
+            found = Check(name.replace("_and_decode", ""), FAIL, str(exc),
+                          "fix that key in kiosk.toml (docs/technician.md)")
+        except Exception as exc:  # a check that crashes is itself a finding
+            found = Check(name.replace("_and_decode", ""), FAIL, f"check crashed: {exc!r}",
+                          "report this with `kiosk doctor --json` output")
+        results.extend(found if isinstance(found, list) else [found] if found else [])
+    return results
+
+
+def worst(checks: list[Check]) -> str:
+    return max((c.status for c in checks), key=STATUSES.index, default=OK)

@@ -1,0 +1,115 @@
+"""Checks of the device's own data: config, database, code list, outbox, sync agent."""
+
+from datetime import UTC, datetime, timedelta
+
+from kiosk.doctor import FAIL, OK, WARN, Check
+
+LIST_OLD = timedelta(days=3)        # no newer list for this long: sync is probably broken
+LIST_EXPIRING = timedelta(hours=24)
+OUTBOX_STUCK = timedelta(hours=1)   # oldest unsent redemption older than this
+
+
+class Context:
+    """What the checks share: the config, options and a lazily opened store."""
+
+    def __init__(self, cfg, options):
+        self.cfg, self.options = cfg, options
+        self._ledger = None
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from kiosk import context
+            self._ledger = context.open_ledger(self.cfg)
+        return self._ledger
+
+    @property
+    def store(self):
+        return self.ledger.store
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.store.close()
+
+
+def config_check(cfg, error: str | None) -> Check:
+    if cfg is None:
+        return Check("config", FAIL, error or "no configuration loaded",
+                     "fix the named key, or re-provision: put the kiosk.toml from "
+                     "`kiosk-hq enroll` on the boot partition and reboot")
+    if not cfg.trusted_keys:
+        return Check("config", WARN, f"{cfg.path}: no [trust.keys]; no code list can be verified",
+                     "re-provision with `kiosk-hq enroll --trust KEY_ID=PEM`")
+    return Check("config", OK, f"device {cfg.device_id}, store {cfg.store}, program "
+                 f"{cfg.program}, trusts {', '.join(sorted(cfg.trusted_keys))} ({cfg.path})")
+
+
+def database(ctx) -> Check:
+    from kiosk.errors import StoreError
+    try:
+        path = ctx.store.path
+        ok = ctx.store.conn.execute("PRAGMA quick_check").fetchone()[0]
+    except StoreError as exc:
+        return Check("database", FAIL, str(exc), "check the data partition (dmesg, fsck); "
+                     "never delete kiosk.sqlite while redemptions are pending")
+    if ok != "ok":
+        return Check("database", FAIL, f"{path}: integrity check says {ok}",
+                     "copy kiosk.sqlite off the device and contact support")
+    return Check("database", OK, f"{path} opens and passes the integrity check")
+
+
+def code_list(ctx) -> Check:
+    from kiosk.core import importer, timefmt
+    have = importer.current(ctx.store)
+    if have is None:
+        return Check("code_list", FAIL, "no code list installed: every scan is refused",
+                     "connect the network (kiosk-sync fetches it) or "
+                     "`kiosk codes import /media/usb/bundle.tar`")
+    now = datetime.now(UTC)
+    text = (f"version {have.version}, {have.code_count:,} codes, issued "
+            f"{timefmt.format(have.issued_at)}, expires {timefmt.format(have.expires_at)}")
+    if have.expires_at <= now:
+        return Check("code_list", FAIL, f"{text}: EXPIRED", "get a new list from HQ "
+                     "(network or USB); until then every scan is refused")
+    if have.expires_at - now < LIST_EXPIRING or now - have.issued_at > LIST_OLD:
+        return Check("code_list", WARN, f"{text}: old or about to expire",
+                     "check `kiosk sync-status`; HQ must publish a fresh list")
+    return Check("code_list", OK, text)
+
+
+def outbox(ctx) -> Check:
+    from kiosk.core import timefmt
+    row = ctx.store.conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
+    depth, oldest = row[0], timefmt.parse_optional(row[1])
+    if depth == 0:
+        return Check("outbox", OK, "no redemptions waiting to be sent")
+    age = datetime.now(UTC) - oldest
+    text = f"{depth} redemption(s) waiting to be sent, oldest {_ago(age)} old"
+    if age > OUTBOX_STUCK:
+        return Check("outbox", WARN, text, "they are safe on this device; check the network "
+                     "and the broker check; do not swap the device until this is 0")
+    return Check("outbox", OK, text)
+
+
+def sync_agent(ctx) -> Check:
+    try:
+        from sync.status import read_status
+    except ImportError:
+        return Check("sync", WARN, "sync package not installed", "reinstall redeem-kiosk")
+    st = read_status(ctx.store)
+    if not st.get("agent_running"):
+        return Check("sync", WARN, "kiosk-sync is not running (no heartbeat in the database)",
+                     "`systemctl status kiosk-sync`; `journalctl -u kiosk-sync -b`")
+    if not st.get("connected"):
+        error = st.get("last_error") or "not connected"
+        return Check("sync", WARN, f"kiosk-sync runs but is offline: {error}",
+                     "see the broker check below")
+    return Check("sync", OK, f"kiosk-sync connected; last sync {st.get('last_sync') or 'never'}")
+
+
+def _ago(age: timedelta) -> str:
+    minutes = int(age.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"

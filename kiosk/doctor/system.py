@@ -1,0 +1,83 @@
+"""Checks of the machine: disk space, clock trust, CPU temperature, throttling."""
+
+import shutil
+import subprocess
+
+from kiosk.doctor import FAIL, OK, WARN, Check
+
+DISK_FAIL_MB, DISK_WARN_MB = 100, 500
+TEMP_WARN_C, TEMP_FAIL_C = 75.0, 82.0  # the Pi firmware starts throttling at 80-85 C
+# vcgencmd get_throttled bits (Raspberry Pi documentation).
+NOW_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled",
+            3: "soft temperature limit"}
+PAST_BITS = {16: "under-voltage", 17: "frequency capping", 18: "throttling",
+             19: "soft temperature limit"}
+
+
+def disk(ctx) -> Check:
+    path = ctx.cfg.data_dir if ctx.cfg is not None else "/"
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError as exc:
+        return Check("disk", FAIL, f"{path}: {exc}", "is the data partition mounted?")
+    free_mb = usage.free // (1024 * 1024)
+    text = f"{free_mb:,} MB free of {usage.total // (1024 * 1024):,} MB on {path}"
+    if free_mb < DISK_FAIL_MB:
+        return Check("disk", FAIL, text, "the database cannot grow: copy kiosk.sqlite off and "
+                     "contact support; never delete it while redemptions are pending")
+    if free_mb < DISK_WARN_MB:
+        return Check("disk", WARN, text, "space is getting low")
+    return Check("disk", OK, text)
+
+
+def clock(ctx) -> Check:
+    if ctx.cfg is None:
+        from kiosk.core.clock import Clock
+        reading = Clock().read()
+    else:
+        reading = ctx.ledger.clock.read()
+    when = reading.now.strftime("%Y-%m-%d %H:%M UTC")
+    if reading.wall_behind_floor:
+        return Check("clock", WARN, f"system clock is behind the newest time this kiosk has "
+                     f"seen; using {when} (unsynced)",
+                     "connect the network for NTP or fit the DS3231 RTC (docs/appliance.md)")
+    if reading.source == "unsynced":
+        return Check("clock", WARN, f"{when}, not confirmed by NTP or an RTC",
+                     "expiry checks stay safe but may refuse too early/late; connect the "
+                     "network (NTP) or fit the DS3231 RTC")
+    return Check("clock", OK, f"{when} ({reading.source})")
+
+
+def temperature(ctx) -> Check | None:
+    try:
+        celsius = int(ctx.options.thermal_path.read_text().strip()) / 1000
+    except (OSError, ValueError):
+        return None  # not available on this machine
+    text = f"CPU at {celsius:.1f} C"
+    if celsius >= TEMP_FAIL_C:
+        return Check("temperature", FAIL, text, "the Pi is throttling: add a heatsink or fan, "
+                     "give the case air")
+    if celsius >= TEMP_WARN_C:
+        return Check("temperature", WARN, text, "running hot: check case ventilation")
+    return Check("temperature", OK, text)
+
+
+def throttling(ctx) -> Check | None:
+    exe = shutil.which(ctx.options.vcgencmd)
+    if exe is None:
+        return None  # not a Raspberry Pi (or the tool is missing)
+    try:
+        out = subprocess.run([exe, "get_throttled"], capture_output=True, text=True,
+                             timeout=5).stdout
+        value = int(out.strip().split("=", 1)[1], 16)
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        return Check("throttling", WARN, f"cannot read `vcgencmd get_throttled` ({out!r})", "")
+    now = [text for bit, text in NOW_BITS.items() if value >> bit & 1]
+    past = [text for bit, text in PAST_BITS.items() if value >> bit & 1]
+    hint = ("use the official power supply (5 V 3 A for a Pi 4, 5 A for a Pi 5) and a short "
+            "cable; cool the board")
+    if now:
+        return Check("throttling", FAIL, f"now: {', '.join(now)} (0x{value:x})", hint)
+    if past:
+        return Check("throttling", WARN, f"since boot: {', '.join(past)} (0x{value:x})", hint)
+    return Check("throttling", OK, "no under-voltage or throttling since boot")

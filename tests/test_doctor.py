@@ -1,0 +1,169 @@
+"""``kiosk doctor`` against real parts: a replay camera showing a QR test card, the
+fake network printer, gpiozero's MockFactory, a real mosquitto with TLS and
+per-device passwords, a real SQLite store with a signed code list."""
+
+import json
+import os
+import textwrap
+
+import pytest
+import tomli_w
+from helpers import make_bundle, run_main
+from PIL import Image
+
+from kiosk import cli, config
+from kiosk.doctor import FAIL, OK, WARN, Options, run_checks
+from kiosk.hardware.camera import synthetic
+from kiosk.hardware.printer.fake_server import HEALTHY, PAPER_OUT, FakeNetworkPrinter
+from sync.testing import Broker
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    with Broker(tmp_path_factory.mktemp("broker")) as b:
+        yield b
+
+
+@pytest.fixture
+def card(tmp_path):
+    """A recorded camera view of the technician's test card (a QR) and an empty view."""
+    shown, empty = tmp_path / "card", tmp_path / "empty"
+    shown.mkdir()
+    empty.mkdir()
+    Image.fromarray(synthetic.wallet_card("KIOSK-TEST-CARD")).save(shown / "f0.png")
+    Image.fromarray(synthetic.blank()).save(empty / "f0.png")
+    return shown, empty
+
+
+def write_config(device, **sections) -> config.Config:
+    """The device's kiosk.toml plus the given sections."""
+    data = config.load(device.path).raw
+    data.update(sections)
+    device.path.write_text(tomli_w.dumps(data))
+    return config.load(device.path)
+
+
+def by_name(checks) -> dict:
+    return {c.name: c for c in checks}
+
+
+def healthy(device, hq, broker, card, printer_url):
+    assert device.import_(make_bundle(hq, ["ABC-123"])).rc == 0
+    password = broker.add_device(hq.program, "s1", "kiosk-1")
+    return write_config(
+        device,
+        camera={"source": f"replay:{card[0]}"},
+        printer={"url": printer_url, "timeout_s": 2},
+        gpio={"green_led": 17, "red_led": 27, "buzzer": 22, "button": 23},
+        mqtt={"broker": broker.url, "ca": str(broker.pki["ca"]), "username": "kiosk-1",
+              "password_file": str(password)})
+
+
+@pytest.fixture(autouse=True)
+def mock_gpio(monkeypatch):
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+
+
+def test_a_healthy_kiosk_passes(device, hq, broker, card):
+    with FakeNetworkPrinter(HEALTHY) as printer:
+        cfg = healthy(device, hq, broker, card, printer.url)
+        checks = by_name(run_checks(cfg, decode_wait_s=5))
+    for name in ("config", "database", "code_list", "outbox", "broker", "camera", "decode",
+                 "printer", "gpio", "disk"):
+        assert checks[name].status == OK, checks[name]
+    assert "KIOSK-TEST-CARD" in checks["decode"].message
+    assert "credentials accepted" in checks["broker"].message
+    assert "buzzer" in checks["gpio"].message and "button" in checks["gpio"].message
+    assert checks["sync"].status == WARN  # no kiosk-sync running in this test
+
+
+def test_cli_json_and_exit_code(device, hq, broker, card):
+    with FakeNetworkPrinter(PAPER_OUT) as printer:
+        healthy(device, hq, broker, card, printer.url)
+        run = run_main(cli.main, ["--config", device.path, "doctor", "--json"])
+    doc = json.loads(run.out)
+    checks = by_name(type("C", (), d) for d in doc["checks"])
+    assert checks["printer"].status == FAIL and "paper" in checks["printer"].message.lower()
+    assert checks["printer"].hint
+    assert doc["status"] == FAIL and run.rc == 1
+    assert {"name", "status", "message", "hint"} <= set(doc["checks"][0])
+
+
+def test_wrong_password_bad_ca_and_unreachable_broker_fail(device, hq, broker, tmp_path):
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    broker.add_device(hq.program, "s1", "kiosk-1")
+    base = {"broker": broker.url, "ca": str(broker.pki["ca"]), "username": "kiosk-1"}
+    cases = [
+        ({**base, "password_file": str(wrong)}, "refused"),
+        ({**base, "ca": str(_other_ca(tmp_path))}, "not trusted"),
+        ({**base, "broker": "mqtts://127.0.0.1:9"}, "cannot reach"),
+    ]
+    for mqtt, expected in cases:
+        cfg = write_config(device, mqtt=mqtt)
+        check = run_checks(cfg, Options(broker_timeout_s=5, skip=_all_but("broker")))
+        broker_check = by_name(check)["broker"]
+        assert broker_check.status == FAIL and expected in broker_check.message, broker_check
+
+
+def _other_ca(tmp_path):
+    from sync.testing import make_pki
+    return make_pki(tmp_path / "other-pki", clients=())["ca"]
+
+
+def _all_but(name):
+    return {"database", "code_list", "outbox", "sync_agent", "broker", "camera_and_decode",
+            "printer", "gpio", "disk", "clock", "temperature", "throttling"} - {name}
+
+
+def test_missing_list_camera_without_code_and_dead_camera(device, card, tmp_path):
+    cfg = write_config(device, camera={"source": f"replay:{card[1]}"})
+    checks = by_name(run_checks(cfg, decode_wait_s=0.5))
+    assert checks["code_list"].status == FAIL and "no code list" in checks["code_list"].message
+    assert checks["camera"].status == OK and checks["decode"].status == FAIL
+    cfg = write_config(device, camera={"source": f"replay:{tmp_path / 'gone'}"})
+    checks = by_name(run_checks(cfg))
+    assert checks["camera"].status == FAIL and checks["camera"].hint
+    assert "decode" not in checks
+    cfg = write_config(device, camera={"source": f"replay:{card[0]}", "fps": 0})
+    camera = by_name(run_checks(cfg))["camera"]
+    assert camera.status == FAIL and "[camera] fps" in camera.message and "kiosk.toml" in camera.hint
+
+
+def test_broken_config_still_reports_the_system(tmp_path):
+    bad = tmp_path / "kiosk.toml"
+    bad.write_text('[device]\nid = "x"\n')
+    run = run_main(cli.main, ["--config", bad, "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(run.out)["checks"]}
+    assert run.rc == 1 and checks["config"]["status"] == FAIL
+    assert "store" in checks["config"]["message"] and "disk" in checks and "clock" in checks
+
+
+def test_temperature_and_throttling(device, tmp_path, monkeypatch):
+    cfg = config.load(device.path)
+    thermal = tmp_path / "temp"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    vcgencmd = bin_dir / "vcgencmd"  # a stand-in for the Pi firmware tool
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    only = _all_but("temperature") - {"throttling"}
+    for milli, value, temp_status, thr_status in [
+        (52000, "0x0", OK, OK), (78000, "0x50000", WARN, WARN), (86000, "0x50005", FAIL, FAIL),
+    ]:
+        thermal.write_text(f"{milli}\n")
+        vcgencmd.write_text(textwrap.dedent(f"""\
+            #!/bin/sh
+            [ "$1" = get_throttled ] && echo "throttled={value}"
+            """))
+        vcgencmd.chmod(0o755)
+        checks = by_name(run_checks(cfg, Options(thermal_path=thermal, skip=only)))
+        assert checks["temperature"].status == temp_status
+        assert checks["throttling"].status == thr_status, checks["throttling"]
+    assert "under-voltage" in checks["throttling"].message and "power supply" in checks["throttling"].hint
+
+
+def test_checks_absent_when_the_machine_has_no_sensor(device, tmp_path):
+    checks = by_name(run_checks(config.load(device.path),
+                                Options(thermal_path=tmp_path / "none", vcgencmd="no-such-tool",
+                                        skip=_all_but("temperature") - {"throttling"})))
+    assert "temperature" not in checks and "throttling" not in checks
