@@ -115,6 +115,8 @@ class _Writer:
     def __init__(self, layout: Layout):
         self.layout, self.esc, self.pending = layout, layout.device(), []
         self.esc.hw("INIT")
+        if "CP437" in layout.encoder.codepages:  # plain ASCII in the common page, whatever its slot
+            self.esc.magic.write_with_encoding("CP437", None)
 
     def block(self, block) -> None:
         if isinstance(block, Line):

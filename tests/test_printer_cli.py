@@ -1,0 +1,95 @@
+"""``kiosk print-test`` and the [printer]/[receipt] configuration."""
+
+import pytest
+import zxingcpp
+from escpos.capabilities import get_profile
+from helpers import make_device
+from PIL import Image
+
+from kiosk import printing
+from kiosk.errors import ConfigError
+from kiosk.hardware.printer import escpos_stream
+from kiosk.hardware.printer.fake_server import PAPER_OUT, FakeNetworkPrinter
+
+
+def qr_in_png(path) -> list[str]:
+    with Image.open(path) as img:
+        return [r.text for r in zxingcpp.read_barcodes(img)]
+
+
+def test_print_test_to_a_preview_folder_in_every_language(device, tmp_path):
+    out = tmp_path / "receipts"
+    run = device.run("print-test", "--printer", f"preview://{out}", "--lang", "all")
+    assert run.rc == 0, run.err
+    pngs = sorted(out.glob("receipt-*.png"))
+    assert len(pngs) == 4 and run.out.count("printed ->") == 4
+    for png in pngs:
+        [text] = qr_in_png(png)
+        assert text in png.name
+
+
+def test_print_test_uses_the_configured_network_printer(hq, tmp_path):
+    with FakeNetworkPrinter() as fake:
+        dev = make_device(tmp_path / "dev", hq, extra=(
+            f'[printer]\nurl = "{fake.url}"\npaper_mm = 58\nprofile = "POS-5890"\n'
+            '[receipt]\nfooter = { en = "See you soon", ru = "До встречи" }\n'))
+        run = dev.run("print-test", "--lang", "ru", "--json")
+        assert run.rc == 0, run.err
+        [job] = fake.wait_for_jobs(1)
+    assert run.json()["results"][0]["printed"] is True
+    stream = escpos_stream.parse(job)
+    assert {r.width for r in stream.rasters} == {384}  # 58 mm paper
+    slots = {int(slot): name.lower() for name, slot in get_profile("POS-5890").get_code_pages().items()
+             if name in ("CP437", "CP866", "CP855", "CP1251", "CP932")}
+    text = "".join(t.decode(slots) for t in stream.texts)
+    assert "До встречи" in text and "*** ТЕСТОВАЯ\nПЕЧАТЬ ***" in text  # 16 columns at double width
+
+
+def test_print_test_reports_a_fault_and_fails(hq, tmp_path):
+    with FakeNetworkPrinter(PAPER_OUT) as fake:
+        run = make_device(tmp_path / "d", hq).run("print-test", "--printer", fake.url)
+    assert run.rc == 1 and "FAILED [paper_out]" in run.out and "out of paper" in run.out
+
+
+def test_print_test_without_a_config_needs_only_a_printer(tmp_path, monkeypatch):
+    from helpers import run_main
+
+    from kiosk import cli
+
+    monkeypatch.setenv("KIOSK_CONFIG", str(tmp_path / "missing.toml"))
+    run = run_main(cli.main, ["print-test", "--printer", f"preview://{tmp_path}/p", "--lang", "kk"])
+    assert run.rc == 0, run.err
+    run = run_main(cli.main, ["print-test"])
+    assert run.rc == 2 and "config file not found" in run.err
+
+
+def test_no_printer_configured_is_explained(device):
+    run = device.run("print-test")
+    assert run.rc == 1 and "no printer configured" in run.err
+
+
+@pytest.mark.parametrize("toml,words", [
+    ('[printer]\nurl = "lpt://1"\n', "url: unknown printer URL"),
+    ('[printer]\nurl = "dummy://"\npaper_mm = 70\n', "paper_mm: 70 is not one of 80, 58"),
+    ('[printer]\nurl = "dummy://"\nprofile = "XYZ"\n', "profile: unknown python-escpos profile"),
+    ('[receipt]\nlogo = "nope.png"\n', "logo:"),
+    ('[receipt]\ntimezone = "Mars/Olympus"\n', "timezone:"),
+])
+def test_bad_printer_config_names_the_key(hq, tmp_path, toml, words):
+    dev = make_device(tmp_path / "bad", hq, extra=toml)
+    with pytest.raises(ConfigError, match=words):
+        printing.from_config(dev.config(), dev.ledger().store)
+    assert dev.run("print-test").rc == 2
+
+
+def test_from_config_builds_the_service(hq, tmp_path):
+    logo = tmp_path / "logo.png"
+    Image.new("L", (100, 40), 0).save(logo)
+    dev = make_device(tmp_path / "ok", hq, extra=(
+        f'[printer]\nurl = "preview://receipts"\n[receipt]\nlogo = "{logo}"\n'
+        'timezone = "Asia/Tashkent"\nfooter = "Rahmat"\n'))
+    svc = printing.from_config(dev.config(), dev.ledger().store)
+    assert svc.printer.directory == tmp_path / "ok" / "receipts"  # relative to the config file
+    assert svc.settings["timezone"] == "Asia/Tashkent" and svc.settings["footer"] == "Rahmat"
+    assert svc.status(probe=False)["pending"] == 0
+    svc.close()
