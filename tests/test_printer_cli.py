@@ -93,3 +93,17 @@ def test_from_config_builds_the_service(hq, tmp_path):
     assert svc.settings["timezone"] == "Asia/Tashkent" and svc.settings["footer"] == "Rahmat"
     assert svc.status(probe=False)["pending"] == 0
     svc.close()
+
+
+def test_udev_rule_gives_the_lp_group_the_printer_devices():
+    import re
+    from pathlib import Path
+
+    rules = Path(__file__).parents[1] / "systemd" / "udev" / "60-kiosk-printer.rules"
+    lines = [ln for ln in rules.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(lines) == 3
+    pair = re.compile(r'^[A-Za-z_]+(\{[A-Za-z_]+\})?(==|=|\+=)"[^"]*"$')
+    for line in lines:
+        assert all(pair.match(p.strip()) for p in line.split(", ")), line
+        assert 'GROUP="lp"' in line and 'MODE="0660"' in line
+    assert any("0701??" in ln for ln in lines) and any('KERNEL=="lp[0-9]*"' in ln for ln in lines)
