@@ -77,16 +77,21 @@ class RawPyzbar:
         return [Decoded(r.data.decode("utf-8", "replace"), "pyzbar") for r in found]
 
 
-def time_decoder(decoder, images, repeat: int) -> tuple[list[float], list[list[Decoded]]]:
-    """Per-image best-of-``repeat`` milliseconds, and the results."""
-    best, results = [float("inf")] * len(images), []
-    for r in range(repeat):
+def time_decoders(decoders, images, repeat: int):
+    """Per decoder: per-image best-of-``repeat`` ms, and its results.
+
+    Decoders take turns on each image, so load from other processes on a shared
+    machine hits every configuration alike.
+    """
+    best = [[float("inf")] * len(images) for _ in decoders]
+    results = [[None] * len(images) for _ in decoders]
+    for _ in range(repeat):
         for i, gray in enumerate(images):
-            start = time.perf_counter()
-            found = decoder.decode(gray)
-            best[i] = min(best[i], (time.perf_counter() - start) * 1000)
-            if r == 0:
-                results.append(found)
+            for k, decoder in enumerate(decoders):
+                start = time.perf_counter()
+                found = decoder.decode(gray)
+                best[k][i] = min(best[k][i], (time.perf_counter() - start) * 1000)
+                results[k][i] = found
     return best, results
 
 
@@ -126,11 +131,11 @@ def corpus_table(items, repeat: int) -> None:
     rows, times = [], {}
     decoders = [RawPyzbar(), RawZxing()] + [make_decoder(c) for c in CONFIGS]
     raw_hits = {}
-    for decoder in decoders:
+    all_ms, all_results = time_decoders(decoders, images, repeat)
+    for decoder, ms, results in zip(decoders, all_ms, all_results, strict=True):
         label = decoder.name if decoder.name.startswith("raw") else f"decoder {decoder.name}"
         if decoder.name == "auto":
             label = "decoder auto (default)"
-        ms, results = time_decoder(decoder, images, repeat)
         hits = {i for i, found in enumerate(results)
                 if items[i][2] in [normalise(d.text) for d in found]}
         if label.startswith("raw"):
@@ -165,17 +170,11 @@ def frame_table(repeat: int) -> None:
     print(f"\n640x480 frames: ms per frame (median of {10 * repeat}), "
           "found = codes read; 33.3 ms = 30 fps on one core")
     print(f"{'configuration':28}" + "".join(f"{k:>24}" for k in frames))
-    for name in CONFIGS:
-        decoder = make_decoder(name)
-        cells = []
-        for gray in frames.values():
-            decoder.decode(gray)
-            ms = []
-            for _ in range(10 * repeat):
-                start = time.perf_counter()
-                found = decoder.decode(gray)
-                ms.append((time.perf_counter() - start) * 1000)
-            cells.append(f"{statistics.median(ms):8.2f} ms found {len(found)}")
+    decoders = [make_decoder(name) for name in CONFIGS]
+    ms, found = time_decoders(decoders, list(frames.values()) * (10 * repeat), 1)
+    n = len(frames)
+    for name, times, results in zip(CONFIGS, ms, found, strict=True):
+        cells = [f"{statistics.median(times[j::n]):8.2f} ms found {len(results[j])}" for j in range(n)]
         print(f"{name:28}" + "".join(f"{c:>24}" for c in cells))
 
 
