@@ -107,3 +107,23 @@ def test_udev_rule_gives_the_lp_group_the_printer_devices():
         assert all(pair.match(p.strip()) for p in line.split(", ")), line
         assert 'GROUP="lp"' in line and 'MODE="0660"' in line
     assert any("0701??" in ln for ln in lines) and any('KERNEL=="lp[0-9]*"' in ln for ln in lines)
+
+
+def test_reprint_and_print_queue_commands(hq, tmp_path):
+    with FakeNetworkPrinter(PAPER_OUT) as fake:
+        dev = make_device(tmp_path / "q", hq, extra=f'[printer]\nurl = "{fake.url}"\n')
+        assert dev.import_(hq.bundle(["COFFEE-0001"])).rc == 0
+        rid = dev.verdict("COFFEE-0001", "--confirm")["redemption_id"]
+        run = dev.run("reprint", rid, "--json")
+        assert run.rc == 1 and run.json()["state"] == "queued" and run.json()["fault"] == "paper_out"
+        run = dev.run("print-queue")
+        assert run.rc == 1 and rid in run.out and "[paper_out]" in run.out and "REPRINT" in run.out
+    out = tmp_path / "paper"
+    text = dev.path.read_text().replace(fake.url, f"preview://{out}")
+    dev.path.write_text(text)
+    run = dev.run("print-queue", "--retry", "--json")
+    assert run.rc == 0 and run.json() == {"printed": 1, "pending": []}
+    assert qr_in_png(out / f"receipt-{rid}-reprint.png") == [rid]
+    assert dev.run("print-queue").out.strip() == "print queue is empty"
+    run = dev.run("reprint", "no-such-id")
+    assert run.rc == 1 and "no redemption no-such-id" in run.err

@@ -1,9 +1,10 @@
-"""``kiosk print-test``: print a sample receipt to check the printer and its languages."""
+"""``kiosk print-test``, ``kiosk reprint``, ``kiosk print-queue``: the receipt printer
+from a terminal (sample receipts, reprints, the queue of receipts that failed)."""
 
 import sys
 
-from kiosk import config, printing
-from kiosk.cli import EXIT_FAIL, EXIT_OK
+from kiosk import config, context, printing
+from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
 from kiosk.commands import print_json
 from kiosk.config import LANGUAGES
 from kiosk.core import receipt
@@ -22,6 +23,17 @@ def register(sub) -> None:
     test.add_argument("--profile", help="python-escpos printer profile, e.g. TM-T20II")
     test.add_argument("--json", action="store_true")
     test.set_defaults(handler=cmd_print_test)
+
+    reprint = sub.add_parser("reprint", help="print a redemption's receipt again (marked REPRINT)")
+    reprint.add_argument("id", help="the redemption id")
+    reprint.add_argument("--lang", choices=LANGUAGES, help="receipt language (default: the device's)")
+    reprint.add_argument("--json", action="store_true")
+    reprint.set_defaults(handler=cmd_reprint)
+
+    queue = sub.add_parser("print-queue", help="list receipts that failed to print; --retry prints them")
+    queue.add_argument("--retry", action="store_true", help="print the queued receipts now")
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(handler=cmd_print_queue)
 
 
 def _config(args) -> config.Config | None:
@@ -75,3 +87,47 @@ def cmd_print_test(args) -> int:
         text = f"printed{where_to}" if r["printed"] else f"FAILED [{r['fault']}]: {r['message']}"
         print(f"{printer.url} [{r['lang']}]: {text}")
     return EXIT_OK if all(r["printed"] for r in results) else EXIT_FAIL
+
+
+def _service(args) -> printing.PrintService:
+    cfg = load_config(args)
+    return printing.from_config(cfg, context.open_store(cfg))
+
+
+def _show(outcome: printing.PrintOutcome, as_json: bool) -> int:
+    if as_json:
+        print_json({"ok": outcome.ok, "state": outcome.state, "message": outcome.message,
+                    "fault": outcome.fault, "job_id": outcome.job_id, "path": outcome.path})
+    else:
+        print(f"{outcome.state}: {outcome.message}")
+    return EXIT_OK if outcome.ok else EXIT_FAIL
+
+
+def cmd_reprint(args) -> int:
+    svc = _service(args)
+    try:
+        return _show(svc.print_redemption(args.id, reprint=True,
+                                          lang=args.lang or svc.settings["lang"]), args.json)
+    finally:
+        svc.close()
+
+
+def cmd_print_queue(args) -> int:
+    svc = _service(args)
+    try:
+        outcomes = svc.retry_pending() if args.retry else []
+        jobs = svc.pending()
+    finally:
+        svc.close()
+    if args.json:
+        print_json({"printed": sum(o.ok for o in outcomes), "pending": jobs})
+    else:
+        for o in outcomes:
+            print(f"{o.state}: {o.message}")
+        if not jobs:
+            print("print queue is empty")
+        for j in jobs:
+            flag = " REPRINT" if j["reprint"] else ""
+            print(f"{j['created_at']}  {j['redemption_id']}  tries {j['attempts']}{flag}  "
+                  f"[{j['fault'] or '-'}] {j['error'] or ''}")
+    return EXIT_OK if not jobs else EXIT_FAIL
