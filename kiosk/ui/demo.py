@@ -84,8 +84,8 @@ void_window_minutes = 10
 {extra}"""
 
 
-def build(data_dir: Path, *, extra_config: str = "") -> Demo:
-    """Create the demo kiosk in ``data_dir`` (which should be new and empty)."""
+def build(data_dir: Path, *, extra_config: str = "", cards: bool = True) -> Demo:
+    """Create the demo kiosk in ``data_dir`` (new and empty); ``cards=False`` skips the PNGs."""
     s, now = spec(), datetime.now(UTC)
     data_dir = Path(data_dir)
     priv, pub = keys.generate(data_dir / "keys")
@@ -101,13 +101,13 @@ def build(data_dir: Path, *, extra_config: str = "") -> Demo:
         _mark_used(store, s, salt, now)
     finally:
         store.close()
-    cards, receipts = data_dir / "cards", data_dir / "receipts"
+    cards_dir, receipts = data_dir / "cards", data_dir / "receipts"
     receipts.mkdir(parents=True, exist_ok=True)
-    payloads = draw_cards(s, cards)
+    payloads = draw_cards(s, cards_dir) if cards else {c["name"]: payload_of(c) for c in s["cards"]}
     config = data_dir / "kiosk.toml"
-    config.write_text(_config_text(s, data_dir, pub, pin.make_hash(s["pin"]), cards, receipts,
+    config.write_text(_config_text(s, data_dir, pub, pin.make_hash(s["pin"]), cards_dir, receipts,
                                    extra_config), encoding="utf-8")
-    return Demo(data_dir, config, cards, receipts, payloads, s["pin"])
+    return Demo(data_dir, config, cards_dir, receipts, payloads, s["pin"])
 
 
 def _mark_used(store: Store, s: dict, salt: bytes, now: datetime) -> None:

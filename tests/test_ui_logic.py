@@ -1,0 +1,354 @@
+"""The UI's logic without a window: PIN hashes, catalogs, texts, the controller."""
+
+import gettext
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fontTools.ttLib import TTFont
+
+from kiosk import config, context
+from kiosk.core.verdict import Verdict
+from kiosk.ui import catalogs, demo, i18n, pin, present
+from kiosk.ui import controller as c
+from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
+from kiosk.ui.settings import UiSettings
+
+
+# -- PIN ------------------------------------------------------------------------
+def test_pin_hash_verifies_only_the_right_pin():
+    stored = pin.make_hash("2468", iterations=1000)
+    assert stored.startswith("pbkdf2_sha256$1000$")
+    assert pin.verify("2468", stored)
+    assert not pin.verify("2469", stored)
+    assert pin.make_hash("2468", iterations=1000) != stored  # salted
+
+
+@pytest.mark.parametrize("bad", ["12", "123456789", "12a4", "", "١٢٣٤"])
+def test_pin_format_is_4_to_8_ascii_digits(bad):
+    with pytest.raises(ValueError, match="4-8 digits"):
+        pin.make_hash(bad)
+
+
+def test_bad_pin_hash_in_config_names_the_key(tmp_path):
+    built = demo.build(tmp_path / "d", cards=False)
+    text = built.config.read_text().replace('pin_hash = "pbkdf2', 'pin_hash = "md5')
+    built.config.write_text(text)
+    from kiosk.ui import settings
+
+    with pytest.raises(Exception, match=r"\[ui\] pin_hash"):
+        settings.from_config(config.load(built.config))
+
+
+def test_pin_hash_command_prints_a_config_line(capsys):
+    from kiosk.cli import main
+
+    assert main(["pin-hash", "--pin", "13579"]) == 0
+    line = capsys.readouterr().out
+    stored = line.split('"')[1]
+    assert line.startswith("pin_hash = ") and pin.verify("13579", stored)
+    assert main(["pin-hash", "--pin", "12"]) == 2
+
+
+# -- catalogs ----------------------------------------------------------------------
+def _po_files():
+    return sorted(catalogs.LOCALE_DIR.glob("*/LC_MESSAGES/kiosk.po"))
+
+
+def test_every_language_has_a_catalog():
+    assert {p.parts[-3] for p in _po_files()} == set(i18n.LANGUAGES)
+
+
+@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
+def test_compiled_mo_is_not_stale(po):
+    """Fails when a .po was edited without running: python -m kiosk.ui.catalogs"""
+    with open(po.with_suffix(".mo"), "rb") as fh:
+        compiled = gettext.GNUTranslations(fh)._catalog
+    assert compiled == catalogs.parse_po(po), f"{po.with_suffix('.mo')} is stale"
+
+
+@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
+def test_every_ui_string_is_translated(po):
+    have = catalogs.parse_po(po)
+    missing = sorted(catalogs.extract() - set(have))
+    assert not missing, f"{po}: no translation for {missing}"
+
+
+@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
+def test_placeholders_survive_translation(po):
+    import string
+
+    def fields(text):
+        return sorted(f for _, f, _, _ in string.Formatter().parse(text) if f)
+
+    for msgid, msgstr in catalogs.parse_po(po).items():
+        if msgid:
+            assert fields(msgid) == fields(msgstr), f"{po}: {msgid!r} -> {msgstr!r}"
+
+
+@pytest.mark.parametrize("font", [FONT_REGULAR, FONT_BOLD], ids=lambda p: p.name)
+def test_font_draws_every_catalog_character(font):
+    cmap = TTFont(str(font)).getBestCmap()
+    texts = [s for po in _po_files() for s in catalogs.parse_po(po).values()]
+    texts += list(i18n.LANGUAGE_NAMES.values())
+    texts += [t for r in demo.spec()["rewards"].values() for t in r["title"].values()]
+    lacking = {ch for t in texts for ch in t if ord(ch) not in cmap and not ch.isspace()}
+    assert not lacking, f"{font.name} cannot draw {sorted(lacking)}"
+
+
+def test_uzbek_uses_the_turned_comma():
+    assert "\u02bb" in i18n.tr("Wrong PIN", "uz")
+    assert i18n.tr("Confirm", "ru") == "Подтвердить"
+    assert i18n.tr("an untranslated text", "kk") == "an untranslated text"
+
+
+def test_parse_po_reports_bad_lines(tmp_path):
+    bad = tmp_path / "x.po"
+    bad.write_text('msgid "a"\nmsgstr "b"\nnonsense\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x.po:3"):
+        catalogs.parse_po(bad)
+
+
+# -- verdict texts -------------------------------------------------------------------
+@pytest.fixture
+def kiosk(tmp_path):
+    built = demo.build(tmp_path / "demo", cards=False)
+    cfg = config.load(built.config)
+    ledger = context.open_ledger(cfg)
+    yield built, ledger
+    ledger.store.close()
+
+
+def test_used_code_says_when_and_where(kiosk):
+    built, ledger = kiosk
+    result = ledger.check(built.payloads["already-used"])
+    view = present.verdict_view(result, "en", this_device="counter-1")
+    assert view.verdict is Verdict.ALREADY_REDEEMED and not view.can_confirm
+    assert view.detail.startswith("Redeemed ") and view.detail.endswith(" at counter-2")
+    assert (view.icon, view.signal) == ("cross", "refused")
+    ru = present.verdict_view(result, "ru", this_device="counter-1")
+    assert ru.reason == "Эта награда уже использована" and "counter-2" in ru.detail
+
+
+def test_reward_title_and_type_per_language(kiosk):
+    built, ledger = kiosk
+    result = ledger.check(built.payloads["ready-voucher"])
+    en = present.verdict_view(result, "en")
+    assert (en.title, en.type_line, en.can_confirm) == ("Gift voucher", "50\u00a0000 UZS voucher", True)
+    assert present.verdict_view(result, "uz").title == "Sovg\u02bba vaucheri"
+    syrup = ledger.check(built.payloads["ready-syrup-5-uses"])
+    assert present.verdict_view(syrup, "kk").title == "Free syrup"  # English fallback
+
+
+def test_short_time_uses_translated_months():
+    when = datetime(2026, 11, 12, 14, 2, tzinfo=UTC)
+    assert i18n.short_time(when, "ru").split()[1] == "ноя"
+
+
+# -- controller (jobs run inline, time is set by the test) ------------------------------
+class FakeTime:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def ctl(kiosk):
+    built, ledger = kiosk
+    clock = FakeTime()
+    settings = UiSettings(pin_hash=pin.make_hash("1234", iterations=1000), refusal_timeout=5,
+                          verdict_timeout=10, done_timeout=3, staff_timeout=20,
+                          language_timeout=15, max_pin_tries=3, pin_lockout=30)
+    controller = c.Controller(ledger, settings=settings, now=clock)
+    return controller, clock, built, ledger
+
+
+def test_scan_shows_verdict_and_confirm_records_once(ctl):
+    controller, _, built, ledger = ctl
+    controller.scan(built.payloads["ready-syrup-5-uses"])
+    assert controller.screen == c.VERDICT and controller.view().can_confirm
+    token = controller.token
+    assert controller.confirm(token) is True
+    assert controller.confirm(token) is False  # the second tap of a double tap
+    assert controller.screen == c.DONE
+    assert len([r for r in ledger.history() if r["kind"] == "redeem" and r["origin"] == "local"]) == 1
+
+
+class ManualWorker:
+    """Holds jobs until the test runs them, like a busy worker thread would."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, fn, done=None):
+        self.jobs.append((fn, done))
+
+    def run(self):
+        while self.jobs:
+            fn, done = self.jobs.pop(0)
+            result = fn()
+            if done:
+                done(result, None)
+
+    def close(self, timeout=0):
+        pass
+
+
+def test_taps_and_button_presses_while_confirm_runs_are_ignored(ctl):
+    controller, _, built, ledger = ctl
+    worker = controller.worker = controller.print_worker = ManualWorker()
+    controller.scan(built.payloads["ready-syrup-5-uses"])
+    worker.run()
+    assert controller.confirm(controller.token) is True
+    assert controller.confirm(controller.token) is False
+    controller.button_pressed()
+    assert len(worker.jobs) == 1 and controller.confirming
+    worker.run()
+    assert controller.screen == c.DONE and not controller.confirming
+    assert len([r for r in ledger.history() if r["kind"] == "redeem" and r["origin"] == "local"]) == 1
+
+
+def test_confirm_is_ignored_for_refusals_and_stale_tokens(ctl):
+    controller, _, built, ledger = ctl
+    controller.scan(built.payloads["expired"])
+    assert controller.confirm() is False
+    controller.scan(built.payloads["ready-coffee"])
+    assert controller.confirm(token=controller.token - 1) is False
+    assert ledger.last_local_redemption() is None
+
+
+def test_same_code_is_ignored_a_different_one_replaces(ctl):
+    controller, _, built, _ = ctl
+    assert controller.scan(built.payloads["ready-coffee"])
+    token = controller.token
+    assert not controller.scan(built.payloads["ready-coffee"])
+    assert controller.token == token
+    assert controller.scan(built.payloads["expired"])
+    assert controller.result.verdict is Verdict.EXPIRED and controller.token == token + 1
+
+
+def test_scan_during_confirm_is_ignored(ctl):
+    controller, _, built, _ = ctl
+    controller.scan(built.payloads["ready-coffee"])
+    controller.confirming = True  # as while the worker records it
+    assert not controller.scan(built.payloads["expired"])
+    controller.confirming = False
+
+
+def test_scans_are_ignored_in_the_staff_menu_but_typed_codes_count(ctl):
+    controller, _, built, _ = ctl
+    controller.open_staff()
+    for key in "1234":
+        controller.pin_key(key)
+    controller.pin_key("ok")
+    assert controller.screen == c.STAFF
+    assert not controller.scan(built.payloads["ready-coffee"])
+    controller.open_keypad()
+    for key in "DEMO-COFFEE-0001":
+        controller.code_key(key)
+    controller.code_key("ok")
+    assert controller.screen == c.VERDICT and controller.result.verdict is Verdict.READY
+
+
+def test_every_screen_times_out_to_idle_and_default_language(ctl):
+    controller, clock, built, _ = ctl
+    controller.set_language("kk")
+    controller.scan(built.payloads["expired"])
+    clock.t += 4.9
+    controller.tick()
+    assert controller.screen == c.VERDICT
+    clock.t += 0.2
+    controller.tick()
+    assert (controller.screen, controller.lang) == (c.IDLE, "en")
+    controller.open_staff()
+    clock.t += 21
+    controller.tick()
+    assert controller.screen == c.IDLE
+
+
+def test_language_chosen_on_idle_returns_to_default_when_nobody_scans(ctl):
+    controller, clock, _, _ = ctl
+    controller.cycle_language()
+    assert controller.lang == "uz"
+    clock.t += 16
+    controller.tick()
+    assert controller.lang == "en"
+
+
+def test_wrong_pins_lock_the_pad_for_a_while(ctl):
+    controller, clock, _, _ = ctl
+    controller.open_staff()
+    for _ in range(3):
+        for key in "9999":
+            controller.pin_key(key)
+        controller.pin_key("ok")
+    assert controller.screen == c.PIN
+    for key in "1234":
+        controller.pin_key(key)
+    controller.pin_key("ok")
+    assert controller.screen == c.PIN and "wait" in controller.pin_message
+    clock.t += 31
+    for key in "1234":
+        controller.pin_key(key)
+    controller.pin_key("ok")
+    assert controller.screen == c.STAFF
+
+
+def test_undo_last_redemption(ctl):
+    controller, _, built, ledger = ctl
+    controller.scan(built.payloads["ready-coffee"])
+    controller.confirm()
+    controller.staff_menu()
+    controller.open_undo()
+    assert controller.page_data["id"] == ledger.last_local_redemption()["id"]
+    controller.undo_last()
+    assert controller.page_data["voided_by"]
+    assert ledger.check(built.payloads["ready-coffee"]).verdict is Verdict.READY
+    controller.undo_last()  # a second undo of the same one does nothing
+    assert len([r for r in ledger.history() if r["kind"] == "void"]) == 1
+
+
+def test_a_failing_ledger_loses_nothing_and_says_so(ctl):
+    controller, _, built, ledger = ctl
+    controller.scan(built.payloads["ready-coffee"])
+
+    def broken(*_a, **_k):
+        raise OSError("disk I/O error")
+
+    ledger.confirm = broken
+    controller.confirm()
+    assert controller.screen == c.VERDICT and "disk I/O error" in controller.record_error
+    assert not controller.confirming and controller.view().can_confirm
+    del ledger.confirm
+    controller.confirm()
+    assert controller.screen == c.DONE
+
+
+def test_not_provisioned_controller_ignores_scans():
+    controller = c.Controller(None, problem="no config")
+    assert controller.screen == c.NOT_PROVISIONED
+    assert not controller.scan("ABCD")
+    controller.tick()
+    assert controller.screen == c.NOT_PROVISIONED
+
+
+def test_runner_detects_missing_config_and_missing_keys(tmp_path):
+    from kiosk.ui import runner
+
+    cfg, problem = runner._not_provisioned_problem(tmp_path / "absent.toml")
+    assert cfg is None and "config file not found" in problem
+    built = demo.build(tmp_path / "d", cards=False)
+    text = built.config.read_text()
+    start = text.index("[trust.keys]")
+    built.config.write_text(text[:start] + text[text.index("[ui]"):])
+    cfg, problem = runner._not_provisioned_problem(built.config)
+    assert "no trusted public key" in problem
+
+
+def test_status_line_texts(ctl):
+    controller, _, _, _ = ctl
+    controller.refresh_status()
+    assert controller.status["list_version"] == 1
+    assert controller.status["list_age_s"] == pytest.approx(7200, abs=120)
+    assert timedelta(seconds=controller.status["list_age_s"]) < timedelta(hours=3)

@@ -1,0 +1,298 @@
+"""The touch screen in a real Kivy window (Xvfb under ``make test``).
+
+Scans come through the real scanning pipeline (replay camera, QR decoder, Scanner
+thread) or the app's thread-safe ``deliver_scan``; touches are real MotionEvents
+dispatched through Kivy's event loop; the ledger is a real SQLite file; receipts go
+to the real PrintService (preview printer, or a TCP printer that refuses).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+if not os.environ.get("DISPLAY"):
+    pytest.skip("needs an X display: run under xvfb-run (make test does)", allow_module_level=True)
+
+from kiosk.ui.kivyconf import configure_kivy  # noqa: E402
+
+configure_kivy(width=800, height=480, home=Path(tempfile.mkdtemp(prefix="kiosk-test-kivy-")))
+
+from kiosk import config  # noqa: E402
+from kiosk.core.verdict import Verdict  # noqa: E402
+from kiosk.ui import controller as c  # noqa: E402
+from kiosk.ui import demo  # noqa: E402
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 5000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def window():
+    from kivy.base import EventLoop
+
+    EventLoop.ensure_window()
+    win = EventLoop.window
+    win.size = (800, 480)
+    return win
+
+
+@pytest.fixture
+def kiosk(tmp_path, window):
+    """make(camera=..., printer=..., ui=...) -> (harness, parts, built demo)."""
+    from kiosk.ui import parts as kparts
+    from kiosk.ui.harness import Harness
+    from kiosk.ui.kivyconf import post
+
+    made = []
+
+    def make(*, camera: str = "none", printer: str | None = None, cards: list[str] = (),
+             ui: str = ""):
+        built = demo.build(tmp_path / f"demo{len(made)}", cards=bool(cards))
+        text = built.config.read_text()
+        start = text.index("[camera]")
+        end = text.index("[redeem]")
+        scan_dir = tmp_path / f"scan{len(made)}"
+        if cards:
+            scan_dir.mkdir()
+            for name in cards:
+                src = next(built.cards_dir.glob(f"*-{name}.png"))
+                shutil.copy(src, scan_dir / src.name)
+            camera = f"replay:{scan_dir}?fps=0&loop=0"
+        printer = printer or f"preview://{built.receipts_dir}"
+        text = (text[:start] + f'[camera]\nsource = "{camera}"\n\n[printer]\nurl = "{printer}"\n\n'
+                + text[end:]).replace("[ui]\n", "[ui]\n" + ui + "\n")
+        built.config.write_text(text)
+        parts = kparts.build(config.load(built.config), post=post)
+        harness = Harness(parts.controller, wedge=parts.wedge)
+        made.append((harness, parts))
+        parts.start(harness.app.deliver_scan)
+        return harness, parts, built
+
+    yield make
+    for harness, parts in made:
+        parts.stop()
+        harness.close()
+
+
+def redemptions(ledger) -> list[dict]:
+    return [r for r in ledger.history() if r["kind"] == "redeem" and r["origin"] == "local"]
+
+
+def on(h, screen: str) -> bool:
+    """Wait until ``screen`` is shown and takes touches (no transition running)."""
+    return h.until(lambda: h.app.sm.current == screen and not h.app.sm.transition.is_active)
+
+
+def test_idle_screen_language_button_and_return_to_default(kiosk):
+    h, parts, built = kiosk()
+    assert on(h, c.IDLE)
+    assert h.widget("instruction").text == "Show your wallet card's QR code to the camera"
+    h.tap_id("language_button")
+    assert "koʻrsating" in h.widget("instruction").text
+    assert h.widget("language_button").text == "O\u02bbzbekcha"
+    h.app.deliver_scan(built.payloads["expired"])
+    assert on(h, c.VERDICT)
+    assert h.widget("reason").text == "Bu mukofotning muddati tugagan"
+    h.tap_id("cancel")
+    assert on(h, c.IDLE)
+    assert h.widget("instruction").text == "Show your wallet card's QR code to the camera"
+
+
+def test_camera_scan_then_double_tap_confirm_records_exactly_once(kiosk):
+    h, parts, built = kiosk(cards=["ready-syrup-5-uses"])  # 5 uses: only the UI stops a 2nd
+    assert on(h, c.VERDICT)
+    screen = h.screen
+    assert screen.ids.title.text == "Free syrup"
+    assert screen.ids.type_line.text == "Free add-on"
+    confirm = screen.ids.confirm
+    assert confirm.opacity == 1 and not confirm.disabled
+    from kivy.tests.common import UnitTestTouch
+
+    x, y = confirm.to_window(*confirm.center)
+    for _ in range(2):  # two taps inside one frame: the second lands while the first runs
+        touch = UnitTestTouch(x, y)
+        touch.touch_down()
+        touch.touch_up()
+    h.frames(1)
+    parts.controller.button_pressed()  # the physical button, pressed at the same moment
+    h.tap(confirm)  # and a third, later tap
+    assert on(h, c.DONE)
+    ledger = parts.controller.ledger
+    assert len(redemptions(ledger)) == 1
+    assert h.until(lambda: h.screen.ids.receipt.text == "Receipt printed")
+    assert list(built.receipts_dir.glob("*.png"))
+    h.tap_id("next_button")
+    assert on(h, c.IDLE)
+    assert len(redemptions(ledger)) == 1
+
+
+def test_refusal_shows_reason_and_staff_detail_without_confirm(kiosk):
+    h, parts, built = kiosk(cards=["already-used"])
+    assert on(h, c.VERDICT)
+    ids = h.screen.ids
+    assert ids.reason.text == "This reward has already been used"
+    assert ids.detail.text.startswith("Redeemed ") and ids.detail.text.endswith("at counter-2")
+    assert ids.icon.kind == "cross"
+    assert ids.confirm.disabled and ids.confirm.opacity == 0
+    assert ids.cancel.text == "OK"
+    h.tap(ids.confirm)
+    assert redemptions(parts.controller.ledger) == []
+
+
+def test_screens_time_out_to_idle(kiosk):
+    h, parts, built = kiosk()
+    clock = FakeTime()
+    parts.controller.now = clock
+    h.app.deliver_scan(built.payloads["ready-coffee"])
+    assert on(h, c.VERDICT)
+    clock.t += parts.controller.settings.verdict_timeout - 1
+    h.frames(3)
+    assert h.app.sm.current == c.VERDICT
+    clock.t += 2
+    assert on(h, c.IDLE)
+    h.tap_id("staff_button")
+    assert on(h, c.PIN)
+    clock.t += parts.controller.settings.staff_timeout + 1
+    assert on(h, c.IDLE)
+
+
+def _type_pin(h, digits: str) -> None:
+    pad = h.screen.ids.keypad
+    for d in digits:
+        h.tap(pad.button(d), frames=1)
+    h.tap(pad.button("ok"))
+
+
+def test_pin_keypad_entry_confirm_and_undo(kiosk):
+    h, parts, built = kiosk()
+    ledger = parts.controller.ledger
+    h.tap_id("staff_button")
+    assert on(h, c.PIN)
+    _type_pin(h, "9999")
+    assert h.until(lambda: h.screen.ids.message.text == "Wrong PIN")
+    assert h.app.sm.current == c.PIN
+    _type_pin(h, built.pin)
+    assert on(h, c.STAFF)
+    h.tap_id("keypad")
+    assert on(h, c.KEYPAD)
+    pad = h.screen.ids.keypad
+    for key in "DEMO-COFFEE-0001":
+        h.tap(pad.button(key), frames=1)
+    assert h.screen.ids.code.text == "DEMO-COFFEE-0001"
+    h.tap_id("check")
+    assert on(h, c.VERDICT)
+    assert h.screen.ids.title.text == "Free coffee"
+    h.tap_id("confirm")
+    assert on(h, c.DONE)
+    assert len(redemptions(ledger)) == 1
+    h.tap_id("next_button")
+    assert on(h, c.IDLE)
+    h.tap_id("staff_button")
+    _type_pin(h, built.pin)
+    assert on(h, c.STAFF)
+    h.tap_id("undo")
+    assert on(h, c.UNDO)
+    assert h.until(lambda: not h.screen.ids.undo.disabled)
+    h.tap_id("undo")
+    assert h.until(lambda: h.screen.ids.message.text == "Undone: the reward can be used again")
+    assert redemptions(ledger)[0]["voided_by"]
+    assert ledger.check(built.payloads["ready-coffee"]).verdict is Verdict.READY
+    assert h.until(lambda: h.screen.ids.undo.disabled)  # cannot undo twice
+    h.tap_id("back")
+    assert on(h, c.STAFF)
+    h.tap_id("history")
+    assert on(h, c.HISTORY)
+    assert h.until(lambda: "Free coffee" in h.screen.ids.body.text)
+    assert "(Undone)" in h.screen.ids.body.text
+
+
+def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
+    h, parts, built = kiosk(printer="tcp://127.0.0.1:9")
+    h.app.deliver_scan(built.payloads["ready-coffee"])
+    assert on(h, c.VERDICT)
+    h.tap_id("confirm")
+    assert on(h, c.DONE)
+    assert h.until(lambda: h.screen.ids.receipt.text.startswith("Receipt not printed"))
+    assert "refused" in h.screen.ids.detail.text
+    assert len(redemptions(parts.controller.ledger)) == 1
+    assert len(parts.controller.printer.pending()) == 1
+    h.tap_id("next_button")
+    assert on(h, c.IDLE)
+    assert "Printer needs attention" in h.screen.ids.status.text
+
+
+def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
+    h, parts, built = kiosk(camera="none")
+    assert h.until(lambda: "Camera off" in h.screen.ids.status.text)
+    h.tap_id("staff_button")
+    _type_pin(h, built.pin)
+    assert on(h, c.STAFF)
+    h.tap_id("diagnostics")
+    assert on(h, c.DIAGNOSTICS)
+    assert h.until(lambda: "FAIL  Camera" in h.screen.ids.body.text)
+
+
+def test_keyboard_wedge_burst_is_a_scan(kiosk, window):
+    h, parts, built = kiosk()
+    if parts.wedge is None:
+        pytest.skip("kiosk.hardware.wedge is not installed")
+    for ch in "DEMO-TEN-0005":
+        window.dispatch("on_textinput", ch)
+    window.dispatch("on_key_down", 13, 36, "\r", [])
+    assert on(h, c.VERDICT)
+    assert h.screen.ids.title.text == "10% off your order"
+
+
+def test_not_provisioned_screen(window):
+    from kiosk.ui.harness import Harness
+
+    h = Harness(c.Controller(None, problem="/etc/kiosk/kiosk.toml: config file not found"))
+    try:
+        assert h.app.sm.current == c.NOT_PROVISIONED
+        assert h.screen.ids.headline.text == "This kiosk is not set up yet"
+        assert "config file not found" in h.screen.ids.problem.text
+    finally:
+        h.close()
+
+
+SIZES = [(800, 480), (1024, 600), (1280, 720), (720, 1280), (480, 800)]
+
+
+def _labels(widget):
+    from kivy.uix.label import Label
+
+    for child in widget.walk():
+        if isinstance(child, Label) and child.text and child.opacity > 0:
+            yield child
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_layout_fits_every_supported_display(kiosk, window, size):
+    h, parts, built = kiosk()
+    window.size = size
+    try:
+        h.frames(3)
+        if window.size != size:
+            pytest.skip(f"the X server could not make a {size} window (got {window.size})")
+        assert h.app.portrait == (size[1] > size[0])
+        for payload, screen in ((None, c.IDLE), (built.payloads["ready-voucher"], c.VERDICT)):
+            if payload:
+                h.app.deliver_scan(payload)
+            assert on(h, screen)
+            h.frames(3)
+            for label in _labels(h.screen):
+                x, y = label.to_window(label.x, label.y)
+                assert x >= -1 and y >= -1 and x + label.width <= size[0] + 1, label.text
+                assert label.texture_size[0] <= label.width + 2, f"{label.text!r} too wide"
+                assert label.texture_size[1] <= label.height + 2, f"{label.text!r} clipped at {size}"
+    finally:
+        window.size = (800, 480)
+        h.frames(2)
