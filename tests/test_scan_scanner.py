@@ -244,3 +244,11 @@ def test_scan_event_json():
     assert event.to_json() == {"payload": "X", "decoder": "zxing", "frame_index": 4,
                                "latency_ms": 1.5, "source": "camera"}
     assert Decoded("X", "zxing").text == "X"
+
+
+def test_two_codes_in_view_together_are_one_event_each(tmp_path, cards, decoder):
+    both = np.hstack([cards[A], syn.wallet_card(C)])
+    syn.write_frames(tmp_path, [both] * 10)
+    events, _ = scan(tmp_path, decoder)
+    assert sorted(e.payload for e in events) == sorted([A, C])
+    assert {e.frame_index for e in events} == {0}

@@ -230,6 +230,8 @@ class Scanner:
         self.stats.frames_decoded += 1
         self.stats.decoded_indices.append(frame.index)
         for item in found:
+            if self._stopping.is_set():  # stop() from an event handler: report no more
+                return
             if self.repeats.admit(item.text, frame.captured_at):
                 self._emit(ScanEvent(item.text, item.decoder, frame.index,
                                      (time.monotonic() - frame.captured_at) * 1000.0))
