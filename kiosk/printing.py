@@ -50,7 +50,8 @@ class PrintService:
         # Its own connection: the UI thread's ledger transactions never interleave with ours.
         self.store = Store(store.path)
         self.printer, self.settings = printer, dict(settings or {})
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one job at a time on the printer
+        self._db = threading.RLock()  # one thread at a time on our SQLite connection
         self.last: PrintOutcome | None = None
 
     # -- printing -------------------------------------------------------------
@@ -102,7 +103,7 @@ class PrintService:
     def _job(self, redemption_id: str, reprint: bool, lang: str) -> tuple[int, bool]:
         """The pending job of this redemption (one per redemption), or a new one."""
         now = timefmt.format(datetime.now(UTC))
-        with self.store.transaction() as tx:
+        with self._db, self.store.transaction() as tx:
             row = tx.execute("SELECT id, reprint FROM print_jobs WHERE redemption_id = ? AND "
                              "state = 'pending' ORDER BY id LIMIT 1", (redemption_id,)).fetchone()
             if row:
@@ -118,14 +119,14 @@ class PrintService:
     def _failed(self, job_id: int, err: PrinterError) -> None:
         now = timefmt.format(datetime.now(UTC))
         partial = int(getattr(err, "partial", False))
-        with self.store.transaction() as tx:
+        with self._db, self.store.transaction() as tx:
             tx.execute("UPDATE print_jobs SET attempts = attempts + 1, fault = ?, error = ?, "
                        "updated_at = ?, reprint = max(reprint, ?) WHERE id = ?",
                        (err.fault, str(err), now, partial, job_id))
 
     def _finish(self, job_id: int, state: str, error: str | None = None) -> None:
         now = timefmt.format(datetime.now(UTC))
-        with self.store.transaction() as tx:
+        with self._db, self.store.transaction() as tx:
             tx.execute("UPDATE print_jobs SET state = ?, attempts = attempts + ?, updated_at = ?, "
                        "printed_at = CASE WHEN ? = 'printed' THEN ? END, "
                        "error = coalesce(?, CASE WHEN ? = 'printed' THEN NULL ELSE error END) "
@@ -134,27 +135,30 @@ class PrintService:
 
     def pending(self) -> list[dict]:
         """Receipts not printed yet, oldest first, with their last error."""
-        return list(self.store.db.query(
-            "SELECT id, redemption_id, reprint, lang, attempts, fault, error, created_at, updated_at "
-            "FROM print_jobs WHERE state = 'pending' ORDER BY id"))
+        with self._db:
+            return list(self.store.db.query(
+                "SELECT id, redemption_id, reprint, lang, attempts, fault, error, created_at, "
+                "updated_at FROM print_jobs WHERE state = 'pending' ORDER BY id"))
 
     def jobs(self, redemption_id: str) -> list[dict]:
         """Every print job of one redemption (printed, pending, cancelled)."""
-        return list(self.store.db.query(
-            "SELECT * FROM print_jobs WHERE redemption_id = ? ORDER BY id", [redemption_id]))
+        with self._db:
+            return list(self.store.db.query(
+                "SELECT * FROM print_jobs WHERE redemption_id = ? ORDER BY id", [redemption_id]))
 
     # -- receipt content ----------------------------------------------------------
     def receipt_data(self, redemption_id: str, *, reprint: bool = False,
                      lang: str | None = None) -> receipt.ReceiptData:
         """What the receipt of ``redemption_id`` shows. Raises KioskError if unknown/undone."""
-        row = self.store.conn.execute(
-            "SELECT reward_id, masked_code, at, clock, store, device, voided_by FROM redemptions "
-            "WHERE id = ? AND kind = 'redeem'", (redemption_id,)).fetchone()
+        with self._db:
+            row = self.store.conn.execute(
+                "SELECT reward_id, masked_code, at, clock, store, device, voided_by FROM redemptions "
+                "WHERE id = ? AND kind = 'redeem'", (redemption_id,)).fetchone()
+            have = importer.current(self.store)
         if row is None:
             raise KioskError(f"no redemption {redemption_id} on this device")
         if row[6]:
             raise KioskError(f"redemption {redemption_id} was undone; no receipt")
-        have = importer.current(self.store)
         reward = have.rewards.get(row[0]) if have and row[0] else None
         return receipt.ReceiptData(
             redemption_id=redemption_id, business_name=self.settings.get("business_name", ""),

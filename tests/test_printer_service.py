@@ -382,3 +382,29 @@ def test_fault_classification_uses_the_original_cause():
             raise DeviceNotFoundError(f"Could not open socket for h:\n{e}")  # noqa: B904
     except DeviceNotFoundError as wrapped:
         assert faults.classify(wrapped, "x").fault == "refused"
+
+
+def test_many_threads_printing_and_reading_the_queue_at_once(counter):
+    ledger, rid = counter
+    ids = [rid] + [ledger.confirm(c).redemption_id for c in ("COFFEE-0002", "COFFEE-0003")]
+    printer = open_printer("dummy://")
+    svc = service(ledger, printer)
+    errors, outcomes = [], []
+
+    def work(n):
+        try:
+            for i in range(3):
+                outcomes.append(svc.print_redemption(ids[(n + i) % 3], reprint=i > 0))
+                svc.pending()
+                svc.status()
+        except Exception as exc:  # any exception here is a bug
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(outcomes) == 12 and all(o.ok for o in outcomes)
+    assert len(printer.jobs) == 12 and svc.pending() == []
+    assert sum(len(svc.jobs(i)) for i in ids) == 12

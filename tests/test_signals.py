@@ -167,3 +167,16 @@ def test_bad_gpio_config_is_explained(factory, gpio, words):
 def test_unknown_kind_is_an_error(signals):
     with pytest.raises(ValueError, match="unknown signal"):
         signals.show("party")
+
+
+def test_pins_configured_but_no_gpio_keeps_the_kiosk_running():
+    import subprocess
+    import sys
+
+    code = ("from kiosk.hardware.signals import Signals\n"
+            "s = Signals.from_config({'green_led': 17, 'button': 5})\n"
+            "s.show('redeemed'); assert s.wait_idle(1); print(s.describe()['problem'])")
+    env = {"GPIOZERO_PIN_FACTORY": "no-such-factory", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "GPIO not usable" in run.stdout and "no-such-factory" in run.stdout
