@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from kiosk import __version__, context
 from kiosk.config import Config
 from kiosk.core import importer, timefmt
 from kiosk.errors import ConfigError
-from sync import connection, protocol, status
+from sync import connection, lists, protocol, status
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
 
@@ -84,6 +85,8 @@ class Agent:
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
         self.live_upto = 0  # highest own seq already fanned out to the store
+        self.spool_dir = cfg.data_dir / "sync-spool"
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     # -- setup --------------------------------------------------------------------
     def _topics(self) -> dict[str, str]:
@@ -105,7 +108,7 @@ class Agent:
         client.on_connect = self._on_connect
         client.on_connect_fail = lambda c, u: self.inbox.put(("error", "cannot reach the broker"))
         client.on_disconnect = self._on_disconnect
-        client.on_message = lambda c, u, msg: self.inbox.put(("message", msg.topic, msg.payload))
+        client.on_message = self._on_mqtt_message
         return client
 
     # -- paho callbacks (network thread: enqueue only) -------------------------------
@@ -114,6 +117,19 @@ class Agent:
             self.inbox.put(("error", f"broker refused the connection: {reason_code}"))
         else:
             self.inbox.put(("connected", flags.session_present))
+
+    def _on_mqtt_message(self, client, userdata, msg) -> None:
+        """Chunks (megabytes each) go to disk at once, everything else on the queue."""
+        if msg.topic.startswith(self.topics["chunks"]):
+            if not msg.payload:
+                return  # a cleared chunk
+            sha = msg.topic[len(self.topics["chunks"]):]
+            try:
+                self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
+            except OSError as exc:
+                self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
+        else:
+            self.inbox.put(("message", msg.topic, msg.payload))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.inbox.put(("disconnected", str(reason_code)))
@@ -137,6 +153,7 @@ class Agent:
                 if self.connected:
                     self.sender.check_timeout(now)
                     self.sender.pump(now)
+                    self.lists.retry_due(now)
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + self.settings.heartbeat_s
@@ -170,6 +187,8 @@ class Agent:
             self._disconnected(item[1])
         elif kind == "error":
             self._error(item[1])
+        elif kind == "chunk":
+            self.lists.on_chunk(item[1], item[2])
         elif kind == "imported":
             self.lists.import_finished(item[1])
 
@@ -209,8 +228,6 @@ class Agent:
                 self._on_live(payload)
             elif topic == self.topics["manifest"]:
                 self.lists.on_manifest(payload)
-            elif topic.startswith(self.topics["chunks"]):
-                self.lists.on_chunk(topic[len(self.topics["chunks"]):], payload)
         except protocol.ProtocolError as exc:
             log.warning("ignored a bad message on %s: %s", topic, exc)
 

@@ -5,15 +5,20 @@ message of its own. The receiver checks the manifest's signature and applicabili
 first (so a forged or stale list costs no download), writes the chunks into a work
 folder as they arrive, and then imports that folder with exactly the code
 ``kiosk codes import`` uses (:func:`kiosk.core.importer.import_bundle` over a
-:class:`kiosk.core.bundle.DirSource`). The import runs in its own thread with its own
-database connection, so acks and fan-out keep flowing meanwhile; the switch to the
-new list is atomic inside ``import_bundle``; a rejection leaves the current list.
+:class:`kiosk.core.bundle.DirSource`), run in a short-lived child process
+(:mod:`sync.list_import`) watched by a thread, so acks and fan-out keep flowing
+meanwhile and the agent's memory stays small; the switch to the new list is atomic
+inside ``import_bundle``; a rejection leaves the current list.
 """
 
 import hashlib
+import json
 import logging
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +28,13 @@ from kiosk.core import bundle, importer
 from kiosk.core.bundle import Manifest
 from kiosk.core.clock import Clock
 from kiosk.core.store import Store
-from kiosk.errors import BundleError, KioskError
+from kiosk.errors import BundleError
 from sync import protocol
 
 log = logging.getLogger("kiosk.sync.lists")
+IMPORT_TIMEOUT_S = 900
+RETRY_S = 15.0  # wait before retrying a list whose import failed for a passing reason
+TRANSIENT = ("busy", "import_failed")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class ListReceiver:
         self.pending: dict[str, list[str]] = {}  # chunk sha256 -> file names still missing
         self.importing: threading.Thread | None = None
         self.deferred: bytes | None = None  # a manifest that arrived during an import
+        self.last_payload: bytes | None = None  # the retained manifest, for retries
+        self.retry_at: float | None = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # -- manifest ---------------------------------------------------------------
@@ -66,6 +76,7 @@ class ListReceiver:
             self.deferred = payload
             return
         self._abandon()
+        self.last_payload, self.retry_at = payload, None
         if not payload:
             return  # HQ cleared the retained manifest: nothing to do
         try:
@@ -108,17 +119,21 @@ class ListReceiver:
             self._start_import()  # a list without chunks (an empty delta)
 
     # -- chunks -----------------------------------------------------------------
-    def on_chunk(self, sha256: str, payload: bytes) -> None:
+    def on_chunk(self, sha256: str, path: Path) -> None:
+        """A chunk the network thread spooled to ``path`` (so it never waits in memory)."""
         names = self.pending.get(sha256)
         if names is None or self.manifest is None:
+            path.unlink(missing_ok=True)
             return  # a duplicate or a chunk of a list we are not fetching
-        if hashlib.sha256(payload).hexdigest() != sha256:
+        if _file_sha256(path) != sha256:
+            path.unlink(missing_ok=True)
             self._reject(BundleError("chunk_hash", f"chunk {names[0]}: received bytes do not "
                                      "match the sha256 in the manifest"))
             self._abandon()
             return
-        for name in names:
-            (self.work_dir / name).write_bytes(payload)
+        for name in names[1:]:
+            shutil.copyfile(path, self.work_dir / name)
+        path.replace(self.work_dir / names[0])
         del self.pending[sha256]
         self.unsubscribe([protocol.chunk_topic(self.cfg.program, sha256)])
         if not self.pending:
@@ -127,27 +142,24 @@ class ListReceiver:
     # -- import -----------------------------------------------------------------
     def _start_import(self) -> None:
         manifest = self.manifest
+        log.info("version %d: all chunks received, importing", manifest.version)
         self.importing = threading.Thread(target=self._import, args=(manifest,),
                                           name="list-import", daemon=True)
         self.importing.start()
 
     def _import(self, manifest: Manifest) -> None:
-        """Runs in the import thread, with its own database connection."""
-        store = None
+        """Runs in the import thread: the import itself runs in a child process."""
+        cmd = [sys.executable, "-m", "sync.list_import", str(self.cfg.path), str(self.work_dir)]
+        stderr = ""
         try:
-            store = Store(self.store.path)
-            done = importer.import_bundle(store, bundle.DirSource(self.work_dir),
-                                          self.cfg.trusted_keys, self.cfg.program,
-                                          now=self.clock.read().now)
-            event = ListEvent("installed", f"installed version {done.version} "
-                              f"({done.record_count:,} records)", version=done.version)
-        except BundleError as exc:
-            event = ListEvent("rejected", f"{exc} [{exc.reason}]", exc.reason, manifest.version)
-        except (KioskError, OSError) as exc:
-            event = ListEvent("rejected", f"import failed: {exc}", "import_failed", manifest.version)
-        finally:
-            if store is not None:
-                store.close()
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S)
+            stderr = proc.stderr[-500:]
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            event = ListEvent(result["state"], result["message"], result["reason"],
+                              result["version"] or manifest.version)
+        except (OSError, ValueError, IndexError, KeyError, subprocess.TimeoutExpired) as exc:
+            event = ListEvent("rejected", f"import process failed: {exc} {stderr}".strip(),
+                              "import_failed", manifest.version)
         self.done(event)
 
     def import_finished(self, event: ListEvent) -> None:
@@ -159,6 +171,14 @@ class ListReceiver:
         if self.deferred is not None:
             payload, self.deferred = self.deferred, None
             self.on_manifest(payload)
+        elif event.state == "rejected" and event.reason in TRANSIENT:
+            self.retry_at = time.monotonic() + RETRY_S
+
+    def retry_due(self, now: float) -> None:
+        """Try the retained manifest again after a transient import failure."""
+        if self.retry_at is not None and now >= self.retry_at and self.last_payload:
+            self.retry_at = None
+            self.on_manifest(self.last_payload)
 
     # -- helpers ----------------------------------------------------------------
     def _reject(self, exc: BundleError) -> None:
@@ -172,3 +192,19 @@ class ListReceiver:
         self.pending.clear()
         self.manifest = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def spool(folder: Path, sha256: str, payload: bytes) -> Path:
+    """Write a received chunk to ``folder`` (called on paho's network thread)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sha256}.{threading.get_ident()}.{time.monotonic_ns()}"
+    path.write_bytes(payload)
+    return path

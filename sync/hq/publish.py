@@ -16,7 +16,7 @@ from kiosk.errors import BundleError
 from sync import protocol
 from sync.hq.common import HqError, add_broker_args, close, connect, settings_from_args
 
-RETAINED_WAIT_S = 1.5  # how long to wait for the old retained manifest after subscribing
+MARKER_WAIT_S = 15.0
 
 
 def register(sub) -> None:
@@ -42,20 +42,30 @@ def read_bundle(path) -> tuple[bundle.Manifest, bytes, object]:
     return manifest, signature, source
 
 
-def _old_manifest(client, topic: str) -> bundle.Manifest | None:
-    """The manifest currently retained on the broker, if any (to clear its old chunks)."""
+def _old_manifest(client, program: str) -> bundle.Manifest | None:
+    """The manifest currently retained on the broker, if any (to clear its old chunks).
+
+    A marker message is published right after subscribing: the broker handles one
+    connection's packets in order, so when the marker comes back any retained
+    manifest has already been delivered.
+    """
+    topic = protocol.manifest_topic(program)
+    marker = f"{protocol.program_root(program)}/hq/marker/{uuid.uuid4().hex}"
     got: dict = {}
-    arrived = threading.Event()
+    done = threading.Event()
 
     def on_message(c, userdata, msg):
         if msg.topic == topic:
             got["payload"] = msg.payload
-            arrived.set()
+        elif msg.topic == marker:
+            done.set()
 
     client.on_message = on_message
-    client.subscribe(topic, qos=1)
-    arrived.wait(RETAINED_WAIT_S)
-    client.unsubscribe(topic)
+    client.subscribe([(topic, 1), (marker, 1)])
+    client.publish(marker, b"", qos=1)
+    if not done.wait(MARKER_WAIT_S):
+        raise HqError("the broker did not echo the marker message; is the hq user's ACL right?")
+    client.unsubscribe([topic, marker])
     client.on_message = None
     if not got.get("payload"):
         return None
@@ -71,7 +81,7 @@ def publish(settings, path, *, log=print) -> bundle.Manifest:
     program = manifest.program
     client = connect(settings, f"hq-publish-{uuid.uuid4().hex[:8]}")
     try:
-        old = _old_manifest(client, protocol.manifest_topic(program))
+        old = _old_manifest(client, program)
         sent = set()
         for chunk in manifest.chunks:
             if chunk.sha256 in sent:

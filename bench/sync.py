@@ -1,0 +1,130 @@
+"""Sync benchmark: a real mosquitto on loopback (TLS, shipped config), started here.
+
+Prints:
+* seconds for the agent to drain a 10,000-event backlog and get every ack
+  (stored at HQ by ``kiosk-hq collect`` in its own process), and events/s;
+* seconds from ``kiosk-hq publish`` of a 1,000,000-code bundle to a usable list on
+  the device (agent in its own process, as on the kiosk);
+* the agent's resident memory (peak and current).
+
+Goals (issue 6): backlog < 2 s, million-code list < 20 s, agent RSS < 60 MB.
+Usage: python bench/sync.py [--events N] [--codes N]
+"""
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file is named sync.py: keep its folder off sys.path so `sync` is the package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from kiosk import config, context  # noqa: E402
+from kiosk.core import importer  # noqa: E402
+from kiosk.core.bundle import DirSource  # noqa: E402
+from sync.hq import publish as hq_publish  # noqa: E402
+from sync.testing import (  # noqa: E402
+    Broker,
+    hq_settings,
+    make_bundle,
+    make_signing_key,
+    write_device_config,
+)
+
+PROGRAM = "bench"
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(peak, current) resident set size of a process in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+def poll(predicate, timeout: float, interval: float = 0.002):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.perf_counter()
+        time.sleep(interval)
+    raise SystemExit(f"bench: timed out after {timeout:.0f} s")
+
+
+def backlog(ledger, n: int) -> None:
+    """n confirmed redemptions recorded offline (the real confirm path)."""
+    for i in range(n):
+        ledger.confirm(f"BENCH{i:07d}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000)
+    ap.add_argument("--codes", type=int, default=1_000_000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="kiosk-bench-sync-"))
+    key, pub = make_signing_key(tmp / "keys")
+    with Broker(tmp / "broker") as broker:
+        hq = hq_settings(broker)
+        password = broker.add_device(PROGRAM, "s1", "k1")
+        cfg_path = write_device_config(tmp / "k1", broker, device="k1", store="s1",
+                                       program=PROGRAM, trust={"hq1": pub},
+                                       password_file=password, mqtt={"heartbeat_seconds": 30})
+        ledger = context.open_ledger(config.load(cfg_path))
+        small = make_bundle(tmp / "small", key, key_id="hq1", program=PROGRAM, version=1,
+                            codes=[f"BENCH{i:07d}" for i in range(args.events)])
+        importer.import_bundle(ledger.store, DirSource(small), {"hq1": key.public_key()}, PROGRAM)
+        t = time.perf_counter()
+        backlog(ledger, args.events)
+        print(f"setup: {args.events:,} redemptions recorded offline in {time.perf_counter() - t:.1f} s")
+
+        hq_cmd = [sys.executable, "-m", "sync.hq_cli", "collect", "--broker", broker.url,
+                  "--ca", str(broker.pki["ca"]), "--username", "hq", "--password-file",
+                  str(broker.folder / "hq.password"), "--db", str(tmp / "hq.sqlite"),
+                  "--program", PROGRAM]
+        collector = subprocess.Popen(hq_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        time.sleep(1.5)  # setup only: let the collector connect and subscribe before timing
+        env = {**os.environ, "KIOSK_CONFIG": str(cfg_path)}
+        agent = subprocess.Popen([sys.executable, "-m", "sync.agent_cli"], env=env,
+                                 stdout=open(tmp / "agent.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            store = ledger.store
+            t0 = poll(lambda: store.get_meta("sync.connected") == "1", 30)
+            t1 = poll(lambda: ledger.outbox_depth() == 0, 120)
+            drain = t1 - t0
+            stored = sqlite3.connect(tmp / "hq.sqlite").execute("SELECT count(*) FROM events").fetchone()[0]
+            print(f"agent RSS after the backlog: {rss_mb(agent.pid)[1]:.0f} MB")
+            print(f"backlog: {args.events:,} events drained, stored at HQ ({stored:,}) and acked "
+                  f"in {drain:.2f} s = {args.events / drain:,.0f} events/s (goal < 2 s)")
+
+            t = time.perf_counter()
+            big = make_bundle(tmp / "big", key, key_id="hq1", program=PROGRAM, version=2,
+                              codes=(f"M{i:09d}" for i in range(args.codes)))
+            size = sum(f.stat().st_size for f in big.iterdir()) / 1e6
+            print(f"setup: {args.codes:,}-code bundle ({size:.0f} MB) signed in "
+                  f"{time.perf_counter() - t:.1f} s")
+            t0 = time.perf_counter()
+            hq_publish.publish(hq, big, log=lambda *_: None)
+            t_pub = time.perf_counter()
+            t1 = poll(lambda: (c := importer.current(store)) is not None and c.version == 2, 300,
+                      interval=0.02)
+            assert ledger.check(f"M{args.codes - 1:09d}").verdict == "ready"
+            print(f"list: {args.codes:,} codes from publish to usable on the device in "
+                  f"{t1 - t0:.1f} s (publish {t_pub - t0:.1f} s; goal < 20 s)")
+            peak, now = rss_mb(agent.pid)
+            print(f"agent RSS: peak {peak:.0f} MB, now {now:.0f} MB (goal < 60 MB)")
+        finally:
+            agent.terminate()
+            collector.terminate()
+            agent.wait(15)
+            collector.wait(15)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
