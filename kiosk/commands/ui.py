@@ -31,6 +31,8 @@ def register(sub) -> None:
     demo.add_argument("--size", type=_size, default=(800, 480))
     demo.add_argument("--dir", type=Path, help="keep the demo data here (default: a temp dir)")
     demo.add_argument("--verbose", action="store_true")
+    demo.add_argument("--exit-after", type=float, metavar="SECONDS",
+                      help="close by itself after SECONDS (smoke test)")
     demo.set_defaults(handler=cmd_demo)
 
     shots = sub.add_parser("screenshots", help="PNG of every screen in every language")
@@ -64,7 +66,7 @@ def cmd_demo(args) -> int:
     print(f"demo kiosk in {built.data_dir}\n  staff PIN {built.pin}\n"
           f"  receipts -> {built.receipts_dir}\n  cards    -> {built.cards_dir}")
     return runner.run(built.config, size=args.size, fullscreen=False, verbose=args.verbose,
-                      demo_settings={"pin_hint": built.pin})
+                      demo_settings={"pin_hint": built.pin}, exit_after=args.exit_after)
 
 
 def cmd_screenshots(args) -> int:

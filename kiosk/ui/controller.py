@@ -2,8 +2,10 @@
 
 Screens call only the public methods here; the controller calls the ledger, the
 receipt printer and the signals (LED/buzzer) it was given, so tests pass real fakes.
-Everything touching SQLite runs on ``worker`` (one thread, in order) and printing on
-``print_worker``; both report back through ``post`` on the main thread.
+Every write to SQLite (confirm, undo) and every page load runs on ``worker`` (one
+thread, in order) and printing on ``print_worker``; both report back through
+``post`` on the main thread. Checking a scan is a read: with ``checker`` (a Ledger
+on its own connection) it runs in place, so the verdict is drawn in the same frame.
 
 Rules staff can rely on (docs/ui.md):
 
@@ -46,8 +48,9 @@ class Controller:
                  signals=None, worker=None, print_worker=None,
                  post: Callable[[Callable[[], None]], None] | None = None,
                  now: Callable[[], float] = time.monotonic, status_reader=None,
-                 diagnostics=None, problem: str = ""):
+                 diagnostics=None, problem: str = "", checker=None):
         self.ledger, self.printer, self.signals = ledger, printer, signals
+        self.checker = checker  # a Ledger on its own read connection, for checks in place
         self.settings = settings or UiSettings()
         self.worker = worker or InlineWorker()
         self.print_worker = print_worker or self.worker
@@ -176,6 +179,13 @@ class Controller:
             return False
         self._check_seq += 1
         seq, lang = self._check_seq, self.lang
+        if self.checker is not None:  # a read in WAL mode: ~1 ms, never waits for writers
+            try:
+                result, error = self.checker.check(payload, lang=lang), None
+            except Exception as exc:
+                result, error = None, exc
+            self._checked(seq, source, result, error)
+            return True
         self.worker.submit(lambda: self.ledger.check(payload, lang=lang),
                            lambda result, error: self._checked(seq, source, result, error))
         return True

@@ -74,7 +74,7 @@ refusal_timeout = 8
 done_timeout = 5
 
 [camera]
-source = "replay:{cards}?fps=0.25&loop=1"
+source = "replay:{cards}?fps=0.2&loop=1"
 
 [printer]
 url = "preview://{receipts}"

@@ -5,6 +5,7 @@ system is read-only, so never ~/.kivy), turns off Kivy's own argument parser, se
 the window size, full screen and rotation, and makes Noto Sans the default font.
 """
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,9 @@ def configure_kivy(*, width: int = 800, height: int = 480, fullscreen: bool = Fa
     if home is not None:
         os.environ.setdefault("KIVY_HOME", str(home))
         Path(os.environ["KIVY_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Kivy logs through Python's logging (no handlers of its own on the root logger).
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    logging.getLogger("kivy").setLevel(logging.INFO if verbose else logging.ERROR)
     if not verbose:
         os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
         os.environ.setdefault("KIVY_NO_FILELOG", "1")
@@ -34,6 +38,7 @@ def configure_kivy(*, width: int = 800, height: int = 480, fullscreen: bool = Fa
     Config.set("kivy", "exit_on_escape", "0")
     Config.set("kivy", "log_level", "info" if verbose else "warning")
     Config.set("input", "mouse", "mouse,disable_multitouch")
+    logging.getLogger("kivy").setLevel(logging.INFO if verbose else logging.ERROR)
     register_fonts()
 
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kiosk import context
+from kiosk.core.store import Store
 from kiosk.ui import settings as ui_settings
 from kiosk.ui.controller import Controller
 
@@ -107,7 +108,8 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
         ledger, settings=ui_settings.from_config(cfg), printer=printer, signals=signals,
         worker=worker or Worker(post, "kiosk-db"),
         print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
-        status_reader=_status_reader(), diagnostics=_diagnostics(cfg))
+        status_reader=_status_reader(), diagnostics=_diagnostics(cfg),
+        checker=context.open_ledger(cfg, store=Store(ledger.store.path)))
     parts = Parts(controller, problems=problems)
     if signals is not None:
         signals.on_confirm = lambda: post(controller.button_pressed)
@@ -122,6 +124,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     if wedge_mod is not None:
         parts.wedge = wedge_mod.KeyboardWedge(
             lambda ev: post(lambda: controller.scan(ev.payload, ev.source)))
+    parts.closers.append(controller.checker.store.close)
     for problem in problems:
         log.warning("%s", problem)
     return parts

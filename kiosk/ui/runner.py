@@ -29,7 +29,8 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
 
 
 def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: bool | None = None,
-        verbose: bool = False, demo_settings: dict | None = None) -> int:
+        verbose: bool = False, demo_settings: dict | None = None,
+        exit_after: float | None = None) -> int:
     """Run the kiosk UI until its window closes; returns an exit code."""
     from kiosk.ui import settings as ui_settings
 
@@ -45,6 +46,8 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
 
     configure_kivy(width=settings.width, height=settings.height, fullscreen=settings.fullscreen,
                    rotation=settings.rotation, home=home, verbose=verbose)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kiosk.ui.app import KioskApp
     from kiosk.ui.controller import Controller
 
@@ -57,8 +60,21 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
 
     parts = kparts.build(cfg, post=post)
     parts.controller.settings.extra.update(demo_settings or {})
-    app = KioskApp(parts.controller, wedge=parts.wedge,
-                   on_start_hooks=[lambda a: parts.start(a.deliver_scan)],
+    hooks = [lambda a: parts.start(a.deliver_scan)]
+    if exit_after:
+        hooks.append(lambda a: _stop_after(a, exit_after))
+    app = KioskApp(parts.controller, wedge=parts.wedge, on_start_hooks=hooks,
                    on_stop_hooks=[lambda a: parts.stop()])
     app.run()
     return 0
+
+
+def _stop_after(app, seconds: float) -> None:
+    """Close the app after ``seconds`` (smoke tests of ``kiosk demo``)."""
+    from kivy.clock import Clock
+
+    def stop(_dt):
+        c = app.controller
+        print(f"demo: {c.scans_seen} scans, {c.verdicts_shown} verdicts, screen {c.screen}")
+        app.stop()
+    Clock.schedule_once(stop, seconds)

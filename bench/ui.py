@@ -1,0 +1,127 @@
+"""Benchmark of the touch UI. Prints figures; asserts nothing (DESIGN.md section 8).
+
+    xvfb-run -a .venv/bin/python bench/ui.py [--scans 40] [--size 800x480]
+
+* start to idle: from launching a fresh Python process to the first frame that shows
+  the idle screen (imports, Kivy window, catalogs, SQLite, printer, all screens);
+* payload event to verdict on screen: from the scanner thread handing a payload to
+  the app (``KioskApp.deliver_scan``) to the buffer flip showing the verdict, over
+  alternating ready/refused codes (median, p95, max);
+* peak RSS of the UI process (VmHWM).
+
+Goals on the 2-core dev machine: < 3 s, < 100 ms, < 150 MB. The demo kiosk (key,
+bundle, config) is built before the clock starts; the camera is not started, so
+decoding time (bench/scan.py) is not counted here. Under Xvfb the GL renderer is
+Mesa's llvmpipe (software, with libLLVM loaded), so the bare window's RSS and each
+buffer swap cost far more than on the Pi's GPU; the bench prints both so the UI's
+own share is visible.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def child(config: Path, size: str, scans: int, started: float) -> None:
+    from kiosk.ui.kivyconf import configure_kivy, post
+
+    w, h = (int(v) for v in size.split("x"))
+    configure_kivy(width=w, height=h, home=config.parent / "kivy")
+    from kivy.clock import Clock
+    from kivy.core.window import Window  # noqa: F401 - the bare window, measured next
+    from kivy.graphics.opengl import GL_RENDERER, glGetString
+
+    window_mb = rss_mb("VmRSS")
+    renderer = glGetString(GL_RENDERER).decode(errors="replace")
+
+    from kiosk import config as kconfig
+    from kiosk.ui import demo
+    from kiosk.ui import parts as kparts
+    from kiosk.ui.app import KioskApp
+
+    parts = kparts.build(kconfig.load(config), post=post, with_camera=False)
+    app = KioskApp(parts.controller)
+    payloads = [demo.payload_of(c) for c in demo.spec()["cards"]]
+    result = {"latencies": [], "window_rss_mb": window_mb, "renderer": renderer}
+
+    def idle_drawn(_dt):
+        result["start_to_idle_s"] = time.time() - started
+        Clock.schedule_once(lambda _dt: next_scan(0), 0.3)
+
+    def next_scan(i):
+        if i >= scans:
+            result["peak_rss_mb"] = rss_mb("VmHWM")
+            print(json.dumps(result), flush=True)
+            app.stop()
+            return
+        app.last_verdict_latency_ms = None
+        parts.controller.go_idle()
+        app.deliver_scan(payloads[i % len(payloads)])
+        wait(i, 0)
+
+    def wait(i, tries):
+        if app.last_verdict_latency_ms is not None:
+            result["latencies"].append(app.last_verdict_latency_ms)
+            Clock.schedule_once(lambda _dt: next_scan(i + 1), 0.05)
+        elif tries < 500:
+            Clock.schedule_once(lambda _dt: wait(i, tries + 1), 0)
+        else:
+            Clock.schedule_once(lambda _dt: next_scan(i + 1), 0)
+
+    app.on_start_hooks.append(lambda a: Clock.schedule_once(idle_drawn, 0))
+    app.run()
+    parts.stop()
+
+
+def rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scans", type=int, default=40)
+    ap.add_argument("--size", default="800x480")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.size, args.scans, args.started)
+        return 0
+    from kiosk.ui import demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        built = demo.build(Path(tmp) / "demo", cards=False)
+        started = time.time()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(built.config), "--started", str(started),
+             "--size", args.size, "--scans", str(args.scans)],
+            capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode or not lines:
+        print(out.stdout + out.stderr, file=sys.stderr)
+        return 1
+    r = json.loads(lines[-1])
+    lat = sorted(r["latencies"])
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else float("nan")
+    print(f"UI benchmark ({args.size}, {len(lat)} scans)")
+    print(f"  process start to idle screen   {r['start_to_idle_s']:.2f} s    (goal < 3 s)")
+    print(f"  payload event to verdict shown median {statistics.median(lat):.1f} ms, "
+          f"p95 {p95:.1f} ms, max {lat[-1]:.1f} ms    (goal < 100 ms)")
+    print(f"  peak RSS                       {r['peak_rss_mb']:.0f} MB    (goal < 150 MB)")
+    print(f"    of which a bare Kivy window  {r['window_rss_mb']:.0f} MB    (GL renderer: {r['renderer']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
