@@ -1,8 +1,13 @@
 """LED, buzzer and confirm button patterns on gpiozero's MockFactory.
 
-Pin histories (``MockPin.states``) are checked with gpiozero's own
-``assert_states_and_times`` (tens-of-milliseconds tolerance, as in gpiozero's tests).
+Pin histories (``MockPin.states``) are checked state by state, and each change's time
+against the pattern's schedule: never early (a pattern that is too short is a bug),
+and at most LATE seconds late. gpiozero's own ``assert_states_and_times`` allows
+50 ms either way; on this shared 2-core machine a busy moment delays a thread more
+than that, so lateness gets more room and earliness none.
 """
+
+import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -28,11 +33,25 @@ def signals(factory):
     s.close()
 
 
+LATE = 0.25
+
+
 def pins(factory, *numbers):
     found = [factory.pin(n) for n in numbers]
     for p in found:
+        p.cleared_at = time.monotonic()  # clear_states() stamps this moment (+ microseconds)
         p.clear_states()
     return found
+
+
+def assert_timeline(pin, signals, expected):
+    """``expected``: [(seconds after the pattern began, state), ...] after the initial state."""
+    assert [s.state for s in pin.states[1:]] == [state for _, state in expected], pin.states
+    at = pin.cleared_at
+    for change, (want, _) in zip(pin.states[1:], expected, strict=True):
+        at += change.timestamp
+        offset = at - signals.started_at
+        assert want - 0.005 <= offset <= want + LATE, (want, offset, pin.states)
 
 
 def play(signals, kind):
@@ -43,34 +62,33 @@ def play(signals, kind):
 def test_ready_green_stays_on_with_one_short_beep(signals, factory):
     green, red, buzzer = pins(factory, GREEN, RED, BUZZER)
     play(signals, "ready")
-    green.assert_states_and_times([(0, False), (0, True)])
-    assert len(green.states) == 2 and green.state  # stays on: waiting for staff
-    buzzer.assert_states_and_times([(0, False), (0, True), (0.1, False)])
+    assert_timeline(green, signals, [(0, True)])  # stays on: waiting for staff
+    assert_timeline(buzzer, signals, [(0, True), (0.1, False)])
     assert len(red.states) == 1 and not red.state
 
 
 def test_redeemed_green_two_short_beeps_then_off(signals, factory):
     green, red, buzzer = pins(factory, GREEN, RED, BUZZER)
     play(signals, "redeemed")
-    green.assert_states_and_times([(0, False), (0, True), (2.0, False)])
-    buzzer.assert_states_and_times([(0, False), (0, True), (0.1, False), (0.1, True), (0.1, False)])
-    assert len(buzzer.states) == 5 and len(red.states) == 1
+    assert_timeline(green, signals, [(0, True), (2.0, False)])
+    assert_timeline(buzzer, signals, [(0, True), (0.1, False), (0.2, True), (0.3, False)])
+    assert len(red.states) == 1
 
 
 def test_refused_red_one_long_beep(signals, factory):
     green, red, buzzer = pins(factory, GREEN, RED, BUZZER)
     play(signals, "refused")
-    red.assert_states_and_times([(0, False), (0, True), (2.0, False)])
-    buzzer.assert_states_and_times([(0, False), (0, True), (0.6, False)])
-    assert len(buzzer.states) == 3 and len(green.states) == 1
+    assert_timeline(red, signals, [(0, True), (2.0, False)])
+    assert_timeline(buzzer, signals, [(0, True), (0.6, False)])
+    assert len(green.states) == 1
 
 
 def test_error_red_stays_on_three_beeps_and_idle_turns_all_off(signals, factory):
     green, red, buzzer = pins(factory, GREEN, RED, BUZZER)
     play(signals, "error")
-    red.assert_states_and_times([(0, False), (0, True)])
-    buzzer.assert_states_and_times([(0, False), (0, True), (0.1, False), (0.1, True),
-                                    (0.1, False), (0.1, True), (0.1, False)])
+    assert_timeline(red, signals, [(0, True)])
+    assert_timeline(buzzer, signals, [(0, True), (0.1, False), (0.2, True), (0.3, False),
+                                      (0.4, True), (0.5, False)])
     play(signals, "idle")
     assert not red.state and not green.state and not buzzer.state
 
@@ -91,8 +109,6 @@ def test_show_returns_at_once_and_a_new_pattern_interrupts_the_old(signals, fact
 
 
 def test_button_confirms_exactly_once_per_press(signals, factory):
-    import time
-
     button = factory.pin(BUTTON)  # pulled up: pressed = low
     presses = []
     signals.on_confirm = lambda: presses.append(1)
@@ -127,9 +143,9 @@ def test_one_rgb_led_and_a_tonal_buzzer():
     try:
         r, g, b, buzzer = pins(factory, 5, 6, 13, 22)
         play(s, "refused")
-        r.assert_states_and_times([(0, False), (0, 1.0), (2.0, 0.0)])
+        assert_timeline(r, s, [(0, 1.0), (2.0, 0.0)])
         assert len(g.states) == 1 and len(b.states) == 1
-        buzzer.assert_states_and_times([(0, False), (0, 0.5), (0.6, 0.0)])  # PWM at 50 %
+        assert_timeline(buzzer, s, [(0, 0.5), (0.6, 0.0)])  # PWM at 50 %
         play(s, "redeemed")
         assert g.states[1].state == 1.0 and g.states[-1].state == 0.0
         assert s.describe() == {"led": "RgbLed", "buzzer": "tonal", "button": False, "problem": None}

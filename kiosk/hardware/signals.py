@@ -135,6 +135,7 @@ class Signals:
         self._closed = False
         self._worker: threading.Thread | None = None
         self._down, self._released_at = False, None
+        self.started_at: float | None = None  # time.monotonic() the last pattern began
         if button is not None:
             button.when_pressed = self._pressed
             button.when_released = self._released
@@ -176,7 +177,7 @@ class Signals:
                 self._cv.notify_all()
 
     def _play(self, pattern: Pattern) -> None:
-        start = time.monotonic()
+        start = self.started_at = time.monotonic()
         for at, part, value in pattern.events():
             if self._interrupted(start + at):
                 return
