@@ -89,7 +89,7 @@ def main() -> int:
                   "--program", PROGRAM]
         collector = subprocess.Popen(hq_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         time.sleep(1.5)  # setup only: let the collector connect and subscribe before timing
-        env = {**os.environ, "KIOSK_CONFIG": str(cfg_path)}
+        env = {**os.environ, "KIOSK_CONFIG": str(cfg_path), **dict(a.split("=", 1) for a in os.environ.get("BENCH_AGENT_ENV", "").split() if a)}
         agent = subprocess.Popen([sys.executable, "-m", "sync.agent_cli"], env=env,
                                  stdout=open(tmp / "agent.log", "w"), stderr=subprocess.STDOUT)
         try:
