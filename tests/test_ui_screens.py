@@ -20,6 +20,8 @@ from kiosk.ui.kivyconf import configure_kivy  # noqa: E402
 
 configure_kivy(width=800, height=480, home=Path(tempfile.mkdtemp(prefix="kiosk-test-kivy-")))
 
+from gpiozero.pins.mock import MockFactory  # noqa: E402
+
 from kiosk import config  # noqa: E402
 from kiosk.core.verdict import Verdict  # noqa: E402
 from kiosk.ui import controller as c  # noqa: E402
@@ -58,7 +60,7 @@ def kiosk(tmp_path, window):
         built = demo.build(tmp_path / f"demo{len(made)}", cards=bool(cards))
         text = built.config.read_text()
         start = text.index("[camera]")
-        end = text.index("[redeem]")
+        end = text.index("[gpio]")
         scan_dir = tmp_path / f"scan{len(made)}"
         if cards:
             scan_dir.mkdir()
@@ -70,7 +72,9 @@ def kiosk(tmp_path, window):
         text = (text[:start] + f'[camera]\nsource = "{camera}"\n\n[printer]\nurl = "{printer}"\n\n'
                 + text[end:]).replace("[ui]\n", "[ui]\n" + ui + "\n")
         built.config.write_text(text)
-        parts = kparts.build(config.load(built.config), post=post)
+        factory = MockFactory()
+        parts = kparts.build(config.load(built.config), post=post, pin_factory=factory)
+        parts.pins = factory
         harness = Harness(parts.controller, wedge=parts.wedge)
         made.append((harness, parts))
         parts.start(harness.app.deliver_scan)
@@ -132,6 +136,26 @@ def test_camera_scan_then_double_tap_confirm_records_exactly_once(kiosk):
     h.tap_id("next_button")
     assert on(h, c.IDLE)
     assert len(redemptions(ledger)) == 1
+
+
+def test_physical_confirm_button_and_signals(kiosk):
+    h, parts, built = kiosk()
+    signals = parts.controller.signals
+    if signals is None:
+        pytest.skip("kiosk.hardware.signals is not installed")
+    assert signals.describe()["button"] and signals.describe()["led"]
+    button = parts.pins.pin(23)
+    button.drive_low()  # pressed on idle: nothing to confirm
+    button.drive_high()
+    h.frames(3)
+    assert h.app.sm.current == c.IDLE
+    h.app.deliver_scan(built.payloads["ready-coffee"])
+    assert on(h, c.VERDICT)
+    button.drive_low()  # the staff member presses the confirm button (gpiozero thread)
+    assert on(h, c.DONE)
+    button.drive_high()
+    assert len(redemptions(parts.controller.ledger)) == 1
+    assert signals.wait_idle(10)
 
 
 def test_refusal_shows_reason_and_staff_detail_without_confirm(kiosk):

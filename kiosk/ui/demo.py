@@ -79,6 +79,13 @@ source = "replay:{cards}?fps=0.2&loop=1"
 [printer]
 url = "preview://{receipts}"
 
+[gpio]
+# GPIO numbers; `kiosk demo` sets GPIOZERO_PIN_FACTORY=mock, so no hardware is needed.
+green_led = 17
+red_led = 27
+buzzer = 22
+button = 23
+
 [redeem]
 void_window_minutes = 10
 {extra}"""

@@ -59,6 +59,11 @@ class Harness:
         self.root.export_to_png(str(path))
 
     def close(self) -> None:
+        """Unmount; ``on_stop`` also makes kv's ``app`` forget this app (its ProxyApp
+        caches the running app until it stops) and closes the controller's workers."""
         self.app.unbuild()
         self.window.remove_widget(self.root)
-        self.controller.close()
+        self.app.dispatch("on_stop")
+        from kivy.app import App
+
+        App._running_app = None

@@ -71,17 +71,20 @@ def _printer(cfg, store, problems):
         return None
 
 
-def _signals(cfg, problems):
+def _signals(cfg, problems, pin_factory=None):
     mod = optional("kiosk.hardware.signals")
     if mod is None:
         return None
     try:
-        return mod.Signals.from_config(cfg.section("gpio"))
+        signals = mod.Signals.from_config(cfg.section("gpio"), pin_factory=pin_factory)
     except Exception as exc:
         if type(exc).__name__ == "ConfigError":
             raise
         problems.append(f"LED/buzzer/button: {exc}")
         return None
+    if signals.problem:
+        problems.append(f"LED/buzzer/button: {signals.problem}")
+    return signals
 
 
 def _status_reader():
@@ -96,14 +99,18 @@ def _diagnostics(cfg):
     return lambda: doctor.run_checks(cfg)
 
 
-def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True) -> Parts:
-    """All parts for ``cfg``; ``post`` hands work to the UI's main thread."""
+def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True,
+          pin_factory=None) -> Parts:
+    """All parts for ``cfg``; ``post`` hands work to the UI's main thread.
+
+    ``pin_factory`` goes to gpiozero (tests pass a MockFactory; by default gpiozero
+    picks one, e.g. from GPIOZERO_PIN_FACTORY)."""
     from kiosk.ui.worker import Worker
 
     ledger = context.open_ledger(cfg)
     problems: list[str] = []
     printer = _printer(cfg, ledger.store, problems)
-    signals = _signals(cfg, problems)
+    signals = _signals(cfg, problems, pin_factory)
     controller = Controller(
         ledger, settings=ui_settings.from_config(cfg), printer=printer, signals=signals,
         worker=worker or Worker(post, "kiosk-db"),
@@ -125,6 +132,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
         parts.wedge = wedge_mod.KeyboardWedge(
             lambda ev: post(lambda: controller.scan(ev.payload, ev.source)))
     parts.closers.append(controller.checker.store.close)
+    controller.status["problems"] = problems
     for problem in problems:
         log.warning("%s", problem)
     return parts

@@ -14,6 +14,7 @@ def check_lines(checks, status: dict, lang: str) -> list[str]:
     message = status.get("printer_message") or ""
     mark = "WARN" if printer in ("queued", "failed") else "OK"
     lines.append(f"{mark}  {tr('Printer', lang)}: {printer} {message}".rstrip())
+    lines += [f"WARN  {problem}" for problem in status.get("problems", [])]
     for check in checks or []:
         name, state, message, hint = _fields(check)
         lines.append(f"{state}  {name}: {message}" + (f" ({hint})" if hint else ""))
