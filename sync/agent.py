@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import paho.mqtt.client as mqtt
 from kiosk import __version__, context
 from kiosk.config import Config
 from kiosk.core import importer, timefmt
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, KioskError
 from sync import connection, lists, protocol, status
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
@@ -150,13 +151,17 @@ class Agent:
             while not self.stop_event.is_set():
                 self._drain(timeout=self.settings.poll_s)
                 now = time.monotonic()
-                if self.connected:
-                    self.sender.check_timeout(now)
-                    self.sender.pump(now)
-                    self.lists.retry_due(now)
-                if now >= next_beat:
-                    self._heartbeat()
-                    next_beat = now + self.settings.heartbeat_s
+                try:
+                    if self.connected:
+                        self.sender.check_timeout(now)
+                        self.sender.pump(now)
+                        self.lists.retry_due(now)
+                    if now >= next_beat:
+                        next_beat = now + self.settings.heartbeat_s
+                        self._heartbeat()
+                except (sqlite3.Error, KioskError, OSError) as exc:  # e.g. database locked
+                    log.error("sync step failed, will retry: %s: %s", type(exc).__name__, exc)
+                    self.stop_event.wait(1.0)
         finally:
             self._shutdown()
 
@@ -171,11 +176,19 @@ class Agent:
         except queue.Empty:
             return
         while True:
-            self._handle(item)
+            self._handle_safely(item)
             try:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _handle_safely(self, item: tuple) -> None:
+        """One bad message or a busy database must not stop the agent: log, go on.
+        Nothing is lost: unacked events stay in the outbox, HQ re-acks resends."""
+        try:
+            self._handle(item)
+        except (sqlite3.Error, KioskError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("could not handle %s: %s: %s", item[0], type(exc).__name__, exc)
 
     def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -245,7 +258,12 @@ class Agent:
     def _on_live(self, payload: bytes) -> None:
         applied = 0
         for event in protocol.decode_events(payload):
-            if event.get("store") == self.cfg.store and self.ledger.apply_remote(event):
+            if event.get("store") != self.cfg.store:
+                continue
+            if not all(isinstance(event.get(k), str) for k in ("device", "at")):
+                log.warning("ignored fan-out event %s without device or time", event["id"])
+                continue
+            if self.ledger.apply_remote(event):
                 applied += 1
         if applied:
             log.info("applied %d redemption event(s) from other kiosks in the store", applied)

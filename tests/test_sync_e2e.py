@@ -9,10 +9,11 @@ import pytest
 from kiosk import config, context
 from kiosk.core import importer
 from kiosk.core.verdict import Verdict
-from sync import status
+from sync import protocol, status
 from sync.agent import Agent
 from sync.hq import publish as hq_publish
 from sync.hq.collect import Collector
+from sync.hq.common import close, connect
 from sync.hq.db import HqDb
 from sync.testing import (
     Broker,
@@ -134,6 +135,11 @@ def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing,
         wait_until(lambda ledger=ledger: status.read_status(ledger.store)["connected"], 30,
                    what="both connected")
 
+    # junk on the fan-out topic is logged and ignored; the agents carry on
+    junk = connect(hq_settings(broker), "junk")
+    for body in (b"not json", b'[{"id": "x", "kind": "redeem", "code_hash": "ab", "store": "shop"}]'):
+        junk.publish(protocol.live_topic(program, "shop"), body, qos=1).wait_for_publish(10)
+    close(junk)
     assert one.confirm("FAN1").verdict is Verdict.REDEEMED
     verdict = wait_until(lambda: (v := two.check("FAN1").verdict) is not Verdict.READY and v, 30,
                          what="counter 2 learns of counter 1's redemption")
