@@ -67,16 +67,33 @@ def test_verify_catches_a_broken_unit(verify_root, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["kiosk.service", "kiosk-sync.service"])
-def test_long_running_services_use_the_watchdog_and_never_give_up(name):
+def test_long_running_services_restart_forever_in_a_sandbox(name):
     u = unit(name)
     svc = u["Service"]
-    assert svc["Type"] == "notify"
-    assert int(svc["WatchdogSec"]) > 0
     assert svc["Restart"] == "always"
     assert u["Unit"]["StartLimitIntervalSec"] == "0"
     assert svc["User"] == "kiosk"
     assert svc["ProtectSystem"] == "strict" and svc["NoNewPrivileges"] == "yes"
     assert "/var/lib/kiosk" in svc["ReadWritePaths"]
+
+
+@pytest.mark.parametrize("name, code", [("kiosk.service", "kiosk/ui"),
+                                        ("kiosk-sync.service", "sync")])
+def test_type_notify_exactly_when_the_program_notifies(name, code):
+    """A notify unit whose program never sends READY=1 would be killed at every start;
+    a program that pings under Type=exec would go unwatched."""
+    svc = unit(name)["Service"]
+    sources = " ".join(p.read_text() for p in (REPO / code).rglob("*.py"))
+    notifies = "notify_ready" in sources and ".ping()" in sources
+    assert (svc["Type"] == "notify") == notifies
+    if notifies:
+        assert int(svc["WatchdogSec"]) > 0 and svc["NotifyAccess"] == "main"
+    else:
+        assert "WatchdogSec" not in svc
+
+
+def test_the_ui_is_watched():
+    assert unit("kiosk.service")["Service"]["Type"] == "notify"
 
 
 def test_ui_keeps_hardware_reachable():

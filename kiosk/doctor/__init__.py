@@ -8,8 +8,9 @@ clock, temperature, throttling). Hardware modules are imported inside the checks
 importing this package touches nothing; one failing check never stops the others.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from kiosk.errors import ConfigError
 
@@ -17,15 +18,16 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
+    """One finding. A named tuple, so ``name, status, message, hint = check`` works too."""
+
     name: str
     status: str  # OK, WARN or FAIL
     message: str
     hint: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass
@@ -45,7 +47,11 @@ def run_checks(cfg, options: Options | None = None, *, config_error: str | None 
                **kwargs) -> list["Check"]:
     """All checks for ``cfg`` (a loaded :class:`kiosk.config.Config`, or None when it
     could not be loaded: pass the loader's message as ``config_error`` and only the
-    system checks run). ``kwargs`` set :class:`Options` fields."""
+    system checks run). ``kwargs`` set :class:`Options` fields.
+
+    Inside the running UI the camera and printer are already open: call it there as
+    ``run_checks(cfg, skip={"camera_and_decode"}, probe_printer=False)``.
+    """
     from kiosk.doctor import data, devices, network, system
 
     options = options or Options(**kwargs)
