@@ -177,3 +177,31 @@ def test_two_offline_kiosks_same_code_one_conflict(tmp_path, broker, signing, ru
     assert len(conflicts) == 1 and conflicts[0]["kind"] == "over_redeemed"
     detail = json.loads(conflicts[0]["detail"])
     assert detail["max_uses"] == 1 and len(detail["earlier"]) == 1
+
+
+def test_hq_command_line_publish_collect_once_report(tmp_path, broker, signing, running, capsys):
+    from sync import hq_cli
+
+    program = f"p{uuid.uuid4().hex[:8]}"
+    cfg_path = device(tmp_path, broker, signing, program, "s9", "k9")
+    ledger = context.open_ledger(config.load(cfg_path))
+    running.agent(cfg_path)
+    bundle_dir = make_bundle(tmp_path / "b", signing[0], key_id="hq1", program=program,
+                             version=1, codes=["CLI00001", ("CLI00002", 3)])
+    opts = ["--broker", broker.url, "--ca", str(broker.pki["ca"]), "--username", "hq",
+            "--password-file", str(broker.folder / "hq.password")]
+    db = str(tmp_path / "hq.sqlite")
+    assert hq_cli.main(["publish", str(bundle_dir), *opts, "--db", db]) == 0
+    assert "published" in capsys.readouterr().out
+    wait_until(lambda: importer.current(ledger.store), 60, what="list installed")
+    ids = {ledger.confirm("CLI00002").redemption_id for _ in range(2)}
+    assert hq_cli.main(["collect", *opts, "--db", db, "--program", program, "--once",
+                        "--idle", "8"]) == 0
+    assert "2 new event(s)" in capsys.readouterr().out
+    wait_until(lambda: outbox_empty(ledger), 30, what="acked")
+    assert hq_cli.main(["report", "--db", db, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"] == {"redeemed": 2, "voided": 0, "conflicts": 0}  # max_uses 3
+    assert {r["id"] for r in HqDb(db).rows("SELECT id FROM events")} == ids
+    assert hq_cli.main(["publish", str(tmp_path / "missing"), *opts]) == 1
+    assert "no bundle" in capsys.readouterr().err
