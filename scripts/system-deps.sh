@@ -13,7 +13,7 @@ packages=(
   libmtdev1 libsdl2-2.0-0       # input + SDL runtime Kivy loads
   libusb-1.0-0                  # python-escpos USB printers
   fonts-dejavu-core
-  mmdebstrap systemd shellcheck # appliance: CI rootfs build, unit verify, script lint
+  mmdebstrap systemd shellcheck fdisk e2fsprogs  # appliance: CI image build, unit verify, lint
   "$@"
 )
 
