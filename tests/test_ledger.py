@@ -195,6 +195,44 @@ def test_void_unknown_or_remote_redemption_refused(listed):
     assert listed.run("void", remote["id"]).rc == 1
 
 
+def remote_event(ledger, kind="redeem", voids=None, at=None, device="kiosk-2", code="SOLO-0001"):
+    return {"id": str(uuid.uuid4()), "seq": 1, "device": device, "store": "s1", "kind": kind,
+            "voids": voids, "code_hash": ledger.check(code).code_hash, "reward_id": "coffee",
+            "list_version": 1, "at": timefmt.format(at or datetime.now(UTC)),
+            "clock": "synced", "staff": None}
+
+
+def test_remote_void_before_its_redeem_cancels_it(listed):
+    """Fan-out order is not guaranteed: a void may arrive before the redemption it undoes."""
+    ledger = listed.ledger()
+    redeem = remote_event(ledger)
+    void = remote_event(ledger, "void", voids=redeem["id"])
+    assert ledger.apply_remote(void) is True
+    assert ledger.check("SOLO-0001").verdict is Verdict.READY
+    assert ledger.apply_remote(redeem) is True
+    assert ledger.check("SOLO-0001").verdict is Verdict.READY
+    row = next(h for h in ledger.history() if h["id"] == redeem["id"])
+    assert row["voided_by"] == void["id"]
+
+
+def test_remote_void_of_an_unknown_redemption_keeps_local_uses(listed):
+    ledger = listed.ledger()
+    assert ledger.confirm("SOLO-0001").verdict is Verdict.REDEEMED
+    stray = remote_event(ledger, "void", voids=str(uuid.uuid4()))
+    assert ledger.apply_remote(stray) is True
+    assert ledger.check("SOLO-0001").verdict is Verdict.ALREADY_REDEEMED
+
+
+def test_older_remote_use_does_not_overwrite_last_use(listed):
+    ledger = listed.ledger()
+    mine = ledger.confirm("TRIO-0003")
+    old = remote_event(ledger, at=datetime.now(UTC) - timedelta(hours=1), code="TRIO-0003")
+    ledger.apply_remote(old)
+    detail = ledger.check("TRIO-0003").detail
+    assert detail["uses"] == 2
+    assert (detail["last_at"], detail["last_device"]) == (timefmt.format(mine.at), "kiosk-1")
+
+
 def test_history_today_and_json(listed):
     ledger = listed.ledger()
     today = ledger.confirm("TRIO-0003", staff="ana")

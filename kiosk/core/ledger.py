@@ -252,13 +252,33 @@ class Ledger:
                     "id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
                     "list_version", "at", "clock", "staff")})
             if event["kind"] == "redeem":
-                tx.execute(
-                    "INSERT INTO code_uses (code_hash, uses, last_at, last_device, last_store) "
-                    "VALUES (?, 1, ?, ?, ?) ON CONFLICT (code_hash) DO UPDATE SET uses = uses + 1, "
-                    "last_at = max(coalesce(last_at, ''), excluded.last_at), "
-                    "last_device = excluded.last_device, last_store = excluded.last_store",
-                    (event["code_hash"], event["at"], event["device"], event["store"]))
+                self._apply_remote_redeem(tx, event)
             else:
-                tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (event["id"], event.get("voids")))
-                tx.execute("UPDATE code_uses SET uses = max(uses - 1, 0) WHERE code_hash = ?", (event["code_hash"],))
+                self._apply_remote_void(tx, event)
         return True
+
+    @staticmethod
+    def _apply_remote_redeem(tx, event: dict) -> None:
+        """Count a remote use, unless its void already arrived (fan-out order varies)."""
+        void = tx.execute("SELECT id FROM redemptions WHERE kind = 'void' AND voids = ?",
+                          (event["id"],)).fetchone()
+        if void:
+            tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (void[0], event["id"]))
+            return
+        tx.execute(
+            "INSERT INTO code_uses (code_hash, uses, last_at, last_device, last_store) "
+            "VALUES (?, 1, ?, ?, ?) ON CONFLICT (code_hash) DO UPDATE SET uses = uses + 1, "
+            "last_device = iif(excluded.last_at >= coalesce(last_at, ''), excluded.last_device, last_device), "
+            "last_store = iif(excluded.last_at >= coalesce(last_at, ''), excluded.last_store, last_store), "
+            "last_at = max(coalesce(last_at, ''), excluded.last_at)",
+            (event["code_hash"], event["at"], event["device"], event["store"]))
+
+    @staticmethod
+    def _apply_remote_void(tx, event: dict) -> None:
+        """Undo a remote use only if that redemption is known here and not yet undone."""
+        row = tx.execute("SELECT voided_by, code_hash FROM redemptions WHERE id = ? AND kind = 'redeem'",
+                         (event.get("voids"),)).fetchone()
+        if row is None or row[0] is not None:
+            return  # not seen yet: _apply_remote_redeem finds this void when it arrives
+        tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (event["id"], event["voids"]))
+        tx.execute("UPDATE code_uses SET uses = max(uses - 1, 0) WHERE code_hash = ?", (row[1],))

@@ -73,6 +73,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX print_jobs_redemption ON print_jobs (redemption_id);
         """,
     ),
+    (
+        # A remote redeem looks for a void of it that arrived first (ledger.apply_remote).
+        "0003_redemptions_voids",
+        "CREATE INDEX redemptions_voids ON redemptions (voids)",
+    ),
 ]
 
 
