@@ -18,9 +18,13 @@ Nothing here touches hardware until a receipt is printed.
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kiosk.hardware.printer.base import NoPrinter, ReceiptPrinter
-from kiosk.hardware.printer.render import Layout
-from kiosk.hardware.printer.status import PrinterStatus
+from kiosk.hardware.printer import _setup
+
+_setup.prepare()  # before any python-escpos import: see _setup.py
+
+from kiosk.hardware.printer.base import NoPrinter, ReceiptPrinter  # noqa: E402
+from kiosk.hardware.printer.render import Layout  # noqa: E402
+from kiosk.hardware.printer.status import PrinterStatus  # noqa: E402
 
 DEFAULT_TIMEOUT_S = 3.0
 
