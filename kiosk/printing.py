@@ -222,6 +222,8 @@ def printer_from_config(cfg: Config) -> ReceiptPrinter:
     paper = section.choice("paper_mm", (80, 58), 80)
     profile = section.get("profile", str, "default")
     timeout = section.get("timeout_s", (int, float), DEFAULT_TIMEOUT_S)
+    if not 0 < timeout <= 60:
+        raise section.error("timeout_s", f"must be more than 0 and at most 60 seconds, not {timeout}")
     text = section.choice("text", ("auto", "raster"), "auto")
     if url.startswith("preview://") and not url.startswith("preview:///"):
         url = "preview://" + str(section.path_value("_", url[len("preview://"):]) or "")

@@ -203,3 +203,14 @@ def test_refused_port_is_reported_quickly():
         port = s.getsockname()[1]
     st = open_printer(f"tcp://127.0.0.1:{port}", timeout_s=1).status()
     assert st.state == "refused" and f"127.0.0.1:{port}" in st.message
+
+
+def test_device_file_status_does_not_open_the_file(tmp_path):
+    lp = tmp_path / "lp0"
+    lp.write_bytes(b"earlier job")
+    assert open_printer(f"file://{lp}").status().state == "unknown"
+    assert lp.read_bytes() == b"earlier job"  # not truncated by a status check
+    assert open_printer(f"file://{tmp_path}/none").status().state == "unplugged"
+    printer = open_printer(f"file://{lp}")
+    printer.print_receipt(build("ru"))
+    assert escpos_stream.parse(lp.read_bytes()).cuts == 1

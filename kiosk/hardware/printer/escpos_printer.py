@@ -39,6 +39,9 @@ class EscposPrinter(ReceiptPrinter):
         return None
 
     def status(self) -> st.PrinterStatus:
+        probed = self.transport.probe()
+        if probed is not None:
+            return probed
         try:
             esc = self._open()
         except Exception as exc:

@@ -7,6 +7,7 @@ printer's built-in font are not imitated.
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 from kiosk.core.receipt import Line, Logo, QRCode, Receipt, Rule
@@ -38,7 +39,8 @@ class PreviewPrinter(ReceiptPrinter):
         return raster.stack(parts, width, margin=24)
 
     def print_receipt(self, receipt: Receipt) -> str | None:
-        name = f"receipt-{receipt.redemption_id}{'-reprint' if receipt.reprint else ''}.png"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", receipt.redemption_id)
+        name = f"receipt-{safe}{'-reprint' if receipt.reprint else ''}.png"
         target = self.directory / name
         part = target.with_name(f".{name}.part")
         try:

@@ -7,6 +7,8 @@ the next customer. ``read_status(esc, n)`` sends ``DLE EOT n`` and returns the f
 answer byte, or None when the printer does not answer (which means *unknown*).
 """
 
+import os
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from escpos.escpos import Escpos
@@ -17,6 +19,10 @@ from kiosk.hardware.printer.status import QUERY
 class Transport:
     kind = "?"
     target = "?"
+
+    def probe(self):
+        """A status found without talking to the printer, or None to ask it."""
+        return None
 
     def open(self) -> Escpos:
         raise NotImplementedError
@@ -133,6 +139,17 @@ class FileTransport(Transport):
 
     def read_status(self, esc, n: int) -> int | None:
         return None  # a write-only device file has no way back
+
+    def probe(self):
+        """Status without opening (opening a regular file for writing would empty it)."""
+        from kiosk.hardware.printer import faults, status
+
+        path = Path(self.path)
+        if not path.exists():
+            return status.PrinterStatus("unplugged", f"{faults.MESSAGES['unplugged']} ({self})")
+        if not os.access(path, os.W_OK):
+            return status.PrinterStatus("permission", f"{faults.MESSAGES['permission']} ({self})")
+        return status.UNKNOWN
 
 
 class DummyTransport(Transport):
