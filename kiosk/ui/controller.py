@@ -363,8 +363,15 @@ class Controller:
             self.code_text += key
         self._changed()
 
+    def _last_redemption(self) -> dict | None:
+        row = self.ledger.last_local_redemption()
+        have = importer.current(self.ledger.store)
+        if row is not None and have is not None:
+            row = dict(row, reward=have.rewards.get(row["reward_id"]))
+        return row
+
     def open_undo(self) -> None:
-        self._page(UNDO, self.ledger.last_local_redemption)
+        self._page(UNDO, self._last_redemption)
 
     def undo_last(self) -> None:
         row = self.page_data
@@ -379,7 +386,7 @@ class Controller:
             self.staff_message = tr(N_("Undone: the reward can be used again"), self.lang)
             self._signal("idle")
         if self.screen == UNDO:
-            self.worker.submit(self.ledger.last_local_redemption,
+            self.worker.submit(self._last_redemption,
                                lambda data, err: self._page_loaded(UNDO, data, err))
         self._changed()
 

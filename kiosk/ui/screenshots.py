@@ -63,6 +63,7 @@ def _scene(h, c, scene: str, demo) -> None:
 
 
 def child(out: Path, size: tuple[int, int], langs: list[str]) -> None:
+    os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
     tmp = Path(tempfile.mkdtemp(prefix="kiosk-shots-"))
     from kiosk.ui.kivyconf import configure_kivy
 

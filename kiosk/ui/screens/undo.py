@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from kivy.properties import BooleanProperty, StringProperty
 
 from kiosk.core import timefmt
+from kiosk.core.bundle import reward_title
 from kiosk.ui.i18n import short_time, tr
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.screens.done import RECEIPT
@@ -26,7 +27,8 @@ class UndoScreen(KioskScreen):
             at = timefmt.parse(row["at"])
             window = controller.ledger.void_window
             self.can_undo = not row["voided_by"] and datetime.now(UTC) - at <= window
-            lines = [short_time(at, lang), f"{row['reward_id'] or '-'} · …{row['masked_code'] or '?'}"]
+            title = reward_title(row.get("reward"), lang) or row["reward_id"] or "-"
+            lines = [short_time(at, lang), f"{title} · …{row['masked_code'] or '?'}"]
             if row["voided_by"]:
                 lines.append(tr("Undone", lang))
             elif not self.can_undo:
