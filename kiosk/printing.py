@@ -187,6 +187,8 @@ class PrintService:
         return {**info, "state": st.state, "message": st.message}
 
     def close(self) -> None:
+        """Close the printer and this service's own database connection (never the
+        caller's ``store``, which stays open)."""
         self.printer.close()
         self.store.close()
 
