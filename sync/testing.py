@@ -80,9 +80,10 @@ def shipped(name: str) -> str:
     return resources.files("sync").joinpath("mosquitto", name).read_text(encoding="utf-8")
 
 
-def render_config(port: int, folder: Path, pki: dict[str, Path]) -> str:
+def render_config(port: int, folder: Path, pki: dict[str, Path],
+                  overrides: dict[str, str] | None = None) -> str:
     """The shipped mosquitto.conf with this folder's paths and a loopback port."""
-    values = {
+    values = {**(overrides or {}),
         "password_file": folder / "passwd", "acl_file": folder / "acl",
         "persistence_location": f"{folder / 'data'}/", "cafile": pki["ca"],
         "certfile": pki["server"], "keyfile": pki["server.key"],
@@ -101,17 +102,18 @@ def render_config(port: int, folder: Path, pki: dict[str, Path]) -> str:
 class Broker:
     """mosquitto on 127.0.0.1:PORT with TLS, the shipped ACL and per-test users."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, *, clients: tuple[str, ...] = (),
+                 overrides: dict[str, str] | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "data").mkdir(exist_ok=True)
         self.port = port or free_port()
-        self.pki = make_pki(self.folder / "pki", clients=("client",))
+        self.pki = make_pki(self.folder / "pki", clients=("client", *clients))
         (self.folder / "acl").write_text(shipped("acl"))
         (self.folder / "passwd").write_text("")
         (self.folder / "passwd").chmod(0o600)
         self.conf = self.folder / "mosquitto.conf"
-        self.conf.write_text(render_config(self.port, self.folder, self.pki))
+        self.conf.write_text(render_config(self.port, self.folder, self.pki, overrides))
         self.proc: subprocess.Popen | None = None
         self.passwords: dict[str, str] = {}
 
@@ -158,8 +160,15 @@ class Broker:
     def reload(self) -> None:
         """SIGHUP: mosquitto re-reads the password and ACL files."""
         if self.proc and self.proc.poll() is None:
+            before = self._reloads()
             self.proc.send_signal(1)
-            time.sleep(0.2)  # mosquitto reloads in its main loop; let it get there
+            # mosquitto logs this line and reloads within its (single) main loop, so
+            # connections it handles after the line see the new files
+            wait_until(lambda: self._reloads() > before, 10, interval=0.01, what="broker reload")
+
+    def _reloads(self) -> int:
+        path = self.folder / "mosquitto.log"
+        return path.read_text().count("Reloading config.") if path.exists() else 0
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -153,3 +153,29 @@ def test_cannot_connect_without_credentials_or_tls(broker, program, tmp_path):
         connect(connection.BrokerSettings("127.0.0.1", broker.port, True, ca=rogue_ca,
                                           username="d1", password=good.password), "mitm")
     close(connect(good, "good"))  # the right credentials do work
+
+
+def test_client_certificate_login_as_documented(tmp_path, program):
+    """The shipped config's alternative: require_certificate + use_identity_as_username."""
+    options = {"require_certificate": "true", "use_identity_as_username": "true"}
+    from sync.hq import credentials
+
+    b = Broker(tmp_path / "certbroker", clients=("d5",), overrides=options)
+    credentials.upsert_acl(b.folder / "acl", "d5", credentials.device_acl(program, "s1", "d5"))
+    with b:
+        base = connection.BrokerSettings("127.0.0.1", b.port, True, ca=b.pki["ca"])
+        with_cert = connection.BrokerSettings("127.0.0.1", b.port, True, ca=b.pki["ca"],
+                                              cert=b.pki["d5"], key=b.pki["d5.key"])
+        with pytest.raises((HqError, ssl.SSLError)):
+            connect(base, "no-cert", timeout=3)
+        client = connect(with_cert, "d5")
+        try:
+            status_topic = protocol.device_topic(program, "s1", "d5", "status")
+            got = []
+            client.on_message = lambda c, u, m: got.append(m.topic)
+            client.subscribe(protocol.live_topic(program, "s1"), qos=1)
+            client.publish(status_topic, b"x", qos=1).wait_for_publish(10)
+            client.publish(protocol.live_topic(program, "s1"), b"[]", qos=1).wait_for_publish(10)
+            wait_until(lambda: got, 10, what="own store's live topic readable as d5")
+        finally:
+            close(client)
