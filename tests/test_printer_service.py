@@ -316,6 +316,7 @@ def test_queue_survives_a_restart_and_retry_prints_oldest_first(counter, device)
         svc.print_redemption(second, lang="uz")
         assert svc.status()["state"] == "paper_out"
     svc.close()
+    assert ledger.history()  # close() closed the service's own connection, not the ledger's
     store = Store(ledger.store.path)  # the kiosk restarted
     healthy = open_printer("dummy://")
     svc = printing.PrintService(store, healthy, {})
