@@ -239,18 +239,31 @@ def test_pin_keypad_entry_confirm_and_undo(kiosk):
 
 
 def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
-    h, parts, built = kiosk(printer="tcp://127.0.0.1:9")
-    h.app.deliver_scan(built.payloads["ready-coffee"])
-    assert on(h, c.VERDICT)
-    h.tap_id("confirm")
-    assert on(h, c.DONE)
-    assert h.until(lambda: h.screen.ids.receipt.text.startswith("Receipt not printed"))
-    assert "refused" in h.screen.ids.detail.text
-    assert len(redemptions(parts.controller.ledger)) == 1
-    assert len(parts.controller.printer.pending()) == 1
-    h.tap_id("next_button")
-    assert on(h, c.IDLE)
-    assert "Printer needs attention" in h.screen.ids.status.text
+    from kiosk.hardware.printer.fake_server import HEALTHY, PAPER_OUT, FakeNetworkPrinter
+
+    with FakeNetworkPrinter(dict(PAPER_OUT)) as printer:
+        h, parts, built = kiosk(printer=printer.url)
+        h.app.deliver_scan(built.payloads["ready-coffee"])
+        assert on(h, c.VERDICT)
+        h.tap_id("confirm")
+        assert on(h, c.DONE)
+        assert h.until(lambda: h.screen.ids.receipt.text.startswith("Receipt not printed"))
+        assert "paper" in h.screen.ids.detail.text.lower()
+        assert len(redemptions(parts.controller.ledger)) == 1
+        assert len(parts.controller.printer.pending()) == 1
+        h.tap_id("next_button")
+        assert on(h, c.IDLE)
+        assert "Printer needs attention" in h.screen.ids.status.text
+        printer.status = dict(HEALTHY)  # staff put in a new roll
+        h.tap_id("staff_button")
+        _type_pin(h, built.pin)
+        assert on(h, c.STAFF)
+        h.tap_id("diagnostics")
+        assert on(h, c.DIAGNOSTICS)
+        h.tap_id("retry")
+        assert h.until(lambda: h.screen.ids.message.text == "Receipts printed: 1")
+        assert parts.controller.printer.pending() == []
+        assert printer.wait_for_jobs(1)
 
 
 def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
@@ -320,3 +333,27 @@ def test_layout_fits_every_supported_display(kiosk, window, size):
     finally:
         window.size = (800, 480)
         h.frames(2)
+
+
+def test_camera_hint_follows_the_camera_position(kiosk):
+    h, parts, built = kiosk(ui='camera_position = "bottom"')
+    ids = h.screen.ids
+    assert ids.hint.direction == "down"
+    assert ids.hint.top <= ids.instruction.y + 1  # below the instruction, nearer the camera
+
+
+def test_kiosk_demo_runs_the_whole_flow(tmp_path):
+    """`kiosk demo` end to end: replay camera, decoder, scanner, UI, mock GPIO."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    out = subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--exit-after", "6"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "staff PIN 1234" in out.stdout
+    summary = next(line for line in out.stdout.splitlines() if line.startswith("demo: "))
+    verdicts = int(summary.split()[3])
+    assert verdicts >= 1, summary
+    assert len(list((tmp_path / "demo" / "cards").glob("*.png"))) == 8

@@ -50,7 +50,7 @@ class KioskApp(App):
         super().__init__(**kwargs)
         self.controller = controller
         self.business_name = controller.settings.business_name
-        self.camera_position = controller.settings.extra.get("camera_position", "top")
+        self.camera_position = controller.settings.camera_position
         self.on_start_hooks = on_start_hooks or []
         self.on_stop_hooks = on_stop_hooks or []
         self.wedge = wedge

@@ -416,7 +416,9 @@ class Controller:
             return info
         self._page(SYNC, load)
 
-    def open_diagnostics(self) -> None:
+    def open_diagnostics(self, keep_message: bool = False) -> None:
+        message = self.staff_message if keep_message else ""
+
         def load():
             checks = []
             if self.diagnostics is not None:
@@ -426,6 +428,29 @@ class Controller:
                                f"{len(self.printer.pending())} receipt(s) waiting to print", ""))
             return checks
         self._page(DIAGNOSTICS, load)
+        self.staff_message = message
+
+    def retry_receipts(self) -> None:
+        """Diagnostics: print the receipts waiting in the queue (oldest first)."""
+        if self.screen != DIAGNOSTICS or self.printer is None or not hasattr(self.printer, "retry_pending"):
+            return
+        self.staff_message = tr(N_("Printing waiting receipts…"), self.lang)
+        self._changed()
+        self.print_worker.submit(self.printer.retry_pending, self._retried)
+
+    def _retried(self, outcomes, error) -> None:
+        outcomes = outcomes or []
+        printed = sum(1 for o in outcomes if o.ok)
+        if error is not None or (outcomes and not outcomes[-1].ok):
+            problem = str(error) if error is not None else outcomes[-1].message
+            self.status.update(printer="queued", printer_message=problem)
+        elif outcomes:
+            self.status.update(printer="printed", printer_message="")
+        self.staff_message = tr(N_("Receipts printed: {n}"), self.lang).format(n=printed)
+        if self.screen == DIAGNOSTICS:
+            self.open_diagnostics(keep_message=True)
+        else:
+            self._changed()
 
     def close(self) -> None:
         """Stop background threads (the app calls this on exit)."""

@@ -2,7 +2,7 @@
 
 Keys (all optional): ``fullscreen`` (bool, false), ``width``/``height`` (window size,
 800x480), ``rotation`` (0/90/180/270), ``pin_hash`` (from ``kiosk pin-hash``),
-``logo`` (image path), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
+``logo`` (image path), ``camera_position`` (top/bottom), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
 ``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries`` and
 ``pin_lockout`` (seconds).
 """
@@ -21,6 +21,7 @@ class UiSettings:
     rotation: int = 0
     pin_hash: str = ""
     logo: Path | None = None
+    camera_position: str = "top"
     business_name: str = ""
     language: str = "en"
     verdict_timeout: float = 30.0
@@ -55,6 +56,7 @@ def from_config(cfg) -> UiSettings:
         except ValueError as exc:
             raise ui.error("pin_hash", str(exc)) from None
     s.logo = ui.path_value("logo", None)
+    s.camera_position = ui.choice("camera_position", ("top", "bottom"), "top")
     for key in _TIMEOUTS:
         value = ui.get(key, (int, float), getattr(s, key))
         if value <= 0:

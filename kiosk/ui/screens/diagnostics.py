@@ -29,10 +29,12 @@ def _fields(check) -> tuple:
 
 class DiagnosticsScreen(KioskScreen):
     body = StringProperty("")
+    message = StringProperty("")
 
     def refresh(self, controller) -> None:
         checks, lang = controller.page_data, controller.lang
         lines = check_lines(checks, controller.status, lang)
         if checks is None:
-            lines.append(controller.staff_message or tr("Loading…", lang))
+            lines.append(tr("Loading…", lang))
         self.body = "\n".join(lines)
+        self.message = controller.staff_message

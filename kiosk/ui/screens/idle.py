@@ -32,7 +32,7 @@ class IdleScreen(KioskScreen):
         logo = controller.settings.logo
         self.logo = str(logo) if logo and logo.exists() else ""
         column, hint = self.ids.column, self.ids.hint
-        want = 1 if controller.settings.extra.get("camera_position", "top") == "top" else 3
+        want = 1 if controller.settings.camera_position == "top" else 3
         if column.children[::-1].index(hint) != want:
             column.remove_widget(hint)
             column.add_widget(hint, index=len(column.children) - want)
