@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk import __version__, context
 from kiosk.config import Config
@@ -211,7 +212,7 @@ class Agent:
         self.connected = True
         self.last_error = None
         self.client.subscribe([(self.topics["acks"], 1), (self.topics["manifest"], 1),
-                               (self.topics["live"], 1)])
+                               (self.topics["live"], SubscribeOptions(qos=1, noLocal=True))])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         status.write_status(self.store, connected=True, last_error=None,

@@ -39,7 +39,8 @@ TRANSIENT = ("busy", "import_failed")
 
 @dataclass(frozen=True)
 class ListEvent:
-    """What happened to a list: ``state`` is current, downloading, installed or rejected."""
+    """What happened to a list: ``state`` is current, downloading, importing, installed
+    or rejected."""
 
     state: str
     message: str
@@ -142,7 +143,8 @@ class ListReceiver:
     # -- import -----------------------------------------------------------------
     def _start_import(self) -> None:
         manifest = self.manifest
-        log.info("version %d: all chunks received, importing", manifest.version)
+        self.report(ListEvent("importing", f"version {manifest.version}: all chunks received, "
+                              "importing", version=manifest.version))
         self.importing = threading.Thread(target=self._import, args=(manifest,),
                                           name="list-import", daemon=True)
         self.importing.start()

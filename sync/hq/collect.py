@@ -10,6 +10,7 @@ never a loss, and the unique event id makes the resend harmless.
 
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -60,8 +61,12 @@ class Collector:
         except protocol.ProtocolError as exc:
             log.warning("dropped a bad batch on %s: %s", msg.topic, exc)
             return
-        with self.lock:
-            result = self.db.store_batch(where.program, where.store, where.device, events)
+        try:
+            with self.lock:
+                result = self.db.store_batch(where.program, where.store, where.device, events)
+        except sqlite3.Error as exc:  # not acked: the device sends the batch again
+            log.error("could not store a batch from %s/%s: %s", where.store, where.device, exc)
+            return
         self.stored += result.new
         self.duplicates += len(events) - result.new
         self.flagged += len(result.conflicts)
