@@ -252,3 +252,35 @@ def test_two_codes_in_view_together_are_one_event_each(tmp_path, cards, decoder)
     events, _ = scan(tmp_path, decoder)
     assert sorted(e.payload for e in events) == sorted([A, C])
     assert {e.frame_index for e in events} == {0}
+
+
+def test_fallbacks_are_skipped_for_a_frame_that_a_newer_one_replaced(tmp_path, cards):
+    from kiosk.hardware.decoder import ChainDecoder
+
+    syn.write_frames(tmp_path, [syn.blank((320, 240))] * 6 + [cards[A]])
+    source = EndSignallingReplay(tmp_path, fps=0, loop=False)
+    first_pass, fallback = [], []
+
+    class FirstPass:
+        name = "first"
+
+        def decode(self, gray):
+            if not first_pass:  # a slow first frame: every other frame arrives meanwhile
+                assert source.ended.wait(30)
+            first_pass.append(gray)
+            return make_decoder("zxing").decode(gray)
+
+    class Fallback:
+        name = "fallback"
+
+        def decode(self, gray):
+            fallback.append(gray)
+            return []
+
+    events = []
+    Scanner(source, ChainDecoder([FirstPass(), Fallback()]), events.append, drop_frames=True).run()
+    assert len(first_pass) == 2 and len(fallback) == 0  # stale first frame: no fallback
+    assert [e.payload for e in events] == [A]
+    chain = ChainDecoder([FirstPass(), Fallback()])
+    first_pass.append(None)
+    assert chain.decode(syn.blank((320, 240))) == [] and len(fallback) == 1  # no stop: full chain

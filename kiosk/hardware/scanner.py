@@ -3,7 +3,9 @@
 Two background threads, never the UI thread: a *reader* takes frames from the
 source and puts each in a one-frame slot, replacing a frame the decoder has not
 taken yet (newest frame wins: stale frames are dropped, never queued behind a slow
-decode); a *decoder* takes the newest frame, decodes it and reports new payloads.
+decode); a *decoder* takes the newest frame, decodes it and reports new payloads. When a
+newer frame is already waiting, the decoder chain's slower fallback stages are
+skipped for the stale one.
 ``on_event`` is called from the decoder thread, so a Kivy UI must hop to its main
 thread with ``Clock.schedule_once``.
 
@@ -105,6 +107,10 @@ class FrameSlot:
             frame, self._frame = self._frame, None
             self._cond.notify_all()
             return frame
+
+    def has_frame(self) -> bool:
+        """True when a frame newer than the one being decoded is waiting."""
+        return self._frame is not None
 
     def close(self, discard: bool = False) -> None:
         with self._cond:
@@ -223,7 +229,10 @@ class Scanner:
 
     def _process(self, frame: Frame):
         try:
-            found = self.decoder.decode(frame.gray)
+            if self.drop_frames and getattr(self.decoder, "accepts_stop", False):
+                found = self.decoder.decode(frame.gray, stop=self._slot.has_frame)
+            else:
+                found = self.decoder.decode(frame.gray)
         except Exception:
             log.exception("decoder %r failed on frame %d", self.decoder, frame.index)
             return
