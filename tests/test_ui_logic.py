@@ -352,3 +352,28 @@ def test_status_line_texts(ctl):
     assert controller.status["list_version"] == 1
     assert controller.status["list_age_s"] == pytest.approx(7200, abs=120)
     assert timedelta(seconds=controller.status["list_age_s"]) < timedelta(hours=3)
+
+
+def test_not_provisioned_kiosk_queues_a_genuine_setup_qr(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kiosk import provision
+
+    key = Ed25519PrivateKey.generate()
+    spool = tmp_path / "setup-qr.txt"
+
+    def submit(payload):
+        return provision.submit_setup_qr(payload, trusted_keys={"hq": key.public_key()}, spool=spool)
+
+    controller = c.Controller(None, problem="no config", setup=submit)
+    fields = {"device": "counter-7", "store": "tashkent-1", "program": "cafe",
+              "broker": "mqtts://hq.example:8883", "credential": "one-time-secret"}
+    assert controller.scan("https://example.com/menu")
+    assert controller.setup_message == "This is not a setup QR code" and not spool.exists()
+    forged = provision.make_setup_qr(fields, Ed25519PrivateKey.generate(), key_id="hq")
+    controller.scan(forged)
+    assert controller.setup_message.startswith("Setup QR refused") and not spool.exists()
+    controller.scan(provision.make_setup_qr(fields, key, key_id="hq"))
+    assert "counter-7" in controller.setup_message and "tashkent-1" in controller.setup_message
+    assert spool.read_text().startswith(provision.SETUP_PREFIX)
+    assert controller.screen == c.NOT_PROVISIONED

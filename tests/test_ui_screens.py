@@ -289,13 +289,20 @@ def test_keyboard_wedge_burst_is_a_scan(kiosk, window):
 
 
 def test_not_provisioned_screen(window):
+    from kiosk.errors import ProvisionError
     from kiosk.ui.harness import Harness
 
-    h = Harness(c.Controller(None, problem="/etc/kiosk/kiosk.toml: config file not found"))
+    def refuse(payload):
+        raise ProvisionError("not_setup_qr", "this QR is not a kiosk setup code")
+
+    h = Harness(c.Controller(None, problem="/etc/kiosk/kiosk.toml: config file not found",
+                             setup=refuse))
     try:
         assert h.app.sm.current == c.NOT_PROVISIONED
         assert h.screen.ids.headline.text == "This kiosk is not set up yet"
         assert "config file not found" in h.screen.ids.problem.text
+        h.app.deliver_scan("WIFI:S:guest;;")
+        assert h.until(lambda: h.screen.ids.setup.text == "This is not a setup QR code")
     finally:
         h.close()
 

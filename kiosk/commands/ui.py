@@ -25,6 +25,8 @@ def register(sub) -> None:
     ui.add_argument("--fullscreen", action=argparse.BooleanOptionalAction, default=None,
                     help="full screen (default: [ui] fullscreen)")
     ui.add_argument("--verbose", action="store_true", help="Kivy's log on the console")
+    ui.add_argument("--camera", metavar="SPEC",
+                    help="camera for setup QRs while not provisioned (default picamera2)")
     ui.set_defaults(handler=cmd_ui)
 
     demo = sub.add_parser("demo", help="the whole flow on a laptop: demo cards, no hardware")
@@ -50,7 +52,7 @@ def cmd_ui(args) -> int:
     from kiosk.ui import runner
 
     return runner.run(config.locate(args.config), size=args.size, fullscreen=args.fullscreen,
-                      verbose=args.verbose)
+                      verbose=args.verbose, camera=args.camera)
 
 
 def cmd_demo(args) -> int:

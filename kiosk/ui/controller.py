@@ -48,7 +48,7 @@ class Controller:
                  signals=None, worker=None, print_worker=None,
                  post: Callable[[Callable[[], None]], None] | None = None,
                  now: Callable[[], float] = time.monotonic, status_reader=None,
-                 diagnostics=None, problem: str = "", checker=None):
+                 diagnostics=None, problem: str = "", checker=None, setup=None):
         self.ledger, self.printer, self.signals = ledger, printer, signals
         self.checker = checker  # a Ledger on its own read connection, for checks in place
         self.settings = settings or UiSettings()
@@ -57,6 +57,8 @@ class Controller:
         self.post = post or (lambda fn: fn())
         self.now, self.status_reader, self.diagnostics = now, status_reader, diagnostics
         self.problem = problem
+        self.setup = setup          # not provisioned: submit a scanned setup QR (kiosk.provision)
+        self.setup_message = ""
         self.listeners: list[Callable[[Controller], None]] = []
         self.default_lang = self.settings.language if self.settings.language in LANGUAGES else "en"
         self.lang = self.default_lang
@@ -171,7 +173,9 @@ class Controller:
     def scan(self, payload: str, source: str = "camera") -> bool:
         """A decoded QR payload (or a typed code). Returns False when it is ignored."""
         self.scans_seen += 1
-        if not self.provisioned or self.confirming:
+        if not self.provisioned:
+            return self._setup_scan(payload)
+        if self.confirming:
             return False
         if self.screen in STAFF_SCREENS and source != "keypad":
             return False
@@ -205,6 +209,24 @@ class Controller:
         self._signal(view.signal)
         ready = result.verdict is Verdict.READY
         self._go(VERDICT, self.settings.verdict_timeout if ready else self.settings.refusal_timeout)
+
+    def _setup_scan(self, payload: str) -> bool:
+        """Not provisioned: a scanned setup QR is verified and queued for root to apply."""
+        if self.setup is None:
+            return False
+        self.worker.submit(lambda: self.setup(payload), self._setup_done)
+        return True
+
+    def _setup_done(self, fields, error) -> None:
+        reason = getattr(error, "reason", None)
+        if reason == "not_setup_qr":
+            self.setup_message = tr(N_("This is not a setup QR code"), self.lang)
+        elif error is not None:
+            self.setup_message = tr(N_("Setup QR refused: {reason}"), self.lang).format(reason=error)
+        else:
+            self.setup_message = tr(N_("Setup accepted: {device} in store {store}. The kiosk restarts in a moment."),
+                                    self.lang).format(device=fields.get("device"), store=fields.get("store"))
+        self._changed()
 
     def _fail(self, message: str) -> None:
         log.error("%s", message)

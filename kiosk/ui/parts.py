@@ -158,3 +158,21 @@ def _camera(cfg, parts: Parts, post) -> None:
         if type(exc).__name__ == "ConfigError":
             raise
         controller.camera_problem(str(exc))
+
+
+def setup_scanner(spec: str, controller, post):
+    """A scanner on camera ``spec`` for the not-provisioned screen (None if unavailable)."""
+    camera = optional("kiosk.hardware.camera")
+    scanner_mod = optional("kiosk.hardware.scanner")
+    decoder = optional("kiosk.hardware.decoder")
+    if camera is None or scanner_mod is None or decoder is None:
+        return None
+    try:
+        source = camera.open_source(spec)
+        return scanner_mod.Scanner(
+            source, decoder.make_decoder("auto"),
+            lambda ev: post(lambda: controller.scan(ev.payload, "camera")),
+            on_error=lambda exc: post(lambda: controller.camera_problem(str(exc))))
+    except Exception as exc:  # no camera yet: the USB scanner (keyboard wedge) still works
+        log.warning("setup camera %s: %s", spec, exc)
+        return None

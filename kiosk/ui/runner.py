@@ -30,7 +30,7 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
 
 def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: bool | None = None,
         verbose: bool = False, demo_settings: dict | None = None,
-        exit_after: float | None = None) -> int:
+        exit_after: float | None = None, camera: str | None = None) -> int:
     """Run the kiosk UI until its window closes; returns an exit code."""
     from kiosk.ui import settings as ui_settings
 
@@ -49,13 +49,10 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kiosk.ui.app import KioskApp
-    from kiosk.ui.controller import Controller
 
     if problem:
         log.error("not provisioned: %s", problem)
-        app = KioskApp(Controller(None, settings=settings, problem=problem))
-        app.run()
-        return 0
+        return _run_not_provisioned(settings, problem, post, camera or "picamera2")
     from kiosk.ui import parts as kparts
 
     parts = kparts.build(cfg, post=post)
@@ -78,3 +75,26 @@ def _stop_after(app, seconds: float) -> None:
         print(f"demo: {c.scans_seen} scans, {c.verdicts_shown} verdicts, screen {c.screen}")
         app.stop()
     Clock.schedule_once(stop, seconds)
+
+
+def _run_not_provisioned(settings, problem: str, post, camera: str) -> int:
+    """The not-provisioned screen; a setup QR shown to ``camera`` (or typed by a USB
+    scanner) is verified and queued by ``kiosk.provision.submit_setup_qr``."""
+    from kiosk.ui import parts as kparts
+    from kiosk.ui.app import KioskApp
+    from kiosk.ui.controller import Controller
+    from kiosk.ui.worker import Worker
+
+    provision = kparts.optional("kiosk.provision")
+    setup = provision.submit_setup_qr if provision is not None else None
+    controller = Controller(None, settings=settings, problem=problem, setup=setup,
+                            worker=Worker(post, "kiosk-setup"), post=post)
+    scanner = kparts.setup_scanner(camera, controller, post)
+    wedge_mod = kparts.optional("kiosk.hardware.wedge")
+    wedge = wedge_mod.KeyboardWedge(lambda ev: post(lambda: controller.scan(ev.payload, ev.source))) \
+        if wedge_mod is not None else None
+    app = KioskApp(controller, wedge=wedge,
+                   on_start_hooks=[lambda a: scanner.start()] if scanner else [],
+                   on_stop_hooks=[lambda a: scanner.stop()] if scanner else [])
+    app.run()
+    return 0

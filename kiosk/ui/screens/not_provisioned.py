@@ -7,6 +7,8 @@ from kiosk.ui.screens.base import KioskScreen
 
 class NotProvisionedScreen(KioskScreen):
     problem = StringProperty("")
+    setup = StringProperty("")
 
     def refresh(self, controller) -> None:
         self.problem = controller.problem
+        self.setup = controller.setup_message
