@@ -216,6 +216,12 @@ enable_services() {
   systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-firstboot.service \
     kiosk-setup-qr.path
   systemctl --root="$ROOT" enable systemd-timesyncd.service 2>/dev/null || true
+  # Raspberry Pi OS asks for a user name on the console at first boot unless Imager
+  # set one; on a kiosk that dialog would sit behind the UI. Imager's customisation
+  # still creates the user (it calls userconf directly, not this service).
+  if [[ -f $ROOT/lib/systemd/system/userconfig.service ]]; then
+    systemctl --root="$ROOT" mask userconfig.service
+  fi
 }
 
 clean_root() {
