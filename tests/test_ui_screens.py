@@ -6,6 +6,7 @@ dispatched through Kivy's event loop; the ledger is a real SQLite file; receipts
 to the real PrintService (preview printer, or a TCP printer that refuses).
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -350,15 +351,27 @@ def test_camera_hint_follows_the_camera_position(kiosk):
 
 
 def test_kiosk_demo_runs_the_whole_flow(tmp_path):
-    """`kiosk demo` end to end: replay camera, decoder, scanner, UI, mock GPIO."""
+    """`kiosk demo` end to end: replay camera, decoder, scanner, UI, mock GPIO, and the
+    systemd notifications (READY once drawn, WATCHDOG pings from the UI loop)."""
+    import socket
     import subprocess
     import sys
 
-    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     out = subprocess.run(
         [sys.executable, "-m", "kiosk.cli", "demo", "--dir", str(tmp_path / "demo"),
-         "--exit-after", "6"], capture_output=True, text=True, env=env, timeout=120)
+         "--exit-after", "7"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
+    notify.setblocking(False)
+    messages = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            messages.append(notify.recv(4096).decode())
+    notify.close()
+    assert messages[0].startswith("READY=1")
+    assert "WATCHDOG=1" in messages[1:]
     assert "staff PIN 1234" in out.stdout
     summary = next(line for line in out.stdout.splitlines() if line.startswith("demo: "))
     verdicts = int(summary.split()[3])

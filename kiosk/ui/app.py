@@ -98,7 +98,7 @@ class KioskApp(App):
     def on_start(self):
         for hook in self.on_start_hooks:
             hook(self)
-        Clock.schedule_once(self._notify_ready, 0)
+        Window.bind(on_flip=self._notify_ready)
 
     def on_stop(self):
         for hook in self.on_stop_hooks:
@@ -108,10 +108,12 @@ class KioskApp(App):
                 log.warning("stop hook failed: %s", exc)
         self.controller.close()
 
-    def _notify_ready(self, _dt=None) -> None:
+    def _notify_ready(self, *_args) -> None:
+        """systemd READY=1 once the first screen (idle or not provisioned) is drawn."""
+        Window.unbind(on_flip=self._notify_ready)
         if not self._ready_sent and self.watchdog is not None:
             self._ready_sent = True
-            self.watchdog.notify_ready()
+            self.watchdog.notify_ready(f"screen {self.controller.screen}")
 
     # -- events -----------------------------------------------------------------
     def _resize(self, _window, size) -> None:
