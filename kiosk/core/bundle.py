@@ -360,11 +360,9 @@ def iter_records(source: Source, manifest: Manifest) -> Iterator[Record]:
 # -- fast path for the importer ------------------------------------------------------
 # A line exactly as ``kiosk-hq sign`` writes it is matched by one regular expression
 # over a whole block (C speed); any other valid JSON falls back to the exact parser.
-# Rows come out as runs of one shape, in bundle order:
-#   ("put1", (code_hash bytes, reward_id))                    max_uses 1, no dates/stores
-#   ("put", (code_hash, reward_id, valid_from, valid_until, max_uses, stores JSON))
-#   ("revoke", (code_hash,))
-#   ("any", (code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked))
+# Blocks come out in bundle order as ("cols", Columns) from the fast path, or as
+# ("any", [(code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked)])
+# from the exact parser.
 _S = r'"[^"\\\n]*"'
 _SIMPLE_PUT = re.compile(
     r'^\{"op":"put","code_hash":"([0-9a-f]{64})","reward_id":"([^"\\\n]*)",'
@@ -401,38 +399,70 @@ def _stores_of(text: str, cache: dict) -> str | None:
     return cache[text]
 
 
-def _fast_block(block: bytes, rewards: Mapping, cache: dict) -> tuple[str, list] | None:
-    """All lines of the block as one run, if every line is in canonical form."""
+@dataclass(frozen=True)
+class Columns:
+    """A block of records in columns, so SQLite can insert them without a Python call
+    per row: ``hashes`` is the 32-byte code hashes back to back, ``attrs`` one byte per
+    record indexing ``table``, the distinct (reward_id, valid_from, valid_until,
+    max_uses, stores, revoked) tuples of the block (at most 256)."""
+
+    hashes: bytes
+    attrs: bytes
+    table: tuple[tuple, ...]
+
+    def __len__(self) -> int:
+        return len(self.attrs)
+
+
+_REVOKED = (None, None, None, 1, None, 1)
+
+
+def _fast_block(block: bytes, rewards: Mapping, cache: dict) -> tuple[str, Columns] | None:
+    """All lines of the block as columns, if every line is in canonical form."""
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError:
         return None
     lines = text.count("\n") + (not text.endswith("\n"))
-    for regex, shape in ((_SIMPLE_PUT, "put1"), (_PUT, "put"), (_REVOKE, "revoke"),
-                         (_MIXED, "any")):
+    for regex in (_SIMPLE_PUT, _PUT, _REVOKE, _MIXED):
         found = regex.findall(text)
-        if len(found) != lines:
-            continue
-        if shape == "revoke":
-            return shape, [(bytes.fromhex(h),) for h in found]
-        if not {m[1] for m in found if m[0]} <= rewards.keys():
-            return None
-        if shape == "put1":
-            return shape, [(bytes.fromhex(h), r) for h, r in found]
-        try:
-            if shape == "put":
-                return shape, [_put_row(m, cache) for m in found]
-            return shape, [_put_row(m, cache) + (0,) if m[0] else
-                           (bytes.fromhex(m[6]), None, None, None, 1, None, 1) for m in found]
-        except _NotCanonical:
-            return None
+        if len(found) == lines:
+            try:
+                return "cols", _columns(regex, found, rewards, cache)
+            except _NotCanonical:
+                return None
     return None
 
 
-def _put_row(m: tuple, cache: dict) -> tuple:
-    h, r, vf, vu, mu, st = m[:6]
-    return (bytes.fromhex(h), r, _epoch_of(vf, cache), _epoch_of(vu, cache), int(mu),
-            _stores_of(st, cache))
+def _columns(regex: re.Pattern, found: list, rewards: Mapping, cache: dict) -> Columns:
+    if regex is _REVOKE:
+        return Columns(bytes.fromhex("".join(found)), bytes(len(found)), (_REVOKED,))
+    if regex is _SIMPLE_PUT:
+        hexes, keys = [m[0] for m in found], [m[1] for m in found]
+    elif regex is _PUT:
+        hexes, keys = [m[0] for m in found], [m[1:] for m in found]
+    else:  # put or revoke: the revoke's hash is group 7
+        hexes = [m[0] or m[6] for m in found]
+        keys = [m[1:6] if m[0] else None for m in found]
+    index: dict = {}
+    try:
+        attrs = bytes([index.setdefault(k, len(index)) for k in keys])
+    except ValueError:  # more than 256 distinct attribute sets in one block
+        raise _NotCanonical from None
+    return Columns(bytes.fromhex("".join(hexes)), attrs,
+                   tuple(_attr(k, rewards, cache) for k in index))
+
+
+def _attr(key, rewards: Mapping, cache: dict) -> tuple:
+    if key is None:
+        return _REVOKED
+    if isinstance(key, str):
+        key = (key, "null", "null", "1", "null")
+    reward_id, vf, vu, mu, st = key
+    if reward_id not in rewards:
+        raise _NotCanonical  # the exact parser reports it with its line number
+    return (reward_id, _epoch_of(vf, cache), _epoch_of(vu, cache), int(mu),
+            _stores_of(st, cache), 0)
 
 
 def _record_row(record: Record) -> tuple:

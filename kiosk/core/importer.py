@@ -69,14 +69,20 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
         raise BundleError("bundle_expired", f"bundle expired at {timefmt.format(manifest.expires_at)}")
 
 
-_STAGE = {
-    "put1": "INSERT INTO codes_staging (code_hash, reward_id) VALUES (?, ?)",
-    "put": "INSERT INTO codes_staging (code_hash, reward_id, valid_from, valid_until, max_uses, "
-           "stores) VALUES (?, ?, ?, ?, ?, ?)",
-    "revoke": "INSERT INTO codes_staging (code_hash, revoked) VALUES (?, 1)",
-    "any": "INSERT INTO codes_staging (code_hash, reward_id, valid_from, valid_until, max_uses, "
-           "stores, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",
-}
+_STAGE_ROWS = (
+    "INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses, "
+    "stores, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A fast-path block (bundle.Columns) in one statement: SQLite counts n = 0..count-1,
+# cuts the n-th hash out of one BLOB and looks its attributes up by the n-th byte.
+_STAGE_COLUMNS = """
+WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
+INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
+                           stores, revoked)
+SELECT :base + n, substr(:hashes, n * 32 + 1, 32), a.reward_id, a.valid_from, a.valid_until,
+       a.max_uses, a.stores, a.revoked
+FROM i JOIN temp.codes_attrs AS a ON a.key = hex(substr(:attrs, n + 1, 1))
+"""
 # Applies the staged records to a codes table in key order (fast B-tree appends);
 # ``seq`` keeps bundle order for a code listed twice: a put replaces the whole row,
 # a revoke keeps the row and marks it revoked (or adds a bare revoked row).
@@ -116,6 +122,7 @@ def _save_list(conn, manifest: Manifest, count: int) -> None:
 def _drop_staging(conn) -> None:
     conn.execute("DROP TABLE IF EXISTS codes_staging")
     conn.execute("DROP TABLE IF EXISTS codes_new")
+    conn.execute("DROP TABLE IF EXISTS temp.codes_attrs")
 
 
 def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
@@ -128,16 +135,20 @@ def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) 
         "reward_id TEXT, valid_from INTEGER, valid_until INTEGER, "
         "max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT, revoked INTEGER NOT NULL DEFAULT 0)"
     )
+    conn.execute(
+        "CREATE TEMP TABLE codes_attrs (key TEXT PRIMARY KEY, reward_id TEXT, valid_from INTEGER, "
+        "valid_until INTEGER, max_uses INTEGER, stores TEXT, revoked INTEGER)"
+    )
     done, total, pending, size = 0, manifest.record_count, [], 0
     for shape, rows in _prefetch(bundle.iter_rows(source, manifest)):
         pending.append((shape, rows))
         size += len(rows)
         if size >= BATCH:
-            _write_runs(store, pending)
+            _write_runs(store, pending, done)
             done, pending, size = done + size, [], 0
             if progress:
                 progress(done, total)
-    _write_runs(store, pending)
+    _write_runs(store, pending, done)
     if progress:
         progress(done + size, total)
 
@@ -182,11 +193,21 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
         thread.join()
 
 
-def _write_runs(store: Store, runs: list) -> None:
-    if runs:
-        with store.transaction() as tx:
-            for shape, rows in runs:
-                tx.executemany(_STAGE[shape], rows)
+def _write_runs(store: Store, runs: list, seq: int) -> None:
+    """Append runs to codes_staging; ``seq`` (records before them) keeps bundle order."""
+    if not runs:
+        return
+    with store.transaction() as tx:
+        for shape, rows in runs:
+            if shape == "cols":
+                tx.execute("DELETE FROM temp.codes_attrs")
+                tx.executemany("INSERT INTO temp.codes_attrs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               [(f"{i:02X}", *attr) for i, attr in enumerate(rows.table)])
+                tx.execute(_STAGE_COLUMNS, {"count": len(rows), "base": seq + 1,
+                                            "hashes": rows.hashes, "attrs": rows.attrs})
+            else:
+                tx.executemany(_STAGE_ROWS, [(seq + 1 + i, *row) for i, row in enumerate(rows)])
+            seq += len(rows)
 
 
 def _swap_snapshot(store: Store, manifest: Manifest) -> None:
