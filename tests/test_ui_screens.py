@@ -276,6 +276,8 @@ def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
     h.tap_id("diagnostics")
     assert on(h, c.DIAGNOSTICS)
     assert h.until(lambda: "FAIL  Camera" in h.screen.ids.body.text)
+    assert h.until(lambda: "OK  gpio: LED" in h.screen.ids.body.text)
+    assert "confirm button" in h.screen.ids.body.text
 
 
 def test_keyboard_wedge_burst_is_a_scan(kiosk, window):

@@ -445,6 +445,13 @@ class Controller:
             checks = []
             if self.diagnostics is not None:
                 checks.extend(self.diagnostics())
+            if self.signals is not None and hasattr(self.signals, "describe"):
+                info = self.signals.describe()
+                found = [f"LED {info['led']}" if info.get("led") else "",
+                         f"buzzer {info['buzzer']}" if info.get("buzzer") else "",
+                         "confirm button" if info.get("button") else ""]
+                text = info.get("problem") or ", ".join(f for f in found if f) or "none configured"
+                checks.append(("gpio", "WARN" if info.get("problem") else "OK", text, ""))
             if self.printer is not None and hasattr(self.printer, "pending"):
                 checks.append(("receipts", "WARN" if self.printer.pending() else "OK",
                                f"{len(self.printer.pending())} receipt(s) waiting to print", ""))

@@ -96,7 +96,10 @@ def _diagnostics(cfg):
     doctor = optional("kiosk.doctor")
     if doctor is None:
         return None
-    return lambda: doctor.run_checks(cfg)
+    # The UI already holds the camera, the printer and the GPIO pins: its own lines
+    # (camera, printer, LED/buzzer/button) replace those checks.
+    return lambda: doctor.run_checks(cfg, skip={"camera_and_decode", "gpio"},
+                                     probe_printer=False)
 
 
 def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True,
