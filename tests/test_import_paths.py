@@ -32,11 +32,11 @@ revoke_st = st.fixed_dictionaries({"op": st.just("revoke"), "code_hash": hash_st
 records_st = st.lists(st.one_of(put_st, put_st, revoke_st), min_size=1, max_size=40)
 
 
-def write_bundle(path, records, version, base, canonical):
+def write_bundle(path, records, version, base, canonical, per_chunk=7):
     spec = bundle_writer.Spec("p", version, "hq1", SALT, REWARDS, base_version=base)
     if canonical:  # keys in the order kiosk-hq writes them
         records = [{k: r[k] for k in ORDER if k in r} for r in records]
-        return bundle_writer.write(spec, records, KEY, path, per_chunk=7)
+        return bundle_writer.write(spec, records, KEY, path, per_chunk=per_chunk)
     path.mkdir()
     lines = "".join(json.dumps(r, sort_keys=True, indent=None) + "\n\n" for r in records)
     name = "chunk-00000.ndjson.gz"
@@ -79,3 +79,19 @@ def test_fast_and_exact_paths_agree(tmp_path_factory, full, delta):
         else:
             last[r["code_hash"]] = True
     assert results[3][1] == sum(1 for revoked in last.values() if not revoked)
+
+
+def test_block_with_many_distinct_attributes_falls_back_to_the_exact_parser(tmp_path):
+    """More than 256 attribute sets in one block cannot be indexed by a byte."""
+    records = [{"op": "put", "code_hash": hashlib.sha256(str(i).encode()).hexdigest(),
+                "reward_id": "coffee", "valid_from": None,
+                "valid_until": timefmt.format(T0 + timedelta(days=i)), "max_uses": 1,
+                "stores": None} for i in range(300)]
+    out = write_bundle(tmp_path / "b", records, 1, None, True, per_chunk=1000)
+    chunk = gzip.decompress(next(out.glob("chunk-*")).read_bytes())
+    assert bundle._fast_block(chunk, REWARDS, {}) is None
+    store = Store(tmp_path / "db.sqlite")
+    importer.import_bundle(store, bundle.DirSource(out), TRUSTED, "p")
+    rows, count = table(store)
+    assert count == 300
+    assert sorted(r[3] for r in rows) == [timefmt.to_epoch(T0 + timedelta(days=i)) for i in range(300)]
