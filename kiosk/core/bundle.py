@@ -445,10 +445,14 @@ def _columns(regex: re.Pattern, found: list, rewards: Mapping, cache: dict) -> C
         hexes = [m[0] or m[6] for m in found]
         keys = [m[1:6] if m[0] else None for m in found]
     index: dict = {}
-    try:
+    distinct = set(keys)
+    if len(distinct) == 1:  # the usual case: one attribute set for the whole block
+        index[distinct.pop()] = 0
+        attrs = bytes(len(keys))
+    elif len(distinct) > 256:  # cannot be indexed by one byte
+        raise _NotCanonical
+    else:
         attrs = bytes([index.setdefault(k, len(index)) for k in keys])
-    except ValueError:  # more than 256 distinct attribute sets in one block
-        raise _NotCanonical from None
     return Columns(bytes.fromhex("".join(hexes)), attrs,
                    tuple(_attr(k, rewards, cache) for k in index))
 

@@ -83,6 +83,16 @@ SELECT :base + n, substr(:hashes, n * 32 + 1, 32), a.reward_id, a.valid_from, a.
        a.max_uses, a.stores, a.revoked
 FROM i JOIN temp.codes_attrs AS a ON a.key = hex(substr(:attrs, n + 1, 1))
 """
+# The same when every record of the block has the same attributes (no lookup per row).
+_STAGE_UNIFORM = """
+WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
+INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
+                           stores, revoked)
+SELECT :base + n, substr(:hashes, n * 32 + 1, 32), :reward_id, :valid_from, :valid_until,
+       :max_uses, :stores, :revoked
+FROM i
+"""
+_ATTRS = ("reward_id", "valid_from", "valid_until", "max_uses", "stores", "revoked")
 # Applies the staged records to a codes table in key order (fast B-tree appends);
 # ``seq`` keeps bundle order for a code listed twice: a put replaces the whole row,
 # a revoke keeps the row and marks it revoked (or adds a bare revoked row).
@@ -199,7 +209,11 @@ def _write_runs(store: Store, runs: list, seq: int) -> None:
         return
     with store.transaction() as tx:
         for shape, rows in runs:
-            if shape == "cols":
+            if shape == "cols" and len(rows.table) == 1:
+                tx.execute(_STAGE_UNIFORM, {"count": len(rows), "base": seq + 1,
+                                            "hashes": rows.hashes,
+                                            **dict(zip(_ATTRS, rows.table[0], strict=True))})
+            elif shape == "cols":
                 tx.execute("DELETE FROM temp.codes_attrs")
                 tx.executemany("INSERT INTO temp.codes_attrs VALUES (?, ?, ?, ?, ?, ?, ?)",
                                [(f"{i:02X}", *attr) for i, attr in enumerate(rows.table)])
