@@ -321,25 +321,45 @@ def _labels(widget):
             yield child
 
 
+def _show(controller, built, screen: str) -> None:
+    """Bring the controller to ``screen`` through its public methods."""
+    controller.go_idle()
+    if screen in (c.VERDICT, c.DONE):
+        controller.scan(built.payloads["ready-syrup-5-uses"] if screen == c.DONE
+                        else built.payloads["ready-voucher"])
+    if screen == c.DONE:
+        controller.confirm()
+    if screen in (c.PIN, c.STAFF, c.KEYPAD):
+        controller.open_staff()
+    if screen in (c.STAFF, c.KEYPAD):
+        controller.staff_menu()
+    if screen == c.KEYPAD:
+        controller.open_keypad()
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_layout_fits_every_supported_display(kiosk, window, size):
+    """No text runs out of its widget or off the window, in any language."""
     h, parts, built = kiosk()
+    controller = parts.controller
     window.size = size
     try:
         h.frames(3)
         if window.size != size:
             pytest.skip(f"the X server could not make a {size} window (got {window.size})")
         assert h.app.portrait == (size[1] > size[0])
-        for payload, screen in ((None, c.IDLE), (built.payloads["ready-voucher"], c.VERDICT)):
-            if payload:
-                h.app.deliver_scan(payload)
-            assert on(h, screen)
-            h.frames(3)
-            for label in _labels(h.screen):
-                x, y = label.to_window(label.x, label.y)
-                assert x >= -1 and y >= -1 and x + label.width <= size[0] + 1, label.text
-                assert label.texture_size[0] <= label.width + 2, f"{label.text!r} too wide"
-                assert label.texture_size[1] <= label.height + 2, f"{label.text!r} clipped at {size}"
+        for lang in ("en", "uz", "kk", "ru"):
+            for screen in (c.IDLE, c.VERDICT, c.DONE, c.PIN, c.STAFF, c.KEYPAD):
+                _show(controller, built, screen)
+                controller.set_language(lang)
+                assert on(h, screen)
+                h.frames(2)
+                for label in _labels(h.screen):
+                    where = f"{label.text!r} on {screen} in {lang} at {size}"
+                    x, y = label.to_window(label.x, label.y)
+                    assert x >= -1 and y >= -1 and x + label.width <= size[0] + 1, where
+                    assert label.texture_size[0] <= label.width + 2, f"{where}: too wide"
+                    assert label.texture_size[1] <= label.height + 2, f"{where}: clipped"
     finally:
         window.size = (800, 480)
         h.frames(2)
