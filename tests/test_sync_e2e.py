@@ -119,6 +119,28 @@ def test_bundle_to_device_and_redemption_to_hq(tmp_path, broker, signing, runnin
     wait_until(lambda: importer.current(ledger.store).version == 2, 60, what="list v2")
     assert ledger.check("NEWCODE1").verdict is Verdict.READY
     assert ledger.check("CODE0001").verdict is Verdict.UNKNOWN
+    assert retained_chunks(broker, program) == {
+        c["sha256"] for c in json.loads((bundle2 / "manifest.json").read_bytes())["chunks"]}
+
+
+def retained_chunks(broker, program) -> set[str]:
+    """sha256s of the chunks retained on the broker (a marker ends the retained burst)."""
+    client = connect(hq_settings(broker), "chunk-lister")
+    marker = f"kiosk/v1/{program}/hq/marker/{uuid.uuid4().hex}"
+    seen, done = set(), threading.Event()
+
+    def on_message(c, u, msg):
+        if msg.topic == marker:
+            done.set()
+        elif msg.payload:
+            seen.add(msg.topic.rsplit("/", 1)[1])
+
+    client.on_message = on_message
+    client.subscribe([(protocol.chunk_topic(program, "+"), 1), (marker, 1)])
+    client.publish(marker, b"", qos=1)
+    wait_until(done.is_set, 15, what="marker")
+    close(client)
+    return seen
 
 
 def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing, running):
