@@ -22,6 +22,7 @@ from kiosk.core import timefmt
 SYNCED_FLAG = Path("/run/systemd/timesync/synchronized")
 RTC_DEVICE = Path("/dev/rtc0")
 SOURCES = ("synced", "rtc", "unsynced")
+_ASK = object()  # read(): ask the floor function
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,11 @@ class Clock:
             return "rtc"
         return "unsynced"
 
-    def read(self) -> Reading:
+    def read(self, floor: datetime | None | object = _ASK) -> Reading:
+        """The time to use; ``floor`` may be passed by a caller that knows it already."""
         now = timefmt.from_epoch(self.wall())
-        floor = self.floor() if self.floor else None
+        if floor is _ASK:
+            floor = self.floor() if self.floor else None
         if floor is not None and now < floor:
             return Reading(floor, "unsynced", wall_behind_floor=True)
         return Reading(now, self.source())
@@ -70,5 +73,5 @@ class FixedClock(Clock):
         super().__init__()
         self.at, self._source = at, source
 
-    def read(self) -> Reading:
+    def read(self, floor: datetime | None | object = None) -> Reading:
         return Reading(self.at, self._source)

@@ -60,6 +60,14 @@ class Identity:
     program: str
 
 
+# One round trip for a lookup: the code (if listed) and its use counter (if used).
+_LOOKUP = (
+    "SELECT c.code_hash, c.reward_id, c.valid_from, c.valid_until, c.max_uses, c.stores, "
+    "c.revoked, u.uses, u.last_at, u.last_device, u.last_store FROM (SELECT 1) "
+    "LEFT JOIN codes AS c ON c.code_hash = ?1 LEFT JOIN code_uses AS u ON u.code_hash = ?2"
+)
+
+
 def _code_row(row) -> CodeRow | None:
     if row is None:
         return None
@@ -111,18 +119,17 @@ class Ledger:
         if not parsed.is_code:
             return Result(Verdict.NOT_A_CODE, parsed.raw)
         masked = parsed.code[-4:]
-        have = self._state()[0]
+        have, floor = self._state()
         if have is None:
             return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
         digest = hmac.digest(have.code_salt, parsed.code.encode(), "sha256")
-        row = _code_row(conn.execute(
-            "SELECT reward_id, valid_from, valid_until, max_uses, stores, revoked "
-            "FROM codes WHERE code_hash = ?", (digest,)).fetchone())
-        uses_row = conn.execute(
-            "SELECT uses, last_at, last_device, last_store FROM code_uses WHERE code_hash = ?",
-            (digest.hex(),)).fetchone()
+        found = conn.execute(_LOOKUP, (digest, digest.hex())).fetchone()
+        row = _code_row(found[1:7]) if found[0] is not None else None
+        uses_row = found[7:] if found[7] is not None else None
         uses = uses_row[0] if uses_row else 0
-        reading = self.clock.read()
+        # our own floor is known already; a caller-supplied floor function is asked
+        reading = (self.clock.read(floor=floor) if self.clock.floor == self.clock_floor
+                   else self.clock.read())
         verdict = decide(row, uses, reading.now, self.identity.store)
         reward = have.rewards.get(row.reward_id) if row and row.reward_id else None
         detail = {"uses": uses, "list_version": have.version}
