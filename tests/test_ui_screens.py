@@ -278,6 +278,17 @@ def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
     assert h.until(lambda: "FAIL  Camera" in h.screen.ids.body.text)
     assert h.until(lambda: "OK  gpio: LED" in h.screen.ids.body.text)
     assert "confirm button" in h.screen.ids.body.text
+    h.tap_id("back")
+    assert on(h, c.STAFF)
+    h.tap_id("keypad")
+    assert on(h, c.KEYPAD)
+    for key in "DEMO-VOUCH-0003":
+        h.tap(h.screen.ids.keypad.button(key), frames=1)
+    h.tap_id("check")
+    assert on(h, c.VERDICT)
+    h.tap_id("confirm")
+    assert on(h, c.DONE)
+    assert [r["masked_code"] for r in redemptions(parts.controller.ledger)] == ["0003"]
 
 
 def test_keyboard_wedge_burst_is_a_scan(kiosk, window):
