@@ -61,6 +61,7 @@ def test_redeemed_then_already_redeemed_with_when_and_where(counter):
     assert run.rc == 0
     v = run.json()
     assert v["verdict"] == "redeemed" and v["redemption_id"] and v["title"] == "Free coffee"
+    assert (v["detail"]["uses"], v["detail"]["last_device"]) == (1, "kiosk-1")
     verdict, rc, again = check(counter, "READY-0001")
     assert (verdict, rc) == ("already_redeemed", 1)
     assert again["detail"]["last_device"] == "kiosk-1"

@@ -157,7 +157,9 @@ class Ledger:
                 "uses = uses + 1, last_at = excluded.last_at, "
                 "last_device = excluded.last_device, last_store = excluded.last_store",
                 (result.code_hash, event["at"], self.identity.device, self.identity.store))
-        return replace(result, verdict=Verdict.REDEEMED, redemption_id=event["id"])
+        detail = {**result.detail, "uses": result.detail["uses"] + 1, "last_at": event["at"],
+                  "last_device": self.identity.device, "last_store": self.identity.store}
+        return replace(result, verdict=Verdict.REDEEMED, redemption_id=event["id"], detail=detail)
 
     def _record(self, tx, kind: str, result: Result, staff: str | None, voids: str | None) -> dict:
         """Insert a local redemption/void row and its outbox event; return the event."""
