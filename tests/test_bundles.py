@@ -357,3 +357,16 @@ def test_delta_needs_the_salt_of_its_base(hq):
     csv_path = write_csv(hq.dir / "d.csv", [{"code": "AAAA-1111", "reward_id": "coffee"}])
     run = hq.sign(csv_path, hq.dir / "out", 2, "--base-version", "1")
     assert run.rc == 1 and "code_salt" in run.err
+
+
+def test_import_after_a_crash_that_left_scratch_tables(hq, device):
+    """A power cut between the swap and the clean-up must not block later imports."""
+    assert device.import_(hq.bundle(["AAAA-1111"], 1)).rc == 0
+    store = device.ledger().store
+    for table in ("codes_old", "codes_staging", "codes_new"):
+        store.conn.execute(f"CREATE TABLE {table} (x)")
+    run = device.import_(hq.bundle(["BBBB-2222"], 2))
+    assert run.rc == 0, run.err
+    assert device.verdict("BBBB-2222")["verdict"] == "ready"
+    names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert not names & {"codes_old", "codes_staging", "codes_new"}

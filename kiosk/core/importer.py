@@ -130,8 +130,10 @@ def _save_list(conn, manifest: Manifest, count: int) -> None:
 
 
 def _drop_staging(conn) -> None:
+    """Remove import scratch tables, also those a crash or power cut left behind."""
     conn.execute("DROP TABLE IF EXISTS codes_staging")
     conn.execute("DROP TABLE IF EXISTS codes_new")
+    conn.execute("DROP TABLE IF EXISTS codes_old")
     conn.execute("DROP TABLE IF EXISTS temp.codes_attrs")
 
 
