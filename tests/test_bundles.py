@@ -370,3 +370,43 @@ def test_import_after_a_crash_that_left_scratch_tables(hq, device):
     assert device.verdict("BBBB-2222")["verdict"] == "ready"
     names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
     assert not names & {"codes_old", "codes_staging", "codes_new"}
+
+
+def test_import_killed_midway_keeps_a_whole_list(hq, device, tmp_path):
+    """SIGKILL during an import (a power cut): afterwards the device has the old list or
+    the whole new one, never a mix, and the next import works."""
+    import base64
+    import signal
+    import sqlite3
+    import sys
+    import time
+
+    assert device.import_(hq.bundle(["AAAA-1111"], 1)).rc == 0
+    salt = base64.b64decode((hq.key.parent / "demo.salt").read_text())
+    n = 60_000
+    records = ({"op": "put", "code_hash": codes.code_hash(salt, f"BIG{i:07d}"),
+                "reward_id": "coffee", "valid_from": None, "valid_until": None,
+                "max_uses": 1, "stores": None} for i in range(n))
+    spec = bundle_writer.Spec("demo", 2, "hq1", salt, hq.rewards)
+    big = bundle_writer.write(spec, records, keys.load_private(hq.key), tmp_path / "big",
+                              per_chunk=5_000)
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(device.path),
+                             "codes", "import", str(big)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    db = sqlite3.connect(device.config().data_dir / "kiosk.sqlite", timeout=10)
+    while proc.poll() is None:  # kill it as soon as it has started staging
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'codes_staging'").fetchone():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(60)
+    db.close()
+    status = device.run("codes", "status", "--json").json()
+    if status["version"] == 1:
+        assert status["codes"] == 1 and device.verdict("AAAA-1111")["verdict"] == "ready"
+        assert device.verdict("BIG0000001")["verdict"] == "unknown"
+        assert device.import_(big).rc == 0
+    assert device.version() == 2
+    assert device.run("codes", "status", "--json").json()["codes"] == n
+    assert device.verdict("BIG0059999")["verdict"] == "ready"
+    assert device.verdict("AAAA-1111")["verdict"] == "unknown"
