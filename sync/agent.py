@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from kiosk import __version__, context
+from kiosk import __version__, context, watchdog
 from kiosk.config import Config
 from kiosk.core import importer, timefmt
 from kiosk.errors import ConfigError, KioskError
@@ -147,11 +147,16 @@ class Agent:
                                   clean_start=False,
                                   properties=connection.session_properties(self.settings.session_expiry_s))
         self.client.loop_start()
-        next_beat = 0.0
+        watchdog.notify_ready(f"device {self.cfg.device_id}, broker {self.broker.url}")
+        next_beat = next_ping = 0.0
+        ping_every = watchdog.interval_s(10.0)
         try:
             while not self.stop_event.is_set():
                 self._drain(timeout=self.settings.poll_s)
                 now = time.monotonic()
+                if now >= next_ping:  # from this loop: a wedged loop stops the pings
+                    next_ping = now + ping_every
+                    watchdog.ping()
                 try:
                     if self.connected:
                         self.sender.check_timeout(now)
@@ -164,6 +169,7 @@ class Agent:
                     log.error("sync step failed, will retry: %s: %s", type(exc).__name__, exc)
                     self.stop_event.wait(1.0)
         finally:
+            watchdog.notify_stopping()
             self._shutdown()
 
     def stop(self) -> None:
