@@ -410,3 +410,9 @@ def test_import_killed_midway_keeps_a_whole_list(hq, device, tmp_path):
     assert device.run("codes", "status", "--json").json()["codes"] == n
     assert device.verdict("BIG0059999")["verdict"] == "ready"
     assert device.verdict("AAAA-1111")["verdict"] == "unknown"
+
+
+def test_reject_oversized_manifest_and_signature(hq, installed):
+    out = hq.bundle(["NEWC-0001"], 3)
+    (out / "manifest.sig").write_bytes((out / "manifest.sig").read_bytes() + b"\n")
+    assert_rejected(installed, out, "bad_signature", "manifest.sig is larger than 64 bytes")

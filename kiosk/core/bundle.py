@@ -35,6 +35,7 @@ REWARD_TYPES = ("item", "percent", "amount", "addon")
 _CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _READ = 1 << 16
+MAX_MANIFEST = 16 << 20  # bytes; the rewards table and chunk list of a huge list fit easily
 _BLOCK = 1 << 21  # decompressed bytes per block (about 16,000 records)
 
 
@@ -239,8 +240,19 @@ def verify_manifest(raw: bytes, signature: bytes, trusted: Mapping[str, Ed25519P
     return parse_manifest(raw)
 
 
+def _read_small(source: Source, name: str, limit: int) -> bytes:
+    """Read a file that must be small, without trusting a stick's file to be so."""
+    with source.open(name) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        reason = "bad_signature" if name == SIGNATURE else "bad_manifest"
+        raise BundleError(reason, f"{name} is larger than {limit:,} bytes")
+    return data
+
+
 def read_manifest(source: Source, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest:
-    return verify_manifest(source.read_bytes(MANIFEST), source.read_bytes(SIGNATURE), trusted)
+    return verify_manifest(_read_small(source, MANIFEST, MAX_MANIFEST),
+                           _read_small(source, SIGNATURE, 64), trusted)
 
 
 def _record(line: bytes, where: str) -> Record:
