@@ -309,6 +309,8 @@ def config_from_setup(fields: Mapping[str, Any], trusted_files: Mapping[str, str
     """The kiosk.toml contents a verified setup QR stands for."""
     mqtt = {"broker": fields["broker"], "username": fields.get("username") or fields["device"],
             "password_file": "mqtt-password"}
+    if fields.get("ca"):
+        mqtt["ca"] = "mqtt-ca.pem"
     return {
         "device": {"id": fields["device"], "store": fields["store"],
                    "program": fields["program"], "data_dir": str(data_dir)},
@@ -329,6 +331,8 @@ def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path
     gid = _group_id(group)
     body = tomli_w.dumps(config_from_setup(fields, rel_keys, data_dir=data_dir)).encode()
     _write_private(config_dir / "mqtt-password", fields["credential"].encode() + b"\n", gid)
+    if fields.get("ca"):
+        _write_private(config_dir / "mqtt-ca.pem", str(fields["ca"]).encode("ascii"), gid)
     _write_private(config_dir / "kiosk.toml", body, gid)
     _fsync_dir(config_dir)
     cfg = config.load(config_dir / "kiosk.toml")

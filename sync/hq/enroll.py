@@ -33,6 +33,12 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default="/var/lib/kiosk", help="device data folder")
     p.add_argument("--language", default="en")
     p.add_argument("--business-name", default="")
+    p.add_argument("--qr", action="store_true",
+                   help="also write setup-qr.png/.txt: a signed setup QR for the device's "
+                        "'not provisioned' screen (needs --sign-key and --key-id)")
+    p.add_argument("--sign-key", type=Path, help="HQ private key that signs the setup QR")
+    p.add_argument("--key-id", help="id of --sign-key, as the device trusts it")
+    p.add_argument("--qr-hours", type=float, default=24.0, help="setup QR validity (hours)")
     p.set_defaults(handler=cmd_enroll)
 
     u = sub.add_parser("broker-user", help="add an HQ (or any) user to the broker password file")
@@ -69,6 +75,8 @@ def device_config(args, trust: dict[str, str]) -> dict:
 
 
 def enroll(args) -> list[str]:
+    if args.qr and not (args.sign_key and args.key_id):
+        raise ValueError("--qr needs --sign-key PEM and --key-id ID (the key devices trust)")
     for name in ("device", "store", "program"):
         if not _ID.match(getattr(args, name)):
             raise ValueError(f"--{name} {getattr(args, name)!r}: use 1-64 letters, digits, '.', '_' or '-'")
@@ -97,8 +105,31 @@ def enroll(args) -> list[str]:
     else:
         (out / "mosquitto-acl-block").write_text(block)
         done.append(f"add {out}/mosquitto-acl-block to the broker's ACL file")
+    if args.qr:
+        done.append(write_setup_qr(args, password, out))
     done.append("then reload the broker (systemctl reload mosquitto)")
     return done
+
+
+def write_setup_qr(args, password: str, out: Path) -> str:
+    """A signed setup QR (kiosk.provision format) holding the device's identity, broker
+    and broker password: the device checks the signature against its trusted HQ keys."""
+    import qrcode
+
+    from kiosk.core import keys
+    from kiosk.provision import make_setup_qr
+
+    fields = {"device": args.device, "store": args.store, "program": args.program,
+              "broker": args.broker, "credential": password, "username": args.device}
+    if args.ca:
+        fields["ca"] = args.ca.read_text(encoding="ascii")
+    text = make_setup_qr(fields, keys.load_private(args.sign_key), key_id=args.key_id,
+                         ttl_s=args.qr_hours * 3600)
+    credentials._write_atomic(out / "setup-qr.txt", text + "\n")
+    image = qrcode.make(text, error_correction=qrcode.constants.ERROR_CORRECT_L, box_size=4)
+    image.save(out / "setup-qr.png")
+    return (f"wrote {out}/setup-qr.png (valid {args.qr_hours:g} h; it carries the broker "
+            "password: hand it over like a key)")
 
 
 def cmd_enroll(args) -> int:
