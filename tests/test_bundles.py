@@ -416,3 +416,32 @@ def test_reject_oversized_manifest_and_signature(hq, installed):
     out = hq.bundle(["NEWC-0001"], 3)
     (out / "manifest.sig").write_bytes((out / "manifest.sig").read_bytes() + b"\n")
     assert_rejected(installed, out, "bad_signature", "manifest.sig is larger than 64 bytes")
+
+
+def test_counter_keeps_confirming_while_a_list_imports(hq, device, tmp_path, monkeypatch):
+    """Staging commits in batches: between them another process can record a redemption."""
+    import base64
+
+    from kiosk.core import bundle, importer
+
+    assert device.import_(hq.bundle(["AAAA-1111", "BBBB-2222"], 1)).rc == 0
+    salt = base64.b64decode((hq.key.parent / "demo.salt").read_text())
+    records = [{"op": "put", "code_hash": codes.code_hash(salt, f"NEW{i:05d}"),
+                "reward_id": "coffee", "valid_from": None, "valid_until": None,
+                "max_uses": 1, "stores": None} for i in range(3000)]
+    spec = bundle_writer.Spec("demo", 2, "hq1", salt, hq.rewards, base_version=1)
+    delta = bundle_writer.write(spec, records, keys.load_private(hq.key), tmp_path / "d",
+                                per_chunk=500)
+    monkeypatch.setattr(importer, "BATCH", 500)
+    importing, counter, seen = device.ledger(), device.ledger(), []
+
+    def progress(done, total):
+        seen.append(done)
+        if len(seen) == 2:  # mid-import: the counter confirms on its own connection
+            assert counter.confirm("AAAA-1111").verdict == "redeemed"
+
+    importer.import_bundle(importing.store, bundle.DirSource(delta),
+                           device.config().trusted_keys, "demo", progress=progress)
+    assert seen == sorted(seen) and seen[-1] == 3000 and len(seen) >= 4
+    assert counter.check("AAAA-1111").verdict == "already_redeemed"
+    assert counter.check("NEW02999").verdict == "ready"
