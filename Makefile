@@ -34,7 +34,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/codes.py
-	@for b in scan ui sync; do \
+	@for b in scan ui sync printing; do \
 	  if [ -f bench/$$b.py ]; then $(XRUN) $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
 
