@@ -19,7 +19,6 @@ Nothing here touches hardware; the file-system work takes its paths as arguments
 tests run it against a temporary root.
 """
 
-import base64
 import binascii
 import contextlib
 import json
@@ -35,7 +34,7 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk import config
-from kiosk.core import keys
+from kiosk.core import b64url, keys
 from kiosk.errors import ConfigError, ProvisionError
 
 SETUP_PREFIX = "KIOSK-SETUP:1:"
@@ -51,14 +50,6 @@ SERVICE_GROUP = "kiosk"
 
 
 # --- setup QR --------------------------------------------------------------------------
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
 
 def make_setup_qr(fields: Mapping[str, Any], private_key: Ed25519PrivateKey, *,
                   key_id: str | None = None, ttl_s: float = DEFAULT_QR_TTL_S,
@@ -76,8 +67,8 @@ def make_setup_qr(fields: Mapping[str, Any], private_key: Ed25519PrivateKey, *,
     body = {"issued_at": issued, "expires_at": issued + int(ttl_s), **dict(fields)}
     if key_id:
         body["key_id"] = key_id
-    signed = SETUP_PREFIX + _b64url(json.dumps(body, separators=(",", ":")).encode())
-    return signed + "." + _b64url(private_key.sign(signed.encode("ascii")))
+    signed = SETUP_PREFIX + b64url.encode(json.dumps(body, separators=(",", ":")).encode())
+    return signed + "." + b64url.encode(private_key.sign(signed.encode("ascii")))
 
 
 def is_setup_qr(payload: str) -> bool:
@@ -98,8 +89,8 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
     try:
         if not sep:
             raise ValueError("no signature part")
-        signature = _unb64url(sig_text)
-        body = json.loads(_unb64url(signed[len(SETUP_PREFIX):]))
+        signature = b64url.decode(sig_text)
+        body = json.loads(b64url.decode(signed[len(SETUP_PREFIX):]))
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProvisionError("malformed", f"setup QR is damaged or incomplete ({exc})") from None
     if not isinstance(body, dict):

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers import run_main
 
 from kiosk import cli, config, context, provision
-from kiosk.core import keys
+from kiosk.core import b64url, keys
 from kiosk.errors import ProvisionError
 from sync import hq_cli
 
@@ -123,10 +123,10 @@ def test_bad_setup_qrs_are_refused_with_a_reason(hq_key, case, reason):
         text = provision.make_setup_qr(FIELDS, Ed25519PrivateKey.generate(), key_id="hq1")
     elif case == "tampered":
         body, sig = text[len(provision.SETUP_PREFIX):].split(".")
-        data = json.loads(provision._unb64url(body))
+        data = json.loads(b64url.decode(body))
         data["store"] = "other-store"
         text = (provision.SETUP_PREFIX
-                + provision._b64url(json.dumps(data, separators=(",", ":")).encode()) + "." + sig)
+                + b64url.encode(json.dumps(data, separators=(",", ":")).encode()) + "." + sig)
     elif case == "expired":
         text = provision.make_setup_qr(FIELDS, hq_key, key_id="hq1", now=now - 3 * 86400)
     elif case == "future":

@@ -4,22 +4,15 @@ Format ``pbkdf2_sha256$ITERATIONS$SALT$HASH`` (salt and hash URL-safe base64), t
 same shape Django uses, so a technician can recognise it. ``kiosk pin-hash`` makes one.
 """
 
-import base64
 import hashlib
 import hmac
 import os
 
+from kiosk.core import b64url
+
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 120_000
 MIN_DIGITS, MAX_DIGITS = 4, 8
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def check_pin_format(pin: str) -> None:
@@ -32,7 +25,7 @@ def make_hash(pin: str, *, iterations: int = ITERATIONS, salt: bytes | None = No
     check_pin_format(pin)
     salt = salt or os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
-    return f"{SCHEME}${iterations}${_b64(salt)}${_b64(digest)}"
+    return f"{SCHEME}${iterations}${b64url.encode(salt)}${b64url.encode(digest)}"
 
 
 def parse_hash(text: str) -> tuple[int, bytes, bytes]:
@@ -41,7 +34,7 @@ def parse_hash(text: str) -> tuple[int, bytes, bytes]:
     if len(parts) != 4 or parts[0] != SCHEME or not parts[1].isdigit():
         raise ValueError(f"must look like {SCHEME}$ITERATIONS$SALT$HASH (see: kiosk pin-hash)")
     try:
-        return int(parts[1]), _unb64(parts[2]), _unb64(parts[3])
+        return int(parts[1]), b64url.decode(parts[2]), b64url.decode(parts[3])
     except ValueError:
         raise ValueError("salt or hash is not base64 (see: kiosk pin-hash)") from None
 
