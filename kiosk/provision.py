@@ -34,7 +34,7 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk import config
-from kiosk.core import b64url, keys
+from kiosk.core import atomic, b64url, keys
 from kiosk.errors import ConfigError, ProvisionError
 
 SETUP_PREFIX = "KIOSK-SETUP:1:"
@@ -289,9 +289,7 @@ def submit_setup_qr(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey
     keys_ = load_trusted_keys(KEY_DIR) if trusted_keys is None else trusted_keys
     fields = verify_setup_qr(payload, keys_, now=now)
     spool = Path(spool)
-    tmp = spool.with_name(spool.name + ".tmp")
-    tmp.write_text(payload.strip() + "\n", encoding="ascii")
-    os.replace(tmp, spool)
+    atomic.write_text(spool, payload.strip() + "\n", mode=0o666)  # umask decides, as for open()
     return fields
 
 

@@ -3,11 +3,10 @@
 import argparse
 import base64
 import json
-import os
 import sys
 from pathlib import Path
 
-from kiosk.core import bundle_writer, keys
+from kiosk.core import atomic, bundle_writer, keys
 from kiosk.core.bundle import REWARD_TYPES
 from kiosk.core.bundle_writer import CsvError, Spec
 
@@ -99,11 +98,8 @@ def read_salt(path: Path) -> bytes | None:
 
 
 def save_salt(path: Path, salt: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(base64.b64encode(salt).decode() + "\n")
-    tmp.replace(path)
+    """Keep the program's code_salt for later signings (mode 0600, replaced atomically)."""
+    atomic.write_text(path, base64.b64encode(salt).decode() + "\n")
 
 
 def cmd_sign(args) -> int:

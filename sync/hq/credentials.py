@@ -17,6 +17,7 @@ import re
 import secrets
 from pathlib import Path
 
+from kiosk.core import atomic
 from sync import protocol
 
 ITERATIONS = 101
@@ -46,21 +47,13 @@ def check_user(name: str) -> str:
     return name
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    tmp.replace(path)
-
-
 def upsert_password(path: Path, user: str, password: str) -> None:
     """Add or replace ``user``'s line in a mosquitto password file."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     kept = [line for line in lines if line.split(":", 1)[0] != user]
     kept.append(f"{check_user(user)}:{password_hash(password)}")
-    _write_atomic(path, "\n".join(kept) + "\n")
+    atomic.write_text(path, "\n".join(kept) + "\n")
 
 
 def device_acl(program: str, store: str, device: str) -> str:
@@ -87,4 +80,4 @@ def upsert_acl(path: Path, device: str, block: str) -> None:
     text = pattern.sub("", text)
     if text and not text.endswith("\n"):
         text += "\n"
-    _write_atomic(path, text + "\n" + block, mode=0o644)
+    atomic.write_text(path, text + "\n" + block, mode=0o644)

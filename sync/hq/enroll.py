@@ -14,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from kiosk.config import _ID
+from kiosk.core import atomic
 from sync import connection
 from sync.hq import credentials
 
@@ -86,7 +87,7 @@ def enroll(args) -> list[str]:
     if (out / "kiosk.toml").exists():
         raise FileExistsError(f"{out / 'kiosk.toml'} exists; choose an empty folder")
     password = credentials.new_password()
-    credentials._write_atomic(out / "mqtt-password", password + "\n")
+    atomic.write_text(out / "mqtt-password", password + "\n")
     if args.ca:
         shutil.copyfile(args.ca, out / "mqtt-ca.pem")
     (out / "kiosk.toml").write_text(tomli_w.dumps(device_config(args, _trust(args.trust, out))))
@@ -125,7 +126,7 @@ def write_setup_qr(args, password: str, out: Path) -> str:
         fields["ca"] = args.ca.read_text(encoding="ascii")
     text = make_setup_qr(fields, keys.load_private(args.sign_key), key_id=args.key_id,
                          ttl_s=args.qr_hours * 3600)
-    credentials._write_atomic(out / "setup-qr.txt", text + "\n")
+    atomic.write_text(out / "setup-qr.txt", text + "\n")
     image = qrcode.make(text, error_correction=qrcode.constants.ERROR_CORRECT_L, box_size=4)
     image.save(out / "setup-qr.png")
     return (f"wrote {out}/setup-qr.png (valid {args.qr_hours:g} h; it carries the broker "
@@ -145,7 +146,7 @@ def cmd_enroll(args) -> int:
 def cmd_broker_user(args) -> int:
     try:
         password = credentials.new_password()
-        credentials._write_atomic(args.password_out, password + "\n")
+        atomic.write_text(args.password_out, password + "\n")
         credentials.upsert_password(args.passwd_file, credentials.check_user(args.user), password)
     except (ValueError, OSError) as exc:
         print(f"kiosk-hq: broker-user: {exc}", file=sys.stderr)
