@@ -16,12 +16,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kiosk.core import keys, payload
+from kiosk.core import ids, keys, payload
 from kiosk.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 LANGUAGES = ("en", "uz", "kk", "ru")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _MISSING = object()
 
 
@@ -54,8 +53,8 @@ class Section:
 
     def ident(self, key: str) -> str:
         value = self.get(key)
-        if not _ID.match(value):
-            raise self.error(key, f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        if not ids.is_name(value):
+            raise self.error(key, f"{value!r} must be {ids.NAME_RULE}")
         return value
 
     def path_value(self, key: str, default: Any = _MISSING) -> Path | None:

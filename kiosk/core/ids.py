@@ -1,8 +1,22 @@
-"""UUIDv7 event ids (RFC 9562): time-ordered, unique without coordination."""
+"""Ids: the names of devices, stores, programs and keys; UUIDv7 event ids.
+
+Names are checked by one rule everywhere (config, enroll, broker users) because the
+same name is a config value, a broker user name and part of MQTT topics.
+Event ids (RFC 9562 UUIDv7) are time-ordered and unique without coordination.
+"""
 
 import os
+import re
 import time
 import uuid
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-'"
+
+
+def is_name(text: str) -> bool:
+    """True if ``text`` is a valid device, store, program, key or broker user name."""
+    return bool(_NAME.match(text))
 
 
 def uuid7(ms: int | None = None) -> str:

@@ -17,11 +17,10 @@ import re
 import secrets
 from pathlib import Path
 
-from kiosk.core import atomic
+from kiosk.core import atomic, ids
 from sync import protocol
 
 ITERATIONS = 101
-_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def password_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
@@ -42,8 +41,8 @@ def new_password() -> str:
 
 
 def check_user(name: str) -> str:
-    if not _USER.match(name):
-        raise ValueError(f"{name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if not ids.is_name(name):
+        raise ValueError(f"{name!r}: use {ids.NAME_RULE}")
     return name
 
 

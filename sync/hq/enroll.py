@@ -13,8 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
-from kiosk.config import _ID
-from kiosk.core import atomic
+from kiosk.core import atomic, ids
 from sync import connection
 from sync.hq import credentials
 
@@ -54,7 +53,7 @@ def _trust(specs: list[str], out: Path) -> dict[str, str]:
     table = {}
     for spec in specs:
         key_id, sep, pem = spec.partition("=")
-        if not sep or not _ID.match(key_id) or not Path(pem).is_file():
+        if not sep or not ids.is_name(key_id) or not Path(pem).is_file():
             raise ValueError(f"--trust {spec!r}: use KEY_ID=path/to/public.pem (an existing file)")
         (out / "keys").mkdir(exist_ok=True)
         shutil.copyfile(pem, out / "keys" / f"{key_id}.pem")
@@ -79,8 +78,8 @@ def enroll(args) -> list[str]:
     if args.qr and not (args.sign_key and args.key_id):
         raise ValueError("--qr needs --sign-key PEM and --key-id ID (the key devices trust)")
     for name in ("device", "store", "program"):
-        if not _ID.match(getattr(args, name)):
-            raise ValueError(f"--{name} {getattr(args, name)!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if not ids.is_name(getattr(args, name)):
+            raise ValueError(f"--{name} {getattr(args, name)!r}: use {ids.NAME_RULE}")
     connection.parse_url(args.broker)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
