@@ -46,13 +46,27 @@ class ScanEvent:
 
 @dataclass
 class ScanStats:
-    """Counters of one scanner run: how many frames were read, decoded and dropped."""
+    """Counters of one scanner run: how many frames were read, decoded and dropped.
+
+    ``decoded_indices`` holds the indices of the most recently decoded frames (at
+    least the last ``KEEP_INDICES``): enough to see which frames were skipped, without
+    growing for as long as the kiosk runs.
+    """
+
+    KEEP_INDICES = 1000
 
     frames_read: int = 0
     frames_decoded: int = 0
     frames_dropped: int = 0
     events: int = 0
     decoded_indices: list = field(default_factory=list, repr=False)
+
+    def count_decoded(self, index: int) -> None:
+        """Record that frame ``index`` was decoded."""
+        self.frames_decoded += 1
+        self.decoded_indices.append(index)
+        if len(self.decoded_indices) > 2 * self.KEEP_INDICES:  # trim now and then: O(1) a frame
+            del self.decoded_indices[:-self.KEEP_INDICES]
 
 
 class RepeatFilter:
@@ -236,8 +250,7 @@ class Scanner:
         except Exception:
             log.exception("decoder %r failed on frame %d", self.decoder, frame.index)
             return
-        self.stats.frames_decoded += 1
-        self.stats.decoded_indices.append(frame.index)
+        self.stats.count_decoded(frame.index)
         for item in found:
             if self._stopping.is_set():  # stop() from an event handler: report no more
                 return
