@@ -147,8 +147,7 @@ class PrintService:
                 "SELECT * FROM print_jobs WHERE redemption_id = ? ORDER BY id", [redemption_id]))
 
     # -- receipt content ----------------------------------------------------------
-    def receipt_data(self, redemption_id: str, *, reprint: bool = False,
-                     lang: str | None = None) -> receipt.ReceiptData:
+    def receipt_data(self, redemption_id: str, *, reprint: bool = False) -> receipt.ReceiptData:
         """What the receipt of ``redemption_id`` shows. Raises KioskError if unknown/undone."""
         with self._db:
             row = self.store.conn.execute(

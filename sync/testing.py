@@ -200,7 +200,7 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
         time.sleep(interval)
 
 
-def make_signing_key(folder: Path, key_id: str = "hq1"):
+def make_signing_key(folder: Path):
     """An Ed25519 key pair; returns (private key, public PEM path)."""
     from kiosk.core import keys
 

@@ -34,7 +34,7 @@ def render_all(out: Path, sizes: list[tuple[int, int]], langs: list[str]) -> lis
     return sorted(set(out.glob("*.png")) - before) or sorted(out.glob("*.png"))
 
 
-def _scene(h, c, scene: str, demo) -> None:
+def _scene(c, scene: str, demo) -> None:
     """Bring the controller to ``scene`` (through its public methods)."""
     c.go_idle()
     p = demo.payloads
@@ -85,7 +85,7 @@ def child(out: Path, size: tuple[int, int], langs: list[str]) -> None:
     try:
         for lang in langs:
             for scene in SCENES[:-1]:
-                _scene(harness, c, scene, demo)
+                _scene(c, scene, demo)
                 c.set_language(lang)
                 harness.frames(3)
                 harness.screenshot(out / f"{scene}-{lang}-{tag}.png")
