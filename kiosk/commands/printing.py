@@ -2,14 +2,21 @@
 from a terminal (sample receipts, reprints, the queue of receipts that failed)."""
 
 import sys
+from typing import TYPE_CHECKING
 
-from kiosk import config, context, printing
+from kiosk import config, context
 from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
 from kiosk.commands import print_json
 from kiosk.config import LANGUAGES
 from kiosk.core import receipt
 from kiosk.errors import ConfigError, PrinterError
-from kiosk.hardware.printer import open_printer
+
+if TYPE_CHECKING:
+    from kiosk import printing
+
+# kiosk.printing and kiosk.hardware.printer are imported inside the commands: they load
+# python-escpos (over 0.1 s), and every ``kiosk`` command imports this module to
+# build its parser.
 
 
 def register(sub) -> None:
@@ -47,6 +54,9 @@ def _config(args) -> config.Config | None:
 
 
 def _printer(args, cfg):
+    from kiosk import printing
+    from kiosk.hardware.printer import open_printer
+
     if args.printer or cfg is None:
         section = cfg.section("printer") if cfg else None
         paper = args.paper or (section.choice("paper_mm", (80, 58), 80) if section else 80)
@@ -63,6 +73,8 @@ def _printer(args, cfg):
 
 
 def cmd_print_test(args) -> int:
+    from kiosk import printing
+
     cfg = _config(args)
     printer = _printer(args, cfg)
     settings = printing.settings_from_config(cfg) if cfg else {}
@@ -89,12 +101,14 @@ def cmd_print_test(args) -> int:
     return EXIT_OK if all(r["printed"] for r in results) else EXIT_FAIL
 
 
-def _service(args) -> printing.PrintService:
+def _service(args) -> "printing.PrintService":
+    from kiosk import printing
+
     cfg = load_config(args)
     return printing.from_config(cfg, context.open_store(cfg))
 
 
-def _show(outcome: printing.PrintOutcome, as_json: bool) -> int:
+def _show(outcome: "printing.PrintOutcome", as_json: bool) -> int:
     if as_json:
         print_json({"ok": outcome.ok, "state": outcome.state, "message": outcome.message,
                     "fault": outcome.fault, "job_id": outcome.job_id, "path": outcome.path})
