@@ -3,7 +3,6 @@
 The device never stores raw codes, only ``HMAC-SHA256(code_salt, normalised code)``.
 """
 
-import hashlib
 import hmac
 
 _DROP = str.maketrans("", "", " -")
@@ -14,12 +13,15 @@ def normalise(code: str) -> str:
     return code.upper().translate(_DROP)
 
 
+def code_digest(salt: bytes, code: str) -> bytes:
+    """HMAC-SHA256 of the normalised code, keyed by the bundle's salt (32 raw bytes).
+
+    HQ writes it into bundles (as hex, :func:`code_hash`) and the device looks scanned
+    codes up by it, so both sides must compute it here.
+    """
+    return hmac.digest(salt, normalise(code).encode("utf-8"), "sha256")
+
+
 def code_hash(salt: bytes, code: str) -> str:
-    """Lowercase hex HMAC-SHA256 of the normalised code, keyed by the bundle's salt."""
-    return hmac.new(salt, normalise(code).encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def mask(code: str, keep: int = 4) -> str:
-    """The code with all but its last ``keep`` characters hidden, for receipts and logs."""
-    norm = normalise(code)
-    return "\u2022" * max(0, len(norm) - keep) + norm[-keep:]
+    """Lowercase hex of :func:`code_digest`: the ``code_hash`` of bundle records."""
+    return code_digest(salt, code).hex()

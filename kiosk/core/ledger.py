@@ -6,13 +6,12 @@ confirmation writes the redemption, the use counter and the outbox event in one
 concurrent confirms of a single-use code (threads or processes) yield one redemption.
 """
 
-import hmac
 import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from kiosk.core import importer, payload, timefmt
+from kiosk.core import codes, importer, payload, timefmt
 from kiosk.core.bundle import reward_title
 from kiosk.core.clock import Clock
 from kiosk.core.ids import uuid7
@@ -122,7 +121,7 @@ class Ledger:
         have, floor = self._state()
         if have is None:
             return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
-        digest = hmac.digest(have.code_salt, parsed.code.encode(), "sha256")
+        digest = codes.code_digest(have.code_salt, parsed.code)
         found = conn.execute(_LOOKUP, (digest, digest.hex())).fetchone()
         row = _code_row(found[1:7]) if found[0] is not None else None
         uses_row = found[7:] if found[7] is not None else None
