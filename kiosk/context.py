@@ -9,6 +9,7 @@ from kiosk.core.store import Store
 
 
 def make_clock(cfg: Config) -> Clock:
+    """The device clock; ``[clock]`` can move the NTP-synced flag file and the RTC device."""
     section = cfg.section("clock")
     flag = section.path_value("synced_flag", str(SYNCED_FLAG))
     rtc = section.get("rtc_device", str, str(RTC_DEVICE))
@@ -16,10 +17,13 @@ def make_clock(cfg: Config) -> Clock:
 
 
 def open_store(cfg: Config) -> Store:
+    """The device database in ``data_dir`` (created and migrated on first use)."""
     return Store.in_dir(cfg.data_dir)
 
 
 def open_ledger(cfg: Config, store: Store | None = None, clock: Clock | None = None) -> Ledger:
+    """The ledger for this device's identity and redeem settings; pass ``store`` or
+    ``clock`` to share ones the caller already has open."""
     return Ledger(
         store or open_store(cfg),
         Identity(cfg.device_id, cfg.store, cfg.program),

@@ -93,6 +93,7 @@ class TarSource:
 
 
 def open_source(path: Path) -> DirSource | TarSource:
+    """The files of a bundle: a directory, or a .tar (read in place, never unpacked)."""
     path = Path(path)
     if path.is_dir():
         return DirSource(path)
@@ -251,6 +252,7 @@ def _read_small(source: Source, name: str, limit: int) -> bytes:
 
 
 def read_manifest(source: Source, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest:
+    """The verified manifest of a bundle; its files are read with a size limit first."""
     return verify_manifest(_read_small(source, MANIFEST, MAX_MANIFEST),
                            _read_small(source, SIGNATURE, 64), trusted)
 
@@ -365,6 +367,7 @@ def iter_chunk(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[Recor
 
 
 def iter_records(source: Source, manifest: Manifest) -> Iterator[Record]:
+    """Every record of every chunk, each chunk's sha256 and count checked (HQ tools)."""
     for chunk in manifest.chunks:
         yield from iter_chunk(source, chunk, manifest.rewards)
 
@@ -514,6 +517,7 @@ def iter_chunk_rows(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[
 
 
 def iter_rows(source: Source, manifest: Manifest) -> Iterator[tuple[str, list]]:
+    """Every chunk as blocks of database rows, checked like :func:`iter_records` (importer)."""
     for chunk in manifest.chunks:
         yield from iter_chunk_rows(source, chunk, manifest.rewards)
 

@@ -41,6 +41,7 @@ class CurrentList:
 
 
 def current(store: Store) -> CurrentList | None:
+    """The installed code list's manifest details, or None when none is installed."""
     row = store.conn.execute(
         "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
         "rewards, code_count, imported_at FROM code_list WHERE id = 1"

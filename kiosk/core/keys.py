@@ -37,6 +37,7 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
+    """An unencrypted PKCS#8 Ed25519 private key; ValueError for any other key."""
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
@@ -44,6 +45,7 @@ def load_private(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key PEM; ValueError for any other key."""
     key = serialization.load_pem_public_key(Path(path).read_bytes())
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"{path}: not an Ed25519 public key")
@@ -51,6 +53,7 @@ def load_public(path: Path) -> Ed25519PublicKey:
 
 
 def verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """True if ``signature`` is ``key``'s over ``message`` (False instead of raising)."""
     try:
         key.verify(signature, message)
     except InvalidSignature:

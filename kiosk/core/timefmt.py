@@ -14,6 +14,7 @@ def parse(text: str) -> datetime:
 
 
 def parse_optional(text: str | None) -> datetime | None:
+    """:func:`parse`, with None or an empty string meaning no time."""
     return None if text in (None, "") else parse(text)
 
 
@@ -24,8 +25,10 @@ def format(value: datetime) -> str:  # noqa: A001 - mirrors datetime.isoformat
 
 
 def to_epoch(value: datetime | None) -> int | None:
+    """Whole Unix seconds (how the codes table stores validity), None for None."""
     return None if value is None else int(value.timestamp())
 
 
 def from_epoch(value: int | float | None) -> datetime | None:
+    """The UTC datetime of Unix seconds, None for None."""
     return None if value is None else datetime.fromtimestamp(value, UTC)

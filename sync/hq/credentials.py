@@ -24,12 +24,14 @@ ITERATIONS = 101
 
 
 def password_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """A mosquitto ``$7$`` hash of ``password`` (new random salt unless given)."""
     salt = salt if salt is not None else os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def check_password(password: str, encoded: str) -> bool:
+    """True if ``password`` matches a ``$7$`` hash from a password file."""
     _, kind, iterations, salt, digest = encoded.split("$")
     if kind != "7":
         raise ValueError("only mosquitto 2.0 ($7$) hashes are supported")
@@ -37,10 +39,12 @@ def check_password(password: str, encoded: str) -> bool:
 
 
 def new_password() -> str:
+    """A random broker password (32 URL-safe characters, 192 bits)."""
     return secrets.token_urlsafe(24)
 
 
 def check_user(name: str) -> str:
+    """``name`` if it is a valid broker user name (a device id); ValueError otherwise."""
     if not ids.is_name(name):
         raise ValueError(f"{name!r}: use {ids.NAME_RULE}")
     return name
