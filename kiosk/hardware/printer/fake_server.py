@@ -24,6 +24,7 @@ class FakeNetworkPrinter:
         self.status = HEALTHY if status is None else status
         self.hang_up = hang_up
         self.jobs: list[bytes] = []
+        self._job_added = threading.Condition()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
@@ -41,13 +42,11 @@ class FakeNetworkPrinter:
         self.close()
 
     def wait_for_jobs(self, count: int = 1, timeout: float = 10.0) -> list[bytes]:
-        """The jobs received, once ``count`` connections have sent data and closed."""
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            if len(self.jobs) >= count:
-                break
-            deadline.wait(0.02)
-        return list(self.jobs)
+        """The jobs received, once ``count`` connections have sent data and closed
+        (or, if fewer came, whatever arrived within ``timeout`` seconds)."""
+        with self._job_added:
+            self._job_added.wait_for(lambda: len(self.jobs) >= count, timeout)
+            return list(self.jobs)
 
     def close(self) -> None:
         self._stop.set()
@@ -84,4 +83,6 @@ class FakeNetworkPrinter:
             if data:
                 answering = False  # the job has started: status bytes now are just data
         if data:
-            self.jobs.append(bytes(data))
+            with self._job_added:
+                self.jobs.append(bytes(data))
+                self._job_added.notify_all()
