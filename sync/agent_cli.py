@@ -26,9 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _skip_optional_numpy() -> None:
+def skip_optional_numpy() -> None:
     """sqlite-utils imports numpy and pandas if installed, only to map their types; the
-    agent never uses them and they would cost it about 12 MB of resident memory."""
+    agent never uses them and they would cost it about 12 MB of resident memory.
+    Call before anything imports sqlite-utils (the agent and its list-import child)."""
     for name in ("numpy", "pandas"):
         sys.modules.setdefault(name, None)
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point. Run as a program (``argv`` None) it also keeps numpy out."""
     args = build_parser().parse_args(argv)
     if argv is None:
-        _skip_optional_numpy()
+        skip_optional_numpy()
         _return_big_buffers()
     logging.basicConfig(stream=sys.stdout, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", force=True)

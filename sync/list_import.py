@@ -36,8 +36,9 @@ def run(config_path: str, folder: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    for name in ("numpy", "pandas"):  # see sync.agent_cli._skip_optional_numpy
-        sys.modules.setdefault(name, None)
+    from sync.agent_cli import skip_optional_numpy
+
+    skip_optional_numpy()
     print(json.dumps(run(argv[0], argv[1])), flush=True)
     return 0
 
