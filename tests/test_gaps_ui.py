@@ -1,0 +1,64 @@
+"""UI controller: Cancel cannot abandon a confirm that is being recorded.
+
+While the worker records a redemption the verdict screen must stay (staff see the
+outcome of their tap); a Cancel tap then must not drop the kiosk to idle, where a
+new scan could start while the first redemption is still being written."""
+
+import pytest
+
+from kiosk import config, context
+from kiosk.ui import controller as c
+from kiosk.ui import demo
+from kiosk.ui.settings import UiSettings
+
+
+class ManualWorker:
+    """Holds jobs until the test runs them, like a busy worker thread would."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, fn, done=None):
+        self.jobs.append((fn, done))
+
+    def run(self):
+        while self.jobs:
+            fn, done = self.jobs.pop(0)
+            result = fn()
+            if done:
+                done(result, None)
+
+    def close(self, timeout=0):
+        pass
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    built = demo.build(tmp_path / "demo", cards=False)
+    ledger = context.open_ledger(config.load(built.config))
+    controller = c.Controller(ledger, settings=UiSettings(verdict_timeout=10, done_timeout=3),
+                              now=lambda: 1000.0)
+    controller.worker = controller.print_worker = ManualWorker()
+    yield controller, built, ledger
+    ledger.store.close()
+
+
+def test_cancel_while_confirm_runs_is_ignored(ctl):
+    controller, built, ledger = ctl
+    controller.scan(built.payloads["ready-coffee"])
+    controller.worker.run()
+    assert controller.confirm(controller.token) is True
+    controller.cancel()
+    assert controller.screen == c.VERDICT and controller.confirming
+    assert controller.scan(built.payloads["expired"]) is False
+    controller.worker.run()
+    assert controller.screen == c.DONE and not controller.confirming
+    assert ledger.last_local_redemption() is not None
+
+
+def test_cancel_on_a_verdict_goes_idle(ctl):
+    controller, built, _ = ctl
+    controller.scan(built.payloads["ready-coffee"])
+    controller.worker.run()
+    controller.cancel()
+    assert controller.screen == c.IDLE and controller.result is None
