@@ -93,6 +93,8 @@ def render_config(port: int, folder: Path, pki: dict[str, Path],
     for line in shipped("mosquitto.conf").splitlines():
         key = line.split(" ", 1)[0]
         lines.append(f"{key} {values[key]}" if key in values else line)
+    # The shipped file leaves persistence_location to Debian's main config.
+    lines.insert(0, f"persistence_location {values['persistence_location']}")
     lines += ["log_dest file " + str(folder / "mosquitto.log"), "log_type all"]
     if os.geteuid() == 0:  # mosquitto would drop to user "mosquitto", who cannot read tmp
         lines.append("user root")

@@ -56,7 +56,7 @@ def upsert_password(path: Path, user: str, password: str) -> None:
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     kept = [line for line in lines if line.split(":", 1)[0] != user]
     kept.append(f"{check_user(user)}:{password_hash(password)}")
-    atomic.write_text(path, "\n".join(kept) + "\n")
+    atomic.write_text(path, "\n".join(kept) + "\n", keep_owner=True)
 
 
 def device_acl(program: str, store: str, device: str) -> str:
@@ -83,4 +83,4 @@ def upsert_acl(path: Path, device: str, block: str) -> None:
     text = pattern.sub("", text)
     if text and not text.endswith("\n"):
         text += "\n"
-    atomic.write_text(path, text + "\n" + block, mode=0o644)
+    atomic.write_text(path, text + "\n" + block, mode=0o644, keep_owner=True)
