@@ -142,7 +142,7 @@ class Agent:
         log.info("kiosk-sync %s: device %s, store %s, program %s, broker %s", __version__,
                  self.cfg.device_id, self.cfg.store, self.cfg.program, self.broker.url)
         status.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
-                            broker=self.broker.url, pid=os.getpid())
+                            broker=self.broker.url, pid=os.getpid(), stopped_at=None)
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive,
                                   clean_start=False,
                                   properties=connection.session_properties(self.settings.session_expiry_s))
@@ -340,6 +340,7 @@ class Agent:
                 pass
         self.client.disconnect()
         self.client.loop_stop()
-        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        status.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
         self.store.close()
         log.info("kiosk-sync stopped")

@@ -12,7 +12,7 @@ from kiosk.core.store import Store
 
 PREFIX = "sync."
 FIELDS = ("connected", "seen_at", "last_sync", "last_ack_at", "last_error", "list_state",
-          "list_error", "broker", "pid")
+          "list_error", "broker", "pid", "stopped_at")
 STALE_AFTER = timedelta(seconds=90)  # three missed refreshes of the agent (30 s each)
 
 
@@ -44,7 +44,9 @@ def read_status(store: Store, now: datetime | None = None) -> dict:
     meta = {key[len(PREFIX):]: value for key, value in rows.items()}
     now = now or datetime.now(UTC)
     seen = timefmt.parse(meta["seen_at"]) if meta.get("seen_at") else None
-    running = seen is not None and now - seen <= STALE_AFTER
+    # A clean stop says so at once; a killed agent is noticed when seen_at grows stale.
+    running = (seen is not None and now - seen <= STALE_AFTER
+               and not meta.get("stopped_at"))
     pending = store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
     list_row = store.conn.execute("SELECT version FROM code_list WHERE id = 1").fetchone()
     return {
@@ -53,6 +55,7 @@ def read_status(store: Store, now: datetime | None = None) -> dict:
         "pending": pending,
         "agent_running": running,
         "agent_seen_at": meta.get("seen_at"),
+        "agent_stopped_at": meta.get("stopped_at"),
         "last_ack_at": meta.get("last_ack_at"),
         "last_error": meta.get("last_error"),
         "list_version": list_row[0] if list_row else None,
