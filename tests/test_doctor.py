@@ -185,3 +185,23 @@ def test_sync_agent_state_comes_from_the_shared_database(device):
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == OK and "connected" in check.message
     ledger.store.close()
+
+
+def test_skip_accepts_printed_names_and_refuses_unknown_ones(tmp_path, capsys):
+    """`--skip sync` (the printed name) skips the agent check; a typo is a usage error,
+    not a silently ignored word."""
+    from kiosk import cli
+
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(f'[device]\nid = "k1"\nstore = "s1"\nprogram = "p1"\n'
+                   f'data_dir = "{tmp_path / "data"}"\n[trust.keys]\n')
+    assert cli.main(["--config", str(cfg), "doctor", "--json", "--skip", "sync",
+                     "--skip", "camera", "--skip", "broker"]) in (0, 1)
+    import json
+
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)["checks"]]
+    assert "sync" not in names and "camera" not in names and "database" in names
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--config", str(cfg), "doctor", "--skip", "snyc"])
+    assert exit_info.value.code == 2
+    assert "no check named 'snyc'" in capsys.readouterr().err

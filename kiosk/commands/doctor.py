@@ -4,12 +4,13 @@ Exit code 1 when any check FAILs (0 with only warnings), so scripts and the
 technician's checklist can rely on it. ``--json`` prints ``{"checks": [...]}``.
 """
 
+import argparse
 import sys
 
 from kiosk import config
 from kiosk.cli import EXIT_FAIL, EXIT_OK
 from kiosk.commands import print_json
-from kiosk.doctor import FAIL, Options, run_checks, worst
+from kiosk.doctor import FAIL, Options, run_checks, skip_name, worst
 from kiosk.errors import ConfigError
 
 MARKS = {"OK": "  OK ", "WARN": " WARN", "FAIL": " FAIL"}
@@ -20,10 +21,17 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="look this long for a QR code (show the test card) and FAIL if none")
-    p.add_argument("--skip", action="append", default=[], metavar="CHECK",
-                   help="skip a check (database, code_list, outbox, sync_agent, broker, "
-                        "camera_and_decode, printer, gpio, disk, clock, temperature, throttling)")
+    p.add_argument("--skip", action="append", default=[], metavar="CHECK", type=_skip,
+                   help="skip a check (database, code_list, outbox, sync, broker, camera, "
+                        "printer, gpio, disk, clock, temperature, throttling)")
     p.set_defaults(handler=cmd_doctor)
+
+
+def _skip(name: str) -> str:
+    try:
+        return skip_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_doctor(args) -> int:

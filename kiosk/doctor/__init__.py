@@ -43,6 +43,20 @@ class Options:
     skip: set[str] = field(default_factory=set)
 
 
+CHECK_GROUPS = ("database", "code_list", "outbox", "sync_agent", "broker", "camera_and_decode",
+                "printer", "gpio", "disk", "clock", "temperature", "throttling")
+SKIP_ALIASES = {"sync": "sync_agent", "camera": "camera_and_decode", "decode": "camera_and_decode"}
+
+
+def skip_name(name: str) -> str:
+    """The check group a ``--skip`` word names (printed names work too); ValueError if none."""
+    group = SKIP_ALIASES.get(name, name)
+    if group not in CHECK_GROUPS:
+        known = ", ".join(sorted({*CHECK_GROUPS, *SKIP_ALIASES}))
+        raise ValueError(f"no check named {name!r} (one of: {known})")
+    return group
+
+
 def run_checks(cfg, options: Options | None = None, *, config_error: str | None = None,
                **kwargs) -> list["Check"]:
     """All checks for ``cfg`` (a loaded :class:`kiosk.config.Config`, or None when it
