@@ -1,8 +1,11 @@
-"""UI controller: Cancel cannot abandon a confirm that is being recorded.
+"""UI controller: Cancel cannot abandon a confirm that is being recorded, and the
+newest scan's verdict wins.
 
 While the worker records a redemption the verdict screen must stay (staff see the
 outcome of their tap); a Cancel tap then must not drop the kiosk to idle, where a
-new scan could start while the first redemption is still being written."""
+new scan could start while the first redemption is still being written. Without an
+in-place checker, checks run on the worker and may finish out of order: a slow check
+of an older scan must never replace the verdict of the card presented after it."""
 
 import pytest
 
@@ -62,3 +65,16 @@ def test_cancel_on_a_verdict_goes_idle(ctl):
     controller.worker.run()
     controller.cancel()
     assert controller.screen == c.IDLE and controller.result is None
+
+
+def test_an_older_check_finishing_late_does_not_replace_the_newer_verdict(ctl):
+    controller, built, _ = ctl
+    assert controller.checker is None  # checks go through the worker
+    controller.scan(built.payloads["ready-coffee"])
+    controller.scan(built.payloads["expired"])
+    older, newer = controller.worker.jobs
+    controller.worker.jobs = [newer, older]  # the older check is the slow one
+    controller.worker.run()
+    assert controller.screen == c.VERDICT
+    assert controller.result.verdict.value == "expired"
+    assert controller.view().can_confirm is False
