@@ -8,6 +8,7 @@ configuration error.
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kiosk scan --json | head -2`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        return EXIT_OK
 
 
 if __name__ == "__main__":

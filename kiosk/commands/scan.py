@@ -71,11 +71,16 @@ def cmd_scan(args) -> int:
     def on_event(event):
         nonlocal count
         count += 1
-        if args.json:
-            print_json(event.to_json())
-        else:
-            print(_line(event))
-        sys.stdout.flush()
+        try:
+            if args.json:
+                print_json(event.to_json())
+            else:
+                print(_line(event))
+            sys.stdout.flush()
+        except BrokenPipeError:  # `kiosk scan | head -2`: the reader has enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            scanner.stop(timeout=0)
+            return
         if args.max_events and count >= args.max_events:
             scanner.stop(timeout=0)
 
