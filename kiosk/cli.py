@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> config.Config:
-    return config.load(config.locate(args.config))
+    """The config the command line names; its warnings (unknown keys) go to stderr."""
+    cfg = config.load(config.locate(args.config))
+    for warning in cfg.warnings:
+        print(f"kiosk: config warning: {warning}", file=sys.stderr)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

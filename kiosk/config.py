@@ -6,6 +6,7 @@ relative to the file's folder. Each feature reads its own section through
 :class:`Section`, so its checks and messages stay next to the code that uses them.
 """
 
+import difflib
 import os
 import re
 import tomllib
@@ -20,6 +21,27 @@ from kiosk.core import ids, keys, payload
 from kiosk.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
+# Every key the kiosk reads, per section: anything else is almost always a typo
+# (``papermm``), reported as a warning so a newer config still loads on an older kiosk.
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    name: frozenset(keys.split()) for name, keys in {
+        "device": "id store program data_dir language business_name",
+        "trust": "keys",
+        "redeem": "void_window_minutes pattern",
+        "clock": "synced_flag rtc_device",
+        "camera": "source decoder repeat_window width height fps loop frame_timeout autofocus "
+                  "lens_position exposure_time analogue_gain exposure_value",
+        "printer": "url paper_mm profile timeout_s text",
+        "receipt": "footer logo timezone",
+        "gpio": "green_led red_led rgb_led buzzer buzzer_type button bounce_ms active_high "
+                "buzzer_active_high button_pull_up",
+        "mqtt": "broker ca cert key username password_file keepalive heartbeat_seconds "
+                "batch_size ack_timeout_seconds poll_seconds reconnect_max_seconds client_id",
+        "ui": "fullscreen width height rotation pin_hash logo camera_position verdict_timeout "
+              "refusal_timeout done_timeout staff_timeout language_timeout pin_lockout "
+              "max_pin_tries",
+    }.items()
+}
 LANGUAGES = ("en", "uz", "kk", "ru")
 _MISSING = object()
 
@@ -84,6 +106,7 @@ class Config:
     void_window: timedelta
     pattern: re.Pattern[str] | None
     raw: dict = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def section(self, name: str) -> Section:
         """Any section (``camera``, ``printer``, ``mqtt`` ...); empty if absent."""
@@ -104,6 +127,24 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
         except (ValueError, TypeError) as exc:
             raise section.error(key_id, f"{pem} is not an Ed25519 public key PEM ({exc})") from None
     return result
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_keys(path: Path, raw: dict) -> list[str]:
+    """A warning for each section or key the kiosk does not read (typos, mostly)."""
+    found = []
+    for name, value in raw.items():
+        if name not in KNOWN_KEYS:
+            found.append(f"{path}: unknown section [{name}] is ignored{_did_you_mean(name, KNOWN_KEYS)}")
+        elif isinstance(value, dict):
+            found += [f"{path}: [{name}] unknown key {key!r} is ignored"
+                      f"{_did_you_mean(key, KNOWN_KEYS[name])}"
+                      for key in value if key not in KNOWN_KEYS[name]]
+    return found
 
 
 def load(path: Path) -> Config:
@@ -143,4 +184,5 @@ def load(path: Path) -> Config:
         void_window=timedelta(minutes=minutes),
         pattern=pattern,
         raw=raw,
+        warnings=unknown_keys(path, raw),
     )

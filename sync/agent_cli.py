@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from sync.agent import Agent  # imported late so --help works without paho
 
-        agent = Agent(config.load(config.locate(args.config)))
+        cfg = config.load(config.locate(args.config))
+        for warning in cfg.warnings:
+            logging.warning("config: %s", warning)
+        agent = Agent(cfg)
     except ConfigError as exc:
         print(f"kiosk-sync: config error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,9 @@ def config_check(cfg, error: str | None) -> Check:
     if not cfg.trusted_keys:
         return Check("config", WARN, f"{cfg.path}: no [trust.keys]; no code list can be verified",
                      "re-provision with `kiosk-hq enroll --trust KEY_ID=PEM`")
+    if cfg.warnings:
+        return Check("config", WARN, "; ".join(cfg.warnings),
+                     "fix or remove the key: an ignored key means its setting is not in effect")
     return Check("config", OK, f"device {cfg.device_id}, store {cfg.store}, program "
                  f"{cfg.program}, trusts {', '.join(sorted(cfg.trusted_keys))} ({cfg.path})")
 

@@ -25,6 +25,8 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
         return None, str(exc)
     if not cfg.trusted_keys:
         return cfg, f"{path}: [trust.keys] lists no trusted public key"
+    for warning in cfg.warnings:
+        log.warning("config: %s", warning)
     return cfg, ""
 
 
