@@ -34,3 +34,14 @@ def test_the_cli_prints_the_warning_and_goes_on(tmp_path):
 def test_a_clean_config_has_no_warnings(tmp_path):
     path = _write(tmp_path, '[printer]\nurl = "none"\npaper_mm = 58\n[mqtt]\nbroker = "mqtt://h"\n')
     assert config.load(path).warnings == []
+
+
+def test_true_is_not_a_number_of_minutes(tmp_path):
+    """TOML `true` must not pass as 1 where a number (int or float) is expected."""
+    import pytest
+
+    from kiosk.errors import ConfigError
+
+    path = _write(tmp_path, "[redeem]\nvoid_window_minutes = true\n")
+    with pytest.raises(ConfigError, match=r"\[redeem\] void_window_minutes: must be int or float"):
+        config.load(path)
