@@ -97,9 +97,9 @@ def on(h, screen: str) -> bool:
 
 
 def test_idle_screen_language_button_and_return_to_default(kiosk):
-    h, parts, built = kiosk()
+    h, parts, built = kiosk()  # camera "none": the prompt points at the staff
     assert on(h, c.IDLE)
-    assert h.widget("instruction").text == "Show your wallet card's QR code to the camera"
+    assert h.widget("instruction").text == "Show your wallet card's QR code to the staff"
     h.tap_id("language_button")
     assert "koʻrsating" in h.widget("instruction").text
     assert h.widget("language_button").text == "O\u02bbzbekcha"
@@ -108,7 +108,7 @@ def test_idle_screen_language_button_and_return_to_default(kiosk):
     assert h.widget("reason").text == "Bu mukofotning muddati tugagan"
     h.tap_id("cancel")
     assert on(h, c.IDLE)
-    assert h.widget("instruction").text == "Show your wallet card's QR code to the camera"
+    assert h.widget("instruction").text == "Show your wallet card's QR code to the staff"
 
 
 def test_camera_scan_then_double_tap_confirm_records_exactly_once(kiosk):
@@ -270,6 +270,9 @@ def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
 def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
     h, parts, built = kiosk(camera="none")
     assert h.until(lambda: "Camera off" in h.screen.ids.status.text)
+    # The customer is pointed at the staff, not at a camera that is not there.
+    assert h.until(lambda: "to the staff" in h.screen.ids.instruction.text)
+    assert h.screen.ids.hint.opacity == 0
     h.tap_id("staff_button")
     _type_pin(h, built.pin)
     assert on(h, c.STAFF)
@@ -410,3 +413,12 @@ def test_kiosk_demo_runs_the_whole_flow(tmp_path):
     verdicts = int(summary.split()[3])
     assert verdicts >= 1, summary
     assert len(list((tmp_path / "demo" / "cards").glob("*.png"))) == 8
+
+
+def test_idle_prompt_points_at_the_camera_when_there_is_one(kiosk):
+    h, parts, built = kiosk(cards=["ready-syrup-5-uses"])
+    assert on(h, c.VERDICT)
+    h.tap_id("cancel")
+    assert on(h, c.IDLE)
+    assert h.widget("instruction").text == "Show your wallet card's QR code to the camera"
+    assert h.screen.ids.hint.opacity == 1

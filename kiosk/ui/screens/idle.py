@@ -1,6 +1,6 @@
 """Idle / attract: what to do, where the camera is, language, a calm status line."""
 
-from kivy.properties import StringProperty
+from kivy.properties import BooleanProperty, StringProperty
 
 from kiosk.ui.i18n import age, tr
 from kiosk.ui.screens.base import KioskScreen
@@ -26,9 +26,11 @@ def status_text(c) -> str:
 class IdleScreen(KioskScreen):
     status_text = StringProperty("")
     logo = StringProperty("")
+    camera_off = BooleanProperty(False)  # no camera: point the customer at the staff
 
     def refresh(self, controller) -> None:
         self.status_text = status_text(controller)
+        self.camera_off = controller.status.get("camera") == "missing"
         logo = controller.settings.logo
         self.logo = str(logo) if logo and logo.exists() else ""
         column, hint = self.ids.column, self.ids.hint
