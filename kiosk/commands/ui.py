@@ -55,9 +55,21 @@ def cmd_ui(args) -> int:
                       verbose=args.verbose, camera=args.camera)
 
 
+def no_display() -> bool:
+    """True when a window could not be shown: no X or Wayland display and no SDL video
+    driver chosen (the appliance sets SDL_VIDEODRIVER=kmsdrm and needs neither)."""
+    return not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+
+
 def cmd_demo(args) -> int:
     from kiosk.ui import demo, runner
 
+    if no_display():
+        print("kiosk demo: no display (DISPLAY is not set). Run it on a desktop, or headless "
+              "under a virtual display: xvfb-run -a kiosk demo --exit-after 60; "
+              "`kiosk screenshots --out DIR` renders every screen to PNG files.",
+              file=sys.stderr)
+        return EXIT_USAGE
     os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
     base = args.dir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     target = base / "kiosk" if args.dir is None else base
