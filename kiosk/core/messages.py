@@ -1,7 +1,7 @@
 """Plain-English explanations of verdicts, for the command line and logs.
 
-The touch screen uses the translated catalogs in ``kiosk/assets/locale``; these
-strings are the English source of the staff-facing detail lines.
+The touch screen words its lines separately, translated, in ``kiosk/ui/present.py``
+(catalogs in ``kiosk/assets/locale``); the two are not generated from one source yet.
 """
 
 from kiosk.core.ledger import Result
