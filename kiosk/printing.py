@@ -15,13 +15,14 @@ import logging
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kiosk.config import LANGUAGES, Config
+from kiosk.config import LANGUAGES, Config, Section
 from kiosk.core import importer, receipt, timefmt
 from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
-from kiosk.errors import KioskError, PrinterError
+from kiosk.errors import ConfigError, KioskError, PrinterError
 from kiosk.hardware.printer import DEFAULT_TIMEOUT_S, ReceiptPrinter, open_printer
 from kiosk.hardware.printer import faults as printer_faults
 
@@ -216,21 +217,29 @@ def sample_data(settings: dict, *, store: str = "-", device: str = "-") -> recei
 
 
 # -- configuration --------------------------------------------------------------------
-def printer_from_config(cfg: Config) -> ReceiptPrinter:
-    """The printer described by ``[printer]``; bad values raise ConfigError."""
-    section = cfg.section("printer")
-    url = section.get("url", str, "none")
-    paper = section.choice("paper_mm", (80, 58), 80)
-    profile = section.get("profile", str, "default")
+def printer_from_config(cfg: Config | None, *, url: str | None = None,
+                        paper_mm: int | None = None, profile: str | None = None) -> ReceiptPrinter:
+    """The printer described by ``[printer]``; bad values raise ConfigError.
+
+    ``url``, ``paper_mm`` and ``profile`` override the file (``kiosk print-test
+    --printer/--paper/--profile``); with an override ``cfg`` may be None.
+    """
+    section = cfg.section("printer") if cfg else Section(Path("--printer"), "printer", {})
+    from_args = url is not None  # then errors name --printer, paths are the caller's
+    url = url or section.get("url", str, "none")
+    paper = paper_mm or section.choice("paper_mm", (80, 58), 80)
+    profile = profile or section.get("profile", str, "default")
     timeout = section.get("timeout_s", (int, float), DEFAULT_TIMEOUT_S)
     if not 0 < timeout <= 60:
         raise section.error("timeout_s", f"must be more than 0 and at most 60 seconds, not {timeout}")
     text = section.choice("text", ("auto", "raster"), "auto")
-    if url.startswith("preview://") and not url.startswith("preview:///"):
+    if url.startswith("preview://") and not url.startswith("preview:///") and not from_args:
         url = "preview://" + str(section.path_value("_", url[len("preview://"):]) or "")
     try:
         return open_printer(url, paper_mm=paper, profile=profile, timeout_s=timeout, text=text)
     except ValueError as exc:
+        if from_args:
+            raise ConfigError(f"--printer {url}: {exc}") from None
         raise section.error("profile" if "profile" in str(exc) else "url", str(exc)) from None
 
 

@@ -55,21 +55,9 @@ def _config(args) -> config.Config | None:
 
 def _printer(args, cfg):
     from kiosk import printing
-    from kiosk.hardware.printer import open_printer
 
-    if args.printer or cfg is None:
-        section = cfg.section("printer") if cfg else None
-        paper = args.paper or (section.choice("paper_mm", (80, 58), 80) if section else 80)
-        profile = args.profile or (section.get("profile", str, "default") if section else "default")
-        text = section.choice("text", ("auto", "raster"), "auto") if section else "auto"
-        try:
-            return open_printer(args.printer, paper_mm=paper, profile=profile, text=text)
-        except ValueError as exc:
-            raise ConfigError(f"--printer {args.printer}: {exc}") from None
-    if args.paper or args.profile:
-        cfg.raw.setdefault("printer", {}).update(
-            {k: v for k, v in (("paper_mm", args.paper), ("profile", args.profile)) if v})
-    return printing.printer_from_config(cfg)
+    return printing.printer_from_config(cfg, url=args.printer, paper_mm=args.paper,
+                                        profile=args.profile)
 
 
 def cmd_print_test(args) -> int:
