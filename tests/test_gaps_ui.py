@@ -8,31 +8,12 @@ in-place checker, checks run on the worker and may finish out of order: a slow c
 of an older scan must never replace the verdict of the card presented after it."""
 
 import pytest
+from helpers import ManualWorker
 
 from kiosk import config, context
 from kiosk.ui import controller as c
 from kiosk.ui import demo
 from kiosk.ui.settings import UiSettings
-
-
-class ManualWorker:
-    """Holds jobs until the test runs them, like a busy worker thread would."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def submit(self, fn, done=None):
-        self.jobs.append((fn, done))
-
-    def run(self):
-        while self.jobs:
-            fn, done = self.jobs.pop(0)
-            result = fn()
-            if done:
-                done(result, None)
-
-    def close(self, timeout=0):
-        pass
 
 
 @pytest.fixture

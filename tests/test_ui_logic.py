@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fontTools.ttLib import TTFont
+from helpers import ManualWorker
 
 from kiosk import config, context
 from kiosk.core.verdict import Verdict
@@ -173,26 +174,6 @@ def test_scan_shows_verdict_and_confirm_records_once(ctl):
     assert controller.confirm(token) is False  # the second tap of a double tap
     assert controller.screen == c.DONE
     assert len([r for r in ledger.history() if r["kind"] == "redeem" and r["origin"] == "local"]) == 1
-
-
-class ManualWorker:
-    """Holds jobs until the test runs them, like a busy worker thread would."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def submit(self, fn, done=None):
-        self.jobs.append((fn, done))
-
-    def run(self):
-        while self.jobs:
-            fn, done = self.jobs.pop(0)
-            result = fn()
-            if done:
-                done(result, None)
-
-    def close(self, timeout=0):
-        pass
 
 
 def test_taps_and_button_presses_while_confirm_runs_are_ignored(ctl):
