@@ -148,13 +148,15 @@ class Controller:
             info["list_version"] = have.version
             info["list_age_s"] = (datetime.now(UTC) - have.issued_at).total_seconds()
             info["list_expired"] = have.expires_at <= datetime.now(UTC)
-        info["pending"] = self.ledger.outbox_depth()
+        sync: dict = {}
         if self.status_reader is not None:
             try:
                 sync = self.status_reader(self.ledger.store) or {}
                 info.update(online=bool(sync.get("connected")), last_sync=sync.get("last_sync"))
             except Exception as exc:
                 log.warning("sync status unavailable: %s", exc)
+        # the sync status already counted the outbox; count it here only without one
+        info["pending"] = sync["pending"] if "pending" in sync else self.ledger.outbox_depth()
         return info
 
     def _status_read(self, info, error) -> None:
