@@ -112,7 +112,10 @@ class Store:
         return cls(Path(data_dir) / DB_NAME)
 
     def close(self) -> None:
-        self.conn.close()
+        """Close after any transaction another thread is in (closing a connection under a
+        running statement crashes the interpreter; a later use gets a clear error)."""
+        with self._tx_lock:
+            self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
