@@ -488,3 +488,9 @@ def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path
     return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
             "program": cfg.program, "broker": fields["broker"], "wifi": joined,
             "ca_sha256": fields.get("ca_sha256")}
+
+
+# Shared with `kiosk restore` (kiosk/commands/backup.py): the same checks and modes.
+referenced_files = _referenced_files
+write_private = _write_private
+group_id = _group_id
