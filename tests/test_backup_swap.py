@@ -149,12 +149,18 @@ def test_full_swap_with_pending_redemptions_reaches_hq_exactly_once(tmp_path, br
     assert ledger.check(CODES[1]).verdict is Verdict.ALREADY_REDEEMED
     assert ledger.check(CODES[2]).verdict is Verdict.READY  # its undo came along too
 
-    # Once the new card has recorded something of its own, the old backup is refused.
+    # The new card is now past the backup: HQ acked its events; restoring is refused.
+    agent.stop()
+    run = kiosk(new, "restore", stick, "--passphrase-file", tmp_path / "passphrase",
+                "--group", GROUP)
+    assert run.rc == 1 and "[newer_here]" in run.err and "already sent 3" in run.err
+    # So it is once the new card has recorded something of its own.
     newer = ledger.confirm(CODES[3]).redemption_id
     ledger.store.close()
     run = kiosk(new, "restore", stick, "--passphrase-file", tmp_path / "passphrase",
                 "--group", GROUP)
     assert run.rc == 1 and "[newer_here]" in run.err and "Nothing was changed" in run.err
+    assert "1 redemption event(s) the backup does not" in run.err
     ledger = context.open_ledger(config.load(new))
     assert [r["id"] for r in ledger.history() if r["id"] == newer] == [newer]
     ledger.store.close()

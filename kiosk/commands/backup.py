@@ -79,7 +79,8 @@ def cmd_backup(args) -> int:
     if args.json:
         print_json(info)
         return EXIT_OK
-    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB), read back and checked")
+    size = f"{info['bytes'] / 1e6:.1f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.0f} kB"
+    print(f"wrote {info['path']} ({size}), read back and checked")
     print(f"device {info['device']} (store {info['store']}, program {info['program']}): "
           f"{info['local_events']} redemption event(s), {info['pending']} not yet sent to HQ, "
           f"code list v{info['list_version']}")

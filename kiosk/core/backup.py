@@ -255,7 +255,8 @@ def write(source: Source, out_dir: Path, passphrase: str, *, now: datetime | Non
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         final = out_dir / f"kiosk-backup-{source.device}-{stamp}{SUFFIX}"
         part = final.with_name(final.name + ".part")
-        with open(part, "wb") as fh:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(MAGIC + struct.pack(">I", len(raw)) + raw)
             enc = _Encryptor(fh, key, prefix, raw)
             with tarfile.open(fileobj=enc, mode="w|gz") as tar:
@@ -340,7 +341,8 @@ def newer_here(current_db: Path, backup_db: Path) -> str | None:
     """Why the device's current database must not be replaced by the backup, or None.
 
     Refused when the device recorded redemptions the backup does not have (they
-    would be lost) or holds unsent events the backup lacks.
+    would be lost), holds unsent events the backup lacks, or has had events acked by
+    HQ that the backup still holds as pending (it is past the backup).
     """
     if not current_db.is_file():
         return None
@@ -353,7 +355,8 @@ def newer_here(current_db: Path, backup_db: Path) -> str | None:
             info = db_summary(here)
         except sqlite3.OperationalError:  # an empty or foreign file: nothing of ours
             return None
-        theirs = _local_ids(there) | {r[0] for r in there.execute("SELECT event_id FROM outbox")}
+        theirs_pending = {r[0] for r in there.execute("SELECT event_id FROM outbox")}
+        theirs = _local_ids(there) | theirs_pending
     finally:
         here.close()
         there.close()
@@ -361,5 +364,9 @@ def newer_here(current_db: Path, backup_db: Path) -> str | None:
     if extra:
         return (f"this device already has {len(extra)} redemption event(s) the backup does not "
                 f"(last at {info['last_at']}, {info['pending']} unsent); restoring would lose them")
+    acked_since = (theirs_pending & mine) - unsent
+    if acked_since:
+        return (f"this device has already sent {len(acked_since)} of the backup's pending "
+                "event(s) to HQ: it is newer than the backup")
     return None
 

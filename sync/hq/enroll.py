@@ -207,7 +207,11 @@ def write_setup_qr(args, password: str, out: Path) -> list[str]:
             f"{qr.symbol_size(border=0)[0]}x{qr.symbol_size(border=0)[0]} modules; "
             f"valid {args.qr_hours:g} h",
             "  Show it on a phone (full brightness) 15-25 cm under the kiosk camera.",
-            "  It carries the broker and Wi-Fi passwords: hand it over like a key."]
+            "  It carries the broker and Wi-Fi passwords: hand it over like a key.",
+            *([f"  The kiosk takes the broker's CA from the broker and checks it against the "
+               f"QR's pin (sha256 {fields['ca_sha256'][:16]}...):",
+               "  the broker's certfile must hold its certificate followed by the CA."]
+              if args.ca else [])]
 
 
 def make_qr_text(args, fields: dict) -> str:
