@@ -22,6 +22,7 @@ tests run it against a temporary root.
 import base64
 import binascii
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -434,6 +435,46 @@ def submit_setup_qr(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey
     fields = verify_setup_qr(payload, keys_, now=now)
     spool = Path(spool)
     atomic.write_text(spool, payload.strip() + "\n", mode=0o666)  # umask decides, as for open()
+    return fields
+
+
+RESULT_NAME = "setup-qr.result"
+ROOT_WAIT_S = CA_WAIT_S + 30  # the root side may wait this long for Wi-Fi and the broker
+
+
+def result_path(spool: Path = QR_SPOOL) -> Path:
+    """Where the root side leaves its verdict on a queued setup QR, for the UI."""
+    return Path(spool).with_name(RESULT_NAME)
+
+
+def record_result(spool: Path, error: "ProvisionError | None", result: dict | None = None) -> None:
+    """Root side: the outcome of applying the queued QR, readable by the kiosk user."""
+    body = {"ok": error is None, "reason": getattr(error, "reason", ""),
+            "message": str(error) if error else "", "device": (result or {}).get("device", "")}
+    with contextlib.suppress(OSError):
+        atomic.write_text(result_path(spool), json.dumps(body) + "\n", mode=0o644)
+
+
+def submit_and_wait(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+                    spool: Path = QR_SPOOL, wait_s: float = ROOT_WAIT_S,
+                    poll_s: float = 0.5) -> dict:
+    """The UI's call: :func:`submit_setup_qr`, then wait (off the UI thread) for the root
+    side's verdict, so a refusal there (broker unreachable, CA not presented) reaches
+    the screen as a :class:`ProvisionError`. On success the kiosk is restarted by root
+    and this usually never returns; after ``wait_s`` without a verdict it returns the
+    fields (still working)."""
+    result_path(spool).unlink(missing_ok=True)
+    fields = submit_setup_qr(payload, trusted_keys=trusted_keys, spool=spool)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            verdict = json.loads(result_path(spool).read_text())
+        except (OSError, ValueError):
+            time.sleep(poll_s)
+            continue
+        if not verdict.get("ok"):
+            raise ProvisionError(verdict.get("reason") or "refused", verdict.get("message", ""))
+        return fields
     return fields
 
 

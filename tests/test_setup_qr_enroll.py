@@ -10,6 +10,7 @@ import grp
 import os
 import shutil
 import stat
+import threading
 
 import numpy as np
 import pytest
@@ -19,12 +20,13 @@ from helpers import run_main
 from PIL import Image
 
 from kiosk import cli, config, provision, wifi
+from kiosk.errors import ProvisionError
 from kiosk.hardware.camera import synthetic
 from kiosk.hardware.decoder import make_decoder
 from kiosk.ui import settings as ui_settings
 from sync import connection, hq_cli
 from sync.hq.common import close, connect
-from sync.testing import Broker, free_port
+from sync.testing import Broker, free_port, wait_until
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
 CMDLINE = "console=tty1 root=PARTUUID=1234-02 rootfstype=ext4 rootwait cfg80211.ieee80211_regdom=GB\n"
@@ -144,6 +146,37 @@ def test_an_unreachable_broker_is_refused_quickly_and_wifi_is_kept(hq, tmp_path,
     assert run.rc == 1 and "[broker_unreachable]" in run.err and "show the QR again" in run.err
     assert not (tmp_path / "etc-kiosk" / "kiosk.toml").exists()
     assert (tmp_path / "root" / wifi.CONNECTIONS / "kiosk-wifi.nmconnection").exists()
+
+
+def test_the_waiting_screen_gets_the_root_sides_refusal(hq, tmp_path, broker):
+    """The UI queues the QR and waits; root (kiosk-setup-qr.service) refuses it; the
+    reason reaches the UI as a ProvisionError instead of a silent nothing."""
+    run, out = _enroll(hq, tmp_path, f"mqtts://127.0.0.1:{free_port()}", broker.pki["ca"],
+                       *_qr_args(hq))
+    assert run.rc == 0, run.err
+    key_dir = tmp_path / "etc-kiosk" / "keys"
+    key_dir.mkdir(parents=True)
+    shutil.copyfile(hq.pub, key_dir / f"{hq.key_id}.pub.pem")
+    spool = tmp_path / "var-lib-kiosk" / "setup-qr.txt"
+    spool.parent.mkdir()
+    root_side = {}
+
+    def service():  # what kiosk-setup-qr.path starts once the spool file exists
+        wait_until(spool.exists, 10, interval=0.02, what="queued QR")
+        root_side["run"] = run_main(cli.main, [
+            "provision", "apply", "--qr-file", spool, "--config-dir", tmp_path / "etc-kiosk",
+            "--key-dir", key_dir, "--group", GROUP, "--root", _device_root(tmp_path),
+            "--ca-wait", "0"])
+
+    thread = threading.Thread(target=service)
+    thread.start()
+    with pytest.raises(ProvisionError) as exc:
+        provision.submit_and_wait((out / "setup-qr.txt").read_text().strip(), spool=spool,
+                                  trusted_keys=provision.load_trusted_keys(key_dir),
+                                  wait_s=20, poll_s=0.05)
+    thread.join(20)
+    assert exc.value.reason == "broker_unreachable" and "show the QR again" in str(exc.value)
+    assert root_side["run"].rc == 1 and not spool.exists()
 
 
 def test_enroll_qr_without_a_signing_key_is_refused_and_writes_nothing(hq, tmp_path, broker):

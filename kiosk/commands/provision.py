@@ -76,11 +76,16 @@ def _apply_qr_file(path: Path, args, group: str | None) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvisionError("no_file", f"cannot read {path}: {exc}") from None
     try:
-        return provision.apply_setup_qr(payload, config_dir=args.config_dir,
-                                        key_dir=args.key_dir, group=group, root=args.root,
-                                        ca_wait_s=args.ca_wait)
+        result = provision.apply_setup_qr(payload, config_dir=args.config_dir,
+                                          key_dir=args.key_dir, group=group, root=args.root,
+                                          ca_wait_s=args.ca_wait)
+    except ProvisionError as exc:
+        provision.record_result(path, exc)  # the waiting UI shows the reason
+        raise
     finally:
         path.unlink(missing_ok=True)  # one attempt per scan; never a retrigger loop
+    provision.record_result(path, None, result)
+    return result
 
 
 def cmd_qr(args) -> int:
