@@ -177,6 +177,9 @@ class PrintService:
                 "pending": len(self.pending()), "state": "unknown", "message": ""}
         if self.last is not None:
             info.update(last_state=self.last.state, last_message=self.last.message)
+        if not self.printer.available:  # "none": nothing to ask, with or without probe
+            st = self.printer.status()
+            return {**info, "state": st.state, "message": st.message}
         if not probe:
             return info
         if not self._lock.acquire(timeout=0.05):
