@@ -247,3 +247,14 @@ def test_setup_qr_carries_settings_and_wifi(hq_key):
     assert toml["camera"] == {"source": "opencv:0"} and toml["device"]["name"] == "Counter 7"
     with pytest.raises(ValueError, match="rotation"):
         provision.make_setup_qr({**FIELDS, "rotation": 45}, hq_key)
+
+
+def test_checking_a_qr_by_hand_never_prints_the_passwords(hq_key, tmp_path):
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    (key_dir / "hq1.pub.pem").write_bytes(keys.public_pem(hq_key.public_key()))
+    text = provision.make_setup_qr({**FIELDS, "wifi_ssid": "Shop", "wifi_psk": "wifi-secret-99",
+                                    "wifi_country": "UZ"}, hq_key, key_id="hq1")
+    run = run_main(cli.main, ["provision", "qr", text, "--key-dir", key_dir])
+    assert run.rc == 0 and "wifi_ssid: Shop" in run.out and "device: counter-7" in run.out
+    assert FIELDS["credential"] not in run.out and "wifi-secret-99" not in run.out
