@@ -25,7 +25,7 @@ DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 # (``papermm``), reported as a warning so a newer config still loads on an older kiosk.
 KNOWN_KEYS: dict[str, frozenset[str]] = {
     name: frozenset(keys.split()) for name, keys in {
-        "device": "id store program data_dir language business_name",
+        "device": "id store program data_dir language business_name name",
         "trust": "keys",
         "redeem": "void_window_minutes pattern",
         "clock": "synced_flag rtc_device",
@@ -108,6 +108,7 @@ class Config:
     pattern: re.Pattern[str] | None
     raw: dict = field(repr=False, default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    name: str = ""  # [device] name: how staff and technicians call this counter
 
     def section(self, name: str) -> Section:
         """Any section (``camera``, ``printer``, ``mqtt`` ...); empty if absent."""
@@ -186,4 +187,5 @@ def load(path: Path) -> Config:
         pattern=pattern,
         raw=raw,
         warnings=unknown_keys(path, raw),
+        name=device.get("name", str, ""),
     )

@@ -25,6 +25,7 @@ from kiosk.core.store import Store
 from kiosk.errors import ConfigError, KioskError, PrinterError
 from kiosk.hardware.printer import DEFAULT_TIMEOUT_S, ReceiptPrinter, open_printer
 from kiosk.hardware.printer import faults as printer_faults
+from kiosk.hardware.printer.transports import AutoUsbTransport
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,9 @@ class PrintService:
                 "pending": len(self.pending()), "state": "unknown", "message": ""}
         if self.last is not None:
             info.update(last_state=self.last.state, last_message=self.last.message)
+        if not self.printer.available:  # "none": nothing to ask, with or without probe
+            st = self.printer.status()
+            return {**info, "state": st.state, "message": st.message}
         if not probe:
             return info
         if not self._lock.acquire(timeout=0.05):
@@ -184,6 +188,9 @@ class PrintService:
             st = self.printer.status()
         finally:
             self._lock.release()
+        transport = getattr(self.printer, "transport", None)
+        if isinstance(transport, AutoUsbTransport):  # url "auto": say which one it chose
+            info["chosen"] = transport.target if transport.chosen else None
         return {**info, "state": st.state, "message": st.message}
 
     def close(self) -> None:

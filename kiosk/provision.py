@@ -9,16 +9,17 @@ Two ways a technician turns a freshly flashed device into a store's kiosk:
   (mode 0640, group ``kiosk``), and deletes the copies from the boot partition, so a
   card pulled from the device later does not hand out the broker password.
 * **Setup QR.** ``kiosk-hq enroll --qr`` prints a QR holding
-  ``KIOSK-SETUP:1:<base64url JSON>.<base64url Ed25519 signature>``. The signature
-  covers everything before the dot (prefix and version included), made with an HQ
-  key the image already trusts, so a random QR shown to the camera cannot
-  re-provision a device. The payload carries an expiry so an old photo of a setup
-  card is useless, and a one-time credential the broker accepts once.
+  ``KIOSK-SETUP:2:<base32 of body + Ed25519 signature>`` (see :func:`make_setup_qr`),
+  signed with an HQ key the image already trusts, so a random QR shown to the camera
+  cannot re-provision a device. It carries an expiry so an old photo of a setup card
+  is useless, the device's broker password, its site settings and Wi-Fi, and the
+  broker CA as a SHA-256 pin (:mod:`kiosk.broker_ca` fetches and confirms the CA).
 
 Nothing here touches hardware; the file-system work takes its paths as arguments so
 tests run it against a temporary root.
 """
 
+import base64
 import binascii
 import contextlib
 import json
@@ -29,51 +30,171 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
 
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kiosk import config
+from kiosk import broker_ca, config, wifi
 from kiosk.core import atomic, b64url, keys
 from kiosk.errors import ConfigError, ProvisionError
 
-SETUP_PREFIX = "KIOSK-SETUP:1:"
+SETUP_PREFIX = "KIOSK-SETUP:2:"
+SETUP_FAMILY = "KIOSK-SETUP:"
 REQUIRED_FIELDS = ("device", "store", "program", "broker", "credential")
-OPTIONAL_FIELDS = ("username", "key_id", "issued_at", "expires_at", "nonce", "ca")
+SITE_FIELDS = ("name", "language", "camera", "printer", "rotation", "size")
+WIFI_FIELDS = ("wifi_ssid", "wifi_psk", "wifi_country", "wifi_hidden")
+OPTIONAL_FIELDS = ("username", "key_id", "issued_at", "expires_at", "ca_sha256",
+                   *SITE_FIELDS, *WIFI_FIELDS)
+# One letter per field on the wire: the QR must stay small enough for a phone screen
+# held under a 640x480 camera (docs/technician.md). ``e`` is the validity in seconds.
+QR_KEYS = {"device": "d", "store": "s", "program": "p", "broker": "b", "credential": "c",
+           "username": "u", "key_id": "k", "issued_at": "i", "expires_at": "e",
+           "ca_sha256": "a", "name": "n", "language": "l", "camera": "m", "printer": "r",
+           "rotation": "o", "size": "z", "wifi_ssid": "w", "wifi_psk": "x",
+           "wifi_country": "y", "wifi_hidden": "h"}
+QR_FIELDS = {short: long for long, short in QR_KEYS.items()}
+INT_FIELDS = ("issued_at", "expires_at", "rotation")
+SIGNATURE_BYTES = 64
 DEFAULT_QR_TTL_S = 24 * 3600
 CLOCK_SKEW_S = 300  # a device whose clock is a few minutes off still accepts a fresh QR
+# What an image has unless HQ says otherwise (kiosk-hq enroll uses the same defaults).
+DEFAULT_CAMERA = "picamera2"
+DEFAULT_PRINTER = "auto"
+CAMERA_KINDS = ("picamera2", "opencv:", "replay:", "none")
+PRINTER_SCHEMES = ("auto", "none", "usb://", "serial://", "tcp://", "file://", "preview://")
 
 BOOT_FILE_CANDIDATES = (Path("/boot/firmware/kiosk.toml"), Path("/boot/kiosk.toml"))
 CONFIG_DIR = Path("/etc/kiosk")
 DATA_DIR = Path("/var/lib/kiosk")
 SERVICE_GROUP = "kiosk"
+CA_WAIT_S = 60.0
+
+
+# --- site settings: the same in kiosk-hq enroll's kiosk.toml and in the setup QR -----
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, sep, height = str(text).lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()
+            and 240 <= int(width) <= 4096 and 240 <= int(height) <= 4096):
+        raise ValueError(f"screen size {text!r} must be WIDTHxHEIGHT in pixels, e.g. 800x480")
+    return int(width), int(height)
+
+
+def check_site(settings: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the first bad site setting (camera, printer, ui, language)."""
+    camera, printer = settings.get("camera"), settings.get("printer")
+    if camera and not str(camera).startswith(CAMERA_KINDS):
+        raise ValueError(f"camera {camera!r}: use picamera2, opencv:N, replay:PATH or none")
+    if printer and not str(printer).startswith(PRINTER_SCHEMES):
+        raise ValueError(f"printer {printer!r}: use auto, usb://VID:PID, "
+                         "serial:///dev/ttyUSB0, tcp://HOST:9100, file:///dev/usb/lp0 or none")
+    if settings.get("rotation") not in (None, 0, 90, 180, 270):
+        raise ValueError(f"rotation {settings['rotation']!r} must be 0, 90, 180 or 270")
+    if settings.get("size"):
+        parse_size(settings["size"])
+    if settings.get("language") and settings["language"] not in config.LANGUAGES:
+        raise ValueError(f"language {settings['language']!r} must be one of "
+                         f"{', '.join(config.LANGUAGES)}")
+
+
+def site_config(settings: Mapping[str, Any]) -> dict:
+    """The kiosk.toml tables for site settings (defaults: picamera2, printer auto)."""
+    device = {k: settings[k] for k in ("name", "language") if settings.get(k)}
+    ui = {}
+    if settings.get("rotation") is not None:
+        ui["rotation"] = int(settings["rotation"])
+    if settings.get("size"):
+        ui["width"], ui["height"] = parse_size(settings["size"])
+    out = {"device": device,
+           "camera": {"source": settings.get("camera") or DEFAULT_CAMERA},
+           "printer": {"url": settings.get("printer") or DEFAULT_PRINTER}}
+    if ui:
+        out["ui"] = ui
+    return out
+
+
+def wifi_from(fields: Mapping[str, Any]) -> "wifi.Wifi | None":
+    """The Wi-Fi a setup QR or a ``[wifi]`` table asks for (checked), or None."""
+    ssid = fields.get("wifi_ssid", fields.get("ssid"))
+    if not ssid:
+        return None
+    hidden = fields.get("wifi_hidden", fields.get("hidden", False))
+    net = wifi.Wifi(str(ssid), str(fields.get("wifi_psk", fields.get("psk", ""))),
+                    str(fields.get("wifi_country", fields.get("country", ""))).upper(),
+                    hidden in (True, 1, "1", "true"))
+    return net.check()
 
 
 # --- setup QR --------------------------------------------------------------------------
+
+def _encode_body(body: Mapping[str, Any]) -> bytes:
+    pairs = []
+    for name, value in body.items():
+        if value is None or value == "" or value is False:
+            continue
+        if name == "ca_sha256":
+            value = b64url.encode(bytes.fromhex(value))
+        elif value is True:
+            value = "1"
+        pairs.append((QR_KEYS[name], str(value)))
+    return urlencode(pairs, safe=":/@", quote_via=quote).encode("ascii")
+
+
+def _decode_body(body: bytes) -> dict:
+    pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    result: dict[str, Any] = {}
+    for short, value in pairs:
+        name = QR_FIELDS.get(short)
+        if name is None or name in result:
+            raise ValueError(f"unknown or repeated field {short!r}")
+        if name in INT_FIELDS:
+            value = int(value)
+        elif name == "ca_sha256":
+            value = b64url.decode(value).hex()
+        elif name == "wifi_hidden":
+            value = value == "1"
+        result[name] = value
+    if isinstance(result.get("expires_at"), int) and isinstance(result.get("issued_at"), int):
+        result["expires_at"] += result["issued_at"]  # on the wire: validity in seconds
+    return result
+
 
 def make_setup_qr(fields: Mapping[str, Any], private_key: Ed25519PrivateKey, *,
                   key_id: str | None = None, ttl_s: float = DEFAULT_QR_TTL_S,
                   now: float | None = None) -> str:
     """The text of a signed setup QR for ``fields`` (device, store, program, broker,
-    credential; optional username, ca). Adds issued_at/expires_at (epoch seconds)
-    unless given, and the signing key's id so the device picks the right trusted key."""
+    credential; optional username, ca_sha256, site settings, Wi-Fi).
+
+    ``KIOSK-SETUP:2:`` then base32 (no padding) of ``body + signature``: only upper-case
+    letters, digits and ``:-``, so the QR uses its compact alphanumeric mode. ``body``
+    is a URL query string with one-letter keys (:data:`QR_KEYS`); the Ed25519
+    signature covers ``KIOSK-SETUP:2:`` followed by the body bytes.
+    """
     missing = [f for f in REQUIRED_FIELDS if not fields.get(f)]
     if missing:
         raise ValueError(f"setup QR needs {', '.join(missing)}")
     unknown = set(fields) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
     if unknown:
         raise ValueError(f"setup QR does not carry {', '.join(sorted(unknown))}")
+    check_site(fields)
+    wifi_from(fields)
     issued = int(time.time() if now is None else now)
-    body = {"issued_at": issued, "expires_at": issued + int(ttl_s), **dict(fields)}
+    body = {"issued_at": issued, **dict(fields), "expires_at": int(ttl_s)}
+    if "expires_at" in fields:
+        body["expires_at"] = int(fields["expires_at"]) - int(body["issued_at"])
     if key_id:
         body["key_id"] = key_id
-    signed = SETUP_PREFIX + b64url.encode(json.dumps(body, separators=(",", ":")).encode())
-    return signed + "." + b64url.encode(private_key.sign(signed.encode("ascii")))
+    if body.get("username") == body["device"]:
+        del body["username"]  # the default
+    data = _encode_body(body)
+    signature = private_key.sign(SETUP_PREFIX.encode("ascii") + data)
+    return SETUP_PREFIX + base64.b32encode(data + signature).decode("ascii").rstrip("=")
 
 
 def is_setup_qr(payload: str) -> bool:
     """True when a scanned text claims to be a setup QR (so the UI routes it here)."""
-    return isinstance(payload, str) and payload.strip().startswith(SETUP_PREFIX)
+    return isinstance(payload, str) and payload.strip().upper().startswith(SETUP_FAMILY)
 
 
 def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], *,
@@ -81,23 +202,33 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
     """The fields of a genuine, unexpired setup QR; :class:`ProvisionError` otherwise.
 
     ``ProvisionError.reason`` is one of ``not_setup_qr``, ``malformed``, ``unknown_key``,
-    ``bad_signature``, ``expired``, ``not_yet_valid``, ``missing_field``.
+    ``bad_signature``, ``expired``, ``not_yet_valid``, ``missing_field``, ``invalid``.
     """
     if not is_setup_qr(payload):
         raise ProvisionError("not_setup_qr", "this QR is not a kiosk setup code")
-    signed, sep, sig_text = payload.strip().rpartition(".")
+    text = payload.strip().upper()
+    if not text.startswith(SETUP_PREFIX):
+        raise ProvisionError("malformed", "this setup QR is of an older format; "
+                             "ask HQ for a new one")
     try:
-        if not sep:
-            raise ValueError("no signature part")
-        signature = b64url.decode(sig_text)
-        body = json.loads(b64url.decode(signed[len(SETUP_PREFIX):]))
+        encoded = text[len(SETUP_PREFIX):]
+        blob = base64.b32decode(encoded + "=" * (-len(encoded) % 8))
+        if len(blob) <= SIGNATURE_BYTES:
+            raise ValueError("too short")
+        data, signature = blob[:-SIGNATURE_BYTES], blob[-SIGNATURE_BYTES:]
+        body = _decode_body(data)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProvisionError("malformed", f"setup QR is damaged or incomplete ({exc})") from None
-    if not isinstance(body, dict):
-        raise ProvisionError("malformed", "setup QR body is not a JSON object")
-    _check_signature(signed.encode("ascii"), signature, body.get("key_id"), trusted_keys)
+    _check_signature(SETUP_PREFIX.encode("ascii") + data, signature, body.get("key_id"),
+                     trusted_keys)
     _check_fields(body)
     _check_time(body, time.time() if now is None else now)
+    body.setdefault("username", body["device"])
+    try:
+        check_site(body)
+    except ValueError as exc:
+        raise ProvisionError("invalid", f"setup QR: {exc}") from None
+    wifi_from(body)
     return body
 
 
@@ -202,7 +333,7 @@ def _note_error(boot_dir: Path, message: str) -> None:
 
 
 def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_DIR,
-                    group: str | None = SERVICE_GROUP) -> dict:
+                    group: str | None = SERVICE_GROUP, root: Path = Path("/")) -> dict:
     """Install a provisioning kiosk.toml (and the files it references) into ``config_dir``.
 
     Validated in a staging folder first with the same loader the kiosk uses; only a
@@ -210,6 +341,11 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
     each by an atomic rename), and only then are the copies on the boot partition
     deleted. A refused file stays where it was, with ``kiosk-provision-error.txt``
     beside it saying why.
+
+    A ``[wifi]`` table (ssid, psk, country, optional hidden) is not installed with
+    the config: it becomes a NetworkManager connection and the Wi-Fi country under
+    ``root`` (:mod:`kiosk.wifi`), so the Wi-Fi password lives only where
+    NetworkManager keeps it (mode 0600, root).
     """
     boot_file = Path(boot_file) if boot_file else find_boot_file()
     if boot_file is None or not boot_file.is_file():
@@ -217,10 +353,11 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
                              f"(looked for {', '.join(map(str, BOOT_FILE_CANDIDATES))})")
     base = boot_file.parent
     try:
-        files = _stage_and_install(boot_file, Path(config_dir), _group_id(group))
+        files, net = _stage_and_install(boot_file, Path(config_dir), _group_id(group))
     except ProvisionError as exc:
         _note_error(base, str(exc))
         raise
+    joined = wifi.apply(net, Path(root)) if net else None
     removed = [boot_file] + [base / rel for rel in files]
     for path in removed:
         with contextlib.suppress(FileNotFoundError):
@@ -236,15 +373,23 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
     cfg = config.load(Path(config_dir) / "kiosk.toml")
     return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
             "program": cfg.program, "files": [str(f) for f in files],
-            "removed_from_boot": [str(p) for p in removed]}
+            "removed_from_boot": [str(p) for p in removed], "wifi": joined}
 
 
-def _stage_and_install(boot_file: Path, config_dir: Path, gid: int | None) -> list[PurePosixPath]:
+def _stage_and_install(boot_file: Path, config_dir: Path,
+                       gid: int | None) -> tuple[list[PurePosixPath], "wifi.Wifi | None"]:
     try:
         raw = boot_file.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProvisionError("invalid", f"{boot_file}: not a readable TOML file ({exc})") from None
+    net = None
+    if "wifi" in data:
+        table = data.pop("wifi")
+        if not isinstance(table, dict) or not table.get("ssid"):
+            raise ProvisionError("invalid", f"{boot_file}: [wifi] needs ssid, psk and country")
+        net = wifi_from(table)
+        raw = tomli_w.dumps(data).encode("utf-8")  # the Wi-Fi password stays out of /etc/kiosk
     files = _referenced_files(data, boot_file.parent)
     stage = config_dir.with_name(config_dir.name + ".staging")
     shutil.rmtree(stage, ignore_errors=True)
@@ -265,7 +410,7 @@ def _stage_and_install(boot_file: Path, config_dir: Path, gid: int | None) -> li
         _fsync_dir(config_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return files
+    return files, net
 
 
 def _fsync_dir(path: Path) -> None:
@@ -293,37 +438,100 @@ def submit_setup_qr(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey
     return fields
 
 
+RESULT_NAME = "setup-qr.result"
+ROOT_WAIT_S = CA_WAIT_S + 30  # the root side may wait this long for Wi-Fi and the broker
+
+
+def result_path(spool: Path = QR_SPOOL) -> Path:
+    """Where the root side leaves its verdict on a queued setup QR, for the UI."""
+    return Path(spool).with_name(RESULT_NAME)
+
+
+def record_result(spool: Path, error: "ProvisionError | None", result: dict | None = None) -> None:
+    """Root side: the outcome of applying the queued QR, readable by the kiosk user."""
+    body = {"ok": error is None, "reason": getattr(error, "reason", ""),
+            "message": str(error) if error else "", "device": (result or {}).get("device", "")}
+    with contextlib.suppress(OSError):
+        atomic.write_text(result_path(spool), json.dumps(body) + "\n", mode=0o644)
+
+
+def submit_and_wait(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+                    spool: Path = QR_SPOOL, wait_s: float = ROOT_WAIT_S,
+                    poll_s: float = 0.5) -> dict:
+    """The UI's call: :func:`submit_setup_qr`, then wait (off the UI thread) for the root
+    side's verdict, so a refusal there (broker unreachable, CA not presented) reaches
+    the screen as a :class:`ProvisionError`. On success the kiosk is restarted by root
+    and this usually never returns; after ``wait_s`` without a verdict it returns the
+    fields (still working)."""
+    result_path(spool).unlink(missing_ok=True)
+    fields = submit_setup_qr(payload, trusted_keys=trusted_keys, spool=spool)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            verdict = json.loads(result_path(spool).read_text())
+        except (OSError, ValueError):
+            time.sleep(poll_s)
+            continue
+        if not verdict.get("ok"):
+            raise ProvisionError(verdict.get("reason") or "refused", verdict.get("message", ""))
+        return fields
+    return fields
+
+
 def config_from_setup(fields: Mapping[str, Any], trusted_files: Mapping[str, str], *,
                       data_dir: Path = DATA_DIR) -> dict:
     """The kiosk.toml contents a verified setup QR stands for."""
     mqtt = {"broker": fields["broker"], "username": fields.get("username") or fields["device"],
             "password_file": "mqtt-password"}
-    if fields.get("ca"):
+    if fields.get("ca_sha256"):
         mqtt["ca"] = "mqtt-ca.pem"
+    site = site_config(fields)
     return {
         "device": {"id": fields["device"], "store": fields["store"],
-                   "program": fields["program"], "data_dir": str(data_dir)},
+                   "program": fields["program"], "data_dir": str(data_dir), **site.pop("device")},
         "trust": {"keys": dict(trusted_files)},
         "mqtt": mqtt,
+        **site,
     }
 
 
 def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path = KEY_DIR,
                    group: str | None = SERVICE_GROUP, data_dir: Path = DATA_DIR,
-                   now: float | None = None) -> dict:
-    """Root side of the setup QR: verify again, write kiosk.toml + the MQTT password."""
+                   now: float | None = None, root: Path = Path("/"),
+                   ca_wait_s: float = CA_WAIT_S) -> dict:
+    """Root side of the setup QR: verify again, join the Wi-Fi it names, fetch and
+    confirm the broker CA it pins, then write kiosk.toml + the MQTT password + the CA.
+
+    When the CA cannot be confirmed (broker unreachable, CA not presented) nothing but
+    the Wi-Fi is written: the technician shows the QR again once the network is up.
+    """
     trusted = load_trusted_keys(key_dir)
     fields = verify_setup_qr(payload, trusted, now=now)
+    net = wifi_from(fields)
+    joined = wifi.apply(net, Path(root)) if net else None
+    ca_pem = None
+    if fields.get("ca_sha256"):
+        from sync import connection  # paho: only on the root side
+
+        target = connection.parse_url(fields["broker"])
+        ca_pem = broker_ca.fetch(target.host, target.port, fields["ca_sha256"], wait_s=ca_wait_s)
     config_dir = Path(config_dir)
     rel_keys = {kid: os.path.relpath(Path(key_dir) / f"{kid}.pub.pem", config_dir)
                 for kid in trusted}
     gid = _group_id(group)
     body = tomli_w.dumps(config_from_setup(fields, rel_keys, data_dir=data_dir)).encode()
     _write_private(config_dir / "mqtt-password", fields["credential"].encode() + b"\n", gid)
-    if fields.get("ca"):
-        _write_private(config_dir / "mqtt-ca.pem", str(fields["ca"]).encode("ascii"), gid)
+    if ca_pem:
+        _write_private(config_dir / "mqtt-ca.pem", ca_pem, gid)
     _write_private(config_dir / "kiosk.toml", body, gid)
     _fsync_dir(config_dir)
     cfg = config.load(config_dir / "kiosk.toml")
     return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
-            "program": cfg.program, "broker": fields["broker"]}
+            "program": cfg.program, "broker": fields["broker"], "wifi": joined,
+            "ca_sha256": fields.get("ca_sha256")}
+
+
+# Shared with `kiosk restore` (kiosk/commands/backup.py): the same checks and modes.
+referenced_files = _referenced_files
+write_private = _write_private
+group_id = _group_id

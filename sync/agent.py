@@ -24,7 +24,7 @@ from kiosk import __version__, context, watchdog
 from kiosk.config import Config
 from kiosk.core import importer, timefmt
 from kiosk.errors import ConfigError, KioskError
-from sync import connection, lists, protocol, status
+from sync import connection, lists, protocol, remote, status
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
 
@@ -88,6 +88,7 @@ class Agent:
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
         self.live_upto = 0  # highest own seq already fanned out to the store
         self.spool_dir = cfg.data_dir / "sync-spool"
+        self.remote = remote.Remote(cfg, lambda topic, body: self.client.publish(topic, body, qos=1))
         shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     # -- setup --------------------------------------------------------------------
@@ -218,7 +219,8 @@ class Agent:
         self.connected = True
         self.last_error = None
         self.client.subscribe([(self.topics["acks"], 1), (self.topics["manifest"], 1),
-                               (self.topics["live"], SubscribeOptions(qos=1, noLocal=True))])
+                               (self.topics["live"], SubscribeOptions(qos=1, noLocal=True)),
+                               self.remote.subscription()])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         status.write_status(self.store, connected=True, last_error=None,
@@ -248,6 +250,8 @@ class Agent:
                 self._on_live(payload)
             elif topic == self.topics["manifest"]:
                 self.lists.on_manifest(payload)
+            elif self.remote.handles(topic):
+                self.remote.on_request(payload)
         except protocol.ProtocolError as exc:
             log.warning("ignored a bad message on %s: %s", topic, exc)
 
@@ -318,7 +322,7 @@ class Agent:
             "list_error": self.list_state.message if self.list_state and
             self.list_state.state == "rejected" else None,
             "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
-            "at": timefmt.format(datetime.now(UTC)),
+            "at": timefmt.format(datetime.now(UTC)), **self.remote.heartbeat_fields(),
         }
 
     def _heartbeat(self) -> None:
@@ -332,6 +336,7 @@ class Agent:
         status.write_status(self.store, **fields)
 
     def _shutdown(self) -> None:
+        self.remote.stop()
         if self.connected:
             info = self.client.publish(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
             try:

@@ -14,6 +14,8 @@ from kiosk.cli import EXIT_FAIL, EXIT_OK
 from kiosk.commands import print_json
 from kiosk.errors import ProvisionError
 
+SECRET_FIELDS = ("credential", "wifi_psk")  # never printed
+
 
 def register(sub) -> None:
     p = sub.add_parser("provision", help="apply a kiosk.toml from the boot partition or a setup QR")
@@ -28,6 +30,10 @@ def register(sub) -> None:
                        help="HQ keys trusted for setup QRs")
     apply.add_argument("--group", default=provision.SERVICE_GROUP,
                        help="group that may read the credentials ('' to keep the caller's)")
+    apply.add_argument("--root", type=Path, default=Path("/"),
+                       help="system root for the Wi-Fi files (NetworkManager, cmdline.txt)")
+    apply.add_argument("--ca-wait", type=float, default=provision.CA_WAIT_S, metavar="S",
+                       help="seconds to keep trying the broker for the pinned CA (setup QR)")
     apply.add_argument("--restart", action="store_true",
                        help="restart kiosk.service and kiosk-sync.service afterwards")
     apply.add_argument("--json", action="store_true")
@@ -46,7 +52,7 @@ def cmd_apply(args) -> int:
             result = _apply_qr_file(args.qr_file, args, group)
         else:
             result = provision.apply_boot_file(args.boot_file, config_dir=args.config_dir,
-                                               group=group)
+                                               group=group, root=args.root)
     except ProvisionError as exc:
         print(f"kiosk: provisioning refused [{exc.reason}]: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -58,6 +64,9 @@ def cmd_apply(args) -> int:
     else:
         print(f"provisioned {result['device']} (store {result['store']}, program "
               f"{result['program']}): {result['config']}")
+        if result.get("wifi"):
+            print(f"Wi-Fi {result['wifi']['ssid']!r} (country {result['wifi']['country']}): "
+                  f"{result['wifi']['connection']}")
     return EXIT_OK
 
 
@@ -67,10 +76,16 @@ def _apply_qr_file(path: Path, args, group: str | None) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvisionError("no_file", f"cannot read {path}: {exc}") from None
     try:
-        return provision.apply_setup_qr(payload, config_dir=args.config_dir,
-                                        key_dir=args.key_dir, group=group)
+        result = provision.apply_setup_qr(payload, config_dir=args.config_dir,
+                                          key_dir=args.key_dir, group=group, root=args.root,
+                                          ca_wait_s=args.ca_wait)
+    except ProvisionError as exc:
+        provision.record_result(path, exc)  # the waiting UI shows the reason
+        raise
     finally:
         path.unlink(missing_ok=True)  # one attempt per scan; never a retrigger loop
+    provision.record_result(path, None, result)
+    return result
 
 
 def cmd_qr(args) -> int:
@@ -79,7 +94,7 @@ def cmd_qr(args) -> int:
     except ProvisionError as exc:
         print(f"kiosk: setup QR refused [{exc.reason}]: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    shown = {k: v for k, v in fields.items() if k != "credential"}
+    shown = {k: v for k, v in fields.items() if k not in SECRET_FIELDS}
     if args.json:
         print_json(shown)
     else:

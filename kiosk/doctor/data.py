@@ -43,7 +43,8 @@ def config_check(cfg, error: str | None) -> Check:
     if cfg.warnings:
         return Check("config", WARN, "; ".join(cfg.warnings),
                      "fix or remove the key: an ignored key means its setting is not in effect")
-    return Check("config", OK, f"device {cfg.device_id}, store {cfg.store}, program "
+    named = f" ({cfg.name!r})" if cfg.name else ""
+    return Check("config", OK, f"device {cfg.device_id}{named}, store {cfg.store}, program "
                  f"{cfg.program}, trusts {', '.join(sorted(cfg.trusted_keys))} ({cfg.path})")
 
 

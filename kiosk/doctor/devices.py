@@ -80,7 +80,8 @@ def printer(ctx) -> Check:
     finally:
         service.printer.close()  # not service.close(): the store is shared
     state, pending = st["state"], st["pending"]
-    text = f"{st['url']}: {state}" + (f" - {st['message']}" if st.get("message") else "")
+    url = st["url"] + (f" -> {st['chosen']}" if st.get("chosen") else "")
+    text = f"{url}: {state}" + (f" - {st['message']}" if st.get("message") else "")
     waiting = f"; {pending} receipt(s) waiting to print" if pending else ""
     if state == "none":
         return Check("printer", WARN, "no printer configured", "set [printer] url "

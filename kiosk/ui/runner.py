@@ -88,7 +88,7 @@ def _run_not_provisioned(settings, problem: str, post, camera: str) -> int:
     from kiosk.ui.worker import Worker
 
     provision = kparts.optional("kiosk.provision")
-    setup = provision.submit_setup_qr if provision is not None else None
+    setup = provision.submit_and_wait if provision is not None else None
     controller = Controller(None, settings=settings, problem=problem, setup=setup,
                             worker=Worker(post, "kiosk-setup"), post=post)
     scanner = kparts.setup_scanner(camera, controller, post)

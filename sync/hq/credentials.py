@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 
 from kiosk.core import atomic, ids
-from sync import protocol
+from sync import protocol, remote
 
 ITERATIONS = 101
 
@@ -70,6 +70,7 @@ def device_acl(program: str, store: str, device: str) -> str:
         f"topic read {own('acks')}",
         f"topic readwrite {protocol.live_topic(program, store)}",
         f"topic read {protocol.program_root(program)}/codes/#",
+        *remote.acl_lines(program, store, device),
         f"# device {device} end",
     ]) + "\n"
 

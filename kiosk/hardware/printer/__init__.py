@@ -3,6 +3,8 @@
 ``open_printer(url)`` picks the back end from a URL:
 
 =====================================  ==============================================
+``auto``                               the USB receipt printer found (class 7 or a
+                                       known maker), looked up for every job
 ``usb://VID:PID``                      USB thermal printer (python-escpos ``Usb``)
 ``serial:///dev/ttyUSB0?baudrate=N``   serial printer (``Serial``)
 ``tcp://HOST:9100``                    network printer (``Network``)

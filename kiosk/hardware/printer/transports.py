@@ -71,6 +71,129 @@ class UsbTransport(Transport):
         return answer[0] if len(answer) else None
 
 
+# -- [printer] url = "auto": find the USB receipt printer ------------------------------
+PRINTER_CLASS = 7  # USB class "printer" (device or interface)
+# Receipt-printer makers whose devices do not always say class 7 (vendor-specific
+# interfaces): any product of theirs; plus well-known POS-58/80 clone ids (vid, pid).
+KNOWN_VENDORS = {0x04B8: "Epson", 0x0519: "Star Micronics", 0x1504: "Bixolon",
+                 0x1D90: "Citizen", 0x2730: "Citizen", 0x154F: "SNBC", 0x0DD4: "Custom"}
+KNOWN_CLONES = {(0x0416, 0x5011): "POS-58 (Winbond)", (0x0FE6, 0x811E): "POS-58 (ICS)",
+                (0x28E9, 0x0289): "POS-80 (GD32)"}
+
+
+def list_usb_devices() -> list:
+    """Every USB device pyusb sees (the one place discovery touches hardware)."""
+    import usb.core
+
+    return list(usb.core.find(find_all=True))
+
+
+def _interface_classes(dev) -> set[int]:
+    classes = set()
+    try:
+        for cfg in dev:
+            for intf in cfg:
+                classes.add(intf.bInterfaceClass)
+    except Exception:  # a device we may not read (permissions): judged by vendor only
+        pass
+    return classes
+
+
+def _product(dev) -> str:
+    try:
+        return (dev.product or "").strip()
+    except Exception:  # reading a string descriptor needs access to the device
+        return ""
+
+
+def find_usb_printers(devices=None) -> list[dict]:
+    """USB receipt printers, best first: class 7 devices, then known makers' ids.
+
+    Each is ``{"vendor", "product", "why", "name"}``. ``devices`` are pyusb devices (or
+    anything with ``idVendor``, ``idProduct``, ``bDeviceClass`` and configurations of
+    interfaces); by default :func:`list_usb_devices`.
+    """
+    found = []
+    for dev in list_usb_devices() if devices is None else devices:
+        vid, pid = dev.idVendor, dev.idProduct
+        if dev.bDeviceClass == PRINTER_CLASS or PRINTER_CLASS in _interface_classes(dev):
+            why, rank = "USB class 7, printer", 0
+        elif (vid, pid) in KNOWN_CLONES:
+            why, rank = f"known printer id, {KNOWN_CLONES[(vid, pid)]}", 1
+        elif vid in KNOWN_VENDORS:
+            why, rank = f"receipt printer maker {KNOWN_VENDORS[vid]}", 2
+        else:
+            continue
+        found.append((rank, vid, pid, {"vendor": vid, "product": pid, "why": why,
+                                       "name": _product(dev)}))
+    return [item for *_, item in sorted(found, key=lambda f: f[:3])]
+
+
+def describe_usb(found: dict) -> str:
+    name = f" {found['name']!r}" if found.get("name") else ""
+    return f"usb://{found['vendor']:04x}:{found['product']:04x}{name} ({found['why']})"
+
+
+class AutoUsbTransport(Transport):
+    """``auto``: the first USB receipt printer found, looked up again for every job, so
+    a printer plugged in (or swapped) after start is used without a restart."""
+
+    kind = "USB printer (auto)"
+
+    def __init__(self, timeout_s: float, profile: str):
+        self.timeout_s, self.profile = timeout_s, profile
+        self.chosen: dict | None = None
+        self._usb: UsbTransport | None = None
+
+    @property
+    def target(self) -> str:
+        return describe_usb(self.chosen) if self.chosen else "none found yet"
+
+    def pick(self) -> UsbTransport | None:
+        """Look for the printer now; remembers (and returns) what was chosen."""
+        from kiosk.hardware.printer import faults
+
+        try:
+            found = find_usb_printers()
+        except Exception as exc:  # no libusb, no USB access: say so, never crash
+            raise faults.fault("unplugged", "USB printer auto", f"cannot list USB devices ({exc})") from exc
+        self.chosen = found[0] if found else None
+        self._usb = (UsbTransport(self.chosen["vendor"], self.chosen["product"], self.timeout_s,
+                                  self.profile) if self.chosen else None)
+        return self._usb
+
+    def probe(self):
+        from kiosk.hardware.printer import faults, status
+
+        try:
+            usb = self.pick()
+        except Exception as exc:
+            return status.PrinterStatus("unplugged", str(exc))
+        if usb is None:
+            return status.PrinterStatus("unplugged", "no USB receipt printer found (auto: "
+                                        "looked for USB class 7 and known printer makers); "
+                                        f"{faults.MESSAGES['unplugged']}")
+        return None  # found one: ask it
+
+    def open(self) -> Escpos:
+        from kiosk.hardware.printer import faults
+
+        usb = self._usb if self._usb is not None else self.pick()
+        if usb is None:
+            raise faults.fault("unplugged", "USB printer auto", "no USB receipt printer found")
+        try:
+            return usb.open()
+        finally:
+            self._usb = None  # look again next time (unplugged, swapped)
+
+    def read_status(self, esc, n: int) -> int | None:
+        return UsbTransport.read_status(self, esc, n)
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.timeout_s * 1000)
+
+
 class SerialTransport(Transport):
     kind = "serial"
 
@@ -174,6 +297,8 @@ class DummyTransport(Transport):
 
 def parse_url(url: str, timeout_s: float, profile: str) -> Transport | None:
     """The transport for a printer URL (None for ``preview://``/``none``, handled above)."""
+    if url.strip().lower() in ("auto", "auto://", "usb://auto"):
+        return AutoUsbTransport(timeout_s, profile)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "usb":
@@ -198,5 +323,5 @@ def parse_url(url: str, timeout_s: float, profile: str) -> Transport | None:
         return FileTransport(parts.path, profile)
     if scheme == "dummy":
         return DummyTransport(profile)
-    raise ValueError(f"unknown printer URL {url!r}: use usb://VID:PID, serial:///dev/ttyUSB0?baudrate=19200, "
+    raise ValueError(f"unknown printer URL {url!r}: use auto, usb://VID:PID, serial:///dev/ttyUSB0?baudrate=19200, "
                      "tcp://HOST:9100, file:///dev/usb/lp0, preview://DIR, dummy:// or none")
