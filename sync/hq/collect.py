@@ -10,7 +10,6 @@ never a loss, and the unique event id makes the resend harmless.
 
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ import uuid
 from sync import protocol
 from sync.hq.common import HqError, add_broker_args, close, connect, settings_from_args
 from sync.hq.db import HqDb
+from sync.hq.engine import db_errors
 
 log = logging.getLogger("kiosk.hq.collect")
 
@@ -26,7 +26,8 @@ log = logging.getLogger("kiosk.hq.collect")
 def register(sub) -> None:
     p = sub.add_parser("collect", help="store device redemptions in an HQ database and ack them")
     add_broker_args(p)
-    p.add_argument("--db", required=True, help="HQ SQLite database (created if missing)")
+    p.add_argument("--db", required=True,
+                   help="HQ database: a SQLite path (created if missing) or postgresql://...")
     p.add_argument("--program", default="+", help="only this program (default: all)")
     p.add_argument("--group", default="kiosk-hq", help="shared-subscription group name")
     p.add_argument("--bundle", action="append", default=[],
@@ -64,7 +65,7 @@ class Collector:
         try:
             with self.lock:
                 result = self.db.store_batch(where.program, where.store, where.device, events)
-        except sqlite3.Error as exc:  # not acked: the device sends the batch again
+        except db_errors() as exc:  # not acked: the device sends the batch again
             log.error("could not store a batch from %s/%s: %s", where.store, where.device, exc)
             return
         self.stored += result.new
@@ -99,7 +100,11 @@ def cmd_collect(args) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("paho").setLevel(logging.WARNING)
-    db = HqDb(args.db)
+    try:
+        db = HqDb(args.db)
+    except db_errors() as exc:
+        print(f"kiosk-hq: collect: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
