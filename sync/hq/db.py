@@ -38,6 +38,29 @@ _COMMON = [
     code_hash TEXT, detail TEXT, flagged_at TEXT NOT NULL,
     PRIMARY KEY (event_id, kind))""",
 ]
+_WEBHOOKS = """CREATE TABLE webhooks (
+    name TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, created_at TEXT NOT NULL,
+    event_cursor BIGINT NOT NULL DEFAULT 0, conflict_cursor BIGINT NOT NULL DEFAULT 0,
+    delivered BIGINT NOT NULL DEFAULT 0, last_error TEXT)"""
+# Conflicts get a cursor column n that is never reused (a resolved void_unknown
+# conflict is deleted; SQLite would hand its rowid out again): a counter and a
+# trigger on SQLite, a bigserial on PostgreSQL.
+_WEBHOOKS_MIGRATION = Migration(
+    "0004-webhooks-conflict-cursor",
+    sqlite=[_WEBHOOKS,
+            "ALTER TABLE conflicts ADD COLUMN n INTEGER",
+            "UPDATE conflicts SET n = rowid",
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            "INSERT INTO counters VALUES ('conflicts', (SELECT coalesce(max(rowid), 0) FROM conflicts))",
+            """CREATE TRIGGER conflicts_n AFTER INSERT ON conflicts BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'conflicts';
+    UPDATE conflicts SET n = (SELECT value FROM counters WHERE name = 'conflicts')
+        WHERE rowid = NEW.rowid;
+END"""],
+    postgresql=[_WEBHOOKS, "ALTER TABLE conflicts ADD COLUMN n BIGSERIAL"],
+)
+
+
 MIGRATIONS = [
     # The first one is what HQ databases made before migrations already hold
     # (CREATE ... IF NOT EXISTS), so an old hq.sqlite upgrades in place.
@@ -73,6 +96,7 @@ MIGRATIONS = [
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
     stores TEXT, created_at TEXT NOT NULL)""",
                     "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
+    _WEBHOOKS_MIGRATION,
 ]
 
 
@@ -134,7 +158,8 @@ class HqDb:
     def _flag(self, kind: str, program: str, store: str, device: str, e: dict, detail: dict,
               now: str) -> list[str]:
         self.conn.execute(
-            "INSERT INTO conflicts VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO conflicts (event_id, kind, program, store, device, code_hash, detail, "
+            "flagged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (event_id, kind) DO NOTHING",
             (e["id"], kind, program, store, device, e["code_hash"], json.dumps(detail), now))
         return [e["id"]]

@@ -18,7 +18,7 @@ import logging
 import sys
 import threading
 
-from sync.hq import auth
+from sync.hq import auth, webhooks
 from sync.hq.common import HqError, add_broker_args, settings_from_args
 from sync.hq.db import HqDb
 from sync.hq.engine import db_errors
@@ -61,6 +61,23 @@ def register(sub) -> None:
                      help="a store a manager may see (repeatable)")
     add.set_defaults(handler=cmd_user_add)
 
+    hook = sub.add_parser("webhook", help="webhooks to the loyalty platform (docs/hq.md)")
+    hsub = hook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    hadd = hsub.add_parser("add", help="post events to URL; the signing secret is the last line")
+    _db_arg(hadd)
+    hadd.add_argument("--name", required=True)
+    hadd.add_argument("--url", required=True, help="https://platform.example/kiosk-webhook")
+    hadd.add_argument("--history", action="store_true",
+                      help="also deliver everything already stored (default: from now on)")
+    hadd.set_defaults(handler=cmd_webhook_add)
+    hrm = hsub.add_parser("remove", help="stop delivering to a webhook")
+    _db_arg(hrm)
+    hrm.add_argument("--name", required=True)
+    hrm.set_defaults(handler=cmd_webhook_remove)
+    hls = hsub.add_parser("list", help="webhooks, deliveries made and the last error")
+    _db_arg(hls)
+    hls.set_defaults(handler=cmd_webhook_list)
+
 
 def _db_arg(p) -> None:
     p.add_argument("--db", default="sqlite:///hq.sqlite",
@@ -76,34 +93,18 @@ def _open(args, what: str) -> HqDb | None:
 
 
 def cmd_token_create(args) -> int:
-    db = _open(args, "api-token")
-    if db is None:
-        return 1
-    try:
-        token = auth.create_token(db.conn, args.name)
-    except auth.AuthError as exc:
-        print(f"kiosk-hq: api-token: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        db.close()
-    print(f"token {args.name!r} created; it is shown only now (HQ keeps its hash):")
-    print(token)
-    return 0
+    def action(conn):
+        token = auth.create_token(conn, args.name)
+        print(f"token {args.name!r} created; it is shown only now (HQ keeps its hash):")
+        print(token)
+    return _with_db(args, "api-token", action)
 
 
 def cmd_token_revoke(args) -> int:
-    db = _open(args, "api-token")
-    if db is None:
-        return 1
-    try:
-        auth.revoke_token(db.conn, args.name)
-    except auth.AuthError as exc:
-        print(f"kiosk-hq: api-token: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        db.close()
-    print(f"token {args.name!r} revoked")
-    return 0
+    def action(conn):
+        auth.revoke_token(conn, args.name)
+        print(f"token {args.name!r} revoked")
+    return _with_db(args, "api-token", action)
 
 
 def cmd_user_add(args) -> int:
@@ -111,18 +112,48 @@ def cmd_user_add(args) -> int:
         password = getpass.getpass(f"password for {args.name}: ")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    db = _open(args, "user")
+
+    def action(conn):
+        auth.add_user(conn, args.name, password, args.role, tuple(args.store))
+        print(f"user {args.name!r} added ({args.role})")
+    return _with_db(args, "user", action)
+
+
+def _with_db(args, what: str, action) -> int:
+    db = _open(args, what)
     if db is None:
         return 1
     try:
-        auth.add_user(db.conn, args.name, password, args.role, tuple(args.store))
-    except auth.AuthError as exc:
-        print(f"kiosk-hq: user: {exc}", file=sys.stderr)
+        action(db.conn)
+    except (auth.AuthError, webhooks.WebhookError) as exc:
+        print(f"kiosk-hq: {what}: {exc}", file=sys.stderr)
         return 1
     finally:
         db.close()
-    print(f"user {args.name!r} added ({args.role})")
     return 0
+
+
+def cmd_webhook_add(args) -> int:
+    def action(conn):
+        secret = webhooks.add(conn, args.name, args.url, from_now=not args.history)
+        print(f"webhook {args.name!r} -> {args.url}; signing secret (shown only now):")
+        print(secret)
+    return _with_db(args, "webhook", action)
+
+
+def cmd_webhook_remove(args) -> int:
+    def action(conn):
+        webhooks.remove(conn, args.name)
+        print(f"webhook {args.name!r} removed")
+    return _with_db(args, "webhook", action)
+
+
+def cmd_webhook_list(args) -> int:
+    def action(conn):
+        for hook in webhooks.listing(conn):
+            error = f"; last error {hook['last_error']}" if hook["last_error"] else ""
+            print(f"{hook['name']}: {hook['url']} ({hook['delivered']} delivered{error})")
+    return _with_db(args, "webhook", action)
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -172,12 +203,14 @@ def cmd_serve(args) -> int:
 
     thread = threading.Thread(target=collect, name="hq-collector", daemon=True)
     thread.start()
+    dispatcher = webhooks.Dispatcher(db.engine).start()
     print(f"kiosk-hq serve: http://{host}:{port}/ (database {db.engine.display}, "
           f"broker {settings.url})", flush=True)
     try:
         server.run()
     finally:
         stop.set()
+        dispatcher.stop()
         thread.join(10)
         db.close()
     if failure:
