@@ -6,7 +6,7 @@
 * Dashboard users have a role (``owner`` sees every store; ``manager`` only the stores
   listed) and an Argon2id password hash (argon2-cffi, the reference implementation's
   binding).
-* The session cookie is signed with a secret kept in the ``settings`` table, made on
+* The session cookie is signed with a secret kept in the ``meta`` table, made on
   first start, so every ``kiosk-hq serve`` process on one database accepts the others'
   sessions.
 """
@@ -132,10 +132,10 @@ def session_secret(conn: Conn) -> str:
     """The cookie-signing secret of this HQ database (made once)."""
     conn.begin_write()
     try:
-        row = conn.execute("SELECT value FROM settings WHERE name = 'session_secret'").fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE key = 'session_secret'").fetchone()
         if row is None:
             secret = secrets.token_urlsafe(48)
-            conn.execute("INSERT INTO settings VALUES ('session_secret', ?)", (secret,))
+            conn.execute("INSERT INTO meta VALUES ('session_secret', ?)", (secret,))
         else:
             secret = row[0]
         conn.commit()

@@ -87,15 +87,15 @@ MIGRATIONS = [
     name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
     revoked_at TEXT, last_used_at TEXT)"""]),
     Migration(
-        "0003-users-settings",
+        "0003-users-meta",
         sqlite=["""CREATE TABLE users (
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
     stores TEXT, created_at TEXT NOT NULL)""",
-                "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
         postgresql=["""CREATE TABLE users (
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
     stores TEXT, created_at TEXT NOT NULL)""",
-                    "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
+                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
     _WEBHOOKS_MIGRATION,
 ]
 
