@@ -239,6 +239,23 @@ def test_openapi_document_names_every_api_endpoint(served):
     assert {"since", "limit"} <= params
 
 
+def login(http, db_url, name="owner", password="correct horse 1", role="owner", stores=()):
+    args = ["user", "add", "--db", db_url, "--name", name, "--role", role]
+    for store in stores:
+        args += ["--store", store]
+    added = hq(*args, stdin=password + "\n")
+    assert added.returncode == 0, added.stderr
+    page = http.request("GET", "/login")[2]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    ok = http.request("POST", "/login", data={"user": name, "password": password, "csrf": csrf})
+    assert ok[0] == 303
+    return csrf_of(http)
+
+
+def csrf_of(http, path="/conflicts"):
+    return re.search(r'name="csrf" value="([^"]+)"', http.request("GET", path)[2]).group(1)
+
+
 def test_dashboard_needs_a_login_with_csrf_and_shows_the_redemptions(served):
     http = served.http
     status, headers, _ = http.request("GET", "/")
@@ -270,3 +287,63 @@ def test_serve_refuses_bad_arguments_and_exits_when_it_cannot_collect(tmp_path):
               f"mqtt://127.0.0.1:{free_port()}", "--listen", f"127.0.0.1:{free_port()}",
               timeout=90)
     assert down.returncode == 1 and "collector stopped" in down.stderr
+
+
+def test_fleet_page_and_api_show_the_device_from_its_heartbeat(served):
+    login(served.http, served.db_url)
+    wait_until(lambda: ">k1<" in served.http.request("GET", "/fleet")[2], 30,
+               what="k1's heartbeat on the fleet page")
+    page = served.http.request("GET", "/fleet")[2]
+    assert re.search(r"<td>k1</td><td>online</td>", page)
+    made = hq("api-token", "create", "--db", served.db_url, "--name", "fleet-reader")
+    token = made.stdout.strip().splitlines()[-1]
+    status, _, body = served.http.request("GET", "/api/v1/devices",
+                                          headers={"Authorization": f"Bearer {token}"})
+    assert status == 200
+    k1 = [d for d in json.loads(body)["devices"] if d["device"] == "k1"][0]
+    assert k1["state"] == "online" and k1["list_version"] == 1 and k1["outbox"] == 0
+
+
+def test_csv_export_search_and_a_manager_sees_only_their_stores(served):
+    http = served.http
+    login(http, served.db_url)
+    status, headers, body = http.request("GET", "/redemptions.csv")
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("id,at,program,store") and len(lines) == 4
+    one = lines[1].split(",")[0]
+    found = http.request("GET", f"/?q={one}")[2]
+    assert one in found and "<strong>1</strong> redeemed" in found
+    bad = http.request("GET", "/?since=yesterday")[2]
+    assert "Dates are YYYY-MM-DD." in bad
+
+    other = Http(http.base)
+    login(other, served.db_url, name="mgr", role="manager", stores=("s9",))
+    assert "<strong>0</strong> redeemed" in other.request("GET", "/")[2]
+    assert len(other.request("GET", "/redemptions.csv")[2].strip().splitlines()) == 1
+    assert other.request("GET", "/audit")[0] == 403
+
+
+def test_a_conflict_is_resolved_once_with_csrf_and_lands_in_the_audit_log(served):
+    db = HqDb(served.db_url)
+    try:  # a second kiosk redeemed the same single-use code while offline
+        first = db.rows("SELECT program, code_hash FROM events LIMIT 1")[0]
+        db.store_batch(first["program"], "s1", "k2", [
+            {"id": "offline-twin", "seq": 1, "device": "k2", "store": "s1", "kind": "redeem",
+             "voids": None, "code_hash": first["code_hash"], "reward_id": "coffee",
+             "list_version": 1, "at": "2026-12-01T09:00:00Z", "clock": "rtc", "staff": None}])
+    finally:
+        db.close()
+    http = served.http
+    csrf = login(http, served.db_url)
+    page = http.request("GET", "/conflicts")[2]
+    assert "offline-twin" in page and "over_redeemed" in page
+    form = {"event_id": "offline-twin", "kind": "over_redeemed", "resolution": "charge_back",
+            "note": "customer asked twice"}
+    assert http.request("POST", "/conflicts/resolve", data={**form, "csrf": "x"})[0] == 400
+    assert http.request("POST", "/conflicts/resolve", data={**form, "csrf": csrf})[0] == 303
+    assert "offline-twin" not in http.request("GET", "/conflicts")[2]
+    done = http.request("GET", "/conflicts?show=done")[2]
+    assert "charge_back by owner: customer asked twice" in done
+    audit = http.request("GET", "/audit")[2]
+    assert "conflict.resolve" in audit and "user.add" in audit and "login" in audit

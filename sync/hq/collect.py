@@ -39,8 +39,12 @@ def register(sub) -> None:
 
 
 class Collector:
-    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq"):
-        self.db, self.program, self.group = db, program, group
+    """``fleet=True`` (``kiosk-hq serve``) also keeps every device's heartbeat
+    (:mod:`sync.hq.fleet`); heartbeats are retained, so each collector reads them all."""
+
+    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq", *,
+                 fleet: bool = False):
+        self.db, self.program, self.group, self.fleet = db, program, group, fleet
         self.client = None
         self.last_message = time.monotonic()
         self.stored = self.duplicates = self.flagged = 0
@@ -52,10 +56,18 @@ class Collector:
 
     def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
-            client.subscribe(self.subscription, qos=1)  # again after every reconnect
+            self._subscribe(client)  # again after every reconnect
+
+    def _subscribe(self, client) -> None:
+        client.subscribe(self.subscription, qos=1)
+        if self.fleet:
+            client.subscribe(protocol.status_filter(self.program), qos=1)
 
     def on_message(self, client, userdata, msg) -> None:
         self.last_message = time.monotonic()
+        if self.fleet and msg.topic.endswith("/status"):
+            self._status(msg.topic, msg.payload)
+            return
         try:
             where = protocol.parse_device_topic(msg.topic)
             events = protocol.decode_events(msg.payload)
@@ -76,6 +88,16 @@ class Collector:
         ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
         client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
 
+    def _status(self, topic: str, payload: bytes) -> None:
+        from sync.hq import fleet
+
+        try:
+            where = protocol.parse_device_topic(topic)
+            with self.lock:
+                fleet.record_status(self.db.conn, where.program, where.store, where.device, payload)
+        except (protocol.ProtocolError, fleet.StatusError, *db_errors()) as exc:
+            log.warning("refused a status on %s: %s", topic, exc)
+
     def run(self, settings, *, once: bool = False, idle: float = 3.0,
             stop: threading.Event | None = None) -> None:
         from sync import connection
@@ -86,7 +108,7 @@ class Collector:
         client.reconnect_delay_set(1, 30)
         self.client = connect(settings, "", client=client)
         client.on_connect = self.on_connect
-        client.subscribe(self.subscription, qos=1)
+        self._subscribe(client)
         self.last_message = time.monotonic()
         try:
             while not stop.wait(0.2):

@@ -61,6 +61,21 @@ END"""],
 )
 
 
+_FLEET_AUDIT = [
+    """CREATE TABLE devices (
+    program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
+    list_version BIGINT, outbox BIGINT, prev_outbox BIGINT, software TEXT, status TEXT,
+    last_seen_at TEXT, offline_at TEXT, PRIMARY KEY (program, store, device))""",
+    "ALTER TABLE conflicts ADD COLUMN resolution TEXT",
+    "ALTER TABLE conflicts ADD COLUMN resolved_by TEXT",
+    "ALTER TABLE conflicts ADD COLUMN resolved_at TEXT",
+    "ALTER TABLE conflicts ADD COLUMN note TEXT",
+    """CREATE TABLE audit (
+    at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT)""",
+    "CREATE INDEX audit_at ON audit (at)",
+]
+
+
 MIGRATIONS = [
     # The first one is what HQ databases made before migrations already hold
     # (CREATE ... IF NOT EXISTS), so an old hq.sqlite upgrades in place.
@@ -97,6 +112,7 @@ MIGRATIONS = [
     stores TEXT, created_at TEXT NOT NULL)""",
                     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
     _WEBHOOKS_MIGRATION,
+    Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
 ]
 
 

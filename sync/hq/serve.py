@@ -18,7 +18,7 @@ import logging
 import sys
 import threading
 
-from sync.hq import auth, webhooks
+from sync.hq import audit, auth, webhooks
 from sync.hq.common import HqError, add_broker_args, settings_from_args
 from sync.hq.db import HqDb
 from sync.hq.engine import db_errors
@@ -95,6 +95,7 @@ def _open(args, what: str) -> HqDb | None:
 def cmd_token_create(args) -> int:
     def action(conn):
         token = auth.create_token(conn, args.name)
+        audit.record(conn, _cli_actor(), "token.create", name=args.name)
         print(f"token {args.name!r} created; it is shown only now (HQ keeps its hash):")
         print(token)
     return _with_db(args, "api-token", action)
@@ -103,6 +104,7 @@ def cmd_token_create(args) -> int:
 def cmd_token_revoke(args) -> int:
     def action(conn):
         auth.revoke_token(conn, args.name)
+        audit.record(conn, _cli_actor(), "token.revoke", name=args.name)
         print(f"token {args.name!r} revoked")
     return _with_db(args, "api-token", action)
 
@@ -115,8 +117,17 @@ def cmd_user_add(args) -> int:
 
     def action(conn):
         auth.add_user(conn, args.name, password, args.role, tuple(args.store))
+        audit.record(conn, _cli_actor(), "user.add", name=args.name, role=args.role,
+                     stores=",".join(args.store))
         print(f"user {args.name!r} added ({args.role})")
     return _with_db(args, "user", action)
+
+
+def _cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _with_db(args, what: str, action) -> int:
@@ -136,6 +147,7 @@ def _with_db(args, what: str, action) -> int:
 def cmd_webhook_add(args) -> int:
     def action(conn):
         secret = webhooks.add(conn, args.name, args.url, from_now=not args.history)
+        audit.record(conn, _cli_actor(), "webhook.add", name=args.name, url=args.url)
         print(f"webhook {args.name!r} -> {args.url}; signing secret (shown only now):")
         print(secret)
     return _with_db(args, "webhook", action)
@@ -144,6 +156,7 @@ def cmd_webhook_add(args) -> int:
 def cmd_webhook_remove(args) -> int:
     def action(conn):
         webhooks.remove(conn, args.name)
+        audit.record(conn, _cli_actor(), "webhook.remove", name=args.name)
         print(f"webhook {args.name!r} removed")
     return _with_db(args, "webhook", action)
 
@@ -181,7 +194,7 @@ def cmd_serve(args) -> int:
     db = _open(args, "serve")
     if db is None:
         return 1
-    collector = Collector(db, args.program, args.group)
+    collector = Collector(db, args.program, args.group, fleet=True)
     app = make_app(db.engine, lambda: bool(collector.client and collector.client.is_connected()),
                    secure_cookies=args.secure_cookies)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
