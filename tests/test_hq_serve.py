@@ -277,6 +277,9 @@ def test_dashboard_needs_a_login_with_csrf_and_shows_the_redemptions(served):
     status, _, dash = http.request("GET", "/")
     assert status == 200
     assert re.search(r"<strong>3</strong> redeemed", dash)
+    ru = http.request("GET", "/?lang=ru")[2]
+    assert "Погашено: <strong>3</strong>" in ru and '<html lang="ru">' in ru
+    assert '<html lang="ru">' in http.request("GET", "/fleet")[2]  # the choice stays
 
 
 def test_serve_refuses_bad_arguments_and_exits_when_it_cannot_collect(tmp_path):
@@ -337,13 +340,13 @@ def test_a_conflict_is_resolved_once_with_csrf_and_lands_in_the_audit_log(served
     http = served.http
     csrf = login(http, served.db_url)
     page = http.request("GET", "/conflicts")[2]
-    assert "offline-twin" in page and "over_redeemed" in page
+    assert "offline-twin" in page and "used more often than allowed" in page, page[page.find("<tbody>"):][:800]
     form = {"event_id": "offline-twin", "kind": "over_redeemed", "resolution": "charge_back",
             "note": "customer asked twice"}
     assert http.request("POST", "/conflicts/resolve", data={**form, "csrf": "x"})[0] == 400
     assert http.request("POST", "/conflicts/resolve", data={**form, "csrf": csrf})[0] == 303
     assert "offline-twin" not in http.request("GET", "/conflicts")[2]
     done = http.request("GET", "/conflicts?show=done")[2]
-    assert "charge_back by owner: customer asked twice" in done
+    assert "charge back by owner: customer asked twice" in done
     audit = http.request("GET", "/audit")[2]
     assert "conflict.resolve" in audit and "user.add" in audit and "login" in audit

@@ -13,7 +13,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from sync.hq import audit, auth, fleet
+from sync.hq.web import i18n
 from sync.hq.web.deps import Db, User, check_csrf
+from sync.hq.web.i18n import N_
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 RESOLUTIONS = ("accept", "charge_back", "note")
@@ -28,8 +30,13 @@ def login_redirect(request: Request, exc) -> RedirectResponse:
 def _page(request: Request, name: str, user: auth.User | None, status_code: int = 200,
           **context):
     request.session.setdefault("csrf", secrets.token_urlsafe(24))
+    lang = i18n.choose(request.session, request.query_params.get("lang"),
+                       request.headers.get("accept-language", ""))
+    tr = i18n.translations(lang).gettext
     return TEMPLATES.TemplateResponse(request, name, {
-        "user": user, "csrf": request.session["csrf"], **context}, status_code=status_code)
+        "user": user, "csrf": request.session["csrf"], "lang": lang, "_": tr,
+        "label": lambda word: tr(i18n.LABELS.get(word, word)),
+        "languages": list(i18n.NAMES.items()), **context}, status_code=status_code)
 
 
 def _local(target: str) -> str:
@@ -51,7 +58,7 @@ def login(request: Request, c: Db, user: str = Form(...), password: str = Form(.
     if found is None:
         audit.record(c, user[:60], "login.failed")
         return _page(request, "login.html", None, 401, next=_local(next),
-                     error="Wrong user name or password.")
+                     error=N_("Wrong user name or password."))
     audit.record(c, found.name, "login")
     request.session.clear()
     request.session.update(user=found.name, csrf=secrets.token_urlsafe(24))
@@ -100,7 +107,7 @@ def _dates(*values: str) -> bool:
 def redemptions(request: Request, c: Db, user: User, since: str = "", until: str = "",
                 store: str = "", q: str = ""):
     if not _dates(since, until):
-        return _page(request, "redemptions.html", user, error="Dates are YYYY-MM-DD.",
+        return _page(request, "redemptions.html", user, error=N_("Dates are YYYY-MM-DD."),
                      days=[], rows=[], events=[], totals={}, args=request.query_params)
     where, params = _filters(user, since, until, store, q)
     days = c.rows(f"SELECT substr(at, 1, 10) AS day, count(*) AS n FROM events "
@@ -173,7 +180,7 @@ def resolve(request: Request, c: Db, user: User, event_id: str = Form(...),
                     (event_id, kind)).fetchone()
     if row is None or not user.sees(row[0] or "") or resolution not in RESOLUTIONS:
         return _page(request, "message.html", user, status_code=404,
-                     message="That conflict does not exist or is not yours to resolve.")
+                     message=N_("That conflict does not exist or is not yours to resolve."))
     c.begin_write()
     try:
         c.execute("UPDATE conflicts SET resolution = ?, resolved_by = ?, resolved_at = ?, "
@@ -192,5 +199,5 @@ def resolve(request: Request, c: Db, user: User, event_id: str = Form(...),
 def audit_page(request: Request, c: Db, user: User):
     if user.role != "owner":
         return _page(request, "message.html", user, status_code=403,
-                     message="Only an owner can read the audit log.")
+                     message=N_("Only an owner can read the audit log."))
     return _page(request, "audit.html", user, rows=audit.latest(c))
