@@ -3,6 +3,7 @@ throwaway PostgreSQL cluster (and the embedded SQLite default), a real device ag
 the server as its own process on a free loopback port, and plain HTTP requests."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -350,3 +352,57 @@ def test_a_conflict_is_resolved_once_with_csrf_and_lands_in_the_audit_log(served
     assert "charge back by owner: customer asked twice" in done
     audit = http.request("GET", "/audit")[2]
     assert "conflict.resolve" in audit and "user.add" in audit and "login" in audit
+
+
+# -- in a real browser -------------------------------------------------------------------
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,900", "--lang=en-US"):
+        options.add_argument(arg)
+    options.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(served, browser,
+                                                                              tmp_path):
+    from selenium.webdriver.common.by import By
+
+    added = hq("user", "add", "--db", served.db_url, "--name", "owner", stdin="correct horse 1\n")
+    assert added.returncode == 0, added.stderr
+    shots = Path(os.environ.get("HQ_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.get(served.http.base + "/fleet")
+    assert browser.current_url.endswith("/login?next=/fleet")
+    browser.save_screenshot(str(shots / "hq-login-en.png"))
+    browser.find_element(By.ID, "user").send_keys("owner")
+    browser.find_element(By.ID, "password").send_keys("correct horse 1")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_until(lambda: browser.current_url.endswith("/fleet"), 15, what="back on /fleet")
+    wait_until(lambda: "k1" in browser.find_element(By.TAG_NAME, "table").text, 30,
+               what="k1 on the fleet page")
+    titles = {"en": "Fleet", "uz": "Qurilmalar", "kk": "Құрылғылар", "ru": "Устройства"}
+    for lang, title in titles.items():
+        for path in ("/", "/fleet", "/conflicts", "/audit"):
+            browser.get(f"{served.http.base}{path}?lang={lang}")
+            assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+            nav = browser.find_element(By.TAG_NAME, "nav").text
+            assert title in nav, f"{lang} {path}: {nav!r}"
+            body = browser.find_element(By.TAG_NAME, "body")
+            # nothing wider than the window: no horizontal scroll in any language
+            assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+            assert body.text.strip()
+            name = "home" if path == "/" else path.strip("/")
+            browser.save_screenshot(str(shots / f"hq-{name}-{lang}.png"))
+    browser.get(served.http.base + "/?lang=en")
+    assert "3 redeemed" in browser.find_element(By.TAG_NAME, "main").text
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg.bars rect")
+    assert len(bars) >= 1 and all(float(b.get_attribute("height")) > 0 for b in bars)

@@ -18,6 +18,14 @@ from sync.hq.web.deps import Db, User, check_csrf
 from sync.hq.web.i18n import N_
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(stamp: str | None) -> str:
+    """An RFC 3339 time as people read it on a dashboard: 2026-12-01 14:02 (UTC)."""
+    return (stamp or "")[:16].replace("T", " ")
+
+
+TEMPLATES.env.filters["when"] = _when
 RESOLUTIONS = ("accept", "charge_back", "note")
 PAGE_ROWS = 200
 router = APIRouter(include_in_schema=False)
