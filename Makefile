@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench clean
+.PHONY: venv system-deps demo test lint bench clean hq-catalogs
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ bench: venv
 	@for b in scan ui sync printing; do \
 	  if [ -f bench/$$b.py ]; then $(XRUN) $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
+
+# HQ dashboard translations (Babel): extract the strings, merge them into the .po
+# files (translate the new ones there), compile the .mo files.
+HQ_LOCALE := sync/hq/web/locale
+hq-catalogs: venv
+	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .
+	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE) --no-location
+	$(BIN)/pybabel -q compile -D hq -d $(HQ_LOCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

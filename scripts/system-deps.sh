@@ -8,6 +8,8 @@ packages=(
   python3 python3-venv python3-dev gcc make git openssl
   libzbar0                      # pyzbar's decoder library
   mosquitto                     # real MQTT broker for the sync tests
+  postgresql                    # throwaway clusters for HQ's tests (initdb/pg_ctl, never a shared server)
+  chromium chromium-driver      # the HQ dashboard driven in a real browser (Selenium)
   xvfb xauth                    # virtual display for the Kivy tests and screenshots
   libgl1 libegl1 libgles2 libgl1-mesa-dri   # OpenGL for Kivy's SDL2 window
   libmtdev1 libsdl2-2.0-0       # input + SDL runtime Kivy loads

@@ -44,6 +44,10 @@ def redemptions_filter(program: str = "+") -> str:
     return f"{ROOT}/{program}/stores/+/devices/+/redemptions"
 
 
+def status_filter(program: str = "+") -> str:
+    return f"{ROOT}/{program}/stores/+/devices/+/status"
+
+
 @dataclass(frozen=True)
 class DeviceTopic:
     program: str

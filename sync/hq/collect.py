@@ -10,7 +10,6 @@ never a loss, and the unique event id makes the resend harmless.
 
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ import uuid
 from sync import protocol
 from sync.hq.common import HqError, add_broker_args, close, connect, settings_from_args
 from sync.hq.db import HqDb
+from sync.hq.engine import db_errors
 
 log = logging.getLogger("kiosk.hq.collect")
 
@@ -26,7 +26,8 @@ log = logging.getLogger("kiosk.hq.collect")
 def register(sub) -> None:
     p = sub.add_parser("collect", help="store device redemptions in an HQ database and ack them")
     add_broker_args(p)
-    p.add_argument("--db", required=True, help="HQ SQLite database (created if missing)")
+    p.add_argument("--db", required=True,
+                   help="HQ database: a SQLite path (created if missing) or postgresql://...")
     p.add_argument("--program", default="+", help="only this program (default: all)")
     p.add_argument("--group", default="kiosk-hq", help="shared-subscription group name")
     p.add_argument("--bundle", action="append", default=[],
@@ -38,8 +39,12 @@ def register(sub) -> None:
 
 
 class Collector:
-    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq"):
-        self.db, self.program, self.group = db, program, group
+    """``fleet=True`` (``kiosk-hq serve``) also keeps every device's heartbeat
+    (:mod:`sync.hq.fleet`); heartbeats are retained, so each collector reads them all."""
+
+    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq", *,
+                 fleet: bool = False):
+        self.db, self.program, self.group, self.fleet = db, program, group, fleet
         self.client = None
         self.last_message = time.monotonic()
         self.stored = self.duplicates = self.flagged = 0
@@ -51,10 +56,18 @@ class Collector:
 
     def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
-            client.subscribe(self.subscription, qos=1)  # again after every reconnect
+            self._subscribe(client)  # again after every reconnect
+
+    def _subscribe(self, client) -> None:
+        client.subscribe(self.subscription, qos=1)
+        if self.fleet:
+            client.subscribe(protocol.status_filter(self.program), qos=1)
 
     def on_message(self, client, userdata, msg) -> None:
         self.last_message = time.monotonic()
+        if self.fleet and msg.topic.endswith("/status"):
+            self._status(msg.topic, msg.payload)
+            return
         try:
             where = protocol.parse_device_topic(msg.topic)
             events = protocol.decode_events(msg.payload)
@@ -64,7 +77,7 @@ class Collector:
         try:
             with self.lock:
                 result = self.db.store_batch(where.program, where.store, where.device, events)
-        except sqlite3.Error as exc:  # not acked: the device sends the batch again
+        except db_errors() as exc:  # not acked: the device sends the batch again
             log.error("could not store a batch from %s/%s: %s", where.store, where.device, exc)
             return
         self.stored += result.new
@@ -74,6 +87,16 @@ class Collector:
             log.warning("conflict: event %s from %s/%s", event_id, where.store, where.device)
         ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
         client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
+
+    def _status(self, topic: str, payload: bytes) -> None:
+        from sync.hq import fleet
+
+        try:
+            where = protocol.parse_device_topic(topic)
+            with self.lock:
+                fleet.record_status(self.db.conn, where.program, where.store, where.device, payload)
+        except (protocol.ProtocolError, fleet.StatusError, *db_errors()) as exc:
+            log.warning("refused a status on %s: %s", topic, exc)
 
     def run(self, settings, *, once: bool = False, idle: float = 3.0,
             stop: threading.Event | None = None) -> None:
@@ -85,7 +108,7 @@ class Collector:
         client.reconnect_delay_set(1, 30)
         self.client = connect(settings, "", client=client)
         client.on_connect = self.on_connect
-        client.subscribe(self.subscription, qos=1)
+        self._subscribe(client)
         self.last_message = time.monotonic()
         try:
             while not stop.wait(0.2):
@@ -99,7 +122,11 @@ def cmd_collect(args) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("paho").setLevel(logging.WARNING)
-    db = HqDb(args.db)
+    try:
+        db = HqDb(args.db)
+    except db_errors() as exc:
+        print(f"kiosk-hq: collect: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

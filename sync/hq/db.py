@@ -1,7 +1,7 @@
 """HQ's database: every event once (unique id), conflicts flagged, codes' max_uses.
 
 At-least-once transport, exactly-once effect: an event is stored under its id with
-``INSERT OR IGNORE``, so redeliveries change nothing. Conflicts are rows of their
+``ON CONFLICT (id) DO NOTHING``, so redeliveries change nothing. Conflicts are rows of their
 own, keyed by (event id, kind), so a replay never flags twice:
 
 * ``over_redeemed`` - a redemption that takes a code past its ``max_uses`` (counting
@@ -11,36 +11,109 @@ own, keyed by (event id, kind), so a replay never flags twice:
 
 ``max_uses`` comes from the bundles HQ published (``publish --db`` or
 ``collect --bundle``); a code HQ knows nothing about counts as single-use.
+
+The database is SQLite (``sqlite:///hq.sqlite`` or a path) or PostgreSQL
+(``postgresql://...``); the schema is the named migrations below.
 """
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk.core import bundle, timefmt
+from sync.hq.engine import Engine, Migration, open_engine
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
+_EVENT_COLUMNS = """
+    program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
     seq INTEGER, kind TEXT NOT NULL, voids TEXT, code_hash TEXT NOT NULL, reward_id TEXT,
     list_version INTEGER, at TEXT NOT NULL, clock TEXT, staff TEXT,
-    received_at TEXT NOT NULL, voided_by TEXT
-);
-CREATE INDEX IF NOT EXISTS events_code ON events (program, code_hash);
-CREATE INDEX IF NOT EXISTS events_voids ON events (voids);
-CREATE TABLE IF NOT EXISTS conflicts (
+    received_at TEXT NOT NULL, voided_by TEXT"""
+_COMMON = [
+    "CREATE INDEX IF NOT EXISTS events_code ON events (program, code_hash)",
+    "CREATE INDEX IF NOT EXISTS events_voids ON events (voids)",
+    """CREATE TABLE IF NOT EXISTS conflicts (
     event_id TEXT NOT NULL, kind TEXT NOT NULL, program TEXT, store TEXT, device TEXT,
     code_hash TEXT, detail TEXT, flagged_at TEXT NOT NULL,
-    PRIMARY KEY (event_id, kind)
-);
-CREATE TABLE IF NOT EXISTS codes (
+    PRIMARY KEY (event_id, kind))""",
+]
+_WEBHOOKS = """CREATE TABLE webhooks (
+    name TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, created_at TEXT NOT NULL,
+    event_cursor BIGINT NOT NULL DEFAULT 0, conflict_cursor BIGINT NOT NULL DEFAULT 0,
+    delivered BIGINT NOT NULL DEFAULT 0, last_error TEXT)"""
+# Conflicts get a cursor column n that is never reused (a resolved void_unknown
+# conflict is deleted; SQLite would hand its rowid out again): a counter and a
+# trigger on SQLite, a bigserial on PostgreSQL.
+_WEBHOOKS_MIGRATION = Migration(
+    "0004-webhooks-conflict-cursor",
+    sqlite=[_WEBHOOKS,
+            "ALTER TABLE conflicts ADD COLUMN n INTEGER",
+            "UPDATE conflicts SET n = rowid",
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            "INSERT INTO counters VALUES ('conflicts', (SELECT coalesce(max(rowid), 0) FROM conflicts))",
+            """CREATE TRIGGER conflicts_n AFTER INSERT ON conflicts BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'conflicts';
+    UPDATE conflicts SET n = (SELECT value FROM counters WHERE name = 'conflicts')
+        WHERE rowid = NEW.rowid;
+END"""],
+    postgresql=[_WEBHOOKS, "ALTER TABLE conflicts ADD COLUMN n BIGSERIAL"],
+)
+
+
+_FLEET_AUDIT = [
+    """CREATE TABLE devices (
+    program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
+    list_version BIGINT, outbox BIGINT, prev_outbox BIGINT, software TEXT, status TEXT,
+    last_seen_at TEXT, offline_at TEXT, PRIMARY KEY (program, store, device))""",
+    "ALTER TABLE conflicts ADD COLUMN resolution TEXT",
+    "ALTER TABLE conflicts ADD COLUMN resolved_by TEXT",
+    "ALTER TABLE conflicts ADD COLUMN resolved_at TEXT",
+    "ALTER TABLE conflicts ADD COLUMN note TEXT",
+    """CREATE TABLE audit (
+    at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT)""",
+    "CREATE INDEX audit_at ON audit (at)",
+]
+
+
+MIGRATIONS = [
+    # The first one is what HQ databases made before migrations already hold
+    # (CREATE ... IF NOT EXISTS), so an old hq.sqlite upgrades in place.
+    Migration(
+        "0001-events-conflicts-codes",
+        sqlite=[f"CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, {_EVENT_COLUMNS})",
+                *_COMMON,
+                """CREATE TABLE IF NOT EXISTS codes (
     program TEXT NOT NULL, code_hash TEXT NOT NULL, max_uses INTEGER NOT NULL,
-    PRIMARY KEY (program, code_hash)
-) WITHOUT ROWID;
-"""
+    PRIMARY KEY (program, code_hash)) WITHOUT ROWID"""],
+        # n: the API's cursor (SQLite uses the rowid, see Engine.cursor_column)
+        postgresql=[f"CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, "
+                    f"n BIGSERIAL UNIQUE, {_EVENT_COLUMNS})",
+                    *_COMMON,
+                    """CREATE TABLE IF NOT EXISTS codes (
+    program TEXT NOT NULL, code_hash TEXT NOT NULL, max_uses INTEGER NOT NULL,
+    PRIMARY KEY (program, code_hash))"""]),
+    Migration(
+        "0002-api-tokens",
+        sqlite=["""CREATE TABLE api_tokens (
+    name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+    revoked_at TEXT, last_used_at TEXT)"""],
+        postgresql=["""CREATE TABLE api_tokens (
+    name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+    revoked_at TEXT, last_used_at TEXT)"""]),
+    Migration(
+        "0003-users-meta",
+        sqlite=["""CREATE TABLE users (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
+    stores TEXT, created_at TEXT NOT NULL)""",
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+        postgresql=["""CREATE TABLE users (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
+    stores TEXT, created_at TEXT NOT NULL)""",
+                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
+    _WEBHOOKS_MIGRATION,
+    Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
+]
 
 
 @dataclass(frozen=True)
@@ -53,19 +126,22 @@ class Stored:
 
 
 class HqDb:
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                                    check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
+    """HQ's events, conflicts and codes on SQLite or PostgreSQL (see :mod:`sync.hq.engine`)."""
+
+    def __init__(self, url: Path | str | Engine):
+        self.engine = url if isinstance(url, Engine) else open_engine(url)
+        self.conn = self.engine.connect()
+        try:
+            self.conn.migrate(MIGRATIONS)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
 
     def _begin(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.begin_write()
 
     # -- events -------------------------------------------------------------------
     def store_batch(self, program: str, store: str, device: str, events: list[dict]) -> Stored:
@@ -79,17 +155,17 @@ class HqDb:
                 if self._insert(program, store, device, event, now):
                     new += 1
                     flagged += self._check(program, store, device, event, now)
-            self.conn.execute("COMMIT")
+            self.conn.commit()
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.rollback()
             raise
         return Stored([e["id"] for e in events], flagged, new)
 
     def _insert(self, program: str, store: str, device: str, e: dict, now: str) -> bool:
         cur = self.conn.execute(
-            "INSERT OR IGNORE INTO events (id, program, store, device, seq, kind, voids, "
+            "INSERT INTO events (id, program, store, device, seq, kind, voids, "
             "code_hash, reward_id, list_version, at, clock, staff, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (e["id"], program, store, device, e.get("seq"), e["kind"], e.get("voids"),
              e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
              e.get("clock"), e.get("staff"), now))
@@ -98,7 +174,9 @@ class HqDb:
     def _flag(self, kind: str, program: str, store: str, device: str, e: dict, detail: dict,
               now: str) -> list[str]:
         self.conn.execute(
-            "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO conflicts (event_id, kind, program, store, device, code_hash, detail, "
+            "flagged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (event_id, kind) DO NOTHING",
             (e["id"], kind, program, store, device, e["code_hash"], json.dumps(detail), now))
         return [e["id"]]
 
@@ -143,12 +221,13 @@ class HqDb:
             try:
                 for batch in _batched(bundle.iter_records(source, manifest), 20_000):
                     self.conn.executemany(
-                        "INSERT OR REPLACE INTO codes VALUES (?, ?, ?)",
+                        "INSERT INTO codes VALUES (?, ?, ?) ON CONFLICT (program, code_hash) "
+                        "DO UPDATE SET max_uses = excluded.max_uses",
                         [(manifest.program, r.code_hash, r.max_uses) for r in batch if r.op == "put"])
                     count += len(batch)
-                self.conn.execute("COMMIT")
+                self.conn.commit()
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self.conn.rollback()
                 raise
         finally:
             source.close()
@@ -159,9 +238,7 @@ class HqDb:
         return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def rows(self, sql: str, params: Iterable = ()) -> list[dict]:
-        cur = self.conn.execute(sql, tuple(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self.conn.rows(sql, params)
 
 
 def _batched(items, size: int):

@@ -8,15 +8,15 @@ after one blank line; ``--json``: under ``conflicts``).
 import csv
 import json
 import sys
-from pathlib import Path
 
 from kiosk.core import timefmt
 from sync.hq.db import HqDb
+from sync.hq.engine import db_errors, open_engine
 
 ROWS_SQL = """
 SELECT store, device, coalesce(reward_id, '') AS reward_id, substr(at, 1, 10) AS day,
-       sum(kind = 'redeem') AS redeemed,
-       sum(kind = 'redeem' AND voided_by IS NOT NULL) AS voided
+       count(*) AS redeemed,
+       sum(CASE WHEN voided_by IS NOT NULL THEN 1 ELSE 0 END) AS voided
 FROM events WHERE at >= ? AND kind = 'redeem'
 GROUP BY store, device, reward_id, day ORDER BY day, store, device, reward_id
 """
@@ -29,7 +29,7 @@ WHERE coalesce(e.at, c.flagged_at) >= ? ORDER BY c.flagged_at
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="redemptions per store, device, reward and day; conflicts")
-    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--db", required=True, help="sqlite:///PATH, a path, or postgresql://...")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
@@ -79,10 +79,19 @@ def write_csv(report: dict, out) -> None:
 
 
 def cmd_report(args) -> int:
-    if not args.db.exists():
-        print(f"kiosk-hq: report: no database at {args.db}", file=sys.stderr)
+    try:
+        engine = open_engine(args.db)
+    except ValueError as exc:
+        print(f"kiosk-hq: report: {exc}", file=sys.stderr)
+        return 2
+    if engine.kind == "sqlite" and not engine.path.exists():
+        print(f"kiosk-hq: report: no database at {engine.path}", file=sys.stderr)
         return 1
-    db = HqDb(args.db)
+    try:
+        db = HqDb(engine)
+    except db_errors() as exc:
+        print(f"kiosk-hq: report: {exc}", file=sys.stderr)
+        return 1
     try:
         report = build(db, args.since)
     except ValueError:

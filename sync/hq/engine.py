@@ -1,0 +1,177 @@
+"""HQ's database engine: SQLite (the embedded default, one shop) or PostgreSQL (a chain).
+
+``open_engine(url)`` takes ``sqlite:///path/hq.sqlite``, a plain file path (what
+``kiosk-hq collect --db hq.sqlite`` always took) or ``postgresql://user@host/db``. A
+:class:`Conn` speaks one SQL dialect to both: statements are written with ``?``
+placeholders and the upsert forms both engines share (``ON CONFLICT ... DO``); the few
+statements that differ (table options, the cursor column) come from the engine.
+
+Writers take a write lock first (:meth:`Conn.begin_write`): SQLite's ``BEGIN
+IMMEDIATE``, and on PostgreSQL a transaction-scoped advisory lock. Several collectors
+therefore store batches one after the other, which keeps the use-count checks exact
+and makes the events' cursor column grow in commit order (an API reader that pages by
+cursor never skips a row committed late).
+
+Schema changes are named migrations, each applied once and recorded in the table
+``migrations`` (as on the device), in one transaction with the change.
+"""
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kiosk.errors import KioskError
+
+WRITE_LOCK_KEY = 0x6B696F736B  # the advisory lock id of HQ writers ("kiosk")
+
+
+class DbUrlError(KioskError, ValueError):
+    """A database URL kiosk-hq cannot use."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named schema change; ``sqlite``/``postgresql`` hold its statements."""
+
+    name: str
+    sqlite: Sequence[str]
+    postgresql: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Engine:
+    url: str
+    kind: str  # "sqlite" | "postgresql"
+    path: Path | None = None
+
+    @property
+    def cursor_column(self) -> str:
+        """The events' monotonic column: SQLite's rowid, PostgreSQL's ``n`` (bigserial)."""
+        return "rowid" if self.kind == "sqlite" else "n"
+
+    @property
+    def display(self) -> str:
+        """The URL without a password, for logs and messages."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        return self.url.replace(f":{parts.password}@", ":***@", 1)
+
+    def connect(self) -> "Conn":
+        if self.kind == "sqlite":
+            raw = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+            raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA synchronous=FULL")
+            return Conn(raw, self)
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover - the hq extra is not installed
+            raise DbUrlError("PostgreSQL needs psycopg: pip install 'redeem-kiosk[hq]'") from None
+        try:
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise DbUrlError(f"cannot connect to {self.display}: {exc}".strip()) from None
+        return Conn(raw, self)
+
+
+def open_engine(url: str | Path) -> Engine:
+    """The engine for ``url`` (``sqlite:///PATH``, ``postgresql://...`` or a file path)."""
+    text = str(url).strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return Engine(text, "postgresql")
+    if text.startswith("sqlite:///"):
+        rest = text[len("sqlite:///"):]  # as SQLAlchemy: sqlite:///rel, sqlite:////abs
+        if not rest:
+            raise DbUrlError(f"{text!r} names no file: sqlite:///PATH")
+        return Engine(text, "sqlite", Path(rest))
+    if "://" in text:
+        raise DbUrlError(f"unknown database URL {text!r}: use sqlite:///PATH or "
+                         "postgresql://USER@HOST/DB")
+    if not text:
+        raise DbUrlError("no database given")
+    return Engine(f"sqlite:///{text}", "sqlite", Path(text))
+
+
+class Conn:
+    """One connection in autocommit mode; transactions are opened explicitly."""
+
+    def __init__(self, raw, engine: Engine):
+        self.raw, self.engine = raw, engine
+        self.integrity_errors = _integrity_errors(engine.kind)
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.engine.kind == "sqlite" else sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: Iterable = ()):
+        return self.raw.execute(self._sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
+        if self.engine.kind == "sqlite":
+            self.raw.executemany(sql, rows)
+        else:
+            with self.raw.cursor() as cur:
+                cur.executemany(self._sql(sql), list(rows))
+
+    def begin_write(self) -> None:
+        if self.engine.kind == "sqlite":
+            self.raw.execute("BEGIN IMMEDIATE")
+        else:
+            self.raw.execute("BEGIN")
+            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def rows(self, sql: str, params: Iterable = ()) -> list[dict]:
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def migrate(self, migrations: Sequence[Migration]) -> list[str]:
+        """Apply the migrations not yet recorded; returns the names applied now."""
+        self.execute("CREATE TABLE IF NOT EXISTS migrations "
+                     "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        applied = []
+        for m in migrations:
+            self.begin_write()
+            try:
+                done = self.execute("SELECT 1 FROM migrations WHERE name = ?", (m.name,)).fetchone()
+                if done is None:
+                    for statement in getattr(m, self.engine.kind):
+                        self.raw.execute(statement)
+                    self.execute("INSERT INTO migrations VALUES (?, ?)",
+                                 (m.name, datetime.now(UTC).isoformat(timespec="seconds")))
+                    applied.append(m.name)
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
+        return applied
+
+
+def _integrity_errors(kind: str) -> tuple[type[BaseException], ...]:
+    if kind == "sqlite":
+        return (sqlite3.IntegrityError,)
+    import psycopg
+
+    return (psycopg.IntegrityError,)
+
+
+def db_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "the database did not take this" on either engine."""
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, DbUrlError)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return errors
+    return (*errors, psycopg.Error)

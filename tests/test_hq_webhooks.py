@@ -1,0 +1,154 @@
+"""Webhooks as the loyalty platform receives them: a real HTTP receiver on a free
+loopback port that checks the signature, fails on purpose, and counts deliveries;
+events stored through HqDb exactly as the collector stores them, on both engines."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sync import testing_pg
+from sync.hq import webhooks
+from sync.hq.db import HqDb
+from sync.testing import wait_until
+
+
+@pytest.fixture(scope="module")
+def pg():
+    if not testing_pg.available():
+        pytest.skip("PostgreSQL server binaries are not installed")
+    with testing_pg.Postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'hq.sqlite'}"
+    else:
+        url = request.getfixturevalue("pg").create_db(f"w{uuid.uuid4().hex[:10]}")
+    d = HqDb(url)
+    yield d
+    d.close()
+
+
+class Receiver:
+    """The platform's endpoint: answers ``fail`` times with 500, then 200."""
+
+    def __init__(self, fail: int = 0):
+        self.fail = fail
+        self.got: list[dict] = []
+        self.headers: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail > 0:
+                    outer.fail -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.got.append({"body": body, **json.loads(body)})
+                outer.headers.append(dict(self.headers))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def ev(i, *, kind="redeem", code=None, voids=None):
+    return {"id": f"e{i}", "seq": i, "device": "k1", "store": "s1", "kind": kind, "voids": voids,
+            "code_hash": code or f"c{i}", "reward_id": "coffee", "list_version": 1,
+            "at": f"2026-12-01T10:00:{i:02d}Z", "clock": "synced", "staff": None}
+
+
+def test_every_event_and_conflict_is_delivered_signed_in_order(db, receiver):
+    db.store_batch("cafe", "s1", "k1", [ev(1)])  # before the webhook: not delivered
+    secret = webhooks.add(db.conn, "platform", receiver.url)
+    db.store_batch("cafe", "s1", "k1", [ev(2), ev(3)])
+    db.store_batch("cafe", "s1", "k2", [ev(4, code="c2")])  # c2 a second time: conflict
+    db.store_batch("cafe", "s1", "k1", [ev(5, kind="void", voids="e3", code="c3")])
+    dispatcher = webhooks.Dispatcher(db.engine)
+    assert dispatcher.deliver_pending(db.conn) == 5
+
+    kinds = [(g["type"], g["data"].get("id") or g["data"]["event_id"]) for g in receiver.got]
+    assert kinds == [("redemption.created", "e2"), ("redemption.created", "e3"),
+                     ("redemption.created", "e4"), ("redemption.voided", "e5"),
+                     ("conflict.created", "e4")]
+    for got, headers in zip(receiver.got, receiver.headers, strict=True):
+        stamp = headers["Kiosk-Webhook-Timestamp"]
+        mac = hmac.new(secret.encode(), stamp.encode() + b"." + got["body"], hashlib.sha256)
+        assert headers["Kiosk-Webhook-Signature"] == "v1=" + mac.hexdigest()
+        assert headers["Kiosk-Webhook-Id"] == got["id"]
+    assert dispatcher.deliver_pending(db.conn) == 0  # nothing twice
+    assert webhooks.listing(db.conn)[0]["delivered"] == 5
+
+
+def test_a_failing_receiver_gets_retries_with_the_same_id_and_nothing_is_skipped(db):
+    receiver = Receiver(fail=3)
+    try:
+        webhooks.add(db.conn, "platform", receiver.url)
+        db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
+        dispatcher = webhooks.Dispatcher(db.engine, backoff_s=0.01)
+        deadline = time.monotonic() + 20
+        while len(receiver.got) < 2 and time.monotonic() < deadline:
+            dispatcher.deliver_pending(db.conn)
+            time.sleep(0.02)
+        assert [g["data"]["id"] for g in receiver.got] == ["e1", "e2"]
+        assert receiver.fail == 0  # the three failures happened and were retried
+        assert webhooks.listing(db.conn)[0]["last_error"] is None
+    finally:
+        receiver.close()
+
+
+def test_backoff_waits_and_a_restarted_dispatcher_resumes_from_the_stored_cursor(db):
+    receiver = Receiver(fail=1)
+    try:
+        webhooks.add(db.conn, "platform", receiver.url)
+        db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
+        first = webhooks.Dispatcher(db.engine, backoff_s=30)
+        assert first.deliver_pending(db.conn) == 0
+        assert "HTTP 500" in webhooks.listing(db.conn)[0]["last_error"]
+        assert first.deliver_pending(db.conn) == 0  # still backing off: no request
+        assert receiver.got == []
+        # a restart (new process) keeps only the database's cursor
+        second = webhooks.Dispatcher(db.engine, poll_s=0.05).start()
+        try:
+            wait_until(lambda: len(receiver.got) == 2, 20, what="both delivered after restart")
+        finally:
+            second.stop()
+        assert [g["data"]["id"] for g in receiver.got] == ["e1", "e2"]
+    finally:
+        receiver.close()
+
+
+def test_bad_urls_and_names_are_refused(db):
+    with pytest.raises(webhooks.WebhookError, match="http"):
+        webhooks.add(db.conn, "x", "ftp://example/hook")
+    webhooks.add(db.conn, "x", "https://example.invalid/hook")
+    with pytest.raises(webhooks.WebhookError, match="already exists"):
+        webhooks.add(db.conn, "x", "https://example.invalid/other")
+    with pytest.raises(webhooks.WebhookError, match="no webhook"):
+        webhooks.remove(db.conn, "nope")
