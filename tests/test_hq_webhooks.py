@@ -134,6 +134,8 @@ def test_backoff_waits_and_a_restarted_dispatcher_resumes_from_the_stored_cursor
         assert first.deliver_pending(db.conn) == 0  # still backing off: no request
         assert receiver.got == []
         # a restart (new process) keeps only the database's cursor
+        db.conn.close()  # the first process is gone
+        db.conn = db.engine.connect()
         second = webhooks.Dispatcher(db.engine, poll_s=0.05).start()
         try:
             wait_until(lambda: len(receiver.got) == 2, 20, what="both delivered after restart")
@@ -152,3 +154,20 @@ def test_bad_urls_and_names_are_refused(db):
         webhooks.add(db.conn, "x", "https://example.invalid/other")
     with pytest.raises(webhooks.WebhookError, match="no webhook"):
         webhooks.remove(db.conn, "nope")
+
+
+def test_only_one_dispatcher_per_database_delivers(db, receiver):
+    webhooks.add(db.conn, "platform", receiver.url)
+    db.store_batch("cafe", "s1", "k1", [ev(1)])
+    other = db.engine.connect()  # a second kiosk-hq serve on the same database
+    try:
+        assert webhooks.Dispatcher(db.engine).deliver_pending(db.conn) == 1
+        db.store_batch("cafe", "s1", "k1", [ev(2)])
+        assert webhooks.Dispatcher(db.engine).deliver_pending(other) == 0  # stands by
+        assert [g["data"]["id"] for g in receiver.got] == ["e1"]
+    finally:
+        other.close()
+    db.conn.close()  # the leader goes away: the next one takes over
+    db.conn = db.engine.connect()
+    assert webhooks.Dispatcher(db.engine).deliver_pending(db.conn) == 1
+    assert [g["data"]["id"] for g in receiver.got] == ["e1", "e2"]

@@ -102,6 +102,7 @@ class Conn:
     def __init__(self, raw, engine: Engine):
         self.raw, self.engine = raw, engine
         self.integrity_errors = _integrity_errors(engine.kind)
+        self._leads: dict[str, object] = {}
 
     def _sql(self, sql: str) -> str:
         return sql if self.engine.kind == "sqlite" else sql.replace("?", "%s")
@@ -130,7 +131,34 @@ class Conn:
         self.raw.execute("ROLLBACK")
 
     def close(self) -> None:
+        for held in self._leads.values():
+            if hasattr(held, "close"):
+                held.close()  # the lock file: its flock goes with it
         self.raw.close()
+
+    def lead(self, role: str) -> bool:
+        """Whether this connection is the one ``role`` leader among the processes on
+        this database (e.g. one webhook dispatcher although several ``serve`` run).
+        Held until the connection closes: a session advisory lock on PostgreSQL, an
+        flock on a file beside the SQLite database."""
+        if role in self._leads:
+            return True
+        if self.engine.kind == "postgresql":
+            key = int.from_bytes(role.encode()[:7].ljust(7, b"\0"), "big")
+            if not self.raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                return False
+            self._leads[role] = True
+            return True
+        import fcntl
+
+        handle = open(f"{self.engine.path}.{role}.lock", "a")  # noqa: SIM115 - kept open
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._leads[role] = handle
+        return True
 
     def rows(self, sql: str, params: Iterable = ()) -> list[dict]:
         cur = self.execute(sql, params)

@@ -136,7 +136,10 @@ class Dispatcher:
             conn.close()
 
     def deliver_pending(self, conn: Conn) -> int:
-        """One pass over every webhook; returns how many deliveries succeeded."""
+        """One pass over every webhook; returns how many deliveries succeeded. Only one
+        dispatcher per database delivers (:meth:`Conn.lead`); the others stand by."""
+        if not conn.lead("webhooks"):
+            return 0
         done = 0
         for hook in conn.rows("SELECT name, url, secret, event_cursor, conflict_cursor "
                               "FROM webhooks ORDER BY name"):
