@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk import __version__, context, watchdog
 from kiosk.config import Config
-from kiosk.core import importer, timefmt
+from kiosk.core import ids, importer, timefmt
 from kiosk.errors import ConfigError, KioskError
 from sync import connection, lists, protocol, status
 from sync.lists import ListEvent, ListReceiver
@@ -43,6 +42,7 @@ class AgentSettings:
     reconnect_max_s: int = 60
     session_expiry_s: int = 86_400
     client_id: str | None = None
+    peer_budget_per_hour: int = 300
 
     @classmethod
     def from_section(cls, section) -> "AgentSettings":
@@ -53,11 +53,16 @@ class AgentSettings:
             "poll_s": section.get("poll_seconds", (int, float), cls.poll_s),
             "reconnect_max_s": section.get("reconnect_max_seconds", int, cls.reconnect_max_s),
             "client_id": section.get("client_id", str, None),
+            "peer_budget_per_hour": section.get("peer_budget_per_hour", int, cls.peer_budget_per_hour),
         }
         for key, low in (("heartbeat_seconds", 1), ("batch_size", 1), ("ack_timeout_seconds", 1),
-                         ("poll_seconds", 0.05), ("reconnect_max_seconds", 1)):
+                         ("poll_seconds", 0.05), ("reconnect_max_seconds", 1),
+                         ("peer_budget_per_hour", 1)):
             if section.get(key, (int, float), low) < low:
                 raise section.error(key, f"must be at least {low}")
+        if values["batch_size"] > protocol.MAX_EVENTS:
+            raise section.error("batch_size", f"must be at most {protocol.MAX_EVENTS} (HQ refuses "
+                                "bigger messages)")
         return cls(**values)
 
 
@@ -86,7 +91,8 @@ class Agent:
             cfg, self.store, self.ledger.clock, cfg.data_dir / "sync-incoming",
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
-        self.live_upto = 0  # highest own seq already fanned out to the store
+        self.peers = PeerBudget(self.settings.peer_budget_per_hour)
+        self.rejected = {"messages": 0, "fanout": 0}  # counted, logged refusals
         self.spool_dir = cfg.data_dir / "sync-spool"
         shutil.rmtree(self.spool_dir, ignore_errors=True)
 
@@ -103,7 +109,8 @@ class Agent:
         }
 
     def _make_client(self) -> mqtt.Client:
-        client_id = self.settings.client_id or f"kiosk-{self.cfg.store}-{self.cfg.device_id}"
+        # the shipped broker makes the client id the user name whatever is sent here
+        client_id = self.settings.client_id or self.broker.username or self.cfg.device_id
         client = connection.make_client(self.broker, client_id)
         client.will_set(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, self.settings.reconnect_max_s)
@@ -194,8 +201,13 @@ class Agent:
         Nothing is lost: unacked events stay in the outbox, HQ re-acks resends."""
         try:
             self._handle(item)
-        except (sqlite3.Error, KioskError, OSError, ValueError, KeyError, TypeError) as exc:
+        except (sqlite3.Error, KioskError, OSError) as exc:
             log.error("could not handle %s: %s: %s", item[0], type(exc).__name__, exc)
+        except Exception as exc:  # a message nobody foresaw: refuse it, keep running
+            if item[0] == "message":
+                self._reject("messages", item[1], f"{type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                log.exception("could not handle %s", item[0])
 
     def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -218,7 +230,7 @@ class Agent:
         self.connected = True
         self.last_error = None
         self.client.subscribe([(self.topics["acks"], 1), (self.topics["manifest"], 1),
-                               (self.topics["live"], SubscribeOptions(qos=1, noLocal=True))])
+                               (self.topics["live"], 1)])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         status.write_status(self.store, connected=True, last_error=None,
@@ -249,7 +261,17 @@ class Agent:
             elif topic == self.topics["manifest"]:
                 self.lists.on_manifest(payload)
         except protocol.ProtocolError as exc:
-            log.warning("ignored a bad message on %s: %s", topic, exc)
+            self._reject("messages", topic, str(exc))
+
+    def _reject(self, kind: str, where: str, why: str, count: int = 1) -> None:
+        """Count a refused message or fan-out event; log the first ones, then every 100th."""
+        before = self.rejected[kind]
+        self.rejected[kind] += count
+        if before < 20 or before // 100 != self.rejected[kind] // 100:
+            log.warning("refused %s %s on %s (%d so far): %s",
+                        count, "message(s)" if kind == "messages" else "fan-out event(s)",
+                        where, self.rejected[kind], why)
+        status.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
 
     def _on_ack(self, payload: bytes) -> None:
         ids, conflicts = protocol.decode_ack(payload)
@@ -263,12 +285,24 @@ class Agent:
         log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
 
     def _on_live(self, payload: bytes) -> None:
-        applied = 0
+        """Events HQ relayed from the store's devices (only HQ may publish here).
+
+        Refused, counted and logged: events of another store, without a valid device
+        name or time, and those beyond a sender's budget (a compromised kiosk cannot
+        use up the store's codes faster than ``peer_budget_per_hour``)."""
+        applied, now = 0, time.monotonic()
         for event in protocol.decode_events(payload):
-            if event.get("store") != self.cfg.store:
+            sender = event.get("device")
+            if sender == self.cfg.device_id:
+                continue  # our own events, relayed back to the whole store
+            if (event.get("store") != self.cfg.store or not isinstance(sender, str)
+                    or not ids.is_name(sender) or not event.get("at")):
+                self._reject("fanout", "live", f"event {event['id']} names store "
+                             f"{event.get('store')!r} and device {sender!r}")
                 continue
-            if not all(isinstance(event.get(k), str) for k in ("device", "at")):
-                log.warning("ignored fan-out event %s without device or time", event["id"])
+            if not self.peers.take(sender, now):
+                self._reject("fanout", "live", f"device {sender} is over its budget of "
+                             f"{self.peers.per_hour} events an hour")
                 continue
             if self.ledger.apply_remote(event):
                 applied += 1
@@ -277,12 +311,8 @@ class Agent:
 
     # -- publishing -------------------------------------------------------------------
     def _publish_batch(self, events: list[dict]) -> None:
-        body = protocol.encode_events(events)
-        self.client.publish(self.topics["redemptions"], body, qos=1)
-        fresh = [e for e in events if e["seq"] > self.live_upto]
-        if fresh:
-            self.client.publish(self.topics["live"], protocol.encode_events(fresh), qos=1)
-            self.live_upto = fresh[-1]["seq"]
+        """Events go to HQ only; HQ relays them to the store's other kiosks."""
+        self.client.publish(self.topics["redemptions"], protocol.encode_events(events), qos=1)
 
     def _subscribe_chunks(self, topics: list[str]) -> None:
         if self.connected and topics:
@@ -318,6 +348,7 @@ class Agent:
             "list_error": self.list_state.message if self.list_state and
             self.list_state.state == "rejected" else None,
             "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
+            "rejected": dict(self.rejected),
             "at": timefmt.format(datetime.now(UTC)),
         }
 
@@ -344,3 +375,21 @@ class Agent:
         status.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
         self.store.close()
         log.info("kiosk-sync stopped")
+
+
+class PeerBudget:
+    """A token bucket per fan-out sender: ``per_hour`` events at once, refilled over an
+    hour. Kept in memory (a restart forgives); at most ``max_senders`` are tracked."""
+
+    def __init__(self, per_hour: int, max_senders: int = 1000):
+        self.per_hour, self.max_senders = per_hour, max_senders
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, sender: str, now: float) -> bool:
+        tokens, then = self.buckets.get(sender, (float(self.per_hour), now))
+        tokens = min(float(self.per_hour), tokens + (now - then) * self.per_hour / 3600.0)
+        if sender not in self.buckets and len(self.buckets) >= self.max_senders:
+            self.buckets.pop(next(iter(self.buckets)))
+        ok = tokens >= 1.0
+        self.buckets[sender] = (tokens - 1.0 if ok else tokens, now)
+        return ok

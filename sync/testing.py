@@ -7,6 +7,7 @@ tests check is what ships. Never the system service.
 
 import datetime as dt
 import ipaddress
+import itertools
 import os
 import shutil
 import socket
@@ -133,6 +134,11 @@ class Broker:
         self.reload()
         return path
 
+    def add_hq_user(self, user: str) -> Path:
+        """An HQ tool login (its own ACL block, like ``kiosk-hq broker-user --acl-file``)."""
+        credentials.upsert_acl(self.folder / "acl", user, credentials.hq_acl(user))
+        return self.add_user(user)
+
     def add_device(self, program: str, store: str, device: str) -> Path:
         credentials.upsert_acl(self.folder / "acl", device,
                                credentials.device_acl(program, store, device))
@@ -254,11 +260,18 @@ def write_device_config(folder: Path, broker: "Broker", *, device: str, store: s
     return path
 
 
-def hq_settings(broker: "Broker", user: str = "hq"):
+_hq_logins = itertools.count(1)
+
+
+def hq_settings(broker: "Broker", user: str | None = None):
+    """Broker settings for ``user`` (a device or ``hq``, created if missing), or, without
+    a user, for a new HQ login of its own: the broker makes the client id the user
+    name, so two HQ clients sharing a login would knock each other off."""
     from sync import connection
 
+    user = user or f"hq-{os.getpid()}-{next(_hq_logins)}"
     password = broker.folder / f"{user}.password"
     if user not in broker.passwords:
-        password = broker.add_user(user)
+        password = broker.add_user(user) if user == "hq" else broker.add_hq_user(user)
     return connection.with_options(connection.parse_url(broker.url), ca=broker.pki["ca"],
                                    username=user, password_file=password)
