@@ -92,7 +92,9 @@ class Agent:
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
         self.peers = PeerBudget(self.settings.peer_budget_per_hour)
-        self.rejected = {"messages": 0, "fanout": 0}  # counted, logged refusals
+        known = status.read_status(self.store)  # counted, logged refusals, since enrolment
+        self.rejected = {kind: known[f"rejected_{kind}"] for kind in ("messages", "fanout")}
+        self.refused_here = 0
         self.spool_dir = cfg.data_dir / "sync-spool"
         shutil.rmtree(self.spool_dir, ignore_errors=True)
 
@@ -265,9 +267,10 @@ class Agent:
 
     def _reject(self, kind: str, where: str, why: str, count: int = 1) -> None:
         """Count a refused message or fan-out event; log the first ones, then every 100th."""
-        before = self.rejected[kind]
+        before = self.refused_here
+        self.refused_here += count  # since this start: the first ones are always logged
         self.rejected[kind] += count
-        if before < 20 or before // 100 != self.rejected[kind] // 100:
+        if before < 20 or before // 100 != self.refused_here // 100:
             log.warning("refused %s %s on %s (%d so far): %s",
                         count, "message(s)" if kind == "messages" else "fan-out event(s)",
                         where, self.rejected[kind], why)
