@@ -303,6 +303,8 @@ class Agent:
                 self._reject("fanout", "live", f"event {event['id']} names store "
                              f"{event.get('store')!r} and device {sender!r}")
                 continue
+            if self.ledger.knows(event["id"]):
+                continue  # HQ relays resends again; only new events spend the budget
             if not self.peers.take(sender, now):
                 self._reject("fanout", "live", f"device {sender} is over its budget of "
                              f"{self.peers.per_hour} events an hour")

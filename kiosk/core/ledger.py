@@ -245,6 +245,11 @@ class Ledger:
             cur = tx.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
             return cur.rowcount
 
+    def knows(self, event_id: str) -> bool:
+        """True if this redemption or void is recorded here (ours or another kiosk's)."""
+        return self.store.conn.execute("SELECT 1 FROM redemptions WHERE id = ?",
+                                       (event_id,)).fetchone() is not None
+
     def apply_remote(self, event: dict) -> bool:
         """Apply another kiosk's redemption or void (store fan-out). Idempotent.
 

@@ -8,8 +8,9 @@ knew the group could join it and have the broker hand it (and drop) other stores
 events. Each batch is stored in one transaction *before* the ack is published and
 before paho acknowledges the message to the broker (the callback returns only
 afterwards): a crash at any point means a resend, never a loss, and the unique event
-id makes the resend harmless. New events are then relayed to the store's fan-out
-topic, which only HQ may publish on.
+id makes the resend harmless. The batch's events are then relayed to the store's
+fan-out topic, which only HQ may publish on (resends too, in case the first relay
+died with a collector; kiosks apply each event once).
 """
 
 import logging
@@ -103,6 +104,7 @@ class Collector:
         ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
         client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
         if result.relay:  # the store's other kiosks learn of it (only HQ may publish there)
+            # (resends are relayed again: the first relay may have died with a collector)
             client.publish(protocol.live_topic(where.program, where.store),
                            protocol.encode_events(result.relay), qos=1)
             self.relayed += len(result.relay)

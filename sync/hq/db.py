@@ -15,7 +15,8 @@ own, keyed by (event id, kind), so a replay never flags twice:
   the topic's device.
 
 Refused events (``void_refused``, ``sender_mismatch``) are not relayed to the store's
-other kiosks; everything else new is (:attr:`Stored.relay`).
+other kiosks; everything else is (:attr:`Stored.relay`), resends too: a collector that
+died between storing a batch and relaying it relays it when the device sends it again.
 
 ``max_uses`` comes from the bundles HQ published (``publish --db`` or
 ``collect --bundle``); a code HQ knows nothing about counts as single-use.
@@ -60,7 +61,7 @@ REFUSED = ("void_refused", "sender_mismatch")  # flags that keep an event from t
 @dataclass(frozen=True)
 class Stored:
     """Result of storing one batch: ids to ack, ids newly flagged, how many were new, and
-    the new events to relay to the store's other kiosks (device and store from the topic)."""
+    the events to relay to the store's other kiosks (device and store from the topic)."""
 
     ids: list[str]
     conflicts: list[str]
@@ -104,9 +105,14 @@ class HqDb:
                     new += 1
                     kinds = self._check(program, store, device, event, now)
                     flagged += [event["id"]] if kinds else []
-                    if not set(kinds) & set(REFUSED):
-                        relay.append({**{k: event.get(k) for k in EVENT_FIELDS},
-                                      "device": device, "store": store})
+                    refused = bool(set(kinds) & set(REFUSED))
+                else:  # a resend: relayed again, as the first relay may have been lost
+                    refused = self.conn.execute(
+                        "SELECT 1 FROM conflicts WHERE event_id = ? AND kind IN (?, ?)",
+                        (event["id"], *REFUSED)).fetchone() is not None
+                if not refused:
+                    relay.append({**{k: event.get(k) for k in EVENT_FIELDS},
+                                  "device": device, "store": store})
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
