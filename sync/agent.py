@@ -78,6 +78,7 @@ class Agent:
         self.ledger = context.open_ledger(cfg)
         self.store = self.ledger.store
         self.inbox: queue.Queue = queue.Queue()
+        self.connection = 0  # counts successful connects (network thread)
         self.stop_event = threading.Event()
         self.connected = False
         self.last_error: str | None = None
@@ -120,6 +121,10 @@ class Agent:
         client.on_connect_fail = lambda c, u: self.inbox.put(("error", "cannot reach the broker"))
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_mqtt_message
+        # A message is acknowledged to the broker only once the worker has handled it
+        # (an ("ack", ...) item queued after it): a kill -9 before then means the broker
+        # sends it again, so no store fan-out is lost in the queue.
+        client.manual_ack_set(True)
         return client
 
     # -- paho callbacks (network thread: enqueue only) -------------------------------
@@ -127,20 +132,22 @@ class Agent:
         if reason_code.is_failure:
             self.inbox.put(("error", f"broker refused the connection: {reason_code}"))
         else:
+            self.connection += 1  # acks of messages from an earlier connection are void
             self.inbox.put(("connected", flags.session_present))
 
     def _on_mqtt_message(self, client, userdata, msg) -> None:
-        """Chunks (megabytes each) go to disk at once, everything else on the queue."""
+        """Chunks (megabytes each) go to disk at once, everything else on the queue;
+        then its acknowledgement, sent when the worker gets to it."""
         if msg.topic.startswith(self.topics["chunks"]):
-            if not msg.payload:
-                return  # a cleared chunk
             sha = msg.topic[len(self.topics["chunks"]):]
             try:
-                self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
+                if msg.payload:  # (an empty one is a cleared chunk)
+                    self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
             except OSError as exc:
                 self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
         else:
             self.inbox.put(("message", msg.topic, msg.payload))
+        self.inbox.put(("ack", self.connection, msg.mid, msg.qos))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.inbox.put(("disconnected", str(reason_code)))
@@ -225,6 +232,8 @@ class Agent:
             self.lists.on_chunk(item[1], item[2])
         elif kind == "imported":
             self.lists.import_finished(item[1])
+        elif kind == "ack" and item[1] == self.connection:
+            self.client.ack(item[2], item[3])
 
     def _connected(self, session_present: bool) -> None:
         log.info("connected to %s (session %s)", self.broker.url,
