@@ -36,7 +36,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         "gpio": "green_led red_led rgb_led buzzer buzzer_type button bounce_ms active_high "
                 "buzzer_active_high button_pull_up",
         "mqtt": "broker ca cert key username password_file keepalive heartbeat_seconds "
-                "batch_size ack_timeout_seconds poll_seconds reconnect_max_seconds client_id",
+                "batch_size ack_timeout_seconds poll_seconds reconnect_max_seconds client_id "
+                "peer_budget_per_hour",
         "ui": "fullscreen width height rotation pin_hash logo camera_position verdict_timeout "
               "refusal_timeout done_timeout staff_timeout language_timeout pin_lockout "
               "max_pin_tries",

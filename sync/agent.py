@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk import __version__, context, watchdog
 from kiosk.config import Config
-from kiosk.core import importer, timefmt
+from kiosk.core import ids, importer, timefmt
 from kiosk.errors import ConfigError, KioskError
 from sync import connection, lists, protocol, remote, status
 from sync.lists import ListEvent, ListReceiver
@@ -43,6 +42,7 @@ class AgentSettings:
     reconnect_max_s: int = 60
     session_expiry_s: int = 86_400
     client_id: str | None = None
+    peer_budget_per_hour: int = 300
 
     @classmethod
     def from_section(cls, section) -> "AgentSettings":
@@ -53,11 +53,16 @@ class AgentSettings:
             "poll_s": section.get("poll_seconds", (int, float), cls.poll_s),
             "reconnect_max_s": section.get("reconnect_max_seconds", int, cls.reconnect_max_s),
             "client_id": section.get("client_id", str, None),
+            "peer_budget_per_hour": section.get("peer_budget_per_hour", int, cls.peer_budget_per_hour),
         }
         for key, low in (("heartbeat_seconds", 1), ("batch_size", 1), ("ack_timeout_seconds", 1),
-                         ("poll_seconds", 0.05), ("reconnect_max_seconds", 1)):
+                         ("poll_seconds", 0.05), ("reconnect_max_seconds", 1),
+                         ("peer_budget_per_hour", 1)):
             if section.get(key, (int, float), low) < low:
                 raise section.error(key, f"must be at least {low}")
+        if values["batch_size"] > protocol.MAX_EVENTS:
+            raise section.error("batch_size", f"must be at most {protocol.MAX_EVENTS} (HQ refuses "
+                                "bigger messages)")
         return cls(**values)
 
 
@@ -73,6 +78,7 @@ class Agent:
         self.ledger = context.open_ledger(cfg)
         self.store = self.ledger.store
         self.inbox: queue.Queue = queue.Queue()
+        self.connection = 0  # counts successful connects (network thread)
         self.stop_event = threading.Event()
         self.connected = False
         self.last_error: str | None = None
@@ -86,7 +92,10 @@ class Agent:
             cfg, self.store, self.ledger.clock, cfg.data_dir / "sync-incoming",
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
-        self.live_upto = 0  # highest own seq already fanned out to the store
+        self.peers = PeerBudget(self.settings.peer_budget_per_hour)
+        known = status.read_status(self.store)  # counted, logged refusals, since enrolment
+        self.rejected = {kind: known[f"rejected_{kind}"] for kind in ("messages", "fanout")}
+        self.refused_here = 0
         self.spool_dir = cfg.data_dir / "sync-spool"
         self.remote = remote.Remote(cfg, lambda topic, body: self.client.publish(topic, body, qos=1))
         shutil.rmtree(self.spool_dir, ignore_errors=True)
@@ -104,7 +113,8 @@ class Agent:
         }
 
     def _make_client(self) -> mqtt.Client:
-        client_id = self.settings.client_id or f"kiosk-{self.cfg.store}-{self.cfg.device_id}"
+        # the shipped broker makes the client id the user name whatever is sent here
+        client_id = self.settings.client_id or self.broker.username or self.cfg.device_id
         client = connection.make_client(self.broker, client_id)
         client.will_set(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, self.settings.reconnect_max_s)
@@ -112,6 +122,10 @@ class Agent:
         client.on_connect_fail = lambda c, u: self.inbox.put(("error", "cannot reach the broker"))
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_mqtt_message
+        # A message is acknowledged to the broker only once the worker has handled it
+        # (an ("ack", ...) item queued after it): a kill -9 before then means the broker
+        # sends it again, so no store fan-out is lost in the queue.
+        client.manual_ack_set(True)
         return client
 
     # -- paho callbacks (network thread: enqueue only) -------------------------------
@@ -119,20 +133,22 @@ class Agent:
         if reason_code.is_failure:
             self.inbox.put(("error", f"broker refused the connection: {reason_code}"))
         else:
+            self.connection += 1  # acks of messages from an earlier connection are void
             self.inbox.put(("connected", flags.session_present))
 
     def _on_mqtt_message(self, client, userdata, msg) -> None:
-        """Chunks (megabytes each) go to disk at once, everything else on the queue."""
+        """Chunks (megabytes each) go to disk at once, everything else on the queue;
+        then its acknowledgement, sent when the worker gets to it."""
         if msg.topic.startswith(self.topics["chunks"]):
-            if not msg.payload:
-                return  # a cleared chunk
             sha = msg.topic[len(self.topics["chunks"]):]
             try:
-                self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
+                if msg.payload:  # (an empty one is a cleared chunk)
+                    self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
             except OSError as exc:
                 self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
         else:
             self.inbox.put(("message", msg.topic, msg.payload))
+        self.inbox.put(("ack", self.connection, msg.mid, msg.qos))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.inbox.put(("disconnected", str(reason_code)))
@@ -195,8 +211,13 @@ class Agent:
         Nothing is lost: unacked events stay in the outbox, HQ re-acks resends."""
         try:
             self._handle(item)
-        except (sqlite3.Error, KioskError, OSError, ValueError, KeyError, TypeError) as exc:
+        except (sqlite3.Error, KioskError, OSError) as exc:
             log.error("could not handle %s: %s: %s", item[0], type(exc).__name__, exc)
+        except Exception as exc:  # a message nobody foresaw: refuse it, keep running
+            if item[0] == "message":
+                self._reject("messages", item[1], f"{type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                log.exception("could not handle %s", item[0])
 
     def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -212,6 +233,8 @@ class Agent:
             self.lists.on_chunk(item[1], item[2])
         elif kind == "imported":
             self.lists.import_finished(item[1])
+        elif kind == "ack" and item[1] == self.connection:
+            self.client.ack(item[2], item[3])
 
     def _connected(self, session_present: bool) -> None:
         log.info("connected to %s (session %s)", self.broker.url,
@@ -219,8 +242,7 @@ class Agent:
         self.connected = True
         self.last_error = None
         self.client.subscribe([(self.topics["acks"], 1), (self.topics["manifest"], 1),
-                               (self.topics["live"], SubscribeOptions(qos=1, noLocal=True)),
-                               self.remote.subscription()])
+                               (self.topics["live"], 1), self.remote.subscription()])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         status.write_status(self.store, connected=True, last_error=None,
@@ -253,7 +275,18 @@ class Agent:
             elif self.remote.handles(topic):
                 self.remote.on_request(payload)
         except protocol.ProtocolError as exc:
-            log.warning("ignored a bad message on %s: %s", topic, exc)
+            self._reject("messages", topic, str(exc))
+
+    def _reject(self, kind: str, where: str, why: str, count: int = 1) -> None:
+        """Count a refused message or fan-out event; log the first ones, then every 100th."""
+        before = self.refused_here
+        self.refused_here += count  # since this start: the first ones are always logged
+        self.rejected[kind] += count
+        if before < 20 or before // 100 != self.refused_here // 100:
+            log.warning("refused %s %s on %s (%d so far): %s",
+                        count, "message(s)" if kind == "messages" else "fan-out event(s)",
+                        where, self.rejected[kind], why)
+        status.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
 
     def _on_ack(self, payload: bytes) -> None:
         ids, conflicts = protocol.decode_ack(payload)
@@ -267,12 +300,26 @@ class Agent:
         log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
 
     def _on_live(self, payload: bytes) -> None:
-        applied = 0
+        """Events HQ relayed from the store's devices (only HQ may publish here).
+
+        Refused, counted and logged: events of another store, without a valid device
+        name or time, and those beyond a sender's budget (a compromised kiosk cannot
+        use up the store's codes faster than ``peer_budget_per_hour``)."""
+        applied, now = 0, time.monotonic()
         for event in protocol.decode_events(payload):
-            if event.get("store") != self.cfg.store:
+            sender = event.get("device")
+            if sender == self.cfg.device_id:
+                continue  # our own events, relayed back to the whole store
+            if (event.get("store") != self.cfg.store or not isinstance(sender, str)
+                    or not ids.is_name(sender) or not event.get("at")):
+                self._reject("fanout", "live", f"event {event['id']} names store "
+                             f"{event.get('store')!r} and device {sender!r}")
                 continue
-            if not all(isinstance(event.get(k), str) for k in ("device", "at")):
-                log.warning("ignored fan-out event %s without device or time", event["id"])
+            if self.ledger.knows(event["id"]):
+                continue  # HQ relays resends again; only new events spend the budget
+            if not self.peers.take(sender, now):
+                self._reject("fanout", "live", f"device {sender} is over its budget of "
+                             f"{self.peers.per_hour} events an hour")
                 continue
             if self.ledger.apply_remote(event):
                 applied += 1
@@ -281,12 +328,8 @@ class Agent:
 
     # -- publishing -------------------------------------------------------------------
     def _publish_batch(self, events: list[dict]) -> None:
-        body = protocol.encode_events(events)
-        self.client.publish(self.topics["redemptions"], body, qos=1)
-        fresh = [e for e in events if e["seq"] > self.live_upto]
-        if fresh:
-            self.client.publish(self.topics["live"], protocol.encode_events(fresh), qos=1)
-            self.live_upto = fresh[-1]["seq"]
+        """Events go to HQ only; HQ relays them to the store's other kiosks."""
+        self.client.publish(self.topics["redemptions"], protocol.encode_events(events), qos=1)
 
     def _subscribe_chunks(self, topics: list[str]) -> None:
         if self.connected and topics:
@@ -322,6 +365,7 @@ class Agent:
             "list_error": self.list_state.message if self.list_state and
             self.list_state.state == "rejected" else None,
             "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
+            "rejected": dict(self.rejected),
             "at": timefmt.format(datetime.now(UTC)), **self.remote.heartbeat_fields(),
         }
 
@@ -349,3 +393,21 @@ class Agent:
         status.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
         self.store.close()
         log.info("kiosk-sync stopped")
+
+
+class PeerBudget:
+    """A token bucket per fan-out sender: ``per_hour`` events at once, refilled over an
+    hour. Kept in memory (a restart forgives); at most ``max_senders`` are tracked."""
+
+    def __init__(self, per_hour: int, max_senders: int = 1000):
+        self.per_hour, self.max_senders = per_hour, max_senders
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, sender: str, now: float) -> bool:
+        tokens, then = self.buckets.get(sender, (float(self.per_hour), now))
+        tokens = min(float(self.per_hour), tokens + (now - then) * self.per_hour / 3600.0)
+        if sender not in self.buckets and len(self.buckets) >= self.max_senders:
+            self.buckets.pop(next(iter(self.buckets)))
+        ok = tokens >= 1.0
+        self.buckets[sender] = (tokens - 1.0 if ok else tokens, now)
+        return ok

@@ -7,7 +7,10 @@ here, so a change to the contract is a change to this one module.
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
+
+from kiosk.core import timefmt
 
 ROOT = "kiosk/v1"
 EVENT_FIELDS = ("id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
@@ -63,6 +66,51 @@ def parse_device_topic(topic: str) -> DeviceTopic:
     return DeviceTopic(parts[2], parts[4], parts[6], parts[7])
 
 
+# -- bounded JSON -------------------------------------------------------------------
+# Every message body is untrusted bytes. Before ``json.loads`` sees them they must be
+# under a size cap and a nesting-depth bound: Python's parser recurses per level, and
+# 200 KB of ``[[[[...`` raised RecursionError in the agent, for ever (retained poison).
+MAX_EVENTS = 1000                    # events in one message (the agent sends up to 250)
+MAX_EVENTS_BYTES = 2 * 1024 * 1024   # 1,000 events of ~350 bytes, with room
+MAX_ACK_BYTES = 1024 * 1024          # 8 batches of 250 ids of 36 characters
+MAX_MANIFEST_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_TEXT = 256                       # any string field of an event
+MAX_DEPTH = 2                        # events: a list of objects of plain values
+# a string (to its end if unterminated: no backtracking), or one bracket
+_STRUCTURE = re.compile(rb'[\[\]{}]|"(?:[^"\\]++|\\.)*+"?')
+
+
+def too_deep(payload: bytes, limit: int) -> bool:
+    """True if JSON bytes nest ``[``/``{`` deeper than ``limit`` (strings skipped).
+    Cheap: a count of brackets settles most messages; the scan stops at ``limit``."""
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _STRUCTURE.finditer(payload):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def load_json(payload: bytes, what: str, *, max_bytes: int, max_depth: int = MAX_DEPTH):
+    """``json.loads`` of untrusted bytes, or :class:`ProtocolError` - never anything else."""
+    if not isinstance(payload, (bytes, bytearray)):
+        raise ProtocolError(f"{what} is not bytes")
+    if len(payload) > max_bytes:
+        raise ProtocolError(f"{what} is {len(payload):,} bytes, more than {max_bytes:,}")
+    if too_deep(bytes(payload), max_depth):
+        raise ProtocolError(f"{what} is nested deeper than {max_depth} levels")
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ProtocolError(f"{what} is not JSON ({str(exc)[:80]})") from None
+
+
 # -- bodies ---------------------------------------------------------------------
 def encode_manifest(manifest: bytes, signature: bytes) -> bytes:
     return json.dumps({"manifest": base64.b64encode(manifest).decode(),
@@ -71,8 +119,8 @@ def encode_manifest(manifest: bytes, signature: bytes) -> bytes:
 
 def decode_manifest(payload: bytes) -> tuple[bytes, bytes]:
     """The exact manifest.json bytes and the raw signature from a manifest message."""
+    obj = load_json(payload, "manifest message", max_bytes=MAX_MANIFEST_MESSAGE_BYTES, max_depth=1)
     try:
-        obj = json.loads(payload)
         return (base64.b64decode(obj["manifest"], validate=True),
                 base64.b64decode(obj["signature"], validate=True))
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
@@ -83,20 +131,54 @@ def encode_events(events: list[dict]) -> bytes:
     return json.dumps(events, separators=(",", ":")).encode()
 
 
+_OPTIONAL_TEXT = ("voids", "reward_id", "clock", "staff", "device", "store")
+_OPTIONAL_INT = ("seq", "list_version")
+
+
+def check_event(event) -> dict:
+    """One event as contract v1 has it (docs/sync.md), or :class:`ProtocolError`.
+
+    Only the fields of :data:`EVENT_FIELDS` are kept; strings are bounded; ``at`` must
+    be an RFC 3339 time; a void names the redemption it undoes."""
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise ProtocolError("every event must be an object with a string id")
+    event_id = event["id"]
+    if not 0 < len(event_id) <= 64 or not event_id.isprintable():
+        raise ProtocolError("event id must be 1-64 printable characters")
+    if event.get("kind") not in ("redeem", "void"):
+        raise ProtocolError(f"event {event_id}: kind must be redeem or void")
+    code_hash = event.get("code_hash")
+    if not isinstance(code_hash, str) or not 0 < len(code_hash) <= 128:
+        raise ProtocolError(f"event {event_id}: code_hash must be a string")
+    for key in _OPTIONAL_TEXT:
+        value = event.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise ProtocolError(f"event {event_id}: {key} must be a string of at most {MAX_TEXT}")
+    for key in _OPTIONAL_INT:
+        value = event.get(key)
+        if value is not None and (type(value) is not int or not 0 <= value < 2**63):
+            raise ProtocolError(f"event {event_id}: {key} must be a whole number")
+    if event["kind"] == "void" and not event.get("voids"):
+        raise ProtocolError(f"event {event_id}: a void must name the redemption it voids")
+    at = event.get("at")
+    if at is not None:
+        try:
+            if not isinstance(at, str) or len(at) > 64:
+                raise ValueError(at)
+            timefmt.parse(at)
+        except (ValueError, OverflowError):
+            raise ProtocolError(f"event {event_id}: at must be an RFC 3339 time") from None
+    return {k: event.get(k) for k in EVENT_FIELDS}
+
+
 def decode_events(payload: bytes) -> list[dict]:
-    """A list of events; each must at least carry a string id and a known kind."""
-    try:
-        events = json.loads(payload)
-    except ValueError as exc:
-        raise ProtocolError(f"events message is not JSON ({exc})") from None
+    """A list of checked events (:func:`check_event`); one bad event refuses the message."""
+    events = load_json(payload, "events message", max_bytes=MAX_EVENTS_BYTES)
     if not isinstance(events, list):
         raise ProtocolError("events message must be a JSON list")
-    for event in events:
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
-            raise ProtocolError("every event must be an object with a string id")
-        if event.get("kind") not in ("redeem", "void") or not isinstance(event.get("code_hash"), str):
-            raise ProtocolError(f"event {event['id']}: kind must be redeem or void, with a code_hash")
-    return events
+    if len(events) > MAX_EVENTS:
+        raise ProtocolError(f"events message holds {len(events):,} events, more than {MAX_EVENTS:,}")
+    return [check_event(event) for event in events]
 
 
 def encode_ack(ids: list[str], conflicts: list[str] | None = None) -> bytes:
@@ -104,11 +186,13 @@ def encode_ack(ids: list[str], conflicts: list[str] | None = None) -> bytes:
 
 
 def decode_ack(payload: bytes) -> tuple[list[str], list[str]]:
+    obj = load_json(payload, "ack", max_bytes=MAX_ACK_BYTES, max_depth=2)
     try:
-        obj = json.loads(payload)
         ids, conflicts = obj["ids"], obj.get("conflicts", [])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"ack is not {{ids, conflicts}} JSON ({exc})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ProtocolError("ack ids must be a list of strings")
-    return ids, [str(c) for c in conflicts] if isinstance(conflicts, list) else []
+    if not isinstance(conflicts, list) or not all(isinstance(c, str) for c in conflicts):
+        raise ProtocolError("ack conflicts must be a list of strings")
+    return ids, conflicts

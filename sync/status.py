@@ -12,7 +12,7 @@ from kiosk.core.store import Store
 
 PREFIX = "sync."
 FIELDS = ("connected", "seen_at", "last_sync", "last_ack_at", "last_error", "list_state",
-          "list_error", "broker", "pid", "stopped_at")
+          "list_error", "broker", "pid", "stopped_at", "rejected_messages", "rejected_fanout")
 STALE_AFTER = timedelta(seconds=90)  # three missed refreshes of the agent (30 s each)
 
 
@@ -62,4 +62,6 @@ def read_status(store: Store, now: datetime | None = None) -> dict:
         "list_state": meta.get("list_state"),
         "list_error": meta.get("list_error"),
         "broker": meta.get("broker"),
+        "rejected_messages": int(meta.get("rejected_messages") or 0),
+        "rejected_fanout": int(meta.get("rejected_fanout") or 0),
     }

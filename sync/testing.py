@@ -7,6 +7,7 @@ tests check is what ships. Never the system service.
 
 import datetime as dt
 import ipaddress
+import itertools
 import os
 import shutil
 import socket
@@ -133,6 +134,11 @@ class Broker:
         self.reload()
         return path
 
+    def add_hq_user(self, user: str) -> Path:
+        """An HQ tool login (its own ACL block, like ``kiosk-hq broker-user --acl-file``)."""
+        credentials.upsert_acl(self.folder / "acl", user, credentials.hq_acl(user))
+        return self.add_user(user)
+
     def add_device(self, program: str, store: str, device: str) -> Path:
         credentials.upsert_acl(self.folder / "acl", device,
                                credentials.device_acl(program, store, device))
@@ -254,11 +260,193 @@ def write_device_config(folder: Path, broker: "Broker", *, device: str, store: s
     return path
 
 
-def hq_settings(broker: "Broker", user: str = "hq"):
+_hq_logins = itertools.count(1)
+
+
+def hq_settings(broker: "Broker", user: str | None = None):
+    """Broker settings for ``user`` (a device or ``hq``, created if missing), or, without
+    a user, for a new HQ login of its own: the broker makes the client id the user
+    name, so two HQ clients sharing a login would knock each other off."""
     from sync import connection
 
+    user = user or f"hq-{os.getpid()}-{next(_hq_logins)}"
     password = broker.folder / f"{user}.password"
     if user not in broker.passwords:
-        password = broker.add_user(user)
+        password = broker.add_user(user) if user == "hq" else broker.add_hq_user(user)
     return connection.with_options(connection.parse_url(broker.url), ca=broker.pki["ca"],
                                    username=user, password_file=password)
+
+
+# -- a small estate of kiosks (tests/security, bench/chaos.py) -------------------------
+SALT = b"s" * 32  # make_bundle's default salt
+
+
+class Peer:
+    """A raw MQTT client logged in as someone (a device's stolen credentials, or HQ):
+    publishes exactly the bytes it is given and records what it receives."""
+
+    def __init__(self, settings, client_id: str | None = None):
+        from sync.hq.common import connect
+
+        self.got: list[tuple[str, bytes]] = []
+        self.disconnects = 0
+        self.client = connect(settings, client_id or f"peer-{os.getpid()}-{next(_hq_logins)}")
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+
+        def on_disconnect(*_):
+            self.disconnects += 1
+
+        self.client.on_disconnect = on_disconnect
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(15)
+
+    def subscribe(self, *topics: str) -> list:
+        """Subscribe and wait for the SUBACK; returns its reason codes."""
+        import threading
+
+        done, granted = threading.Event(), []
+
+        def on_subscribe(c, u, mid, reason_codes, props):
+            granted.extend(reason_codes)
+            done.set()
+
+        self.client.on_subscribe = on_subscribe
+        self.client.subscribe([(t, 1) for t in topics])
+        wait_until(done.is_set, 15, what="SUBACK")
+        return granted
+
+    def close(self) -> None:
+        from sync.hq.common import close
+
+        close(self.client)
+
+
+class Estate:
+    """A broker with the shipped config and TLS; devices k1 and k2 in store s1 and k3 in
+    s2, enrolled with their own logins and ACL blocks, each with the signed list
+    (``codes``) installed; agents and collectors are started on demand and stopped by
+    :meth:`close`."""
+
+    DEVICES = {"k1": "s1", "k2": "s1", "k3": "s2"}
+
+    def __init__(self, folder: Path, broker: "Broker", signing, *, program: str = "p1",
+                 codes=tuple(f"C{i:04d}" for i in range(2000)), mqtt: dict | None = None):
+        from kiosk import config, context
+        from kiosk.core import importer
+        from kiosk.core.bundle import DirSource
+
+        self.folder, self.broker, self.program = Path(folder), broker, program
+        self.bundle = make_bundle(self.folder / "bundle", signing[0], key_id="hq1",
+                                  program=program, version=1, codes=codes, per_chunk=1000)
+        self.configs: dict[str, Path] = {}
+        self.ledgers: dict = {}
+        self._stops: list = []
+        for name, store in self.DEVICES.items():
+            password = broker.add_device(program, store, name)
+            self.configs[name] = write_device_config(
+                self.folder / name, broker, device=name, store=store, program=program,
+                trust={"hq1": signing[1]}, password_file=password, mqtt=mqtt)
+            ledger = context.open_ledger(config.load(self.configs[name]))
+            importer.import_bundle(ledger.store, DirSource(self.bundle),
+                                   {"hq1": signing[0].public_key()}, program)
+            self.ledgers[name] = ledger
+
+    # -- logins and wire bodies --------------------------------------------------------
+    def creds(self, device: str):
+        return hq_settings(self.broker, device)
+
+    def peer(self, who: str | None = None, client_id: str | None = None) -> Peer:
+        """A raw client as device ``who``, or as a new HQ login."""
+        peer = Peer(self.creds(who) if who else hq_settings(self.broker), client_id)
+        self._stops.append((peer.close, None))
+        return peer
+
+    def topic(self, device: str, leaf: str) -> str:
+        from sync import protocol
+
+        return protocol.device_topic(self.program, self.DEVICES[device], device, leaf)
+
+    def live(self, store: str = "s1") -> str:
+        from sync import protocol
+
+        return protocol.live_topic(self.program, store)
+
+    def event(self, code: str, *, device: str, store: str | None = None, kind: str = "redeem",
+              voids: str | None = None) -> dict:
+        """A well-formed contract-v1 event (as a kiosk would send it)."""
+        import uuid
+
+        from kiosk.core import codes, timefmt
+
+        return {"id": str(uuid.uuid4()), "seq": 1, "device": device,
+                "store": store or self.DEVICES.get(device, "s1"), "kind": kind, "voids": voids,
+                "code_hash": codes.code_hash(SALT, code), "reward_id": "coffee",
+                "list_version": 1, "at": timefmt.format(dt.datetime.now(dt.UTC)),
+                "clock": "synced", "staff": None}
+
+    # -- running parts -------------------------------------------------------------------
+    def agent(self, device: str):
+        """The device's sync agent in a thread (``agent.client`` exists before it runs)."""
+        import threading
+
+        from kiosk import config
+        from sync.agent import Agent
+
+        agent = Agent(config.load(self.configs[device]))
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        self._stops.append((agent.stop, thread))
+        return agent
+
+    def agent_process(self, device: str, log_name: str | None = None) -> subprocess.Popen:
+        """``kiosk-sync`` for the device as its own process (stopped by :meth:`close`)."""
+        import sys
+
+        env = {**os.environ, "KIOSK_CONFIG": str(self.configs[device])}
+        log = open(self.folder / (log_name or f"{device}-agent.log"), "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "sync.agent_cli"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        log.close()
+        self._stops.append((lambda: _terminate(proc), None))
+        return proc
+
+    def connected(self, device: str) -> bool:
+        from sync import status
+
+        return status.read_status(self.ledgers[device].store)["connected"]
+
+    def collector(self, db_path: Path | None = None):
+        """An HQ collector (its own HQ login) in a thread, connected when returned."""
+        import threading
+
+        from sync.hq.collect import Collector
+        from sync.hq.db import HqDb
+
+        collector = Collector(HqDb(db_path or self.folder / "hq.sqlite"), self.program)
+        stop = threading.Event()
+        thread = threading.Thread(target=collector.run, args=(hq_settings(self.broker),),
+                                  kwargs={"stop": stop}, daemon=True)
+        thread.start()
+        wait_until(lambda: collector.client is not None, 15, what="collector connected")
+        self._stops.append((stop.set, thread))
+        return collector
+
+    def close(self) -> None:
+        for stop, thread in reversed(self._stops):
+            stop()
+            if thread is not None:
+                thread.join(15)
+        self._stops.clear()
+        for ledger in self.ledgers.values():
+            ledger.store.close()
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -28,7 +28,7 @@ from sync.testing import (
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     with Broker(tmp_path_factory.mktemp("broker")) as b:
-        hq_settings(b)
+        hq_settings(b, "hq")
         yield b
 
 
@@ -151,6 +151,7 @@ def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing,
     hq_publish.publish(hq_settings(broker), bundle_dir, log=lambda *_: None)
     for path in paths:
         running.agent(path)
+    running.collector(broker, tmp_path / "hq.sqlite", program)  # HQ relays the fan-out
     one, two = (context.open_ledger(config.load(p)) for p in paths)
     for ledger in (one, two):
         wait_until(lambda ledger=ledger: importer.current(ledger.store), 60, what="list on both")

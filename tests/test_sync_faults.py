@@ -38,7 +38,7 @@ CODES = [f"F{i:05d}" for i in range(3000)]
 @pytest.fixture
 def broker(tmp_path):
     with Broker(tmp_path / "broker") as b:
-        hq_settings(b)
+        hq_settings(b, "hq")
         yield b
 
 

@@ -19,7 +19,7 @@ from sync.testing import Broker, hq_settings, make_pki, wait_until
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     with Broker(tmp_path_factory.mktemp("broker")) as b:
-        hq_settings(b)
+        hq_settings(b, "hq")
         yield b
 
 
@@ -160,12 +160,15 @@ def test_client_certificate_login_as_documented(tmp_path, program):
     options = {"require_certificate": "true", "use_identity_as_username": "true"}
     from sync.hq import credentials
 
-    b = Broker(tmp_path / "certbroker", clients=("d5",), overrides=options)
+    b = Broker(tmp_path / "certbroker", clients=("d5", "hqc"), overrides=options)
     credentials.upsert_acl(b.folder / "acl", "d5", credentials.device_acl(program, "s1", "d5"))
+    credentials.upsert_acl(b.folder / "acl", "hqc", credentials.hq_acl("hqc"))
     with b:
         base = connection.BrokerSettings("127.0.0.1", b.port, True, ca=b.pki["ca"])
         with_cert = connection.BrokerSettings("127.0.0.1", b.port, True, ca=b.pki["ca"],
                                               cert=b.pki["d5"], key=b.pki["d5.key"])
+        hq_cert = connection.BrokerSettings("127.0.0.1", b.port, True, ca=b.pki["ca"],
+                                            cert=b.pki["hqc"], key=b.pki["hqc.key"])
         with pytest.raises((HqError, ssl.SSLError)):
             connect(base, "no-cert", timeout=3)
         client = connect(with_cert, "d5")
@@ -175,7 +178,7 @@ def test_client_certificate_login_as_documented(tmp_path, program):
             client.on_message = lambda c, u, m: got.append(m.topic)
             client.subscribe(protocol.live_topic(program, "s1"), qos=1)
             client.publish(status_topic, b"x", qos=1).wait_for_publish(10)
-            client.publish(protocol.live_topic(program, "s1"), b"[]", qos=1).wait_for_publish(10)
+            publish(hq_cert, [(protocol.live_topic(program, "s1"), b"[]", False)])
             wait_until(lambda: got, 10, what="own store's live topic readable as d5")
         finally:
             close(client)

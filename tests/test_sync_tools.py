@@ -62,6 +62,53 @@ def test_max_uses_from_bundle_and_voids(db, tmp_path):
     assert kinds == ["over_redeemed"]  # e7's void_unknown was resolved by e6
 
 
+def test_refused_voids_and_sender_mismatches_are_flagged_and_not_relayed(db):
+    redeem = {**ev(1), "device": "k1", "store": "s1"}
+    assert [e["id"] for e in db.store_batch("p", "s1", "k1", [redeem]).relay] == ["e1"]
+    foreign = {**ev(2, kind="void", voids="e1"), "device": "k2", "store": "s1"}
+    liar = {**ev(3, code="d" * 64), "device": "ghost", "store": "s1"}
+    stored = db.store_batch("p", "s1", "k2", [foreign, liar])
+    assert stored.conflicts == ["e2", "e3"] and stored.relay == []
+    assert db.store_batch("p", "s1", "k2", [foreign, liar]).relay == []  # resends neither
+    assert db.rows("SELECT voided_by FROM events WHERE id = 'e1'") == [{"voided_by": None}]
+    kinds = {r["event_id"]: r["kind"] for r in db.rows("SELECT * FROM conflicts")}
+    assert kinds == {"e2": "void_refused", "e3": "sender_mismatch"}
+    own = db.store_batch("p", "s1", "k1", [{**ev(4, kind="void", voids="e1"), "device": "k1"}])
+    assert own.conflicts == [] and [e["id"] for e in own.relay] == ["e4"]
+    assert db.rows("SELECT voided_by FROM events WHERE id = 'e1'") == [{"voided_by": "e4"}]
+    # a resend is relayed again, named by the topic, with only the wire fields
+    again = db.store_batch("p", "s1", "k1", [{**redeem, "extra": 1}]).relay
+    assert again == [{**{k: redeem.get(k) for k in protocol.EVENT_FIELDS}}]
+
+
+def test_collector_group_is_random_and_kept(tmp_path):
+    first = HqDb(tmp_path / "hq.sqlite")
+    group = first.collector_group()
+    assert group.startswith("hq-") and len(group) == 35 and group == first.collector_group()
+    first.close()
+    second = HqDb(tmp_path / "hq.sqlite")
+    assert second.collector_group() == group  # collectors of one database share it
+    second.close()
+    assert HqDb(tmp_path / "other.sqlite").collector_group() != group
+
+
+def test_agent_settings_bound_the_peer_budget_and_batch_size(tmp_path):
+    from kiosk.errors import ConfigError
+    from sync.agent import AgentSettings
+
+    def settings(extra):
+        path = tmp_path / "kiosk.toml"
+        path.write_text('[device]\nid = "k1"\nstore = "s1"\nprogram = "p"\n'
+                        f'data_dir = "{tmp_path}"\n[mqtt]\nbroker = "mqtt://h"\n{extra}\n')
+        return AgentSettings.from_section(config.load(path).section("mqtt"))
+
+    assert settings("").peer_budget_per_hour == 300
+    assert settings("peer_budget_per_hour = 50").peer_budget_per_hour == 50
+    for bad in ("peer_budget_per_hour = 0", "batch_size = 5000"):
+        with pytest.raises(ConfigError):
+            settings(bad)
+
+
 def run_hq(argv, capsys):
     code = hq_cli.main(argv)
     out = capsys.readouterr()

@@ -245,12 +245,24 @@ class Ledger:
             cur = tx.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
             return cur.rowcount
 
+    def knows(self, event_id: str) -> bool:
+        """True if this redemption or void is recorded here (ours or another kiosk's)."""
+        return self.store.conn.execute("SELECT 1 FROM redemptions WHERE id = ?",
+                                       (event_id,)).fetchone() is not None
+
     def apply_remote(self, event: dict) -> bool:
-        """Apply another kiosk's redemption or void (store fan-out). Idempotent."""
+        """Apply another kiosk's redemption or void (store fan-out). Idempotent.
+
+        Fan-out can only add uses, never take away this kiosk's own: a remote void
+        undoes only a remote redemption made by the same device that sends the void
+        (a local redemption is undone only by :meth:`void` here). Returns True if the
+        event changed anything."""
         if event.get("device") == self.identity.device:
             return False
         with self.store.transaction() as tx:
             if tx.execute("SELECT 1 FROM redemptions WHERE id = ?", (event["id"],)).fetchone():
+                return False
+            if event["kind"] == "void" and not self._remote_void_allowed(tx, event):
                 return False
             tx.execute(
                 "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, "
@@ -266,10 +278,20 @@ class Ledger:
         return True
 
     @staticmethod
+    def _remote_void_allowed(tx, event: dict) -> bool:
+        """A remote void may only name a redemption of its own sender (or one not seen
+        here yet, which must then come from that sender: checked on arrival)."""
+        row = tx.execute("SELECT origin, device FROM redemptions WHERE id = ?",
+                         (event.get("voids"),)).fetchone()
+        return row is None or (row[0] == "remote" and row[1] == event.get("device"))
+
+    @staticmethod
     def _apply_remote_redeem(tx, event: dict) -> None:
-        """Count a remote use, unless its void already arrived (fan-out order varies)."""
-        void = tx.execute("SELECT id FROM redemptions WHERE kind = 'void' AND voids = ?",
-                          (event["id"],)).fetchone()
+        """Count a remote use, unless its void already arrived (fan-out order varies)
+        from the same device."""
+        void = tx.execute("SELECT id FROM redemptions WHERE kind = 'void' AND voids = ? "
+                          "AND device = ? AND origin = 'remote'",
+                          (event["id"], event["device"])).fetchone()
         if void:
             tx.execute("UPDATE redemptions SET voided_by = ? WHERE id = ?", (void[0], event["id"]))
             return
@@ -283,7 +305,8 @@ class Ledger:
 
     @staticmethod
     def _apply_remote_void(tx, event: dict) -> None:
-        """Undo a remote use only if that redemption is known here and not yet undone."""
+        """Undo a remote use only if that redemption is known here and not yet undone
+        (:meth:`_remote_void_allowed` made sure it is the sender's own)."""
         row = tx.execute("SELECT voided_by, code_hash FROM redemptions WHERE id = ? AND kind = 'redeem'",
                          (event.get("voids"),)).fetchone()
         if row is None or row[0] is not None:

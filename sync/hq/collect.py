@@ -2,10 +2,15 @@
 
 Subscribes with an MQTT v5 shared subscription
 (``$share/GROUP/kiosk/v1/PROGRAM/stores/+/devices/+/redemptions``), so several
-collectors in one group split the load. Each batch is stored in one transaction
-*before* the ack is published and before paho acknowledges the message to the
-broker (the callback returns only afterwards): a crash at any point means a resend,
-never a loss, and the unique event id makes the resend harmless.
+collectors in one group split the load. GROUP is a random name kept in the HQ
+database: mosquitto 2.0 does not check SUBSCRIBE against its ACL, so a device that
+knew the group could join it and have the broker hand it (and drop) other stores'
+events. Each batch is stored in one transaction *before* the ack is published and
+before paho acknowledges the message to the broker (the callback returns only
+afterwards): a crash at any point means a resend, never a loss, and the unique event
+id makes the resend harmless. The batch's events are then relayed to the store's
+fan-out topic, which only HQ may publish on (resends too, in case the first relay
+died with a collector; kiosks apply each event once).
 """
 
 import logging
@@ -16,7 +21,14 @@ import time
 import uuid
 
 from sync import protocol
-from sync.hq.common import HqError, add_broker_args, close, connect, settings_from_args
+from sync.hq.common import (
+    HqError,
+    add_broker_args,
+    close,
+    connect,
+    loop_running,
+    settings_from_args,
+)
 from sync.hq.db import HqDb
 from sync.hq.engine import db_errors
 
@@ -29,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--db", required=True,
                    help="HQ database: a SQLite path (created if missing) or postgresql://...")
     p.add_argument("--program", default="+", help="only this program (default: all)")
-    p.add_argument("--group", default="kiosk-hq", help="shared-subscription group name")
+    p.add_argument("--group", help="shared-subscription group name; keep it secret (default: "
+                   "a random name kept in --db, shared by the collectors of that database)")
     p.add_argument("--bundle", action="append", default=[],
                    help="learn codes' max_uses from this signed bundle first (repeatable)")
     p.add_argument("--once", action="store_true",
@@ -42,12 +55,13 @@ class Collector:
     """``fleet=True`` (``kiosk-hq serve``) also keeps every device's heartbeat
     (:mod:`sync.hq.fleet`); heartbeats are retained, so each collector reads them all."""
 
-    def __init__(self, db: HqDb, program: str = "+", group: str = "kiosk-hq", *,
+    def __init__(self, db: HqDb, program: str = "+", group: str | None = None, *,
                  fleet: bool = False):
-        self.db, self.program, self.group, self.fleet = db, program, group, fleet
+        self.db, self.program, self.fleet = db, program, fleet
+        self.group = group or db.collector_group()
         self.client = None
         self.last_message = time.monotonic()
-        self.stored = self.duplicates = self.flagged = 0
+        self.stored = self.duplicates = self.flagged = self.rejected = self.relayed = 0
         self.lock = threading.Lock()
 
     @property
@@ -64,15 +78,30 @@ class Collector:
             client.subscribe(protocol.status_filter(self.program), qos=1)
 
     def on_message(self, client, userdata, msg) -> None:
+        """paho's network thread runs this: nothing a device sends may escape from it
+        (an exception here would end the thread and silently stop all collection)."""
         self.last_message = time.monotonic()
-        if self.fleet and msg.topic.endswith("/status"):
-            self._status(msg.topic, msg.payload)
-            return
         try:
-            where = protocol.parse_device_topic(msg.topic)
-            events = protocol.decode_events(msg.payload)
+            if self.fleet and msg.topic.endswith("/status"):
+                self._status(msg.topic, msg.payload)
+            else:
+                self._store_and_ack(client, msg.topic, msg.payload)
+        except Exception as exc:  # a message nobody foresaw: refuse it, keep collecting
+            self._reject(msg.topic, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _reject(self, topic: str, why: str) -> None:
+        self.rejected += 1
+        if self.rejected <= 20 or self.rejected % 100 == 0:
+            log.warning("refused a message on %s (%d so far): %s", topic, self.rejected, why)
+
+    def _store_and_ack(self, client, topic: str, payload: bytes) -> None:
+        try:
+            where = protocol.parse_device_topic(topic)
+            if where.leaf != "redemptions":
+                raise protocol.ProtocolError(f"not a redemptions topic: {topic!r}")
+            events = protocol.decode_events(payload)
         except protocol.ProtocolError as exc:
-            log.warning("dropped a bad batch on %s: %s", msg.topic, exc)
+            self._reject(topic, str(exc))
             return
         try:
             with self.lock:
@@ -87,6 +116,11 @@ class Collector:
             log.warning("conflict: event %s from %s/%s", event_id, where.store, where.device)
         ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
         client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
+        if result.relay:  # the store's other kiosks learn of it (only HQ may publish there)
+            # (resends are relayed again: the first relay may have died with a collector)
+            client.publish(protocol.live_topic(where.program, where.store),
+                           protocol.encode_events(result.relay), qos=1)
+            self.relayed += len(result.relay)
 
     def _status(self, topic: str, payload: bytes) -> None:
         from sync.hq import fleet
@@ -100,6 +134,9 @@ class Collector:
 
     def run(self, settings, *, once: bool = False, idle: float = 3.0,
             stop: threading.Event | None = None) -> None:
+        """Collect until ``stop`` (or ``once`` and idle). Raises :class:`HqError` if
+        paho's network thread dies, so that ``kiosk-hq collect`` exits non-zero and its
+        supervisor restarts it instead of a live process that collects nothing."""
         from sync import connection
 
         stop = stop or threading.Event()
@@ -112,6 +149,9 @@ class Collector:
         self.last_message = time.monotonic()
         try:
             while not stop.wait(0.2):
+                if not loop_running(client):
+                    raise HqError("the MQTT network thread stopped; exiting so that the "
+                                  "collector is restarted")
                 if once and time.monotonic() - self.last_message >= idle:
                     break
         finally:
@@ -142,5 +182,5 @@ def cmd_collect(args) -> int:
     finally:
         db.close()
     print(f"collected {collector.stored} new event(s), {collector.duplicates} duplicate(s), "
-          f"{collector.flagged} conflict(s) flagged")
+          f"{collector.flagged} conflict(s) flagged, {collector.rejected} message(s) refused")
     return 0

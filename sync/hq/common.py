@@ -60,3 +60,10 @@ def connect(settings: connection.BrokerSettings, client_id: str, timeout: float 
 def close(client: mqtt.Client) -> None:
     client.disconnect()
     client.loop_stop()
+
+
+def loop_running(client: mqtt.Client) -> bool:
+    """True while the network thread of :func:`connect` (paho's ``loop_start``) lives.
+    paho offers no public call for this; its ``_thread`` has been there since 1.x."""
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()

@@ -7,7 +7,13 @@ here in Python so HQ needs no mosquitto install to enroll devices.
 Each device gets its own ACL block. The topics hold the device's store and program,
 which a ``pattern`` line cannot derive from ``%u`` alone, so the block names them
 exactly: the device writes only its own redemptions and status, reads only its own
-acks, its programme's code lists and its store's fan-out.
+acks, its programme's code lists and its store's fan-out. Only HQ writes the fan-out
+(``stores/{store}/live``): the collector relays what devices sent on their own topics,
+so every fan-out event names the device that really sent it.
+
+Every HQ process (collector, publisher, ...) logs in with its own user
+(:func:`hq_acl`): the broker makes the client id the user name, so two processes
+sharing one login would keep knocking each other off.
 """
 
 import base64
@@ -68,10 +74,20 @@ def device_acl(program: str, store: str, device: str) -> str:
         f"topic write {own('redemptions')}",
         f"topic write {own('status')}",
         f"topic read {own('acks')}",
-        f"topic readwrite {protocol.live_topic(program, store)}",
+        f"topic read {protocol.live_topic(program, store)}",
         f"topic read {protocol.program_root(program)}/codes/#",
         *remote.acl_lines(program, store, device),
         f"# device {device} end",
+    ]) + "\n"
+
+
+def hq_acl(user: str) -> str:
+    """The ACL block of one HQ tool login: every programme's topics."""
+    return "\n".join([
+        f"# device {check_user(user)} begin",
+        f"user {user}",
+        f"topic readwrite {protocol.ROOT}/#",
+        f"# device {user} end",
     ]) + "\n"
 
 

@@ -8,6 +8,15 @@ own, keyed by (event id, kind), so a replay never flags twice:
   redemptions not voided); the earlier ones stay clean, the later one is flagged.
 * ``void_unknown`` - a void of an event HQ has not seen; resolved (deleted) if that
   redemption arrives later (several collectors may deliver out of order).
+* ``void_refused`` - a void sent by another device than the one that made the
+  redemption: stored and acked, but the redemption stays counted.
+* ``sender_mismatch`` - an event whose ``device``/``store`` fields name another
+  device than the topic it came on (the broker ties topics to logins): stored under
+  the topic's device.
+
+Refused events (``void_refused``, ``sender_mismatch``) are not relayed to the store's
+other kiosks; everything else is (:attr:`Stored.relay`), resends too: a collector that
+died between storing a batch and relaying it relays it when the device sends it again.
 
 ``max_uses`` comes from the bundles HQ published (``publish --db`` or
 ``collect --bundle``); a code HQ knows nothing about counts as single-use.
@@ -17,13 +26,15 @@ The database is SQLite (``sqlite:///hq.sqlite`` or a path) or PostgreSQL
 """
 
 import json
+import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk.core import bundle, timefmt
 from sync.hq.engine import Engine, Migration, open_engine
+from sync.protocol import EVENT_FIELDS
 
 _EVENT_COLUMNS = """
     program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
@@ -116,13 +127,18 @@ MIGRATIONS = [
 ]
 
 
+REFUSED = ("void_refused", "sender_mismatch")  # flags that keep an event from the store
+
+
 @dataclass(frozen=True)
 class Stored:
-    """Result of storing one batch: ids to ack, ids newly flagged, how many were new."""
+    """Result of storing one batch: ids to ack, ids newly flagged, how many were new, and
+    the events to relay to the store's other kiosks (device and store from the topic)."""
 
     ids: list[str]
     conflicts: list[str]
     new: int
+    relay: list[dict] = field(default_factory=list)
 
 
 class HqDb:
@@ -144,22 +160,39 @@ class HqDb:
         self.conn.begin_write()
 
     # -- events -------------------------------------------------------------------
+    def collector_group(self) -> str:
+        """The shared-subscription group of the collectors writing this database: random,
+        made once, so no device can guess it and join the group to swallow events."""
+        self.conn.execute("INSERT INTO meta VALUES ('collector_group', ?) "
+                          "ON CONFLICT (key) DO NOTHING", (f"hq-{secrets.token_hex(16)}",))
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'collector_group'").fetchone()[0]
+
     def store_batch(self, program: str, store: str, device: str, events: list[dict]) -> Stored:
         """Store one device batch in one transaction. The topic names the sender."""
         now = timefmt.format(datetime.now(UTC))
         flagged: list[str] = []
+        relay: list[dict] = []
         new = 0
         self._begin()
         try:
             for event in events:
                 if self._insert(program, store, device, event, now):
                     new += 1
-                    flagged += self._check(program, store, device, event, now)
+                    kinds = self._check(program, store, device, event, now)
+                    flagged += [event["id"]] if kinds else []
+                    refused = bool(set(kinds) & set(REFUSED))
+                else:  # a resend: relayed again, as the first relay may have been lost
+                    refused = self.conn.execute(
+                        "SELECT 1 FROM conflicts WHERE event_id = ? AND kind IN (?, ?)",
+                        (event["id"], *REFUSED)).fetchone() is not None
+                if not refused:
+                    relay.append({**{k: event.get(k) for k in EVENT_FIELDS},
+                                  "device": device, "store": store})
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
-        return Stored([e["id"] for e in events], flagged, new)
+        return Stored([e["id"] for e in events], flagged, new, relay)
 
     def _insert(self, program: str, store: str, device: str, e: dict, now: str) -> bool:
         cur = self.conn.execute(
@@ -178,25 +211,47 @@ class HqDb:
             "flagged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (event_id, kind) DO NOTHING",
             (e["id"], kind, program, store, device, e["code_hash"], json.dumps(detail), now))
-        return [e["id"]]
+        return [kind]
 
     def _check(self, program: str, store: str, device: str, e: dict, now: str) -> list[str]:
+        """The conflict kinds this new event raises (none: a clean event)."""
+        flags: list[str] = []
+        if (e.get("device") or device) != device or (e.get("store") or store) != store:
+            flags += self._flag("sender_mismatch", program, store, device, e,
+                                {"claims": {"device": e.get("device"), "store": e.get("store")}}, now)
         if e["kind"] == "void":
-            target = self.conn.execute(
-                "SELECT id FROM events WHERE id = ? AND kind = 'redeem'", (e.get("voids"),)).fetchone()
-            if target is None:
-                return self._flag("void_unknown", program, store, device, e,
-                                  {"voids": e.get("voids")}, now)
-            self.conn.execute("UPDATE events SET voided_by = ? WHERE id = ?", (e["id"], target[0]))
-            return []
-        late_void = self.conn.execute(
-            "SELECT id FROM events WHERE kind = 'void' AND voids = ?", (e["id"],)).fetchone()
-        if late_void is not None:  # its void came first: resolve that conflict
-            self.conn.execute("UPDATE events SET voided_by = ? WHERE id = ?", (late_void[0], e["id"]))
+            return flags + self._check_void(program, store, device, e, now)
+        late_voids = self.conn.execute(
+            "SELECT id, store, device, code_hash FROM events WHERE kind = 'void' AND voids = ? "
+            "ORDER BY received_at", (e["id"],)).fetchall()
+        for void_id, void_store, void_device, void_hash in late_voids:  # voids that came first
             self.conn.execute("DELETE FROM conflicts WHERE event_id = ? AND kind = 'void_unknown'",
-                              (late_void[0],))
-            return []
-        return self._check_uses(program, store, device, e, now)
+                              (void_id,))
+            if (void_store, void_device) == (store, device):
+                self.conn.execute("UPDATE events SET voided_by = ? WHERE id = ? AND voided_by IS NULL",
+                                  (void_id, e["id"]))
+            else:
+                self._flag("void_refused", program, void_store, void_device,
+                           {"id": void_id, "code_hash": void_hash},
+                           {"voids": e["id"], "redeemed_by": f"{store}/{device}"}, now)
+        if self.conn.execute("SELECT voided_by FROM events WHERE id = ?", (e["id"],)).fetchone()[0]:
+            return flags
+        return flags + self._check_uses(program, store, device, e, now)
+
+    def _check_void(self, program: str, store: str, device: str, e: dict, now: str) -> list[str]:
+        """A void counts only from the device that made the redemption."""
+        target = self.conn.execute(
+            "SELECT id, store, device FROM events WHERE id = ? AND kind = 'redeem'",
+            (e.get("voids"),)).fetchone()
+        if target is None:
+            return self._flag("void_unknown", program, store, device, e,
+                              {"voids": e.get("voids")}, now)
+        if (target[1], target[2]) != (store, device):
+            return self._flag("void_refused", program, store, device, e,
+                              {"voids": target[0], "redeemed_by": f"{target[1]}/{target[2]}"}, now)
+        self.conn.execute("UPDATE events SET voided_by = ? WHERE id = ? AND voided_by IS NULL",
+                          (e["id"], target[0]))
+        return []
 
     def _check_uses(self, program: str, store: str, device: str, e: dict, now: str) -> list[str]:
         row = self.conn.execute("SELECT max_uses FROM codes WHERE program = ? AND code_hash = ?",

@@ -64,6 +64,8 @@ def register(sub) -> None:
     u.add_argument("--passwd-file", type=Path, required=True)
     u.add_argument("--password-out", type=Path, required=True,
                    help="where to write the generated password (mode 0600)")
+    u.add_argument("--acl-file", type=Path,
+                   help="also give the user HQ's ACL block (read and write every programme)")
     u.set_defaults(handler=cmd_broker_user)
 
 
@@ -236,8 +238,12 @@ def cmd_broker_user(args) -> int:
         password = credentials.new_password()
         atomic.write_text(args.password_out, password + "\n")
         credentials.upsert_password(args.passwd_file, credentials.check_user(args.user), password)
+        if args.acl_file:
+            credentials.upsert_acl(args.acl_file, args.user, credentials.hq_acl(args.user))
     except (ValueError, OSError) as exc:
         print(f"kiosk-hq: broker-user: {exc}", file=sys.stderr)
         return 1
     print(f"set {args.user}'s password in {args.passwd_file}; password in {args.password_out}")
+    if args.acl_file:
+        print(f"set {args.user}'s HQ block in {args.acl_file}")
     return 0
