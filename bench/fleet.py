@@ -152,14 +152,14 @@ def main() -> int:
     broker = testing.Broker(work / "broker").start()
     procs: list[subprocess.Popen] = []
     try:
-        testing.hq_settings(broker)  # the "hq" login of the shipped ACL
         HqDb(url).close()  # migrate once before the collectors race to
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for _ in range(args.collectors):
+            login = testing.hq_settings(broker).username  # each its own (client id = login)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "sync.hq_cli", "collect", "--db", url, "--broker",
-                 broker.url, "--ca", str(broker.pki["ca"]), "--username", "hq",
-                 "--password-file", str(broker.folder / "hq.password"), "--group", GROUP],
+                 broker.url, "--ca", str(broker.pki["ca"]), "--username", login,
+                 "--password-file", str(broker.folder / f"{login}.password"), "--group", GROUP],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(3)  # collectors subscribed
         passwords = enroll(broker, args.kiosks)

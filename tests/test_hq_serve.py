@@ -54,8 +54,8 @@ def db_url(request, tmp_path):
     return cluster.create_db(f"t{uuid.uuid4().hex[:10]}")
 
 
-def event(i, *, kind="redeem", code="c1", voids=None):
-    return {"id": f"e{i}", "seq": i, "device": "k1", "store": "s1", "kind": kind,
+def event(i, *, kind="redeem", code="c1", voids=None, device="k1"):
+    return {"id": f"e{i}", "seq": i, "device": device, "store": "s1", "kind": kind,
             "voids": voids, "code_hash": code, "reward_id": "coffee", "list_version": 1,
             "at": f"2026-12-01T10:00:{i:02d}Z", "clock": "synced", "staff": None}
 
@@ -76,7 +76,7 @@ def test_events_once_conflicts_and_report_on_both_engines(db_url):
     try:
         first = db.store_batch("cafe", "s1", "k1", [event(1), event(2, code="c2")])
         again = db.store_batch("cafe", "s1", "k1", [event(1), event(2, code="c2")])
-        late = db.store_batch("cafe", "s1", "k2", [event(3)])  # c1 a second time
+        late = db.store_batch("cafe", "s1", "k2", [event(3, device="k2")])  # c1 a second time
         assert (first.new, again.new, late.new) == (2, 0, 1)
         assert late.conflicts == ["e3"] and db.count("conflicts") == 1
         db.store_batch("cafe", "s1", "k1", [event(4, kind="void", voids="e2", code="c2")])
@@ -157,7 +157,7 @@ def served(tmp_path, db_url, signing):
     ``kiosk-hq serve`` on ``db_url``."""
     with Broker(tmp_path / "broker") as broker:
         program = f"p{uuid.uuid4().hex[:8]}"
-        hq_settings(broker)  # the HQ login of the shipped ACL
+        login = hq_settings(broker)  # serve's own HQ login (client id = login)
         password = broker.add_device(program, "s1", "k1")
         cfg = write_device_config(tmp_path / "k1", broker, device="k1", store="s1", program=program,
                                   trust={"hq1": signing[1]}, password_file=password)
@@ -171,8 +171,9 @@ def served(tmp_path, db_url, signing):
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "sync.hq_cli", "serve", "--db", db_url, "--broker", broker.url,
-             "--ca", str(broker.pki["ca"]), "--username", "hq",
-             "--password-file", str(broker.folder / "hq.password"), "--listen", f"127.0.0.1:{port}"],
+             "--ca", str(broker.pki["ca"]), "--username", login.username,
+             "--password-file", str(broker.folder / f"{login.username}.password"),
+             "--listen", f"127.0.0.1:{port}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         http = Http(f"http://127.0.0.1:{port}")
         try:

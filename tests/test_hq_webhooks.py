@@ -78,8 +78,8 @@ def receiver():
     r.close()
 
 
-def ev(i, *, kind="redeem", code=None, voids=None):
-    return {"id": f"e{i}", "seq": i, "device": "k1", "store": "s1", "kind": kind, "voids": voids,
+def ev(i, *, kind="redeem", code=None, voids=None, device="k1"):
+    return {"id": f"e{i}", "seq": i, "device": device, "store": "s1", "kind": kind, "voids": voids,
             "code_hash": code or f"c{i}", "reward_id": "coffee", "list_version": 1,
             "at": f"2026-12-01T10:00:{i:02d}Z", "clock": "synced", "staff": None}
 
@@ -88,7 +88,7 @@ def test_every_event_and_conflict_is_delivered_signed_in_order(db, receiver):
     db.store_batch("cafe", "s1", "k1", [ev(1)])  # before the webhook: not delivered
     secret = webhooks.add(db.conn, "platform", receiver.url)
     db.store_batch("cafe", "s1", "k1", [ev(2), ev(3)])
-    db.store_batch("cafe", "s1", "k2", [ev(4, code="c2")])  # c2 a second time: conflict
+    db.store_batch("cafe", "s1", "k2", [ev(4, code="c2", device="k2")])  # c2 a second time: conflict
     db.store_batch("cafe", "s1", "k1", [ev(5, kind="void", voids="e3", code="c3")])
     dispatcher = webhooks.Dispatcher(db.engine)
     assert dispatcher.deliver_pending(db.conn) == 5

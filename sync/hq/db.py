@@ -168,30 +168,101 @@ class HqDb:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'collector_group'").fetchone()[0]
 
     def store_batch(self, program: str, store: str, device: str, events: list[dict]) -> Stored:
-        """Store one device batch in one transaction. The topic names the sender."""
+        """Store one device batch in one transaction. The topic names the sender.
+
+        The usual batch (new redemptions of codes still within their uses) is stored
+        with a handful of statements whatever its size (:meth:`_store_clean`); anything
+        else (voids, resends mixed in, a code over its uses, a sender mismatch) goes
+        event by event through the checks."""
         now = timefmt.format(datetime.now(UTC))
-        flagged: list[str] = []
-        relay: list[dict] = []
-        new = 0
         self._begin()
         try:
-            for event in events:
-                if self._insert(program, store, device, event, now):
-                    new += 1
-                    kinds = self._check(program, store, device, event, now)
-                    flagged += [event["id"]] if kinds else []
-                    refused = bool(set(kinds) & set(REFUSED))
-                else:  # a resend: relayed again, as the first relay may have been lost
-                    refused = self.conn.execute(
-                        "SELECT 1 FROM conflicts WHERE event_id = ? AND kind IN (?, ?)",
-                        (event["id"], *REFUSED)).fetchone() is not None
-                if not refused:
-                    relay.append({**{k: event.get(k) for k in EVENT_FIELDS},
-                                  "device": device, "store": store})
+            known = self._known_ids([e["id"] for e in events])
+            fresh = [e for e in events if e["id"] not in known]
+            if self._all_clean(program, store, device, fresh):
+                stored = self._store_clean(program, store, device, events, fresh, known, now)
+            else:
+                stored = self._store_each(program, store, device, events, now)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
+        return stored
+
+    def _in(self, values) -> str:
+        return ", ".join("?" for _ in values)
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        return {r[0] for r in self.conn.execute(
+            f"SELECT id FROM events WHERE id IN ({self._in(ids)})", ids)}
+
+    def _all_clean(self, program: str, store: str, device: str, fresh: list[dict]) -> bool:
+        """Whether every new event is a redemption by its sender that flags nothing."""
+        ids = [e["id"] for e in fresh]
+        if len(set(ids)) != len(ids) or any(
+                e["kind"] != "redeem" or (e.get("device") or device) != device
+                or (e.get("store") or store) != store for e in fresh):
+            return False
+        if not fresh:
+            return True
+        if self.conn.execute(f"SELECT 1 FROM events WHERE kind = 'void' AND voids IN "
+                             f"({self._in(ids)}) LIMIT 1", ids).fetchone():
+            return False  # a void came before its redemption
+        wanted: dict[str, int] = {}
+        for e in fresh:
+            wanted[e["code_hash"]] = wanted.get(e["code_hash"], 0) + 1
+        hashes = list(wanted)
+        limits = dict(self.conn.execute(
+            f"SELECT code_hash, max_uses FROM codes WHERE program = ? AND code_hash IN "
+            f"({self._in(hashes)})", [program, *hashes]).fetchall())
+        used = dict(self.conn.execute(
+            f"SELECT code_hash, count(*) FROM events WHERE program = ? AND kind = 'redeem' "
+            f"AND voided_by IS NULL AND code_hash IN ({self._in(hashes)}) GROUP BY code_hash",
+            [program, *hashes]).fetchall())
+        return all(used.get(h, 0) + n <= limits.get(h, 1) for h, n in wanted.items())
+
+    def _store_clean(self, program: str, store: str, device: str, events: list[dict],
+                     fresh: list[dict], known: set[str], now: str) -> Stored:
+        self.conn.executemany(
+            "INSERT INTO events (id, program, store, device, seq, kind, voids, "
+            "code_hash, reward_id, list_version, at, clock, staff, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            [(e["id"], program, store, device, e.get("seq"), e["kind"], e.get("voids"),
+              e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
+              e.get("clock"), e.get("staff"), now) for e in fresh])
+        refused = self._refused(sorted(known))
+        relay = [self._relayed(e, store, device) for e in events if e["id"] not in refused]
+        return Stored([e["id"] for e in events], [], len(fresh), relay)
+
+    def _refused(self, ids: list[str]) -> set[str]:
+        """Which of these stored events were refused (never relayed to the store)."""
+        if not ids:
+            return set()
+        return {r[0] for r in self.conn.execute(
+            f"SELECT event_id FROM conflicts WHERE event_id IN ({self._in(ids)}) "
+            f"AND kind IN ({self._in(REFUSED)})", [*ids, *REFUSED])}
+
+    @staticmethod
+    def _relayed(e: dict, store: str, device: str) -> dict:
+        return {**{k: e.get(k) for k in EVENT_FIELDS}, "device": device, "store": store}
+
+    def _store_each(self, program: str, store: str, device: str, events: list[dict],
+                    now: str) -> Stored:
+        flagged: list[str] = []
+        relay: list[dict] = []
+        new = 0
+        for event in events:
+            if self._insert(program, store, device, event, now):
+                new += 1
+                kinds = self._check(program, store, device, event, now)
+                flagged += [event["id"]] if kinds else []
+                refused = bool(set(kinds) & set(REFUSED))
+            else:  # a resend: relayed again, as the first relay may have been lost
+                refused = bool(self._refused([event["id"]]))
+            if not refused:
+                relay.append(self._relayed(event, store, device))
         return Stored([e["id"] for e in events], flagged, new, relay)
 
     def _insert(self, program: str, store: str, device: str, e: dict, now: str) -> bool:

@@ -34,7 +34,8 @@ def register(sub) -> None:
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"where the web service listens (default {DEFAULT_LISTEN}; put a "
                         "TLS reverse proxy in front of it)")
-    p.add_argument("--group", default="kiosk-hq", help="shared-subscription group of collectors")
+    p.add_argument("--group", help="shared-subscription group of the collectors; keep it secret "
+                   "(default: a random name kept in --db, as kiosk-hq collect)")
     p.add_argument("--program", default="+", help="only this program (default: all)")
     p.add_argument("--secure-cookies", action="store_true",
                    help="session cookie only over HTTPS (set this behind a TLS proxy)")
