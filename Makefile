@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench clean
+.PHONY: venv system-deps demo test lint bench fuzz clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,12 @@ bench: venv
 	@for b in scan ui sync printing; do \
 	  if [ -f bench/$$b.py ]; then $(XRUN) $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
+
+# Long fuzzing pass over the parsers of untrusted input (tests/fuzz); `make test` runs
+# the same targets with 150 inputs each. FUZZ_EXAMPLES=N sets the inputs per target.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -s -q --timeout=0 -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
