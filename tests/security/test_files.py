@@ -156,8 +156,7 @@ def test_endless_line_is_refused_at_the_line_cap(installed, hq, tmp_path):
         manifest["chunks"][0]["records"] = 100_000
     b = resign(copy_bundle(signed(hq, "v2", 2), tmp_path / "line"), hq.key, many)
     gzip_of(b / "chunk-00000.ndjson.gz", b"7" * (1 << 20), 256)
-    fig = attack(installed, "256 MiB single line (v1 manifest, 100,000 records)", b, "chunk_hash")
-    assert fig["seconds"] < HANG_S
+    attack(installed, "256 MiB single line (v1 manifest, 100,000 records)", b, "chunk_hash")
 
 
 def test_a_valid_bundle_declares_its_chunk_sizes(hq, tmp_path):
