@@ -273,7 +273,8 @@ def _rewards(value: dict) -> dict:
         if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
             raise _bad(f"reward {reward_id!r} needs a type, one of {', '.join(REWARD_TYPES)}")
         title = reward.get("title")
-        if not isinstance(title, dict) or not title:
+        if (not isinstance(title, dict) or not title
+                or not all(isinstance(text, str) for text in title.values())):
             raise _bad(f"reward {reward_id!r} needs a title {{lang: text}}")
     return value
 
