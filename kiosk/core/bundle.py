@@ -4,36 +4,35 @@ A bundle is a directory (or a ``.tar`` of one) with ``manifest.json``, ``manifes
 (raw 64-byte Ed25519 signature of the manifest's exact bytes) and gzip NDJSON chunks.
 Verification order: signature (under a trusted key id) first, then every other field;
 chunk hashes and record counts are checked while the records stream past, so a
-million codes never sit in memory. Every rejection is a :class:`BundleError` with a
+million codes never sit in memory, and no further than the sizes the signed manifest
+declares (a gzip bomb stops there). The files themselves are opened by
+:mod:`kiosk.core.bundle_files`. Every rejection is a :class:`BundleError` with a
 stable ``reason``.
 """
 
 import base64
 import binascii
-import errno
 import gzip
 import hashlib
 import json
-import os
 import re
-import stat
-import tarfile
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import keys, timefmt
+from kiosk.core.bundle_files import MANIFEST, MAX_CHUNK_BYTES, SIGNATURE, Source
+from kiosk.core.bundle_files import DirSource as DirSource  # the bundle's public names
+from kiosk.core.bundle_files import TarSource as TarSource
+from kiosk.core.bundle_files import open_source as open_source
 from kiosk.errors import BundleError
 
 FORMAT = "kiosk-codes/1"
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"
 REWARD_TYPES = ("item", "percent", "amount", "addon")
 _CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -44,139 +43,9 @@ _BLOCK = 1 << 21  # decompressed bytes per block (about 16,000 records)
 # is read at most up to the sizes its signed manifest declares; a manifest without them
 # (written before they existed) gets the conservative caps below instead.
 MAX_INT = 2**63 - 1  # what SQLite can store; versions and counts beyond it are refused
-MAX_CHUNK_BYTES = 1 << 30  # a chunk file (kiosk-hq writes about 4 MB per 100,000 records)
 MAX_LINE = 1 << 16  # one NDJSON record line
 RECORD_BUDGET = 4096  # unpacked bytes per declared record when a chunk declares no size
-MAX_TAR_MEMBERS = 10_000  # entries in a bundle .tar (a 10-million-code list has about 103)
-MAX_TAR_BYTES = 4 << 30  # sum of the members' sizes
 MIN_YEAR, MAX_YEAR = 1970, 9000  # manifest times outside are refused
-
-
-class Source(Protocol):
-    """Where a bundle's files come from: a directory, a tar file, received MQTT chunks."""
-
-    def read_bytes(self, name: str) -> bytes: ...
-
-    def open(self, name: str) -> IO[bytes]: ...
-
-
-class DirSource:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as fh:
-            return fh.read()
-
-    def open(self, name: str) -> IO[bytes]:
-        return open_regular(self.path / name, f"{name} ({self.path})")
-
-    def close(self) -> None:
-        pass
-
-
-def _kind(mode: int) -> str:
-    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
-        if test(mode):
-            return word
-    return "not a regular file"
-
-
-def open_regular(path: Path, what: str) -> IO[bytes]:
-    """Open a bundle file for reading only if it is a regular file: never follows a
-    symbolic link (a chunk linked to /dev/zero) and never blocks (a manifest that is
-    a FIFO), so such a bundle fails at once with ``not_a_file``."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise BundleError("missing_file", f"bundle has no {what}") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BundleError("not_a_file", f"{what} is a symbolic link; a bundle holds "
-                              "only regular files") from None
-        raise BundleError("not_a_file", f"cannot open {what}: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise BundleError("not_a_file", f"{what} is {_kind(mode)}, not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class TarSource:
-    """Reads members of a ``.tar`` without extracting it (files may sit in one folder)."""
-
-    def __init__(self, path: Path):
-        try:
-            self._tar = tarfile.open(path, "r:*")
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
-        try:
-            self._members = self._index(path)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            self._tar.close()
-            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
-        except BaseException:
-            self._tar.close()
-            raise
-
-    def _index(self, path: Path) -> dict[str, tarfile.TarInfo]:
-        """Members by base name, read header by header with bounds: at most
-        MAX_TAR_MEMBERS entries and MAX_TAR_BYTES in all; only directories and plain
-        files (no links, devices, FIFOs or sparse files, which could stand for far more
-        bytes than the archive holds)."""
-        members, total = {}, 0
-        for n, member in enumerate(self._tar, 1):
-            if n > MAX_TAR_MEMBERS:
-                raise BundleError("bad_archive", f"{path}: more than {MAX_TAR_MEMBERS:,} "
-                                  "entries; a bundle archive has a few files")
-            if member.isdir():
-                continue
-            if not member.isfile() or member.issparse():
-                kind = ("a sparse file" if member.issparse() else "a link" if member.issym()
-                        or member.islnk() else "a device or FIFO" if member.isdev()
-                        else "not a plain file")
-                raise BundleError("bad_archive", f"{path}: member {member.name!r} is {kind}; "
-                                  "a bundle archive holds only plain files")
-            total += member.size
-            if member.size > MAX_CHUNK_BYTES or total > MAX_TAR_BYTES:
-                raise BundleError("bad_archive", f"{path}: member {member.name!r} makes the "
-                                  "archive larger than a bundle can be")
-            members[Path(member.name).name] = member
-        return members
-
-    def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as fh:
-            return fh.read()
-
-    def open(self, name: str) -> IO[bytes]:
-        member = self._members.get(name)
-        fh = self._tar.extractfile(member) if member else None
-        if fh is None:
-            raise BundleError("missing_file", f"bundle archive has no {name}")
-        return fh
-
-    def close(self) -> None:
-        self._tar.close()
-
-
-def open_source(path: Path) -> DirSource | TarSource:
-    """The files of a bundle: a directory, or a .tar (read in place, never unpacked)."""
-    path = Path(path)
-    if path.is_dir():
-        return DirSource(path)
-    if path.is_file():
-        return TarSource(path)
-    if path.exists():
-        raise BundleError("not_a_file", f"{path} is {_kind(path.stat().st_mode)}, not a "
-                          "bundle directory or .tar file")
-    raise BundleError("missing_file", f"no bundle at {path}")
 
 
 @dataclass(frozen=True)
