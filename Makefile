@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench clean hq-catalogs
+.PHONY: venv system-deps demo test lint bench fuzz clean hq-catalogs
 
 venv: $(STAMP)
 
@@ -45,6 +45,12 @@ hq-catalogs: venv
 	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .
 	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE) --no-location
 	$(BIN)/pybabel -q compile -D hq -d $(HQ_LOCALE)
+
+# Long fuzzing pass over the parsers of untrusted input (tests/fuzz); `make test` runs
+# the same targets with 150 inputs each. FUZZ_EXAMPLES=N sets the inputs per target.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -s -q --timeout=0 -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

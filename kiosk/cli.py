@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import sqlite3
 import sys
 
 from kiosk import __version__, commands, config
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
         return EXIT_OK
+    except sqlite3.Error as exc:  # e.g. disk full: the transaction was rolled back
+        print(f"kiosk: database error: {exc} (the change that failed was not recorded)", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":

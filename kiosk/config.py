@@ -44,6 +44,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     }.items()
 }
 LANGUAGES = ("en", "uz", "kk", "ru")
+MAX_VOID_WINDOW_MINUTES = 7 * 24 * 60  # a week; an undo is meant for minutes
 _MISSING = object()
 
 
@@ -85,7 +86,10 @@ class Section:
         value = self.get(key, str, default)
         if not isinstance(value, str):  # an absent optional path: the default
             return value
-        p = Path(value).expanduser()
+        try:
+            p = Path(value).expanduser()
+        except RuntimeError as exc:  # "~nosuchuser/..."
+            raise self.error(key, f"{value!r}: {exc}") from None
         return p if p.is_absolute() else (self.path.parent / p)
 
     def choice(self, key: str, choices: tuple, default: Any = _MISSING) -> Any:
@@ -127,6 +131,8 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
             result[key_id] = keys.load_public(pem)
         except FileNotFoundError:
             raise section.error(key_id, f"public key file {pem} does not exist") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise section.error(key_id, f"cannot read public key file {pem}: {exc.strerror or exc}") from None
         except (ValueError, TypeError) as exc:
             raise section.error(key_id, f"{pem} is not an Ed25519 public key PEM ({exc})") from None
     return result
@@ -154,6 +160,8 @@ def load(path: Path) -> Config:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (set --config or KIOSK_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -169,8 +177,9 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: [trust.keys] must be a table of key id = PEM path")
     redeem = Section(path, "redeem", raw.get("redeem", {}))
     minutes = redeem.get("void_window_minutes", (int, float), 10)
-    if minutes < 0:
-        raise redeem.error("void_window_minutes", "must not be negative")
+    if not 0 <= minutes <= MAX_VOID_WINDOW_MINUTES:  # also refuses nan and inf
+        raise redeem.error("void_window_minutes",
+                           f"must be a number of minutes from 0 to {MAX_VOID_WINDOW_MINUTES}, not {minutes!r}")
     try:
         pattern = payload.compile_pattern(redeem.get("pattern", str, ""))
     except (re.error, ValueError) as exc:

@@ -5,7 +5,8 @@ from pathlib import Path
 from kiosk.config import Config
 from kiosk.core.clock import RTC_DEVICE, SYNCED_FLAG, Clock
 from kiosk.core.ledger import Identity, Ledger
-from kiosk.core.store import Store
+from kiosk.core.store import DB_NAME, Store
+from kiosk.errors import StoreError
 
 
 def make_clock(cfg: Config) -> Clock:
@@ -17,7 +18,19 @@ def make_clock(cfg: Config) -> Clock:
 
 
 def open_store(cfg: Config) -> Store:
-    """The device database in ``data_dir`` (created and migrated on first use)."""
+    """The device database in ``data_dir`` (created and migrated on first use).
+
+    A database file that exists but is empty is refused, not silently made into a new
+    empty database: the redemption history it should hold would be gone unnoticed."""
+    path = cfg.data_dir / DB_NAME
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False  # absent (a new device) or unreadable (Store reports it)
+    if empty:
+        raise StoreError(f"database {path} is empty (0 bytes): its redemption history is "
+                         "missing. Restore kiosk.sqlite from a copy (docs/technician.md "
+                         "section 5); only on a new device, delete the empty file")
     return Store.in_dir(cfg.data_dir)
 
 

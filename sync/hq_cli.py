@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="full snapshot with a new code_salt (devices then forget use counts)")
     sign.add_argument("--rewards", type=Path, help="REWARDS.json: reward_id -> {type, value, title}")
     sign.add_argument("--expires-days", type=float, default=30.0)
+    sign.add_argument("--clock-reset", action="store_true",
+                      help="recovery list: devices set their clock floor back to this list's "
+                           "issue time (docs/technician.md, 'Clock far ahead')")
     sign.add_argument("--out", type=Path, required=True)
     sign.add_argument("--tar", action="store_true", help="also write OUT.tar for a USB stick")
     sign.set_defaults(handler=cmd_sign)
@@ -114,7 +117,7 @@ def cmd_sign(args) -> int:
         salt = kept or bundle_writer.new_salt()
         spec = Spec(program=args.program, version=args.version, key_id=args.key_id,
                     code_salt=salt, rewards=rewards, base_version=args.base_version,
-                    expires_days=args.expires_days)
+                    expires_days=args.expires_days, clock_reset=args.clock_reset)
         records = bundle_writer.records_from_csv(args.csv, salt, rewards)
         out = bundle_writer.write(spec, records, key, args.out, tar=args.tar)
         if kept is None:

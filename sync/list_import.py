@@ -22,7 +22,7 @@ def run(config_path: str, folder: str) -> dict:
     ledger = context.open_ledger(cfg)
     try:
         done = importer.import_bundle(ledger.store, bundle.DirSource(Path(folder)),
-                                      cfg.trusted_keys, cfg.program, now=ledger.clock.read().now)
+                                      cfg.trusted_keys, cfg.program, now=ledger.clock.read())
         return {"state": "installed", "version": done.version, "reason": None,
                 "message": f"installed version {done.version} ({done.record_count:,} records)"}
     except BundleError as exc:

@@ -166,11 +166,18 @@ def resign(bundle_dir: Path, key_path: Path, mutate=None) -> Path:
 
 
 def rehash_chunks(manifest: dict, bundle_dir: Path) -> None:
-    """A ``resign`` mutation: record the chunks' current sha256 in the manifest."""
+    """A ``resign`` mutation: record the chunks' current sha256 and sizes in the manifest
+    (the unpacked size is left out when the chunk is not gzip any more)."""
+    import gzip
     import hashlib
 
     for chunk in manifest["chunks"]:
-        chunk["sha256"] = hashlib.sha256((bundle_dir / chunk["name"]).read_bytes()).hexdigest()
+        data = (bundle_dir / chunk["name"]).read_bytes()
+        chunk["sha256"], chunk["size"] = hashlib.sha256(data).hexdigest(), len(data)
+        try:
+            chunk["ndjson_size"] = len(gzip.decompress(data))
+        except (OSError, EOFError):
+            chunk.pop("ndjson_size", None)
 
 
 class ManualWorker:

@@ -51,7 +51,7 @@ def cmd_import(args) -> int:
         source = bundle.open_source(args.path)
         manifest = importer.import_bundle(
             ledger.store, source, cfg.trusted_keys, cfg.program,
-            now=ledger.clock.read().now, progress=progress)
+            now=ledger.clock.read(), progress=progress)
     except BundleError as exc:
         progress.end()
         have = importer.current(ledger.store)
@@ -68,11 +68,15 @@ def cmd_import(args) -> int:
     return EXIT_OK
 
 
-def status_dict(have: importer.CurrentList | None, program: str) -> dict:
+def status_dict(have: importer.CurrentList | None, program: str,
+                clock_floor: str | None = None) -> dict:
+    """What ``codes status`` shows; ``clock_floor`` is the device's newest trusted time
+    (a floor far ahead of the real time needs HQ's clock-reset list)."""
     if have is None:
-        return {"program": program, "version": None, "codes": 0, "installed": False}
+        return {"program": program, "version": None, "codes": 0, "installed": False,
+                "clock_floor": clock_floor}
     age = datetime.now(UTC) - have.issued_at
-    return {
+    return {"clock_floor": clock_floor,
         "program": have.program, "version": have.version, "base_version": have.base_version,
         "codes": have.code_count, "issued_at": timefmt.format(have.issued_at),
         "expires_at": timefmt.format(have.expires_at), "key_id": have.key_id,
@@ -85,7 +89,7 @@ def status_dict(have: importer.CurrentList | None, program: str) -> dict:
 def cmd_status(args) -> int:
     cfg = load_config(args)
     store = context.open_store(cfg)
-    info = status_dict(importer.current(store), cfg.program)
+    info = status_dict(importer.current(store), cfg.program, store.get_meta("clock_floor"))
     if args.json:
         print_json(info)
         return EXIT_OK
@@ -96,5 +100,6 @@ def cmd_status(args) -> int:
           f"{' (delta on ' + str(info['base_version']) + ')' if info['base_version'] else ''}\n"
           f"codes     {info['codes']:,}\nissued    {info['issued_at']}\n"
           f"expires   {info['expires_at']}{'  EXPIRED' if info['expired'] else ''}\n"
-          f"key id    {info['key_id']}\nimported  {info['imported_at']}")
+          f"key id    {info['key_id']}\nimported  {info['imported_at']}\n"
+          f"clock floor {info['clock_floor']}")
     return EXIT_OK

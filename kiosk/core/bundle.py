@@ -4,7 +4,9 @@ A bundle is a directory (or a ``.tar`` of one) with ``manifest.json``, ``manifes
 (raw 64-byte Ed25519 signature of the manifest's exact bytes) and gzip NDJSON chunks.
 Verification order: signature (under a trusted key id) first, then every other field;
 chunk hashes and record counts are checked while the records stream past, so a
-million codes never sit in memory. Every rejection is a :class:`BundleError` with a
+million codes never sit in memory, and no further than the sizes the signed manifest
+declares (a gzip bomb stops there). The files themselves are opened by
+:mod:`kiosk.core.bundle_files`. Every rejection is a :class:`BundleError` with a
 stable ``reason``.
 """
 
@@ -14,92 +16,36 @@ import gzip
 import hashlib
 import json
 import re
-import tarfile
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import keys, timefmt
+from kiosk.core.bundle_files import MANIFEST, MAX_CHUNK_BYTES, SIGNATURE, Source
+from kiosk.core.bundle_files import DirSource as DirSource  # the bundle's public names
+from kiosk.core.bundle_files import TarSource as TarSource
+from kiosk.core.bundle_files import open_source as open_source
 from kiosk.errors import BundleError
 
 FORMAT = "kiosk-codes/1"
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"
 REWARD_TYPES = ("item", "percent", "amount", "addon")
 _CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _READ = 1 << 16
 MAX_MANIFEST = 16 << 20  # bytes; the rewards table and chunk list of a huge list fit easily
 _BLOCK = 1 << 21  # decompressed bytes per block (about 16,000 records)
-
-
-class Source(Protocol):
-    """Where a bundle's files come from: a directory, a tar file, received MQTT chunks."""
-
-    def read_bytes(self, name: str) -> bytes: ...
-
-    def open(self, name: str) -> IO[bytes]: ...
-
-
-class DirSource:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as fh:
-            return fh.read()
-
-    def open(self, name: str) -> IO[bytes]:
-        try:
-            return (self.path / name).open("rb")
-        except FileNotFoundError:
-            raise BundleError("missing_file", f"bundle has no {name} ({self.path})") from None
-
-    def close(self) -> None:
-        pass
-
-
-class TarSource:
-    """Reads members of a ``.tar`` without extracting it (files may sit in one folder)."""
-
-    def __init__(self, path: Path):
-        try:
-            self._tar = tarfile.open(path, "r:*")
-            self._members = {
-                Path(m.name).name: m for m in self._tar.getmembers() if m.isfile()
-            }
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
-
-    def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as fh:
-            return fh.read()
-
-    def open(self, name: str) -> IO[bytes]:
-        member = self._members.get(name)
-        fh = self._tar.extractfile(member) if member else None
-        if fh is None:
-            raise BundleError("missing_file", f"bundle archive has no {name}")
-        return fh
-
-    def close(self) -> None:
-        self._tar.close()
-
-
-def open_source(path: Path) -> DirSource | TarSource:
-    """The files of a bundle: a directory, or a .tar (read in place, never unpacked)."""
-    path = Path(path)
-    if path.is_dir():
-        return DirSource(path)
-    if path.is_file():
-        return TarSource(path)
-    raise BundleError("missing_file", f"no bundle at {path}")
+# Bounds on what a file may cost before it is refused (docs/formats.md, "Bounds"). A chunk
+# is read at most up to the sizes its signed manifest declares; a manifest without them
+# (written before they existed) gets the conservative caps below instead.
+MAX_INT = 2**63 - 1  # what SQLite can store; versions and counts beyond it are refused
+MAX_LINE = 1 << 16  # one NDJSON record line
+RECORD_BUDGET = 4096  # unpacked bytes per declared record when a chunk declares no size
+MIN_YEAR, MAX_YEAR = 1970, 9000  # manifest times outside are refused
 
 
 @dataclass(frozen=True)
@@ -107,6 +53,23 @@ class Chunk:
     name: str
     sha256: str
     records: int
+    size: int | None = None  # bytes of the (gzip) file, if the manifest declares them
+    ndjson_size: int | None = None  # bytes once unpacked, if declared
+
+    @property
+    def max_ndjson(self) -> int:
+        """Unpacked bytes the reader accepts: the declared size, else a budget per record."""
+        if self.ndjson_size is not None:
+            return self.ndjson_size
+        return max(self.records, 1) * RECORD_BUDGET + MAX_LINE
+
+    @property
+    def max_size(self) -> int:
+        """File bytes the reader accepts: the declared size, else a cap that no honest
+        gzip of ``max_ndjson`` bytes exceeds."""
+        if self.size is not None:
+            return self.size
+        return min(MAX_CHUNK_BYTES, self.max_ndjson + (1 << 20))
 
 
 @dataclass(frozen=True)
@@ -121,6 +84,7 @@ class Manifest:
     code_salt: bytes
     rewards: dict
     chunks: tuple[Chunk, ...]
+    clock_reset: bool = False  # HQ's signed recovery: set the clock floor to issued_at
 
     @property
     def is_delta(self) -> bool:
@@ -158,14 +122,19 @@ def _field(obj: Mapping, name: str, kind: type | tuple, *, optional: bool = Fals
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _bad(f"field {name!r} has the wrong type ({type(value).__name__})")
+    if kind is int and not 0 <= value <= MAX_INT:
+        raise _bad(f"field {name!r} is out of range (0 to 2**63-1)")
     return value
 
 
 def _time(obj: Mapping, name: str) -> datetime:
     try:
-        return timefmt.parse(_field(obj, name, str))
-    except ValueError:
+        value = timefmt.parse(_field(obj, name, str))
+    except (ValueError, OverflowError):
         raise _bad(f"field {name!r} is not an RFC 3339 time") from None
+    if not MIN_YEAR <= value.year < MAX_YEAR:
+        raise _bad(f"field {name!r} is out of range (years {MIN_YEAR} to {MAX_YEAR - 1})")
+    return value
 
 
 def _rewards(value: dict) -> dict:
@@ -173,7 +142,8 @@ def _rewards(value: dict) -> dict:
         if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
             raise _bad(f"reward {reward_id!r} needs a type, one of {', '.join(REWARD_TYPES)}")
         title = reward.get("title")
-        if not isinstance(title, dict) or not title:
+        if (not isinstance(title, dict) or not title
+                or not all(isinstance(text, str) for text in title.values())):
             raise _bad(f"reward {reward_id!r} needs a title {{lang: text}}")
     return value
 
@@ -188,18 +158,31 @@ def _chunks(value: list) -> tuple[Chunk, ...]:
         records = _field(entry, "records", int)
         if not _CHUNK_NAME.match(name) or name in (MANIFEST, SIGNATURE):
             raise _bad(f"chunk name {name!r} is not a plain file name")
-        if not _HEX64.match(sha) or records < 0:
-            raise _bad(f"chunk {name!r} has a bad sha256 or record count")
-        chunks.append(Chunk(name, sha, records))
+        if not _HEX64.match(sha):
+            raise _bad(f"chunk {name!r} has a bad sha256")
+        # sizes are optional: manifests signed before they existed get the global caps
+        size, ndjson_size = (_field(entry, key, int) if key in entry else None
+                             for key in ("size", "ndjson_size"))
+        if size is not None and size > MAX_CHUNK_BYTES:
+            raise _bad(f"chunk {name!r} is larger than {MAX_CHUNK_BYTES:,} bytes")
+        chunks.append(Chunk(name, sha, records, size, ndjson_size))
     return tuple(chunks)
+
+
+def _json(raw: bytes):
+    """Decode untrusted JSON bytes; any malformed input (also nesting too deep for the
+    parser) is a ``bad_manifest``."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise _bad("nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad(f"not UTF-8 JSON ({exc})") from None
 
 
 def parse_manifest(raw: bytes) -> Manifest:
     """Parse and validate manifest fields (the signature is checked separately)."""
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _bad(f"not UTF-8 JSON ({exc})") from None
+    obj = _json(raw)
     if not isinstance(obj, dict):
         raise _bad("not a JSON object")
     if obj.get("format") != FORMAT:
@@ -212,6 +195,8 @@ def parse_manifest(raw: bytes) -> Manifest:
     base = _field(obj, "base_version", int, optional=True)
     if version < 1 or (base is not None and base >= version):
         raise _bad("version must be positive and newer than base_version")
+    if "clock_reset" in obj and not isinstance(obj["clock_reset"], bool):
+        raise _bad("field 'clock_reset' must be true or false")
     return Manifest(
         raw=raw,
         program=_field(obj, "program", str),
@@ -223,15 +208,14 @@ def parse_manifest(raw: bytes) -> Manifest:
         code_salt=salt,
         rewards=_rewards(_field(obj, "rewards", dict)),
         chunks=_chunks(_field(obj, "chunks", list)),
+        clock_reset=obj.get("clock_reset", False),
     )
 
 
 def verify_manifest(raw: bytes, signature: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest:
     """Check the signature under the key the manifest names, then parse it."""
-    try:
-        key_id = json.loads(raw.decode("utf-8")).get("key_id")
-    except (UnicodeDecodeError, ValueError, AttributeError):
-        raise _bad("not a UTF-8 JSON object") from None
+    obj = _json(raw)
+    key_id = obj.get("key_id") if isinstance(obj, dict) else None
     key = trusted.get(key_id) if isinstance(key_id, str) else None
     if key is None:
         known = ", ".join(sorted(trusted)) or "none"
@@ -269,8 +253,8 @@ def _record(line: bytes, where: str) -> Record:
             raise ValueError(f"unknown op {op!r}")
         stores = obj.get("stores")
         max_uses = obj.get("max_uses", 1)
-        if not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1:
-            raise ValueError("max_uses must be a positive integer")
+        if not isinstance(max_uses, int) or isinstance(max_uses, bool) or not 1 <= max_uses <= MAX_INT:
+            raise ValueError("max_uses must be a positive integer below 2**63")
         if stores is not None and not (isinstance(stores, list) and all(isinstance(s, str) for s in stores)):
             raise ValueError("stores must be a list of strings or null")
         return Record(
@@ -282,18 +266,27 @@ def _record(line: bytes, where: str) -> Record:
             max_uses=max_uses,
             stores=tuple(stores) if stores else None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except RecursionError:
+        raise BundleError("corrupt_chunk", f"{where}: bad record (nested too deeply)") from None
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise BundleError("corrupt_chunk", f"{where}: bad record ({exc})") from None
 
 
 class _HashingReader:
-    """Wraps a file so everything read through it is hashed."""
+    """Wraps a chunk file so everything read through it is hashed and counted; reading
+    past the chunk's declared (or capped) size raises ``chunk_size`` at once."""
 
-    def __init__(self, fh: IO[bytes]):
-        self.fh, self.digest = fh, hashlib.sha256()
+    def __init__(self, fh: IO[bytes], chunk: Chunk):
+        self.fh, self.digest, self.chunk, self.count = fh, hashlib.sha256(), chunk, 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.fh.read(size)
+    def read(self, size: int | None = -1) -> bytes:
+        limit = self.chunk.max_size
+        want = _READ if size is None or size < 0 else size
+        data = self.fh.read(min(want, limit - self.count + 1))
+        self.count += len(data)
+        if self.count > limit:
+            raise BundleError("chunk_size", f"chunk {self.chunk.name} is larger than the "
+                              f"{limit:,} bytes its manifest allows (altered or damaged)")
         self.digest.update(data)
         return data
 
@@ -309,7 +302,7 @@ def _chunk_stream(source: Source, chunk: Chunk) -> Iterator[_HashingReader]:
     """Open a chunk for hashing; a decoding error in a chunk whose bytes do not match
     the manifest is reported as ``chunk_hash`` (the bytes were altered or damaged)."""
     with source.open(chunk.name) as raw:
-        hashing = _HashingReader(raw)
+        hashing = _HashingReader(raw, chunk)
         try:
             yield hashing
         except BundleError as exc:
@@ -319,25 +312,45 @@ def _chunk_stream(source: Source, chunk: Chunk) -> Iterator[_HashingReader]:
             raise
 
 
-def _blocks(hashing: _HashingReader, name: str) -> Iterator[bytes]:
-    """Decompressed data in large blocks that each end at a line end (the last may not)."""
+def _blocks(hashing: _HashingReader, chunk: Chunk) -> Iterator[bytes]:
+    """Decompressed data in large blocks that each end at a line end (the last may not).
+    At most ``chunk.max_ndjson`` bytes are unpacked and no line may exceed MAX_LINE, so
+    a gzip bomb costs one block of memory and stops at the declared size."""
+    name, limit, unpacked = chunk.name, chunk.max_ndjson, 0
     try:
         with gzip.GzipFile(fileobj=hashing, mode="rb") as gz:
             tail = b""
             while data := gz.read(_BLOCK):
+                unpacked += len(data)
+                if unpacked > limit:
+                    raise BundleError("chunk_size", f"chunk {name} unpacks to more than the "
+                                      f"{limit:,} bytes its manifest allows (altered or damaged)")
                 data = tail + data
                 cut = data.rfind(b"\n") + 1
                 tail = data[cut:]
+                if len(tail) > MAX_LINE:
+                    raise BundleError("corrupt_chunk", f"chunk {name} has a line longer than "
+                                      f"{MAX_LINE:,} bytes")
                 if cut:
                     yield data[:cut]
             if tail:
                 yield tail
     except (OSError, EOFError, zlib.error) as exc:
         raise BundleError("corrupt_chunk", f"chunk {name} is truncated or not gzip ({exc})") from None
+    if chunk.ndjson_size is not None and unpacked != chunk.ndjson_size:
+        raise BundleError("corrupt_chunk", f"chunk {name} unpacks to {unpacked:,} bytes, "
+                          f"its manifest says {chunk.ndjson_size:,}")
+
+
+def _over(chunk: Chunk, count: int) -> None:
+    """Fail as soon as a chunk holds more records than its manifest declares."""
+    if count > chunk.records:
+        raise BundleError("corrupt_chunk", f"chunk {chunk.name}: more than the "
+                          f"{chunk.records:,} records the manifest says")
 
 
 def _finish(hashing: _HashingReader, chunk: Chunk, count: int) -> None:
-    if hashing.drain() != chunk.sha256:
+    if hashing.drain() != chunk.sha256 or (chunk.size is not None and hashing.count != chunk.size):
         raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match the manifest")
     if count != chunk.records:
         raise BundleError("corrupt_chunk", f"chunk {chunk.name}: {count} records, manifest says {chunk.records}")
@@ -358,9 +371,10 @@ def iter_chunk(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[Recor
     """Stream one chunk's records; raise if it is truncated, corrupt or altered."""
     with _chunk_stream(source, chunk) as hashing:
         count, lineno = 0, 1
-        for block in _blocks(hashing, chunk.name):
+        for block in _blocks(hashing, chunk):
             for record in _lines(block, chunk, lineno, rewards):
                 count += 1
+                _over(chunk, count)
                 yield record
             lineno += block.count(b"\n")
         _finish(hashing, chunk, count)
@@ -400,7 +414,7 @@ def _epoch_of(text: str, cache: dict) -> int | None:
     if text not in cache:
         try:
             cache[text] = timefmt.to_epoch(timefmt.parse(text[1:-1]))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise _NotCanonical from None
     return cache[text]
 
@@ -506,11 +520,12 @@ def iter_chunk_rows(source: Source, chunk: Chunk, rewards: Mapping) -> Iterator[
     cache: dict = {}
     with _chunk_stream(source, chunk) as hashing:
         count, lineno = 0, 1
-        for block in _blocks(hashing, chunk.name):
+        for block in _blocks(hashing, chunk):
             fast = _fast_block(block, rewards, cache)
             runs = [fast] if fast else _slow_block(block, chunk, lineno, rewards)
             for shape, rows in runs:
                 count += len(rows)
+                _over(chunk, count)
                 yield shape, rows
             lineno += block.count(b"\n")
         _finish(hashing, chunk, count)

@@ -45,6 +45,7 @@ class Spec:
     base_version: int | None = None
     issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     expires_days: float = 30.0
+    clock_reset: bool = False  # a signed recovery list: devices reset their clock floor
 
 
 def new_salt() -> bytes:
@@ -102,19 +103,25 @@ def records_from_csv(path: Path, salt: bytes, rewards: Mapping) -> Iterator[dict
 
 
 def _write_chunks(records: Iterable[dict], out: Path, per_chunk: int) -> list[dict]:
-    chunks, fh, count, n = [], None, 0, 0
+    """The chunk files and their manifest entries: name, sha256 and records, plus
+    ``size`` (file bytes) and ``ndjson_size`` (unpacked bytes), which bound how much
+    a device reads and unpacks before it refuses an altered chunk."""
+    chunks, fh, count, n, unpacked = [], None, 0, 0, 0
 
     def close():
         fh.close()
         name = f"chunk-{n:05d}.ndjson.gz"
-        digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
-        chunks.append({"name": name, "sha256": digest, "records": count})
+        data = (out / name).read_bytes()
+        chunks.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(),
+                       "records": count, "size": len(data), "ndjson_size": unpacked})
 
     for record in records:
         if fh is None:
             fh = gzip.open(out / f"chunk-{n:05d}.ndjson.gz", "wb", compresslevel=6)
-            count = 0
-        fh.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+            count = unpacked = 0
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        fh.write(line)
+        unpacked += len(line)
         count += 1
         if count >= per_chunk:
             close()
@@ -137,6 +144,8 @@ def manifest_bytes(spec: Spec, chunks: list[dict]) -> bytes:
         "rewards": spec.rewards,
         "chunks": chunks,
     }
+    if spec.clock_reset:
+        body["clock_reset"] = True
     return json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
 
 

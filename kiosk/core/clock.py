@@ -8,13 +8,18 @@ redemption. Every event records which clock it used:
 * ``synced``   - NTP synchronisation confirmed (systemd-timesyncd's flag file);
 * ``rtc``      - a hardware real-time clock is present (e.g. DS3231 overlay);
 * ``unsynced`` - neither, or the wall clock was behind the floor.
+
+A signed list may raise the floor only a little ahead of the best time
+(:func:`latest_issue`): a list "issued" in 2099 would otherwise make every code expire
+and every later list look expired. HQ's way back from a floor already too far ahead
+is a list signed with ``clock_reset`` (docs/technician.md, "Clock far ahead").
 """
 
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from kiosk.core import timefmt
@@ -23,6 +28,12 @@ SYNCED_FLAG = Path("/run/systemd/timesync/synchronized")
 RTC_DEVICE = Path("/dev/rtc0")
 SOURCES = ("synced", "rtc", "unsynced")
 _ASK = object()  # read(): ask the floor function
+# How far ahead of the device's best time a code list's issued_at may be: the clock
+# skew between HQ and a device whose time is confirmed; and, when it is not, the time
+# a Pi without a clock battery may have been switched off (it boots with the time of
+# its last shutdown).
+LEAD_TRUSTED = timedelta(hours=1)
+LEAD_UNSYNCED = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,25 @@ class Reading:
     now: datetime
     source: str  # one of SOURCES
     wall_behind_floor: bool = False
+    wall: datetime | None = None  # the wall clock itself (when behind the floor: earlier)
+    wall_source: str | None = None  # its own source, ignoring the floor
+
+    def of_wall(self) -> "Reading":
+        """The wall clock's reading without the floor (for a signed clock reset)."""
+        if self.wall is None:
+            return self
+        return Reading(self.wall, self.wall_source or self.source)
+
+
+def latest_issue(reading: Reading) -> datetime:
+    """The latest ``issued_at`` a code list may carry at this reading."""
+    return reading.now + (LEAD_UNSYNCED if reading.source == "unsynced" else LEAD_TRUSTED)
+
+
+def as_reading(now: "datetime | Reading") -> Reading:
+    """A caller's time as a :class:`Reading`; a bare datetime, whose source is not
+    known, gets the lenient bound of an unsynced clock."""
+    return now if isinstance(now, Reading) else Reading(now, "unsynced")
 
 
 class Clock:
@@ -62,7 +92,8 @@ class Clock:
         if floor is _ASK:
             floor = self.floor() if self.floor else None
         if floor is not None and now < floor:
-            return Reading(floor, "unsynced", wall_behind_floor=True)
+            return Reading(floor, "unsynced", wall_behind_floor=True, wall=now,
+                           wall_source=self.source())
         return Reading(now, self.source())
 
 

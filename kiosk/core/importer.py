@@ -10,6 +10,7 @@ commit the current list is untouched; any failure leaves it exactly as it was.
 import fcntl
 import json
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,10 +18,10 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kiosk.core import bundle, timefmt
+from kiosk.core import bundle, clock, timefmt
 from kiosk.core.bundle import Manifest
 from kiosk.core.store import Store
-from kiosk.errors import BundleError
+from kiosk.errors import BundleError, StoreError
 
 BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
@@ -55,8 +56,9 @@ def current(store: Store) -> CurrentList | None:
 
 
 def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
-                     now: datetime | None = None) -> None:
-    """Reject a wrong program, a rollback, a delta on the wrong base, an expired list."""
+                     now: "datetime | clock.Reading | None" = None) -> None:
+    """Reject a wrong program, a rollback, a delta on the wrong base, an expired list,
+    and (given the device's time) one issued too far ahead of it."""
     if manifest.program != program:
         raise BundleError("wrong_program", f"bundle is for program {manifest.program!r}, this device runs {program!r}")
     have_version = have.version if have else None
@@ -66,8 +68,23 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
         raise BundleError("wrong_base", f"delta {manifest.version} applies on version {manifest.base_version}, this device has {have_version if have_version is not None else 'no list'}")
     if manifest.is_delta and have and manifest.code_salt != have.code_salt:
         raise BundleError("bad_manifest", "a delta must keep its base list's code_salt")
-    if now is not None and manifest.expires_at <= now:
+    if now is not None:
+        _check_time(manifest, clock.as_reading(now))
+
+
+def _check_time(manifest: Manifest, reading: "clock.Reading") -> None:
+    if manifest.clock_reset:  # HQ's signed recovery: judged by the wall clock alone
+        reading = reading.of_wall()
+    if manifest.expires_at <= reading.now:
         raise BundleError("bundle_expired", f"bundle expired at {timefmt.format(manifest.expires_at)}")
+    latest = clock.latest_issue(reading)
+    if manifest.issued_at > latest:
+        raise BundleError(
+            "issued_in_future",
+            f"bundle is issued at {timefmt.format(manifest.issued_at)}, later than this "
+            f"device's time {timefmt.format(reading.now)} ({reading.source} clock) allows "
+            f"({timefmt.format(latest)}); importing it would move the clock floor ahead. "
+            "Check the device's and HQ's clocks (docs/technician.md, 'Clock far ahead')")
 
 
 _STAGE_ROWS = (
@@ -126,7 +143,7 @@ def _save_list(conn, manifest: Manifest, count: int) -> None:
     )
     floor = Store.get_meta_conn(conn, "clock_floor")
     issued = timefmt.format(manifest.issued_at)
-    if floor is None or issued > floor:
+    if floor is None or issued > floor or manifest.clock_reset:
         Store.set_meta(conn, "clock_floor", issued)
 
 
@@ -255,7 +272,11 @@ def _merge_delta(store: Store, manifest: Manifest) -> None:
 def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed25519PublicKey],
                   program: str, *, now: datetime | None = None,
                   progress: Progress | None = None) -> Manifest:
-    """Verify and import a bundle; on any rejection the current list stays as it was."""
+    """Verify and import a bundle; on any rejection the current list stays as it was.
+
+    ``now`` is the device's time (a :class:`kiosk.core.clock.Reading` also says how far
+    it can be trusted); without it expiry and issue time are not checked. A database
+    error (disk full) is a :class:`StoreError`; the current list stays then too."""
     manifest = bundle.read_manifest(source, trusted)
     check_applicable(manifest, current(store), program, now)
     with open(store.path.with_name(store.path.name + ".import-lock"), "w") as lock:
@@ -269,6 +290,11 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
                 _merge_delta(store, manifest)
             else:
                 _swap_snapshot(store, manifest)
+        except sqlite3.Error as exc:
+            raise StoreError(f"code list import failed, the current list stays: {exc}") from exc
         finally:
-            _drop_staging(store.conn)
+            try:
+                _drop_staging(store.conn)
+            except sqlite3.Error:  # e.g. still no space: the next import drops them
+                pass
     return manifest
