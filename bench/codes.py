@@ -15,6 +15,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kiosk.core import bundle, bundle_writer, codes, importer, keys  # noqa: E402
+from kiosk.core import bundle, bundle_writer, codelist, codes, importer, keys  # noqa: E402
 from kiosk.core.clock import Clock  # noqa: E402
 from kiosk.core.ledger import Identity, Ledger  # noqa: E402
 from kiosk.core.store import Store  # noqa: E402
@@ -135,11 +136,33 @@ def time_lookups(db: Path, n_codes: int, n: int) -> tuple[float, float, float]:
     return ms[len(ms) // 2], ms[int(len(ms) * 0.99)], statistics.fmean(ms)
 
 
+def make_bundles(work: Path, n_codes: int, n_delta: int) -> tuple[Path, Path, Path]:
+    """The full and delta bundles and the public key, generated into ``work`` unless a
+    previous run with ``--bundles`` left them there."""
+    full, delta, pub = work / "full", work / "delta", work / "keys" / keys.PUBLIC_NAME
+    if (delta / bundle.SIGNATURE).exists() and (full / bundle.SIGNATURE).exists():
+        return full, delta, pub
+    for path in (full, delta):
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(work / "keys", ignore_errors=True)
+    priv, pub = keys.generate(work / "keys")
+    key = keys.load_private(priv)
+    salt = bundle_writer.new_salt()
+    bundle_writer.write(bundle_writer.Spec(PROGRAM, 1, "bench", salt, REWARDS),
+                        full_records(n_codes, salt), key, full)
+    bundle_writer.write(bundle_writer.Spec(PROGRAM, 2, "bench", salt, REWARDS, base_version=1),
+                        delta_records(n_delta, n_codes, salt), key, delta)
+    return full, delta, pub
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--codes", type=int, default=1_000_000)
     ap.add_argument("--delta", type=int, default=10_000)
     ap.add_argument("--lookups", type=int, default=100_000)
+    ap.add_argument("--bundles", metavar="DIR",
+                    help="keep the generated bundles in DIR and reuse them next time "
+                         "(generating 10,000,000 codes takes minutes)")
     ap.add_argument("--child-import", nargs=3, metavar=("DB", "BUNDLE", "PUB"))
     args = ap.parse_args()
     if args.child_import:
@@ -148,16 +171,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
         tmp = Path(tmp)
-        priv, pub = keys.generate(tmp / "keys")
-        key = keys.load_private(priv)
-        salt = bundle_writer.new_salt()
+        work = Path(args.bundles) / f"{args.codes}-{args.delta}" if args.bundles else tmp
         t0 = time.perf_counter()
-        full = bundle_writer.write(
-            bundle_writer.Spec(PROGRAM, 1, "bench", salt, REWARDS),
-            full_records(args.codes, salt), key, tmp / "full")
-        delta = bundle_writer.write(
-            bundle_writer.Spec(PROGRAM, 2, "bench", salt, REWARDS, base_version=1),
-            delta_records(args.delta, args.codes, salt), key, tmp / "delta")
+        full, delta, pub = make_bundles(work, args.codes, args.delta)
         gen_s = time.perf_counter() - t0
         size_mb = sum(p.stat().st_size for p in full.iterdir()) / 1e6
 
@@ -168,6 +184,10 @@ def main() -> int:
         b = run_child(db, delta, pub)
         p50, p99, mean = time_lookups(db, args.codes, args.lookups)
         db_mb = db.stat().st_size / 1e6
+        have = importer.current(Store(db))
+        folder = codelist.list_dir(db)
+        snap_bytes = (folder / have.snapshot_file).stat().st_size
+        overlay_bytes = (folder / have.overlay_file).stat().st_size if have.overlay_file else 0
 
     load = os.getloadavg()
     print(f"redeem-kiosk code list benchmark (load average {load[0]:.2f} {load[1]:.2f} "
@@ -183,7 +203,9 @@ def main() -> int:
           f"peak RSS {b['rss_mb']:.0f} MB  CPU {b['cpu']:.1f} s  (goal < 1 s)")
     print(f"  lookups       {args.lookups:>9,} payloads p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
           f"mean {mean:.3f} ms   (goal p99 < 0.2 ms; half unknown)")
-    print(f"  database      {db_mb:.0f} MB")
+    print(f"  on disk       snapshot {snap_bytes / 1e6:.0f} MB = {snap_bytes / a['records']:.1f} "
+          f"bytes per code (goal < 60), overlay {overlay_bytes / 1e6:.1f} MB, "
+          f"ledger database {db_mb:.1f} MB")
     return 0
 
 

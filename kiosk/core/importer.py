@@ -1,29 +1,40 @@
-"""Importing a verified bundle into the store, streaming and atomically.
+"""Importing a verified bundle as a new code list file, streaming and atomically.
 
-Every record is first appended to ``codes_staging`` in short batches (so the kiosk can
-still record redemptions meanwhile; appends without an index are cheap). Then one
-transaction applies the staged records in key order: a full snapshot builds a new
-``codes`` table and swaps it in, a delta merges into the current one. Until that
-commit the current list is untouched; any failure leaves it exactly as it was.
+A list never shares a database file with the ledger (see :mod:`kiosk.core.codelist`):
+an import writes a new file under a temporary name (records are appended to a
+scratch file beside it, then sorted into the list's table in key order), fsyncs and
+renames it, and only then switches the ``code_list`` row of the ledger's database to
+it in one short transaction (the only moment it takes the ledger's write lock, a few
+milliseconds). A full snapshot writes a new snapshot file; a delta writes a new
+overlay file (the previous overlay plus its records). Until the switch commits the
+current list is untouched; a rejection, a crash or a power cut at any step leaves
+the old list in use, and the next import deletes the leftovers.
 """
 
 import fcntl
 import json
+import os
 import queue
+import secrets
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.request import pathname2url
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kiosk.core import bundle, timefmt
+from kiosk.core import atomic, bundle, codelist, timefmt
 from kiosk.core.bundle import Manifest
 from kiosk.core.store import Store
 from kiosk.errors import BundleError
 
 BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
+STAGE_SHARE = 0.8  # of the progress figure: reading and staging; the rest is sorting
 
 
 @dataclass(frozen=True)
@@ -38,19 +49,21 @@ class CurrentList:
     rewards: dict
     code_count: int
     imported_at: datetime
+    snapshot_file: str | None = None
+    overlay_file: str | None = None
 
 
-def current(store: Store) -> CurrentList | None:
+def current(store: Store, conn: sqlite3.Connection | None = None) -> CurrentList | None:
     """The installed code list's manifest details, or None when none is installed."""
-    row = store.conn.execute(
+    row = (conn or store.conn).execute(
         "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
-        "rewards, code_count, imported_at FROM code_list WHERE id = 1"
+        "rewards, code_count, imported_at, snapshot_file, overlay_file FROM code_list WHERE id = 1"
     ).fetchone()
     if row is None:
         return None
     return CurrentList(
         row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
-        bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]),
+        bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
     )
 
 
@@ -70,100 +83,193 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
         raise BundleError("bundle_expired", f"bundle expired at {timefmt.format(manifest.expires_at)}")
 
 
-_STAGE_ROWS = (
-    "INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses, "
-    "stores, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+# -- progress, for a person waiting (CLI bar, staff Sync page, heartbeat) -----------
+@dataclass(frozen=True)
+class ImportProgress:
+    version: int
+    percent: int
+    phase: str  # "staging" (reading records) or "sorting" (building the list's table)
+    done: int
+    total: int
+
+    def text(self) -> str:
+        return f"list v{self.version} loading {self.percent}%"
+
+
+def import_progress(store: Store) -> ImportProgress | None:
+    """The import running now for this database (any process), or None."""
+    path = codelist.list_dir(store.path) / codelist.PROGRESS
+    try:
+        data = json.loads(path.read_text())
+        os.kill(int(data["pid"]), 0)  # an importer killed mid-way left the file behind
+        return ImportProgress(int(data["version"]), int(data["percent"]), str(data["phase"]),
+                              int(data["done"]), int(data["total"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class _Reporter:
+    """Calls the caller's progress function and keeps the progress file current
+    (rewritten when the percentage changes, removed at the end)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, callback: Progress | None):
+        self.path, self.version = folder / codelist.PROGRESS, manifest.version
+        self.total, self.callback, self.last = manifest.record_count, callback, None
+
+    def __call__(self, done: int, phase: str = "staging") -> None:
+        if self.callback and phase == "staging":
+            self.callback(done, self.total)
+        share = done / self.total if self.total else 1.0
+        percent = int(share * STAGE_SHARE * 100) if phase == "staging" else int(STAGE_SHARE * 100)
+        if (percent, phase) != self.last:
+            self.last = (percent, phase)
+            atomic.write_text(self.path, json.dumps({
+                "pid": os.getpid(), "version": self.version, "percent": percent, "phase": phase,
+                "done": done, "total": self.total}), 0o644)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+# -- writing one list file -------------------------------------------------------------
 # A fast-path block (bundle.Columns) in one statement: SQLite counts n = 0..count-1,
-# cuts the n-th hash out of one BLOB and looks its attributes up by the n-th byte.
-_STAGE_COLUMNS = """
+# cuts the first key bytes of the n-th hash out of one BLOB and maps the n-th byte to
+# its attribute value.
+_STAGE_COLUMNS = f"""
 WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
-INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
-                           stores, revoked)
-SELECT :base + n, substr(:hashes, n * 32 + 1, 32), a.reward_id, a.valid_from, a.valid_until,
-       a.max_uses, a.stores, a.revoked
-FROM i JOIN temp.codes_attrs AS a ON a.key = hex(substr(:attrs, n + 1, 1))
+INSERT INTO stage.staging (seq, h, a)
+SELECT :base + n, substr(:hashes, n * 32 + 1, {codelist.KEY_BYTES}), m.a
+FROM i JOIN temp.amap AS m ON m.k = hex(substr(:attrs, n + 1, 1))
 """
-# The same when every record of the block has the same attributes (no lookup per row).
-_STAGE_UNIFORM = """
+_STAGE_UNIFORM = f"""
 WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
-INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
-                           stores, revoked)
-SELECT :base + n, substr(:hashes, n * 32 + 1, 32), :reward_id, :valid_from, :valid_until,
-       :max_uses, :stores, :revoked
-FROM i
+INSERT INTO stage.staging (seq, h, a)
+SELECT :base + n, substr(:hashes, n * 32 + 1, {codelist.KEY_BYTES}), :a FROM i
 """
-_ATTRS = ("reward_id", "valid_from", "valid_until", "max_uses", "stores", "revoked")
-# Applies the staged records to a codes table in key order (fast B-tree appends);
-# ``seq`` keeps bundle order for a code listed twice: a put replaces the whole row,
-# a revoke keeps the row and marks it revoked (or adds a bare revoked row).
-_MERGE = """
-INSERT INTO {table} (code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked)
-SELECT code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked
-FROM codes_staging WHERE true ORDER BY code_hash, seq
-ON CONFLICT (code_hash) DO UPDATE SET
-  reward_id = iif(excluded.revoked, reward_id, excluded.reward_id),
-  valid_from = iif(excluded.revoked, valid_from, excluded.valid_from),
-  valid_until = iif(excluded.revoked, valid_until, excluded.valid_until),
-  max_uses = iif(excluded.revoked, max_uses, excluded.max_uses),
-  stores = iif(excluded.revoked, stores, excluded.stores),
-  revoked = excluded.revoked
-"""
-_LIVE_STAGED = ("SELECT count(*) FROM codes WHERE revoked = 0 AND code_hash IN "
-                "(SELECT code_hash FROM codes_staging)")
+# Staged ``a``: a put is 2 x attribute id (even), a revoke is 1. Applied in key order
+# (fast appends); ``seq`` keeps bundle order for a code listed twice: a put replaces
+# the row, a revoke keeps it and marks it revoked (or adds a bare revoked row).
+_UPSERT = "ON CONFLICT (h) DO UPDATE SET a = iif(excluded.a & 1, a | 1, excluded.a)"
+_MERGE_FULL = f"INSERT INTO main.codes (h, a) SELECT h, a FROM stage.staging WHERE true ORDER BY h, seq {_UPSERT}"
+# A delta's revoke of a code only the snapshot has keeps the snapshot's attributes.
+_MERGE_DELTA = (
+    "INSERT INTO main.codes (h, a) SELECT s.h, iif(s.a & 1, coalesce((SELECT a FROM snap.codes "
+    "WHERE h = s.h), 0) | 1, s.a) FROM stage.staging AS s WHERE true ORDER BY s.h, s.seq "
+    + _UPSERT)
+_LIVE_BEFORE = ("SELECT count(*) FROM (SELECT DISTINCT h FROM stage.staging) AS s WHERE coalesce("
+                "(SELECT a FROM main.codes WHERE h = s.h), (SELECT a FROM snap.codes WHERE h = s.h), 1) & 1 = 0")
+_LIVE_AFTER = ("SELECT count(*) FROM (SELECT DISTINCT h FROM stage.staging) AS s "
+               "JOIN main.codes AS c ON c.h = s.h WHERE c.a & 1 = 0")
 
 
-def _save_list(conn, manifest: Manifest, count: int) -> None:
-    conn.execute("DELETE FROM code_list")
-    conn.execute(
-        "INSERT INTO code_list VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            manifest.program, manifest.version, manifest.base_version,
-            timefmt.format(manifest.issued_at), timefmt.format(manifest.expires_at),
-            manifest.key_id, manifest.code_salt, json.dumps(manifest.rewards, ensure_ascii=False),
-            manifest.sha256, count, timefmt.format(datetime.now(UTC)),
-        ),
-    )
-    floor = Store.get_meta_conn(conn, "clock_floor")
-    issued = timefmt.format(manifest.issued_at)
-    if floor is None or issued > floor:
-        Store.set_meta(conn, "clock_floor", issued)
+def _uri(path: Path) -> str:
+    return f"file:{pathname2url(str(path))}?mode=ro&immutable=1"
 
 
-def _drop_staging(conn) -> None:
-    """Remove import scratch tables, also those a crash or power cut left behind."""
-    conn.execute("DROP TABLE IF EXISTS codes_staging")
-    conn.execute("DROP TABLE IF EXISTS codes_new")
-    conn.execute("DROP TABLE IF EXISTS codes_old")
-    conn.execute("DROP TABLE IF EXISTS temp.codes_attrs")
+class _Builder:
+    """One new list file, written under a temporary name and published by :meth:`finish`."""
+
+    def __init__(self, folder: Path, version: int, kind: str):
+        stem = f"v{version}-{kind}-{secrets.token_hex(4)}"
+        self.name = stem + codelist.SUFFIX
+        self.final, self.tmp = folder / self.name, folder / (stem + ".building")
+        self.stage_path = folder / (stem + ".stage")
+        conn = sqlite3.connect(self.tmp, isolation_level=None, check_same_thread=False, uri=False)
+        self.conn = conn
+        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+            conn.execute(f"PRAGMA {pragma}")
+        for sql in codelist.SCHEMA:
+            conn.execute(sql)
+        conn.execute("ATTACH DATABASE ? AS stage", (str(self.stage_path),))
+        conn.execute("PRAGMA stage.journal_mode=OFF")
+        conn.execute("PRAGMA stage.synchronous=OFF")
+        conn.execute("CREATE TABLE stage.staging (seq INTEGER PRIMARY KEY, h BLOB NOT NULL, "
+                     "a INTEGER NOT NULL)")
+        conn.execute("CREATE TEMP TABLE amap (k TEXT PRIMARY KEY, a INTEGER NOT NULL)")
+        self.attr_ids: dict[tuple, int] = {}
+
+    def attach(self, alias: str, path: Path) -> None:
+        self.conn.execute("ATTACH DATABASE ? AS " + alias, (_uri(path),))
+
+    def load_attrs(self, schema: str | None) -> None:
+        """Start from another file's attribute rows (same ids), or a fresh table."""
+        if schema:
+            self.conn.execute(f"INSERT INTO main.attrs SELECT * FROM {schema}.attrs")
+        else:
+            self.conn.execute("INSERT INTO main.attrs VALUES (0, ?, ?, ?, ?, ?)", codelist.BARE_REVOKE)
+        for row in self.conn.execute("SELECT id, reward_id, valid_from, valid_until, max_uses, stores "
+                                     "FROM main.attrs WHERE id > 0"):
+            self.attr_ids[tuple(row[1:])] = row[0]
+
+    def a_of(self, attr: tuple) -> int:
+        """Staged ``a`` of (reward_id, valid_from, valid_until, max_uses, stores, revoked)."""
+        if attr[5]:
+            return 1
+        key = tuple(attr[:5])
+        got = self.attr_ids.get(key)
+        if got is None:
+            got = len(self.attr_ids) + 1
+            self.conn.execute("INSERT INTO main.attrs VALUES (?, ?, ?, ?, ?, ?)", (got, *key))
+            self.attr_ids[key] = got
+        return got * 2
+
+    def stage(self, runs: list, seq: int) -> None:
+        """Append runs to the scratch table; ``seq`` (records before them) keeps order."""
+        tx = self.conn
+        tx.execute("BEGIN")
+        for shape, rows in runs:
+            if shape == "cols" and len(rows.table) == 1:
+                tx.execute(_STAGE_UNIFORM, {"count": len(rows), "base": seq + 1,
+                                            "hashes": rows.hashes, "a": self.a_of(rows.table[0])})
+            elif shape == "cols":
+                tx.execute("DELETE FROM temp.amap")
+                tx.executemany("INSERT INTO temp.amap VALUES (?, ?)",
+                               [(f"{i:02X}", self.a_of(attr)) for i, attr in enumerate(rows.table)])
+                tx.execute(_STAGE_COLUMNS, {"count": len(rows), "base": seq + 1,
+                                            "hashes": rows.hashes, "attrs": rows.attrs})
+            else:
+                tx.executemany("INSERT INTO stage.staging VALUES (?, ?, ?)",
+                               [(seq + 1 + i, codelist.key_of(row[0]), self.a_of(row[1:]))
+                                for i, row in enumerate(rows)])
+            seq += len(rows)
+        tx.execute("COMMIT")
+
+    def finish(self, manifest: Manifest, kind: str) -> str:
+        """Close, flush and rename the file to its final name; returns that name."""
+        conn = self.conn
+        conn.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [
+            ("program", manifest.program), ("version", str(manifest.version)), ("kind", kind),
+            ("manifest_sha256", manifest.sha256)])
+        conn.close()
+        self.conn = None
+        self.stage_path.unlink(missing_ok=True)
+        codelist.fsync_path(self.tmp)
+        self.tmp.replace(self.final)
+        codelist.fsync_path(self.final.parent)
+        return self.name
+
+    def discard(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        for path in (self.tmp, self.stage_path):
+            path.unlink(missing_ok=True)
 
 
-def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
-    """Stream every record into ``codes_staging`` in short transactions (the kiosk keeps
-    recording redemptions meanwhile). Appends only: no index, so it is cheap."""
-    conn = store.conn
-    _drop_staging(conn)
-    conn.execute(
-        "CREATE TABLE codes_staging (seq INTEGER PRIMARY KEY, code_hash BLOB NOT NULL, "
-        "reward_id TEXT, valid_from INTEGER, valid_until INTEGER, "
-        "max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT, revoked INTEGER NOT NULL DEFAULT 0)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE codes_attrs (key TEXT PRIMARY KEY, reward_id TEXT, valid_from INTEGER, "
-        "valid_until INTEGER, max_uses INTEGER, stores TEXT, revoked INTEGER)"
-    )
-    done, total, pending, size = 0, manifest.record_count, [], 0
+def _stage_all(builder: _Builder, source, manifest: Manifest, report: _Reporter) -> None:
+    """Stream every record into the builder's scratch table, in batches."""
+    done, pending, size = 0, [], 0
+    report(0)
     for shape, rows in _prefetch(bundle.iter_rows(source, manifest)):
         pending.append((shape, rows))
         size += len(rows)
         if size >= BATCH:
-            _write_runs(store, pending, done)
+            builder.stage(pending, done)
             done, pending, size = done + size, [], 0
-            if progress:
-                progress(done, total)
-    _write_runs(store, pending, done)
-    if progress:
-        progress(done + size, total)
+            report(done)
+    if pending:
+        builder.stage(pending, done)
+    report(done + size)
 
 
 def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
@@ -206,50 +312,124 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
         thread.join()
 
 
-def _write_runs(store: Store, runs: list, seq: int) -> None:
-    """Append runs to codes_staging; ``seq`` (records before them) keeps bundle order."""
-    if not runs:
-        return
+# -- switching -------------------------------------------------------------------------
+def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay: str | None,
+            expect: CurrentList | None) -> None:
+    """The one short transaction on the ledger's database: name the new files."""
     with store.transaction() as tx:
-        for shape, rows in runs:
-            if shape == "cols" and len(rows.table) == 1:
-                tx.execute(_STAGE_UNIFORM, {"count": len(rows), "base": seq + 1,
-                                            "hashes": rows.hashes,
-                                            **dict(zip(_ATTRS, rows.table[0], strict=True))})
-            elif shape == "cols":
-                tx.execute("DELETE FROM temp.codes_attrs")
-                tx.executemany("INSERT INTO temp.codes_attrs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [(f"{i:02X}", *attr) for i, attr in enumerate(rows.table)])
-                tx.execute(_STAGE_COLUMNS, {"count": len(rows), "base": seq + 1,
-                                            "hashes": rows.hashes, "attrs": rows.attrs})
-            else:
-                tx.executemany(_STAGE_ROWS, [(seq + 1 + i, *row) for i, row in enumerate(rows)])
-            seq += len(rows)
-
-
-def _swap_snapshot(store: Store, manifest: Manifest) -> None:
-    """One transaction: build the new table in key order, swap it in, record the list."""
-    with store.transaction() as tx:
-        check_applicable(manifest, current(store), manifest.program)
-        ddl = tx.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'codes'").fetchone()[0]
-        tx.execute(ddl.replace("codes", "codes_new", 1))
-        tx.execute(_MERGE.format(table="codes_new"))
-        count = tx.execute("SELECT count(*) FROM codes_new WHERE revoked = 0").fetchone()[0]
-        tx.execute("ALTER TABLE codes RENAME TO codes_old")
-        tx.execute("ALTER TABLE codes_new RENAME TO codes")
-        _save_list(tx, manifest, count)
-    store.conn.execute("DROP TABLE codes_old")
-
-
-def _merge_delta(store: Store, manifest: Manifest) -> None:
-    """One transaction: re-check the base, apply the staged records, record the list."""
-    with store.transaction() as tx:
-        have = current(store)
+        have = current(store, tx)
         check_applicable(manifest, have, manifest.program)
-        before = tx.execute(_LIVE_STAGED).fetchone()[0]
-        tx.execute(_MERGE.format(table="codes"))
-        after = tx.execute(_LIVE_STAGED).fetchone()[0]
-        _save_list(tx, manifest, have.code_count - before + after)
+        if (have and expect) and (have.snapshot_file, have.overlay_file) != (
+                expect.snapshot_file, expect.overlay_file):
+            raise BundleError("busy", "the installed list changed during the import; try again")
+        tx.execute("DELETE FROM code_list")
+        tx.execute(
+            "INSERT INTO code_list (id, program, version, base_version, issued_at, expires_at, "
+            "key_id, code_salt, rewards, manifest_sha256, code_count, imported_at, "
+            "snapshot_file, overlay_file) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (manifest.program, manifest.version, manifest.base_version,
+             timefmt.format(manifest.issued_at), timefmt.format(manifest.expires_at),
+             manifest.key_id, manifest.code_salt, json.dumps(manifest.rewards, ensure_ascii=False),
+             manifest.sha256, count, timefmt.format(datetime.now(UTC)), snapshot, overlay))
+        floor = Store.get_meta_conn(tx, "clock_floor")
+        issued = timefmt.format(manifest.issued_at)
+        if floor is None or issued > floor:
+            Store.set_meta(tx, "clock_floor", issued)
+
+
+def _build_snapshot(store: Store, source, manifest: Manifest, report: _Reporter) -> tuple[str, int]:
+    builder = _Builder(codelist.list_dir(store.path), manifest.version, "snap")
+    try:
+        builder.load_attrs(None)
+        _stage_all(builder, source, manifest, report)
+        report(manifest.record_count, "sorting")
+        builder.conn.execute(_MERGE_FULL)
+        count = builder.conn.execute("SELECT count(*) FROM main.codes WHERE a & 1 = 0").fetchone()[0]
+        return builder.finish(manifest, "snapshot"), count
+    except BaseException:
+        builder.discard()
+        raise
+
+
+def _build_overlay(store: Store, source, manifest: Manifest, have: CurrentList,
+                   report: _Reporter) -> tuple[str, int]:
+    folder = codelist.list_dir(store.path)
+    builder = _Builder(folder, manifest.version, "delta")
+    try:
+        builder.attach("snap", folder / have.snapshot_file)
+        if have.overlay_file:
+            builder.attach("prev", folder / have.overlay_file)
+            builder.load_attrs("prev")
+            builder.conn.execute("INSERT INTO main.codes SELECT h, a FROM prev.codes")
+        else:
+            builder.load_attrs("snap")
+        _stage_all(builder, source, manifest, report)
+        report(manifest.record_count, "sorting")
+        before = builder.conn.execute(_LIVE_BEFORE).fetchone()[0]
+        builder.conn.execute(_MERGE_DELTA)
+        after = builder.conn.execute(_LIVE_AFTER).fetchone()[0]
+        return builder.finish(manifest, "overlay"), have.code_count - before + after
+    except BaseException:
+        builder.discard()
+        raise
+
+
+_LEGACY_ATTRS = ("INSERT INTO main.attrs (reward_id, valid_from, valid_until, max_uses, stores) "
+                 "SELECT DISTINCT reward_id, valid_from, valid_until, max_uses, stores FROM old.codes "
+                 "EXCEPT SELECT reward_id, valid_from, valid_until, max_uses, stores FROM main.attrs")
+_LEGACY_CODES = (f"INSERT INTO main.codes (h, a) SELECT substr(c.code_hash, 1, {codelist.KEY_BYTES}), "
+                 "t.id * 2 + c.revoked FROM old.codes AS c JOIN main.attrs AS t ON "
+                 "t.reward_id IS c.reward_id AND t.valid_from IS c.valid_from AND "
+                 "t.valid_until IS c.valid_until AND t.max_uses IS c.max_uses AND t.stores IS c.stores "
+                 "ORDER BY c.code_hash")
+
+
+def _convert_legacy(store: Store, have: CurrentList) -> CurrentList:
+    """Move a list imported before list files existed into a snapshot file (read from
+    the ledger's database, never locking it), switch to it, then empty the old table in
+    short transactions."""
+    builder = _Builder(codelist.list_dir(store.path), have.version, "snap")
+    try:
+        builder.load_attrs(None)
+        builder.conn.execute("ATTACH DATABASE ? AS old", (str(store.path),))
+        builder.conn.execute(_LEGACY_ATTRS)
+        builder.conn.execute(_LEGACY_CODES)
+        builder.conn.execute("DETACH DATABASE old")
+        name = builder.finish(_LegacyManifest(have), "snapshot")  # type: ignore[arg-type]
+    except BaseException:
+        builder.discard()
+        raise
+    with store.transaction() as tx:
+        tx.execute("UPDATE code_list SET snapshot_file = ?, overlay_file = NULL WHERE id = 1 "
+                   "AND version = ?", (name, have.version))
+    _clear_legacy(store)
+    return current(store)
+
+
+@dataclass(frozen=True)
+class _LegacyManifest:
+    have: CurrentList
+
+    @property
+    def program(self):
+        return self.have.program
+
+    @property
+    def version(self):
+        return self.have.version
+
+    sha256 = "legacy"
+
+
+def _clear_legacy(store: Store, batch: int = 20_000) -> None:
+    """Empty the pre-list-file ``codes`` table without holding the write lock long."""
+    while True:
+        with store.transaction() as tx:
+            gone = tx.execute("DELETE FROM codes WHERE code_hash IN (SELECT code_hash FROM codes "
+                              "LIMIT ?)", (batch,)).rowcount
+        if gone < batch:
+            return
+        time.sleep(0.005)  # let a waiting writer in
 
 
 def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed25519PublicKey],
@@ -263,12 +443,31 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BundleError("busy", "another code list import is running; try again when it ends") from None
+        folder = codelist.list_dir(store.path)
+        folder.mkdir(exist_ok=True)
+        have = current(store)
+        check_applicable(manifest, have, program)
+        codelist.remove_unused(store.path, _names(have))  # leftovers of a crash
+        report = _Reporter(folder, manifest, progress)
         try:
-            _stage(store, source, manifest, progress)
             if manifest.is_delta:
-                _merge_delta(store, manifest)
+                if have.snapshot_file is None:
+                    have = _convert_legacy(store, have)
+                name, count = _build_overlay(store, source, manifest, have, report)
+                _switch(store, manifest, count, have.snapshot_file, name, have)
             else:
-                _swap_snapshot(store, manifest)
-        finally:
-            _drop_staging(store.conn)
+                name, count = _build_snapshot(store, source, manifest, report)
+                _switch(store, manifest, count, name, None, have)
+        except BaseException:
+            report.close()
+            codelist.remove_unused(store.path, _names(have))
+            raise
+        report.close()
+        codelist.remove_unused(store.path, _names(current(store)))
+        if store.conn.execute("SELECT 1 FROM codes LIMIT 1").fetchone():
+            _clear_legacy(store)
     return manifest
+
+
+def _names(have: CurrentList | None) -> set[str]:
+    return {n for n in (have.snapshot_file, have.overlay_file) if n} if have else set()
