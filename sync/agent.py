@@ -309,6 +309,7 @@ class Agent:
     # -- heartbeat ----------------------------------------------------------------------
     def heartbeat_body(self) -> dict:
         have = importer.current(self.store)
+        loading = importer.import_progress(self.store)
         hw = dict(self.store.conn.execute(
             "SELECT key, value FROM meta WHERE key IN ('camera.state', 'printer.state')").fetchall())
         return {
@@ -318,6 +319,7 @@ class Agent:
             "list_error": self.list_state.message if self.list_state and
             self.list_state.state == "rejected" else None,
             "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
+            "list_loading": loading.text() if loading else None,
             "at": timefmt.format(datetime.now(UTC)),
         }
 

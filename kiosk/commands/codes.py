@@ -23,22 +23,28 @@ def register(sub) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """Import progress on stderr: a one-line bar on a terminal, else a line every 10%
+    for lists of :data:`LINES_FROM` records or more (logs of a long unattended import)."""
+
+    LINES_FROM = 100_000
 
     def __init__(self):
-        self.enabled = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty()
         self.last = -1
 
     def __call__(self, done: int, total: int) -> None:
         pct = int(done * 100 / total) if total else 100
-        if self.enabled and pct != self.last:
+        if self.tty and pct != self.last:
             self.last = pct
             bar = "#" * (pct // 4)
             sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes")
             sys.stderr.flush()
+        elif not self.tty and total >= self.LINES_FROM and pct // 10 != self.last // 10:
+            self.last = pct
+            print(f"importing: {pct}% ({done:,}/{total:,} codes)", file=sys.stderr, flush=True)
 
     def end(self) -> None:
-        if self.enabled and self.last >= 0:
+        if self.tty and self.last >= 0:
             sys.stderr.write("\n")
 
 

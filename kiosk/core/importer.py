@@ -117,8 +117,6 @@ class _Reporter:
         self.total, self.callback, self.last = manifest.record_count, callback, None
 
     def __call__(self, done: int, phase: str = "staging") -> None:
-        if self.callback and phase == "staging":
-            self.callback(done, self.total)
         share = done / self.total if self.total else 1.0
         percent = int(share * STAGE_SHARE * 100) if phase == "staging" else int(STAGE_SHARE * 100)
         if (percent, phase) != self.last:
@@ -126,6 +124,8 @@ class _Reporter:
             atomic.write_text(self.path, json.dumps({
                 "pid": os.getpid(), "version": self.version, "percent": percent, "phase": phase,
                 "done": done, "total": self.total}), 0o644)
+        if self.callback and phase == "staging":
+            self.callback(done, self.total)
 
     def close(self) -> None:
         self.path.unlink(missing_ok=True)

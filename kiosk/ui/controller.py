@@ -437,6 +437,9 @@ class Controller:
             have = importer.current(self.ledger.store)
             if have is not None:
                 info["list_issued_at"], info["list_codes"] = have.issued_at, have.code_count
+            loading = importer.import_progress(self.ledger.store)
+            if loading is not None:
+                info["list_loading"] = {"version": loading.version, "percent": loading.percent}
             return info
         self._page(SYNC, load)
 

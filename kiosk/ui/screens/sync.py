@@ -29,6 +29,10 @@ def sync_lines(info: dict, lang: str) -> list[str]:
             v=info["list_version"], age=ago, n=info.get("list_codes", "?")))
         if info.get("list_expired"):
             lines.append(tr("The code list has expired: sync or import a new one", lang))
+    loading = info.get("list_loading")
+    if loading:
+        lines.append(tr("New code list version {v} loading: {pct}%", lang).format(
+            v=loading["version"], pct=loading["percent"]))
     return lines
 
 
