@@ -248,6 +248,8 @@ class Agent:
                 self._on_live(payload)
             elif topic == self.topics["manifest"]:
                 self.lists.on_manifest(payload)
+            elif self.lists.wants(topic):
+                self.lists.on_step(topic, payload)
         except protocol.ProtocolError as exc:
             log.warning("ignored a bad message on %s: %s", topic, exc)
 
