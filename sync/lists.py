@@ -42,7 +42,7 @@ log = logging.getLogger("kiosk.sync.lists")
 IMPORT_TIMEOUT_S = 900
 RETRY_S = 15.0  # wait before retrying a list whose import failed for a passing reason
 STEP_WAIT_S = 30.0  # a chain step's retained manifest must arrive within this
-TRANSIENT = ("busy", "import_failed")
+TRANSIENT = ("busy", "import_failed", "salt_wait")  # salt_wait: until HQ acks
 
 
 @dataclass(frozen=True)

@@ -133,15 +133,33 @@ def test_full_snapshot_replaces_the_list_and_keeps_use_counts(hq, device):
     assert device.verdict("AAAA-1111")["verdict"] == "already_redeemed"
 
 
-def test_salt_rotation_starts_use_counts_afresh(hq, device):
-    first = hq.bundle(["AAAA-1111"], 1)
+def test_salt_rotation_waits_while_redemptions_are_not_at_hq(hq, device, tmp_path):
+    """A new salt changes every code hash: the device keeps the old list (and its use
+    counts) while a local redemption has not reached HQ, and says so."""
+    from sync.hq.db import HqDb
+
+    first = hq.bundle(["AAAA-1111", "BBBB-2222"], 1)
     assert device.import_(first).rc == 0
     assert device.run("redeem", "AAAA-1111", "--confirm").rc == 0
-    second = hq.bundle(["AAAA-1111"], 2, extra=["--rotate-salt"])
+    hq_db = tmp_path / "hq.sqlite"
+    HqDb(hq_db).close()  # HQ has not heard of that redemption yet
+    second = hq.bundle(["AAAA-1111", "BBBB-2222"], 2, extra=["--rotate-salt", "--uses-from", hq_db])
     salt = lambda b: json.loads((b / "manifest.json").read_bytes())["code_salt"]  # noqa: E731
     assert salt(first) != salt(second)
-    assert device.import_(second).rc == 0
-    assert device.verdict("AAAA-1111")["verdict"] == "ready"
+    run = device.import_(second)
+    assert run.rc == 1 and "[salt_wait]" in run.err and "version 1 stays in use" in run.err
+    assert device.version() == 1
+    assert device.verdict("AAAA-1111")["verdict"] == "already_redeemed"
+    status = device.run("codes", "status", "--json").json()
+    assert status["salt_wait"]["version"] == 2 and status["salt_wait"]["pending"] == 1
+    assert "version 2 (new code salt) is not used yet" in device.run("codes", "status").out
+
+
+def test_rotate_salt_needs_the_hq_database(hq, tmp_path):
+    hq.bundle(["AAAA-1111"], 1)
+    csv_path = write_csv(hq.dir / "r.csv", [{"code": "AAAA-1111", "reward_id": "coffee"}])
+    run = hq.sign(csv_path, tmp_path / "out", 2, "--rotate-salt")
+    assert run.rc == 1 and "--uses-from" in run.err and not (tmp_path / "out").exists()
 
 
 def test_import_from_tar(hq, device):

@@ -92,6 +92,9 @@ def cmd_status(args) -> int:
     cfg = load_config(args)
     store = context.open_store(cfg)
     info = status_dict(importer.current(store), cfg.program)
+    info["salt_wait"] = importer.salt_wait(store)
+    loading = importer.import_progress(store)
+    info["loading"] = {"version": loading.version, "percent": loading.percent} if loading else None
     if args.json:
         print_json(info)
         return EXIT_OK
@@ -103,4 +106,10 @@ def cmd_status(args) -> int:
           f"codes     {info['codes']:,}\nissued    {info['issued_at']}\n"
           f"expires   {info['expires_at']}{'  EXPIRED' if info['expired'] else ''}\n"
           f"key id    {info['key_id']}\nimported  {info['imported_at']}")
+    if info["loading"]:
+        print(f"loading   version {info['loading']['version']}: {info['loading']['percent']}%")
+    if info["salt_wait"]:
+        wait = info["salt_wait"]
+        print(f"waiting   version {wait['version']} (new code salt) is not used yet: {wait['why']}; "
+              f"version {info['version']} stays in use")
     return EXIT_OK

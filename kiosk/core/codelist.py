@@ -12,7 +12,8 @@ ledger's write lock except for the one-row switch.
   A lookup asks the overlay first, then the snapshot.
 - Each file: ``codes (h BLOB PRIMARY KEY, a INTEGER) WITHOUT ROWID`` where ``h`` is the
   first :data:`KEY_BYTES` bytes of the code's HMAC-SHA256 and ``a`` = 2 x attribute id +
-  revoked; ``attrs`` holds the distinct (reward, validity, max_uses, stores) rows
+  revoked; ``attrs`` holds the distinct (reward, validity, max_uses, stores, uses HQ
+  already counted) rows
   (id 0 = the attributes of a bare revoke). An overlay's ``attrs`` include its
   snapshot's, with the same ids. About 25 bytes per code; the false-match risk of the
   truncated key is worked out in docs/formats.md.
@@ -35,15 +36,16 @@ SUFFIX = ".sqlite"
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS attrs (id INTEGER PRIMARY KEY, reward_id TEXT, "
-    "valid_from INTEGER, valid_until INTEGER, max_uses INTEGER NOT NULL, stores TEXT)",
+    "valid_from INTEGER, valid_until INTEGER, max_uses INTEGER NOT NULL, stores TEXT, "
+    "uses INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS codes (h BLOB PRIMARY KEY, a INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)",
 )
-BARE_REVOKE = (None, None, None, 1, None)  # attribute row 0
+BARE_REVOKE = (None, None, None, 1, None, 0)  # attribute row 0
 
-_FIND = ("SELECT c.a, t.reward_id, t.valid_from, t.valid_until, t.max_uses, t.stores "
+_FIND = ("SELECT c.a, t.reward_id, t.valid_from, t.valid_until, t.max_uses, t.stores, t.uses "
          "FROM codes AS c JOIN attrs AS t ON t.id = c.a >> 1 WHERE c.h = ?")
-_FIND_LEGACY = ("SELECT revoked, reward_id, valid_from, valid_until, max_uses, stores "
+_FIND_LEGACY = ("SELECT revoked, reward_id, valid_from, valid_until, max_uses, stores, 0 "
                 "FROM codes WHERE code_hash = ?")
 
 
@@ -85,15 +87,17 @@ class View:
     conns: tuple[sqlite3.Connection, ...]
     legacy: sqlite3.Connection | None = None  # main db, for a pre-list-file list
 
-    def find(self, digest: bytes) -> CodeRow | None:
+    def find(self, digest: bytes) -> tuple[CodeRow | None, int]:
+        """The code's row and the uses HQ counted before this list (0 if unlisted)."""
         if self.legacy is not None:
-            return row_of(self.legacy.execute(_FIND_LEGACY, (digest,)).fetchone())
+            found = self.legacy.execute(_FIND_LEGACY, (digest,)).fetchone()
+            return row_of(found), 0
         key = key_of(digest)
         for conn in self.conns:
             found = conn.execute(_FIND, (key,)).fetchone()
             if found is not None:
-                return row_of(found)
-        return None
+                return row_of(found), found[6]
+        return None, 0
 
     def close(self) -> None:
         for conn in self.conns:
@@ -136,7 +140,7 @@ def remove_unused(db_path: Path, keep: set[str]) -> list[str]:
     if not folder.is_dir():
         return removed
     for path in folder.iterdir():
-        if path.name in keep or path.name == PROGRESS:
+        if path.name in keep or path.name in (PROGRESS, SALT_WAIT):
             continue
         if path.is_file():
             path.unlink(missing_ok=True)
@@ -144,4 +148,5 @@ def remove_unused(db_path: Path, keep: set[str]) -> list[str]:
     return removed
 
 
-PROGRESS = "import-progress.json"
+PROGRESS = "import-progress.json"  # the running import's progress (importer)
+SALT_WAIT = "salt-wait.json"  # a list with a new salt waiting for HQ (importer)

@@ -196,20 +196,21 @@ class _Builder:
         if schema:
             self.conn.execute(f"INSERT INTO main.attrs SELECT * FROM {schema}.attrs")
         else:
-            self.conn.execute("INSERT INTO main.attrs VALUES (0, ?, ?, ?, ?, ?)", codelist.BARE_REVOKE)
-        for row in self.conn.execute("SELECT id, reward_id, valid_from, valid_until, max_uses, stores "
-                                     "FROM main.attrs WHERE id > 0"):
+            self.conn.execute("INSERT INTO main.attrs VALUES (0, ?, ?, ?, ?, ?, ?)", codelist.BARE_REVOKE)
+        for row in self.conn.execute("SELECT id, reward_id, valid_from, valid_until, max_uses, "
+                                     "stores, uses FROM main.attrs WHERE id > 0"):
             self.attr_ids[tuple(row[1:])] = row[0]
 
     def a_of(self, attr: tuple) -> int:
-        """Staged ``a`` of (reward_id, valid_from, valid_until, max_uses, stores, revoked)."""
+        """Staged ``a`` of (reward_id, valid_from, valid_until, max_uses, stores, revoked
+        [, uses])."""
         if attr[5]:
             return 1
-        key = tuple(attr[:5])
+        key = (*attr[:5], attr[6] if len(attr) > 6 else 0)
         got = self.attr_ids.get(key)
         if got is None:
             got = len(self.attr_ids) + 1
-            self.conn.execute("INSERT INTO main.attrs VALUES (?, ?, ?, ?, ?, ?)", (got, *key))
+            self.conn.execute("INSERT INTO main.attrs VALUES (?, ?, ?, ?, ?, ?, ?)", (got, *key))
             self.attr_ids[key] = got
         return got * 2
 
@@ -312,6 +313,55 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
         thread.join()
 
 
+# -- a new code salt waits for HQ --------------------------------------------------------
+# Uses are counted per code hash, and a new salt changes every hash. A list with a new
+# salt carries the uses HQ knew when it signed (``uses`` of its records), so the device
+# switches only when HQ had every local redemption by then: none waits in the outbox,
+# and the last acknowledgement came before the list was issued. Until then the old
+# list stays in use (``salt_wait``), and status, the Sync page and doctor say why.
+SALT_WAIT = codelist.SALT_WAIT
+ACKED_AT = "acked_at"  # meta key: when HQ last acknowledged events (ledger.ack)
+
+
+def _salt_gate(store: Store, conn, manifest: Manifest, have: CurrentList | None) -> None:
+    if have is None or manifest.is_delta or manifest.code_salt == have.code_salt:
+        return
+    pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    acked = Store.get_meta_conn(conn, ACKED_AT)
+    issued = timefmt.format(manifest.issued_at)
+    if pending:
+        reason, why = "salt_wait", (f"{pending} local redemption event(s) are not yet confirmed "
+                                    "by HQ; it switches when the sync agent has sent them")
+    elif acked and acked > issued:
+        reason, why = "salt_stale", (f"HQ confirmed this device's redemptions at {acked}, after "
+                                     f"the list was signed ({issued}): HQ must sign the new "
+                                     "salt's list again so that it counts them")
+    else:
+        return
+    atomic.write_text(codelist.list_dir(store.path) / SALT_WAIT, json.dumps({
+        "version": manifest.version, "pending": pending, "why": why}), 0o644)
+    raise BundleError(reason, f"version {manifest.version} has a new code salt and {why}; "
+                      f"version {have.version} stays in use")
+
+
+def salt_wait(store: Store) -> dict | None:
+    """A list with a new salt waiting for HQ: {version, pending (events now), why}, or None."""
+    path = codelist.list_dir(store.path) / SALT_WAIT
+    try:
+        data = json.loads(path.read_text())
+        version = int(data["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    have = current(store)
+    if have is not None and have.version >= version:
+        return None
+    pending = store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    why = str(data.get("why", ""))
+    if data.get("pending") and not pending:
+        why = "HQ has confirmed the redemptions it waited for; the list is tried again shortly"
+    return {"version": version, "pending": pending, "why": why}
+
+
 # -- switching -------------------------------------------------------------------------
 def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay: str | None,
             expect: CurrentList | None) -> None:
@@ -319,6 +369,7 @@ def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay
     with store.transaction() as tx:
         have = current(store, tx)
         check_applicable(manifest, have, manifest.program)
+        _salt_gate(store, tx, manifest, have)
         if (have and expect) and (have.snapshot_file, have.overlay_file) != (
                 expect.snapshot_file, expect.overlay_file):
             raise BundleError("busy", "the installed list changed during the import; try again")
@@ -447,6 +498,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
         folder.mkdir(exist_ok=True)
         have = current(store)
         check_applicable(manifest, have, program)
+        _salt_gate(store, store.conn, manifest, have)
         codelist.remove_unused(store.path, _names(have))  # leftovers of a crash
         report = _Reporter(folder, manifest, progress)
         try:
@@ -463,6 +515,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             codelist.remove_unused(store.path, _names(have))
             raise
         report.close()
+        (folder / SALT_WAIT).unlink(missing_ok=True)
         codelist.remove_unused(store.path, _names(current(store)))
         if store.conn.execute("SELECT 1 FROM codes LIMIT 1").fetchone():
             _clear_legacy(store)

@@ -129,9 +129,9 @@ class Ledger:
         if have is None:
             return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
         digest = codes.code_digest(have.code_salt, parsed.code)
-        row = view.find(digest)
+        row, hq_uses = view.find(digest)
         uses_row = conn.execute(_USES, (digest.hex(),)).fetchone()
-        uses = uses_row[0] if uses_row else 0
+        uses = (uses_row[0] if uses_row else 0) + hq_uses  # HQ's count from before this list
         # our own floor is known already; a caller-supplied floor function is asked
         reading = (self.clock.read(floor=floor) if self.clock.floor == self.clock_floor
                    else self.clock.read())
@@ -249,6 +249,8 @@ class Ledger:
         """Delete acknowledged events from the outbox; returns how many were removed."""
         with self.store.transaction() as tx:
             cur = tx.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
+            if cur.rowcount:  # a list with a new salt must be signed after this (importer)
+                Store.set_meta(tx, importer.ACKED_AT, timefmt.format(self.clock.read().now))
             return cur.rowcount
 
     def apply_remote(self, event: dict) -> bool:

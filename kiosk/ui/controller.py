@@ -440,6 +440,7 @@ class Controller:
             loading = importer.import_progress(self.ledger.store)
             if loading is not None:
                 info["list_loading"] = {"version": loading.version, "percent": loading.percent}
+            info["list_salt_wait"] = importer.salt_wait(self.ledger.store)
             return info
         self._page(SYNC, load)
 
