@@ -103,3 +103,25 @@ def test_killed_importer_leaves_a_whole_list(hq, device, tmp_path, step, kind):
     folder = device.config().data_dir / "kiosk.sqlite.lists"
     assert {p.name for p in folder.iterdir()} == files_in_use(device)
     assert device.verdict("NXT0000001")["verdict"] == "ready"
+
+
+def test_a_list_file_that_cannot_be_written_is_a_clear_refusal(hq, device, tmp_path, monkeypatch):
+    """Disk full (or any write error) while building the file: one line, old list kept."""
+    import sqlite3
+
+    from kiosk.core import importer
+
+    assert device.import_(hq.bundle(["AAAA-1111"], 1)).rc == 0
+    stage = importer._Builder.stage
+
+    def full(self, runs, seq):
+        stage(self, runs, seq)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(importer._Builder, "stage", full)
+    run = device.import_(hq.bundle(["BBBB-2222"], 2))
+    assert run.rc == 1 and "[import_failed]" in run.err and "disk is full" in run.err
+    assert "version 1 stays in use" in run.err and "Traceback" not in run.err
+    assert device.verdict("AAAA-1111")["verdict"] == "ready"
+    folder = device.config().data_dir / "kiosk.sqlite.lists"
+    assert {p.name for p in folder.iterdir()} == files_in_use(device)

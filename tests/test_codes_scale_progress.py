@@ -73,3 +73,24 @@ def test_cli_prints_percentage_lines_when_not_on_a_terminal(hq, device, tmp_path
     assert run.rc == 0, run.err
     lines = [line for line in run.err.splitlines() if line.startswith("importing: ")]
     assert lines[-1] == "importing: 100% (3,000/3,000 codes)" and len(lines) >= 4
+
+
+def test_heartbeat_says_a_list_is_loading(tmp_path):
+    from types import SimpleNamespace
+
+    from kiosk import config
+    from sync.agent import Agent
+    from sync.testing import make_pki, write_device_config
+
+    pki = make_pki(tmp_path / "pki")
+    cfg_path = write_device_config(tmp_path / "k1", SimpleNamespace(url="mqtts://127.0.0.1:9", pki=pki),
+                                   device="k1", store="s1", program="demo", trust={},
+                                   password_file=None)
+    agent = Agent(config.load(cfg_path))
+    assert agent.heartbeat_body()["list_loading"] is None
+    record = {"pid": os.getpid(), "version": 42, "percent": 63, "phase": "staging", "done": 63,
+              "total": 100}
+    folder = codelist.list_dir(agent.store.path)
+    folder.mkdir(exist_ok=True)
+    (folder / codelist.PROGRESS).write_text(json.dumps(record))
+    assert agent.heartbeat_body()["list_loading"] == "list v42 loading 63%"

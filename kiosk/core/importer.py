@@ -510,6 +510,10 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             else:
                 name, count = _build_snapshot(store, source, manifest, report)
                 _switch(store, manifest, count, name, None, have)
+        except (sqlite3.Error, OSError) as exc:  # e.g. the disk is full
+            report.close()
+            codelist.remove_unused(store.path, _names(have))
+            raise BundleError("import_failed", f"cannot write the new list in {folder}: {exc}") from exc
         except BaseException:
             report.close()
             codelist.remove_unused(store.path, _names(have))
