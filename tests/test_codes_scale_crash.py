@@ -24,13 +24,13 @@ step = sys.argv[1]
 importer.BATCH = 500
 die = lambda: os._exit(137)
 if step == "staging":
-    stage, calls = importer._Builder.stage, []
+    stage, calls = importer.listwriter.Builder.stage, []
     def staged(self, runs, seq):
         calls.append(1)
         stage(self, runs, seq)
         if len(calls) == 3:
             die()
-    importer._Builder.stage = staged
+    importer.listwriter.Builder.stage = staged
 elif step == "sorting":
     report = importer._Reporter.__call__
     def reported(self, done, phase="staging"):
@@ -39,8 +39,8 @@ elif step == "sorting":
             die()
     importer._Reporter.__call__ = reported
 elif step == "renamed":
-    finish = importer._Builder.finish
-    importer._Builder.finish = lambda self, *a: (finish(self, *a), die())
+    finish = importer.listwriter.Builder.finish
+    importer.listwriter.Builder.finish = lambda self, *a: (finish(self, *a), die())
 elif step == "switched":
     switch = importer._switch
     importer._switch = lambda *a: (switch(*a), die())
@@ -112,13 +112,13 @@ def test_a_list_file_that_cannot_be_written_is_a_clear_refusal(hq, device, tmp_p
     from kiosk.core import importer
 
     assert device.import_(hq.bundle(["AAAA-1111"], 1)).rc == 0
-    stage = importer._Builder.stage
+    stage = importer.listwriter.Builder.stage
 
     def full(self, runs, seq):
         stage(self, runs, seq)
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(importer._Builder, "stage", full)
+    monkeypatch.setattr(importer.listwriter.Builder, "stage", full)
     run = device.import_(hq.bundle(["BBBB-2222"], 2))
     assert run.rc == 1 and "[import_failed]" in run.err and "disk is full" in run.err
     assert "version 1 stays in use" in run.err and "Traceback" not in run.err

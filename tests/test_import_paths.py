@@ -56,7 +56,7 @@ def table(store):
     keys_ = set()
     for conn in view.conns:
         keys_ |= {r[0] for r in conn.execute("SELECT h FROM codes")}
-    rows = [(k, view.find(k)) for k in sorted(keys_)]
+    rows = [(k, *view.find(k)) for k in sorted(keys_)]
     view.close()
     return rows, have.code_count
 
