@@ -108,11 +108,14 @@ class ListReceiver:
                 if exc.reason != "wrong_base" or not self._plan(payload, have, manifest):
                     raise
                 return
+            importer.salt_gate(self.store, self.store.conn, manifest, have)  # before downloading
         except protocol.ProtocolError as exc:
             self._reject(BundleError("bad_message", str(exc)))
             return
         except BundleError as exc:
             self._reject(exc)
+            if exc.reason in TRANSIENT:
+                self.retry_at = time.monotonic() + RETRY_S
             return
         self._start_download(manifest, signature)
 
@@ -157,10 +160,19 @@ class ListReceiver:
             if (manifest.version, manifest.base_version) != (entry["version"], entry["base_version"]):
                 raise BundleError("wrong_base", f"{topic} holds version {manifest.version}, "
                                   f"the chain index says {entry['version']}")
-            importer.check_applicable(manifest, importer.current(self.store), self.cfg.program,
-                                      self.clock.read().now)
-        except (protocol.ProtocolError, BundleError) as exc:
-            self._fallback(exc if isinstance(exc, BundleError) else BundleError("bad_message", str(exc)))
+            have = importer.current(self.store)
+            importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
+            importer.salt_gate(self.store, self.store.conn, manifest, have)
+        except BundleError as exc:
+            if exc.reason in TRANSIENT:  # e.g. salt_wait: try the whole plan again later
+                self.plan, self.chain = [], []
+                self._reject(exc)
+                self.retry_at = time.monotonic() + RETRY_S
+            else:
+                self._fallback(exc)
+            return
+        except protocol.ProtocolError as exc:
+            self._fallback(BundleError("bad_message", str(exc)))
             return
         self._start_download(manifest, signature)
 

@@ -195,7 +195,9 @@ SALT_WAIT = codelist.SALT_WAIT
 ACKED_AT = "acked_at"  # meta key: when HQ last acknowledged events (ledger.ack)
 
 
-def _salt_gate(store: Store, conn, manifest: Manifest, have: CurrentList | None) -> None:
+def salt_gate(store: Store, conn, manifest: Manifest, have: CurrentList | None) -> None:
+    """Raise ``salt_wait``/``salt_stale`` (and note it for status) if ``manifest`` brings a
+    new salt before HQ had every local redemption; see the comment above."""
     if have is None or manifest.is_delta or manifest.code_salt == have.code_salt:
         return
     pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
@@ -241,7 +243,7 @@ def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay
     with store.transaction() as tx:
         have = current(store, tx)
         check_applicable(manifest, have, manifest.program)
-        _salt_gate(store, tx, manifest, have)
+        salt_gate(store, tx, manifest, have)
         if (have and expect) and (have.snapshot_file, have.overlay_file) != (
                 expect.snapshot_file, expect.overlay_file):
             raise BundleError("busy", "the installed list changed during the import; try again")
@@ -354,7 +356,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
         folder.mkdir(exist_ok=True)
         have = current(store)
         check_applicable(manifest, have, program)
-        _salt_gate(store, store.conn, manifest, have)
+        salt_gate(store, store.conn, manifest, have)
         codelist.remove_unused(store.path, _names(have))  # leftovers of a crash
         report = _Reporter(folder, manifest, progress)
         try:
