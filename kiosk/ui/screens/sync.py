@@ -35,12 +35,11 @@ def sync_lines(info: dict, lang: str) -> list[str]:
             v=loading["version"], pct=loading["percent"]))
     waiting = info.get("list_salt_wait")
     if waiting and waiting["pending"]:
-        lines.append(tr("Code list version {v} waits until HQ has {n} redemption(s); "
-                        "the current list stays in use", lang).format(
-            v=waiting["version"], n=waiting["pending"]))
+        text = tr("Code list version {v} waits until HQ has {n} redemption(s); the current list stays in use", lang)  # noqa: E501
+        lines.append(text.format(v=waiting["version"], n=waiting["pending"]))
     elif waiting:
-        lines.append(tr("Code list version {v} must be signed again at HQ; "
-                        "the current list stays in use", lang).format(v=waiting["version"]))
+        text = tr("Code list version {v} must be signed again at HQ; the current list stays in use", lang)  # noqa: E501
+        lines.append(text.format(v=waiting["version"]))
     return lines
 
 
