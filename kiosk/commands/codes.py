@@ -37,11 +37,13 @@ class _Progress:
         if self.tty and pct != self.last:
             self.last = pct
             bar = "#" * (pct // 4)
-            sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes")
+            after = " - sorting into the new list" if done == total else ""
+            sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes{after}")
             sys.stderr.flush()
         elif not self.tty and total >= self.LINES_FROM and pct // 10 != self.last // 10:
             self.last = pct
-            print(f"importing: {pct}% ({done:,}/{total:,} codes)", file=sys.stderr, flush=True)
+            after = "; sorting into the new list" if done == total else ""
+            print(f"importing: {pct}% ({done:,}/{total:,} codes){after}", file=sys.stderr, flush=True)
 
     def end(self) -> None:
         if self.tty and self.last >= 0:
