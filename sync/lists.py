@@ -212,7 +212,8 @@ class ListReceiver:
 
     def resubscribe(self) -> None:
         """(Re)subscribe to the chunks still missing, e.g. after a reconnect."""
-        if self.step is not None:
+        if self.step is not None:  # the wait for its manifest starts again now
+            self.step_deadline = time.monotonic() + STEP_WAIT_S
             self.subscribe([self.step[0]])
         if self.manifest is not None and self.pending:
             self.subscribe([protocol.chunk_topic(self.cfg.program, sha) for sha in self.pending])
