@@ -272,6 +272,8 @@ class Agent:
                 self._on_live(payload)
             elif topic == self.topics["manifest"]:
                 self.lists.on_manifest(payload)
+            elif self.lists.wants(topic):
+                self.lists.on_step(topic, payload)
             elif self.remote.handles(topic):
                 self.remote.on_request(payload)
         except protocol.ProtocolError as exc:
@@ -356,6 +358,7 @@ class Agent:
     # -- heartbeat ----------------------------------------------------------------------
     def heartbeat_body(self) -> dict:
         have = importer.current(self.store)
+        loading = importer.import_progress(self.store)
         hw = dict(self.store.conn.execute(
             "SELECT key, value FROM meta WHERE key IN ('camera.state', 'printer.state')").fetchall())
         return {
@@ -366,6 +369,7 @@ class Agent:
             self.list_state.state == "rejected" else None,
             "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
             "rejected": dict(self.rejected),
+            "list_loading": loading.text() if loading else None,
             "at": timefmt.format(datetime.now(UTC)), **self.remote.heartbeat_fields(),
         }
 

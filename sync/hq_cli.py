@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the program's code_salt (default: PROGRAM.salt beside the key; "
                            "made on first use)")
     sign.add_argument("--rotate-salt", action="store_true",
-                      help="full snapshot with a new code_salt (devices then forget use counts)")
+                      help="full snapshot with a new code_salt; needs --uses-from")
+    sign.add_argument("--uses-from", type=Path, metavar="HQ_DB",
+                      help="with --rotate-salt: the collector's database; each code carries "
+                           "the uses HQ stored for it, so devices keep refusing used codes")
     sign.add_argument("--rewards", type=Path, help="REWARDS.json: reward_id -> {type, value, title}")
     sign.add_argument("--expires-days", type=float, default=30.0)
     sign.add_argument("--clock-reset", action="store_true",
@@ -112,6 +115,9 @@ def cmd_sign(args) -> int:
         if args.base_version is not None and (args.rotate_salt or not salt_file.exists()):
             raise ValueError(f"a delta keeps its base's code_salt: {salt_file} must exist "
                              "and --rotate-salt is for full snapshots only")
+        if args.rotate_salt and args.uses_from is None:
+            raise ValueError("--rotate-salt needs --uses-from HQ_DB (kiosk-hq collect's database) "
+                             "so that the new list carries the uses HQ knows")
         key = keys.load_private(args.key)
         kept = None if args.rotate_salt else read_salt(salt_file)
         salt = kept or bundle_writer.new_salt()
@@ -119,7 +125,15 @@ def cmd_sign(args) -> int:
                     code_salt=salt, rewards=rewards, base_version=args.base_version,
                     expires_days=args.expires_days, clock_reset=args.clock_reset)
         records = bundle_writer.records_from_csv(args.csv, salt, rewards)
+        old_salt = read_salt(salt_file) if args.rotate_salt else None
+        if old_salt is not None:
+            from sync.hq import uses
+
+            records = uses.with_hq_uses(records, args.csv, uses.earlier_salts(salt_file) + [old_salt],
+                                        args.program, args.uses_from)
         out = bundle_writer.write(spec, records, key, args.out, tar=args.tar)
+        if old_salt is not None:
+            uses.remember_salt(salt_file, old_salt)
         if kept is None:
             save_salt(salt_file, salt)
     except CsvError as exc:

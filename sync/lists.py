@@ -9,6 +9,13 @@ folder as they arrive, and then imports that folder with exactly the code
 (:mod:`sync.list_import`) watched by a thread, so acks and fan-out keep flowing
 meanwhile and the agent's memory stays small; the switch to the new list is atomic
 inside ``import_bundle``; a rejection leaves the current list.
+
+When the head manifest is a delta on a version this device does not have, the
+receiver plans a path over the retained chain (``codes/snapshot`` and
+``codes/delta/{base}``, see :mod:`sync.protocol`): the fewest bytes from the version
+it has, either deltas only or the snapshot and the deltas after it, fetched and
+imported one step at a time; a step that is missing or refused falls back to the
+snapshot.
 """
 
 import hashlib
@@ -34,7 +41,8 @@ from sync import protocol
 log = logging.getLogger("kiosk.sync.lists")
 IMPORT_TIMEOUT_S = 900
 RETRY_S = 15.0  # wait before retrying a list whose import failed for a passing reason
-TRANSIENT = ("busy", "import_failed")
+STEP_WAIT_S = 30.0  # a chain step's retained manifest must arrive within this
+TRANSIENT = ("busy", "import_failed", "salt_wait")  # salt_wait: until HQ acks
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,11 @@ class ListReceiver:
         self.deferred: bytes | None = None  # a manifest that arrived during an import
         self.last_payload: bytes | None = None  # the retained manifest, for retries
         self.retry_at: float | None = None
+        self.chain: list[dict] = []  # the head's chain index, for planning and fallback
+        self.target: int | None = None  # the head's version while walking the chain
+        self.plan: list[dict] = []  # chain steps still to fetch after the current one
+        self.step: tuple[str, dict] | None = None  # (topic, entry) whose manifest we await
+        self.step_deadline: float | None = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # -- manifest ---------------------------------------------------------------
@@ -77,6 +90,7 @@ class ListReceiver:
             self.deferred = payload
             return
         self._abandon()
+        self.chain, self.target = [], None
         self.last_payload, self.retry_at = payload, None
         if not payload:
             return  # HQ cleared the retained manifest: nothing to do
@@ -87,15 +101,99 @@ class ListReceiver:
                 self.report(ListEvent("current", f"version {manifest.version} is installed",
                                       version=manifest.version))
                 return
-            importer.check_applicable(manifest, importer.current(self.store), self.cfg.program,
-                                      self.clock.read().now)
+            have = importer.current(self.store)
+            try:
+                importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
+            except BundleError as exc:
+                if exc.reason != "wrong_base" or not self._plan(payload, have, manifest):
+                    raise
+                return
+            importer.salt_gate(self.store, self.store.conn, manifest, have)  # before downloading
         except protocol.ProtocolError as exc:
             self._reject(BundleError("bad_message", str(exc)))
             return
         except BundleError as exc:
             self._reject(exc)
+            if exc.reason in TRANSIENT:
+                self.retry_at = time.monotonic() + RETRY_S
             return
         self._start_download(manifest, signature)
+
+    # -- chain ------------------------------------------------------------------
+    def _plan(self, payload: bytes, have, head: Manifest) -> bool:
+        """Walk the retained chain to ``head`` (True), if the head's index shows a path."""
+        self.chain, self.target = protocol.decode_chain(payload), head.version
+        steps = plan_path(self.chain, have.version if have else None, head.version)
+        if not steps:
+            return False
+        self.plan = steps
+        self._next_step()
+        return True
+
+    def _next_step(self) -> None:
+        entry = self.plan.pop(0)
+        base = entry["base_version"]
+        topic = (protocol.snapshot_topic(self.cfg.program) if base is None
+                 else protocol.delta_topic(self.cfg.program, base))
+        self.step, self.step_deadline = (topic, entry), time.monotonic() + STEP_WAIT_S
+        what = "full snapshot" if base is None else f"delta on {base}"
+        self.report(ListEvent("downloading", f"version {self.target}: fetching version "
+                              f"{entry['version']} ({what}), {len(self.plan)} step(s) after it",
+                              version=entry["version"]))
+        self.subscribe([topic])
+
+    def wants(self, topic: str) -> bool:
+        """A chain topic (snapshot or delta manifest) this receiver handles."""
+        root = protocol.snapshot_topic(self.cfg.program)
+        return topic == root or topic.startswith(protocol.delta_topic(self.cfg.program, 0)[:-1])
+
+    def on_step(self, topic: str, payload: bytes) -> None:
+        """A retained chain manifest arrived: fetch it if it is the step we wait for."""
+        if self.step is None or topic != self.step[0] or not payload:
+            return
+        entry = self.step[1]
+        self.step, self.step_deadline = None, None
+        self.unsubscribe([topic])
+        try:
+            raw, signature = protocol.decode_manifest(payload)
+            manifest = bundle.verify_manifest(raw, signature, self.cfg.trusted_keys)
+            if (manifest.version, manifest.base_version) != (entry["version"], entry["base_version"]):
+                raise BundleError("wrong_base", f"{topic} holds version {manifest.version}, "
+                                  f"the chain index says {entry['version']}")
+            have = importer.current(self.store)
+            importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
+            importer.salt_gate(self.store, self.store.conn, manifest, have)
+        except BundleError as exc:
+            if exc.reason in TRANSIENT:  # e.g. salt_wait: try the whole plan again later
+                self.plan, self.chain = [], []
+                self._reject(exc)
+                self.retry_at = time.monotonic() + RETRY_S
+            else:
+                self._fallback(exc)
+            return
+        except protocol.ProtocolError as exc:
+            self._fallback(BundleError("bad_message", str(exc)))
+            return
+        self._start_download(manifest, signature)
+
+    def _fallback(self, exc: BundleError) -> None:
+        """A chain step failed: take the snapshot path (once), else report the failure."""
+        have = importer.current(self.store)
+        steps = plan_path(self.chain, have.version if have else None, self.target or 0,
+                          deltas_from_have=False) if self.chain else None
+        self.chain, self.plan, self.step = [], [], None
+        if steps:
+            log.warning("chain step failed (%s); falling back to the full snapshot", exc)
+            self.plan = steps
+            self._next_step()
+        else:
+            self._reject(exc)
+
+    def _step_overdue(self, now: float) -> None:
+        if self.step is not None and self.step_deadline is not None and now >= self.step_deadline:
+            topic = self.step[0]
+            self.unsubscribe([topic])
+            self._fallback(BundleError("missing_file", f"no retained manifest on {topic}"))
 
     def _installed_sha(self) -> str | None:
         row = self.store.conn.execute("SELECT manifest_sha256 FROM code_list WHERE id = 1").fetchone()
@@ -114,6 +212,9 @@ class ListReceiver:
 
     def resubscribe(self) -> None:
         """(Re)subscribe to the chunks still missing, e.g. after a reconnect."""
+        if self.step is not None:  # the wait for its manifest starts again now
+            self.step_deadline = time.monotonic() + STEP_WAIT_S
+            self.subscribe([self.step[0]])
         if self.manifest is not None and self.pending:
             self.subscribe([protocol.chunk_topic(self.cfg.program, sha) for sha in self.pending])
         elif self.manifest is not None and self.importing is None:
@@ -171,13 +272,20 @@ class ListReceiver:
         shutil.rmtree(self.work_dir, ignore_errors=True)
         self.report(event)
         if self.deferred is not None:
+            self.plan = []
             payload, self.deferred = self.deferred, None
             self.on_manifest(payload)
+        elif event.state == "installed" and self.plan:
+            self._next_step()
+        elif event.state == "rejected" and self.chain and event.reason not in TRANSIENT:
+            self._fallback(BundleError(event.reason or "import_failed", event.message))
         elif event.state == "rejected" and event.reason in TRANSIENT:
             self.retry_at = time.monotonic() + RETRY_S
 
     def retry_due(self, now: float) -> None:
-        """Try the retained manifest again after a transient import failure."""
+        """Try the retained manifest again after a transient import failure; give up on
+        a chain step whose manifest never came."""
+        self._step_overdue(now)
         if self.retry_at is not None and now >= self.retry_at and self.last_payload:
             self.retry_at = None
             self.on_manifest(self.last_payload)
@@ -189,11 +297,46 @@ class ListReceiver:
         self.report(ListEvent("rejected", f"{exc} [{exc.reason}]; {keep}", exc.reason))
 
     def _abandon(self) -> None:
+        if self.step is not None:
+            self.unsubscribe([self.step[0]])
+        self.step, self.step_deadline, self.plan = None, None, []
         if self.pending:
             self.unsubscribe([protocol.chunk_topic(self.cfg.program, sha) for sha in self.pending])
         self.pending.clear()
         self.manifest = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def plan_path(chain: list[dict], have: int | None, target: int, *,
+              deltas_from_have: bool = True) -> list[dict] | None:
+    """The chain entries to apply, in order, to go from version ``have`` to ``target``
+    with the fewest bytes: deltas from ``have``, or a full snapshot newer than ``have``
+    and the deltas after it. None when the chain offers no path."""
+    deltas = {e["base_version"]: e for e in chain if e["base_version"] is not None}
+
+    def walk(version: int) -> list[dict] | None:
+        steps = []
+        while version != target:
+            entry = deltas.get(version)
+            if entry is None or len(steps) > len(chain):
+                return None
+            steps.append(entry)
+            version = entry["version"]
+        return steps
+
+    options = []
+    if have is not None and deltas_from_have:
+        path = walk(have)
+        if path:
+            options.append(path)
+    for snap in (e for e in chain if e["base_version"] is None):
+        if have is None or snap["version"] > have:
+            path = walk(snap["version"])
+            if path is not None:
+                options.append([snap, *path])
+    if not options:
+        return None
+    return min(options, key=lambda p: (sum(e["bytes"] for e in p), len(p)))
 
 
 def _file_sha256(path: Path) -> str:

@@ -76,6 +76,7 @@ MAX_ACK_BYTES = 1024 * 1024          # 8 batches of 250 ids of 36 characters
 MAX_MANIFEST_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_TEXT = 256                       # any string field of an event
 MAX_DEPTH = 2                        # events: a list of objects of plain values
+HEAD_DEPTH = 3                       # a manifest message with its chain index (a list of objects)
 # a string (to its end if unterminated: no backtracking), or one bracket
 _STRUCTURE = re.compile(rb'[\[\]{}]|"(?:[^"\\]++|\\.)*+"?')
 
@@ -119,7 +120,8 @@ def encode_manifest(manifest: bytes, signature: bytes) -> bytes:
 
 def decode_manifest(payload: bytes) -> tuple[bytes, bytes]:
     """The exact manifest.json bytes and the raw signature from a manifest message."""
-    obj = load_json(payload, "manifest message", max_bytes=MAX_MANIFEST_MESSAGE_BYTES, max_depth=1)
+    obj = load_json(payload, "manifest message", max_bytes=MAX_MANIFEST_MESSAGE_BYTES,
+                    max_depth=HEAD_DEPTH)
     try:
         return (base64.b64decode(obj["manifest"], validate=True),
                 base64.b64decode(obj["signature"], validate=True))
@@ -196,3 +198,50 @@ def decode_ack(payload: bytes) -> tuple[list[str], list[str]]:
     if not isinstance(conflicts, list) or not all(isinstance(c, str) for c in conflicts):
         raise ProtocolError("ack conflicts must be a list of strings")
     return ids, conflicts
+
+
+# -- the list chain (optional, v1-compatible) -------------------------------------------
+# Besides the retained head ``codes/manifest`` (what every v1 device reads), HQ keeps
+# the chain retained: the latest full snapshot on ``codes/snapshot`` and each delta
+# since it on ``codes/delta/{base_version}``, in the same {manifest, signature} body.
+# The head message may carry an unsigned ``chain`` index of them, so a device can plan
+# the path with the fewest bytes before fetching anything; each manifest on the path is
+# verified as usual, so a wrong index only costs a fallback to the snapshot.
+def snapshot_topic(program: str) -> str:
+    return f"{ROOT}/{program}/codes/snapshot"
+
+
+def delta_topic(program: str, base_version: int) -> str:
+    return f"{ROOT}/{program}/codes/delta/{int(base_version)}"
+
+
+def encode_head(manifest: bytes, signature: bytes, chain: list[dict]) -> bytes:
+    """The head message: :func:`encode_manifest` plus the chain index
+    ``[{"version", "base_version", "bytes"}]`` (snapshot first)."""
+    body = json.loads(encode_manifest(manifest, signature))
+    body["chain"] = chain
+    return json.dumps(body).encode()
+
+
+def decode_chain(payload: bytes) -> list[dict]:
+    """The chain index of a head message ([] when absent or malformed: plan without it)."""
+    try:
+        chain = load_json(payload, "manifest message", max_bytes=MAX_MANIFEST_MESSAGE_BYTES,
+                          max_depth=HEAD_DEPTH).get("chain")
+    except (ProtocolError, AttributeError):
+        return []
+    if not isinstance(chain, list):
+        return []
+    out = []
+    for entry in chain[:10_000]:
+        if not isinstance(entry, dict):
+            return []
+        version, base, size = entry.get("version"), entry.get("base_version"), entry.get("bytes", 0)
+        if not (_int(version) and (base is None or _int(base)) and _int(size)):
+            return []
+        out.append({"version": version, "base_version": base, "bytes": size})
+    return out
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

@@ -133,15 +133,33 @@ def test_full_snapshot_replaces_the_list_and_keeps_use_counts(hq, device):
     assert device.verdict("AAAA-1111")["verdict"] == "already_redeemed"
 
 
-def test_salt_rotation_starts_use_counts_afresh(hq, device):
-    first = hq.bundle(["AAAA-1111"], 1)
+def test_salt_rotation_waits_while_redemptions_are_not_at_hq(hq, device, tmp_path):
+    """A new salt changes every code hash: the device keeps the old list (and its use
+    counts) while a local redemption has not reached HQ, and says so."""
+    from sync.hq.db import HqDb
+
+    first = hq.bundle(["AAAA-1111", "BBBB-2222"], 1)
     assert device.import_(first).rc == 0
     assert device.run("redeem", "AAAA-1111", "--confirm").rc == 0
-    second = hq.bundle(["AAAA-1111"], 2, extra=["--rotate-salt"])
+    hq_db = tmp_path / "hq.sqlite"
+    HqDb(hq_db).close()  # HQ has not heard of that redemption yet
+    second = hq.bundle(["AAAA-1111", "BBBB-2222"], 2, extra=["--rotate-salt", "--uses-from", hq_db])
     salt = lambda b: json.loads((b / "manifest.json").read_bytes())["code_salt"]  # noqa: E731
     assert salt(first) != salt(second)
-    assert device.import_(second).rc == 0
-    assert device.verdict("AAAA-1111")["verdict"] == "ready"
+    run = device.import_(second)
+    assert run.rc == 1 and "[salt_wait]" in run.err and "version 1 stays in use" in run.err
+    assert device.version() == 1
+    assert device.verdict("AAAA-1111")["verdict"] == "already_redeemed"
+    status = device.run("codes", "status", "--json").json()
+    assert status["salt_wait"]["version"] == 2 and status["salt_wait"]["pending"] == 1
+    assert "version 2 (new code salt) is not used yet" in device.run("codes", "status").out
+
+
+def test_rotate_salt_needs_the_hq_database(hq, tmp_path):
+    hq.bundle(["AAAA-1111"], 1)
+    csv_path = write_csv(hq.dir / "r.csv", [{"code": "AAAA-1111", "reward_id": "coffee"}])
+    run = hq.sign(csv_path, tmp_path / "out", 2, "--rotate-salt")
+    assert run.rc == 1 and "--uses-from" in run.err and not (tmp_path / "out").exists()
 
 
 def test_import_from_tar(hq, device):
@@ -359,17 +377,21 @@ def test_delta_needs_the_salt_of_its_base(hq):
     assert run.rc == 1 and "code_salt" in run.err
 
 
-def test_import_after_a_crash_that_left_scratch_tables(hq, device):
-    """A power cut between the swap and the clean-up must not block later imports."""
+def test_import_after_a_crash_that_left_scratch_files(hq, device):
+    """A power cut mid-import leaves files in the list folder: they never block later
+    imports, are never read, and the next import removes them."""
     assert device.import_(hq.bundle(["AAAA-1111"], 1)).rc == 0
-    store = device.ledger().store
-    for table in ("codes_old", "codes_staging", "codes_new"):
-        store.conn.execute(f"CREATE TABLE {table} (x)")
+    folder = device.config().data_dir / "kiosk.sqlite.lists"
+    in_use = {p.name for p in folder.iterdir()}
+    leftovers = ["v2-snap-dead0001.building", "v2-snap-dead0001.stage", "v2-snap-dead0002.sqlite"]
+    for name in leftovers:
+        (folder / name).write_bytes(b"half a file")
+    assert device.verdict("AAAA-1111")["verdict"] == "ready"
     run = device.import_(hq.bundle(["BBBB-2222"], 2))
     assert run.rc == 0, run.err
     assert device.verdict("BBBB-2222")["verdict"] == "ready"
-    names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
-    assert not names & {"codes_old", "codes_staging", "codes_new"}
+    names = {p.name for p in folder.iterdir()}
+    assert not names & set(leftovers) and not names & in_use and len(names) == 1
 
 
 def test_import_killed_midway_keeps_a_whole_list(hq, device, tmp_path):
@@ -377,7 +399,6 @@ def test_import_killed_midway_keeps_a_whole_list(hq, device, tmp_path):
     the whole new one, never a mix, and the next import works."""
     import base64
     import signal
-    import sqlite3
     import sys
     import time
 
@@ -393,14 +414,14 @@ def test_import_killed_midway_keeps_a_whole_list(hq, device, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(device.path),
                              "codes", "import", str(big)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    db = sqlite3.connect(device.config().data_dir / "kiosk.sqlite", timeout=10)
-    while proc.poll() is None:  # kill it as soon as it has started staging
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'codes_staging'").fetchone():
+    folder = device.config().data_dir / "kiosk.sqlite.lists"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:  # kill it once it stages
+        if any(p.suffix == ".stage" for p in folder.iterdir()):
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait(60)
-    db.close()
     status = device.run("codes", "status", "--json").json()
     if status["version"] == 1:
         assert status["codes"] == 1 and device.verdict("AAAA-1111")["verdict"] == "ready"

@@ -23,22 +23,30 @@ def register(sub) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """Import progress on stderr: a one-line bar on a terminal, else a line every 10%
+    for lists of :data:`LINES_FROM` records or more (logs of a long unattended import)."""
+
+    LINES_FROM = 100_000
 
     def __init__(self):
-        self.enabled = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty()
         self.last = -1
 
     def __call__(self, done: int, total: int) -> None:
         pct = int(done * 100 / total) if total else 100
-        if self.enabled and pct != self.last:
+        if self.tty and pct != self.last:
             self.last = pct
             bar = "#" * (pct // 4)
-            sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes")
+            after = " - sorting into the new list" if done == total else ""
+            sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes{after}")
             sys.stderr.flush()
+        elif not self.tty and total >= self.LINES_FROM and pct // 10 != self.last // 10:
+            self.last = pct
+            after = "; sorting into the new list" if done == total else ""
+            print(f"importing: {pct}% ({done:,}/{total:,} codes){after}", file=sys.stderr, flush=True)
 
     def end(self) -> None:
-        if self.enabled and self.last >= 0:
+        if self.tty and self.last >= 0:
             sys.stderr.write("\n")
 
 
@@ -90,6 +98,9 @@ def cmd_status(args) -> int:
     cfg = load_config(args)
     store = context.open_store(cfg)
     info = status_dict(importer.current(store), cfg.program, store.get_meta("clock_floor"))
+    info["salt_wait"] = importer.salt_wait(store)
+    loading = importer.import_progress(store)
+    info["loading"] = {"version": loading.version, "percent": loading.percent} if loading else None
     if args.json:
         print_json(info)
         return EXIT_OK
@@ -102,4 +113,10 @@ def cmd_status(args) -> int:
           f"expires   {info['expires_at']}{'  EXPIRED' if info['expired'] else ''}\n"
           f"key id    {info['key_id']}\nimported  {info['imported_at']}\n"
           f"clock floor {info['clock_floor']}")
+    if info["loading"]:
+        print(f"loading   version {info['loading']['version']}: {info['loading']['percent']}%")
+    if info["salt_wait"]:
+        wait = info["salt_wait"]
+        print(f"waiting   version {wait['version']} (new code salt) is not used yet: {wait['why']}; "
+              f"version {info['version']} stays in use")
     return EXIT_OK

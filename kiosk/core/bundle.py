@@ -108,6 +108,7 @@ class Record:
     valid_until: datetime | None = None
     max_uses: int = 1
     stores: tuple[str, ...] | None = None
+    uses: int = 0  # optional: uses HQ already knows of (kept across a salt rotation)
 
 
 def _bad(message: str) -> BundleError:
@@ -257,6 +258,9 @@ def _record(line: bytes, where: str) -> Record:
             raise ValueError("max_uses must be a positive integer below 2**63")
         if stores is not None and not (isinstance(stores, list) and all(isinstance(s, str) for s in stores)):
             raise ValueError("stores must be a list of strings or null")
+        uses = obj.get("uses", 0)
+        if not isinstance(uses, int) or isinstance(uses, bool) or not 0 <= uses < 2**31:
+            raise ValueError("uses must be a non-negative integer")
         return Record(
             "put",
             code_hash,
@@ -265,6 +269,7 @@ def _record(line: bytes, where: str) -> Record:
             valid_until=timefmt.parse_optional(obj.get("valid_until")),
             max_uses=max_uses,
             stores=tuple(stores) if stores else None,
+            uses=uses,
         )
     except RecursionError:
         raise BundleError("corrupt_chunk", f"{where}: bad record (nested too deeply)") from None
@@ -504,7 +509,7 @@ def _record_row(record: Record) -> tuple:
         return (h, None, None, None, 1, None, 1)
     return (h, record.reward_id, timefmt.to_epoch(record.valid_from),
             timefmt.to_epoch(record.valid_until), record.max_uses,
-            json.dumps(list(record.stores)) if record.stores else None, 0)
+            json.dumps(list(record.stores)) if record.stores else None, 0, record.uses)
 
 
 def _slow_block(block: bytes, chunk: Chunk, first: int, rewards: Mapping) -> list[tuple[str, list]]:

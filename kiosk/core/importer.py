@@ -1,30 +1,38 @@
-"""Importing a verified bundle into the store, streaming and atomically.
+"""Importing a verified bundle as a new code list file, streaming and atomically.
 
-Every record is first appended to ``codes_staging`` in short batches (so the kiosk can
-still record redemptions meanwhile; appends without an index are cheap). Then one
-transaction applies the staged records in key order: a full snapshot builds a new
-``codes`` table and swaps it in, a delta merges into the current one. Until that
-commit the current list is untouched; any failure leaves it exactly as it was.
+A list never shares a database file with the ledger (see :mod:`kiosk.core.codelist`):
+an import writes a new file under a temporary name (records are appended to a
+scratch file beside it, then sorted into the list's table in key order), fsyncs and
+renames it, and only then switches the ``code_list`` row of the ledger's database to
+it in one short transaction (the only moment it takes the ledger's write lock, a few
+milliseconds). A full snapshot writes a new snapshot file; a delta writes a new
+overlay file (the previous overlay plus its records). Until the switch commits the
+current list is untouched; a rejection, a crash or a power cut at any step leaves
+the old list in use, and the next import deletes the leftovers.
 """
 
 import fcntl
 import json
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kiosk.core import bundle, clock, timefmt
+from kiosk.core import atomic, bundle, clock, codelist, listwriter, timefmt
 from kiosk.core.bundle import Manifest
 from kiosk.core.store import Store
-from kiosk.errors import BundleError, StoreError
+from kiosk.errors import BundleError
 
 BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
+STAGE_SHARE = 0.8  # of the progress figure: reading and staging; the rest is sorting
 
 
 @dataclass(frozen=True)
@@ -39,19 +47,21 @@ class CurrentList:
     rewards: dict
     code_count: int
     imported_at: datetime
+    snapshot_file: str | None = None
+    overlay_file: str | None = None
 
 
-def current(store: Store) -> CurrentList | None:
+def current(store: Store, conn: sqlite3.Connection | None = None) -> CurrentList | None:
     """The installed code list's manifest details, or None when none is installed."""
-    row = store.conn.execute(
+    row = (conn or store.conn).execute(
         "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
-        "rewards, code_count, imported_at FROM code_list WHERE id = 1"
+        "rewards, code_count, imported_at, snapshot_file, overlay_file FROM code_list WHERE id = 1"
     ).fetchone()
     if row is None:
         return None
     return CurrentList(
         row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
-        bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]),
+        bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
     )
 
 
@@ -87,100 +97,68 @@ def _check_time(manifest: Manifest, reading: "clock.Reading") -> None:
             "Check the device's and HQ's clocks (docs/technician.md, 'Clock far ahead')")
 
 
-_STAGE_ROWS = (
-    "INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses, "
-    "stores, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# A fast-path block (bundle.Columns) in one statement: SQLite counts n = 0..count-1,
-# cuts the n-th hash out of one BLOB and looks its attributes up by the n-th byte.
-_STAGE_COLUMNS = """
-WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
-INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
-                           stores, revoked)
-SELECT :base + n, substr(:hashes, n * 32 + 1, 32), a.reward_id, a.valid_from, a.valid_until,
-       a.max_uses, a.stores, a.revoked
-FROM i JOIN temp.codes_attrs AS a ON a.key = hex(substr(:attrs, n + 1, 1))
-"""
-# The same when every record of the block has the same attributes (no lookup per row).
-_STAGE_UNIFORM = """
-WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count)
-INSERT INTO codes_staging (seq, code_hash, reward_id, valid_from, valid_until, max_uses,
-                           stores, revoked)
-SELECT :base + n, substr(:hashes, n * 32 + 1, 32), :reward_id, :valid_from, :valid_until,
-       :max_uses, :stores, :revoked
-FROM i
-"""
-_ATTRS = ("reward_id", "valid_from", "valid_until", "max_uses", "stores", "revoked")
-# Applies the staged records to a codes table in key order (fast B-tree appends);
-# ``seq`` keeps bundle order for a code listed twice: a put replaces the whole row,
-# a revoke keeps the row and marks it revoked (or adds a bare revoked row).
-_MERGE = """
-INSERT INTO {table} (code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked)
-SELECT code_hash, reward_id, valid_from, valid_until, max_uses, stores, revoked
-FROM codes_staging WHERE true ORDER BY code_hash, seq
-ON CONFLICT (code_hash) DO UPDATE SET
-  reward_id = iif(excluded.revoked, reward_id, excluded.reward_id),
-  valid_from = iif(excluded.revoked, valid_from, excluded.valid_from),
-  valid_until = iif(excluded.revoked, valid_until, excluded.valid_until),
-  max_uses = iif(excluded.revoked, max_uses, excluded.max_uses),
-  stores = iif(excluded.revoked, stores, excluded.stores),
-  revoked = excluded.revoked
-"""
-_LIVE_STAGED = ("SELECT count(*) FROM codes WHERE revoked = 0 AND code_hash IN "
-                "(SELECT code_hash FROM codes_staging)")
+# -- progress, for a person waiting (CLI bar, staff Sync page, heartbeat) -----------
+@dataclass(frozen=True)
+class ImportProgress:
+    version: int
+    percent: int
+    phase: str  # "staging" (reading records) or "sorting" (building the list's table)
+    done: int
+    total: int
+
+    def text(self) -> str:
+        return f"list v{self.version} loading {self.percent}%"
 
 
-def _save_list(conn, manifest: Manifest, count: int) -> None:
-    conn.execute("DELETE FROM code_list")
-    conn.execute(
-        "INSERT INTO code_list VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            manifest.program, manifest.version, manifest.base_version,
-            timefmt.format(manifest.issued_at), timefmt.format(manifest.expires_at),
-            manifest.key_id, manifest.code_salt, json.dumps(manifest.rewards, ensure_ascii=False),
-            manifest.sha256, count, timefmt.format(datetime.now(UTC)),
-        ),
-    )
-    floor = Store.get_meta_conn(conn, "clock_floor")
-    issued = timefmt.format(manifest.issued_at)
-    if floor is None or issued > floor or manifest.clock_reset:
-        Store.set_meta(conn, "clock_floor", issued)
+def import_progress(store: Store) -> ImportProgress | None:
+    """The import running now for this database (any process), or None."""
+    path = codelist.list_dir(store.path) / codelist.PROGRESS
+    try:
+        data = json.loads(path.read_text())
+        os.kill(int(data["pid"]), 0)  # an importer killed mid-way left the file behind
+        return ImportProgress(int(data["version"]), int(data["percent"]), str(data["phase"]),
+                              int(data["done"]), int(data["total"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def _drop_staging(conn) -> None:
-    """Remove import scratch tables, also those a crash or power cut left behind."""
-    conn.execute("DROP TABLE IF EXISTS codes_staging")
-    conn.execute("DROP TABLE IF EXISTS codes_new")
-    conn.execute("DROP TABLE IF EXISTS codes_old")
-    conn.execute("DROP TABLE IF EXISTS temp.codes_attrs")
+class _Reporter:
+    """Calls the caller's progress function and keeps the progress file current
+    (rewritten when the percentage changes, removed at the end)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, callback: Progress | None):
+        self.path, self.version = folder / codelist.PROGRESS, manifest.version
+        self.total, self.callback, self.last = manifest.record_count, callback, None
+
+    def __call__(self, done: int, phase: str = "staging") -> None:
+        share = done / self.total if self.total else 1.0
+        percent = int(share * STAGE_SHARE * 100) if phase == "staging" else int(STAGE_SHARE * 100)
+        if (percent, phase) != self.last:
+            self.last = (percent, phase)
+            atomic.write_text(self.path, json.dumps({
+                "pid": os.getpid(), "version": self.version, "percent": percent, "phase": phase,
+                "done": done, "total": self.total}), 0o644)
+        if self.callback and phase == "staging":
+            self.callback(done, self.total)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
-def _stage(store: Store, source, manifest: Manifest, progress: Progress | None) -> None:
-    """Stream every record into ``codes_staging`` in short transactions (the kiosk keeps
-    recording redemptions meanwhile). Appends only: no index, so it is cheap."""
-    conn = store.conn
-    _drop_staging(conn)
-    conn.execute(
-        "CREATE TABLE codes_staging (seq INTEGER PRIMARY KEY, code_hash BLOB NOT NULL, "
-        "reward_id TEXT, valid_from INTEGER, valid_until INTEGER, "
-        "max_uses INTEGER NOT NULL DEFAULT 1, stores TEXT, revoked INTEGER NOT NULL DEFAULT 0)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE codes_attrs (key TEXT PRIMARY KEY, reward_id TEXT, valid_from INTEGER, "
-        "valid_until INTEGER, max_uses INTEGER, stores TEXT, revoked INTEGER)"
-    )
-    done, total, pending, size = 0, manifest.record_count, [], 0
+def _stage_all(builder: listwriter.Builder, source, manifest: Manifest, report: _Reporter) -> None:
+    """Stream every record into the builder's scratch table, in batches."""
+    done, pending, size = 0, [], 0
+    report(0)
     for shape, rows in _prefetch(bundle.iter_rows(source, manifest)):
         pending.append((shape, rows))
         size += len(rows)
         if size >= BATCH:
-            _write_runs(store, pending, done)
+            builder.stage(pending, done)
             done, pending, size = done + size, [], 0
-            if progress:
-                progress(done, total)
-    _write_runs(store, pending, done)
-    if progress:
-        progress(done + size, total)
+            report(done)
+    if pending:
+        builder.stage(pending, done)
+    report(done + size)
 
 
 def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
@@ -223,60 +201,166 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
         thread.join()
 
 
-def _write_runs(store: Store, runs: list, seq: int) -> None:
-    """Append runs to codes_staging; ``seq`` (records before them) keeps bundle order."""
-    if not runs:
+# -- a new code salt waits for HQ --------------------------------------------------------
+# Uses are counted per code hash, and a new salt changes every hash. A list with a new
+# salt carries the uses HQ knew when it signed (``uses`` of its records), so the device
+# switches only when HQ had every local redemption by then: none waits in the outbox,
+# and the last acknowledgement came before the list was issued. Until then the old
+# list stays in use (``salt_wait``), and status, the Sync page and doctor say why.
+SALT_WAIT = codelist.SALT_WAIT
+ACKED_AT = "acked_at"  # meta key: when HQ last acknowledged events (ledger.ack)
+
+
+def salt_gate(store: Store, conn, manifest: Manifest, have: CurrentList | None) -> None:
+    """Raise ``salt_wait``/``salt_stale`` (and note it for status) if ``manifest`` brings a
+    new salt before HQ had every local redemption; see the comment above."""
+    if have is None or manifest.is_delta or manifest.code_salt == have.code_salt:
         return
+    pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    acked = Store.get_meta_conn(conn, ACKED_AT)
+    issued = timefmt.format(manifest.issued_at)
+    if pending:
+        reason, why = "salt_wait", (f"{pending} local redemption event(s) are not yet confirmed "
+                                    "by HQ; it switches when the sync agent has sent them")
+    elif acked and acked > issued:
+        reason, why = "salt_stale", (f"HQ confirmed this device's redemptions at {acked}, after "
+                                     f"the list was signed ({issued}): HQ must sign the new "
+                                     "salt's list again so that it counts them")
+    else:
+        return
+    atomic.write_text(codelist.list_dir(store.path) / SALT_WAIT, json.dumps({
+        "version": manifest.version, "pending": pending, "why": why}), 0o644)
+    raise BundleError(reason, f"version {manifest.version} has a new code salt and {why}; "
+                      f"version {have.version} stays in use")
+
+
+def salt_wait(store: Store) -> dict | None:
+    """A list with a new salt waiting for HQ: {version, pending (events now), why}, or None."""
+    path = codelist.list_dir(store.path) / SALT_WAIT
+    try:
+        data = json.loads(path.read_text())
+        version = int(data["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    have = current(store)
+    if have is not None and have.version >= version:
+        return None
+    pending = store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    why = str(data.get("why", ""))
+    if data.get("pending") and not pending:
+        why = "HQ has confirmed the redemptions it waited for; the list is tried again shortly"
+    return {"version": version, "pending": pending, "why": why}
+
+
+# -- switching -------------------------------------------------------------------------
+def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay: str | None,
+            expect: CurrentList | None) -> None:
+    """The one short transaction on the ledger's database: name the new files."""
     with store.transaction() as tx:
-        for shape, rows in runs:
-            if shape == "cols" and len(rows.table) == 1:
-                tx.execute(_STAGE_UNIFORM, {"count": len(rows), "base": seq + 1,
-                                            "hashes": rows.hashes,
-                                            **dict(zip(_ATTRS, rows.table[0], strict=True))})
-            elif shape == "cols":
-                tx.execute("DELETE FROM temp.codes_attrs")
-                tx.executemany("INSERT INTO temp.codes_attrs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [(f"{i:02X}", *attr) for i, attr in enumerate(rows.table)])
-                tx.execute(_STAGE_COLUMNS, {"count": len(rows), "base": seq + 1,
-                                            "hashes": rows.hashes, "attrs": rows.attrs})
-            else:
-                tx.executemany(_STAGE_ROWS, [(seq + 1 + i, *row) for i, row in enumerate(rows)])
-            seq += len(rows)
-
-
-def _swap_snapshot(store: Store, manifest: Manifest) -> None:
-    """One transaction: build the new table in key order, swap it in, record the list."""
-    with store.transaction() as tx:
-        check_applicable(manifest, current(store), manifest.program)
-        ddl = tx.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'codes'").fetchone()[0]
-        tx.execute(ddl.replace("codes", "codes_new", 1))
-        tx.execute(_MERGE.format(table="codes_new"))
-        count = tx.execute("SELECT count(*) FROM codes_new WHERE revoked = 0").fetchone()[0]
-        tx.execute("ALTER TABLE codes RENAME TO codes_old")
-        tx.execute("ALTER TABLE codes_new RENAME TO codes")
-        _save_list(tx, manifest, count)
-    store.conn.execute("DROP TABLE codes_old")
-
-
-def _merge_delta(store: Store, manifest: Manifest) -> None:
-    """One transaction: re-check the base, apply the staged records, record the list."""
-    with store.transaction() as tx:
-        have = current(store)
+        have = current(store, tx)
         check_applicable(manifest, have, manifest.program)
-        before = tx.execute(_LIVE_STAGED).fetchone()[0]
-        tx.execute(_MERGE.format(table="codes"))
-        after = tx.execute(_LIVE_STAGED).fetchone()[0]
-        _save_list(tx, manifest, have.code_count - before + after)
+        salt_gate(store, tx, manifest, have)
+        if (have and expect) and (have.snapshot_file, have.overlay_file) != (
+                expect.snapshot_file, expect.overlay_file):
+            raise BundleError("busy", "the installed list changed during the import; try again")
+        tx.execute("DELETE FROM code_list")
+        tx.execute(
+            "INSERT INTO code_list (id, program, version, base_version, issued_at, expires_at, "
+            "key_id, code_salt, rewards, manifest_sha256, code_count, imported_at, "
+            "snapshot_file, overlay_file) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (manifest.program, manifest.version, manifest.base_version,
+             timefmt.format(manifest.issued_at), timefmt.format(manifest.expires_at),
+             manifest.key_id, manifest.code_salt, json.dumps(manifest.rewards, ensure_ascii=False),
+             manifest.sha256, count, timefmt.format(datetime.now(UTC)), snapshot, overlay))
+        floor = Store.get_meta_conn(tx, "clock_floor")
+        issued = timefmt.format(manifest.issued_at)
+        if floor is None or issued > floor or manifest.clock_reset:
+            Store.set_meta(tx, "clock_floor", issued)
+
+
+def _build_snapshot(store: Store, source, manifest: Manifest, report: _Reporter) -> tuple[str, int]:
+    builder = listwriter.Builder(codelist.list_dir(store.path), manifest.version, "snap")
+    try:
+        builder.load_attrs(None)
+        _stage_all(builder, source, manifest, report)
+        report(manifest.record_count, "sorting")
+        count = builder.merge_full()
+        return builder.finish(manifest, "snapshot"), count
+    except BaseException:
+        builder.discard()
+        raise
+
+
+def _build_overlay(store: Store, source, manifest: Manifest, have: CurrentList,
+                   report: _Reporter) -> tuple[str, int]:
+    folder = codelist.list_dir(store.path)
+    builder = listwriter.Builder(folder, manifest.version, "delta")
+    try:
+        builder.attach("snap", folder / have.snapshot_file)
+        if have.overlay_file:
+            builder.attach("prev", folder / have.overlay_file)
+            builder.load_attrs("prev")
+            builder.conn.execute("INSERT INTO main.codes SELECT h, a FROM prev.codes")
+        else:
+            builder.load_attrs("snap")
+        _stage_all(builder, source, manifest, report)
+        report(manifest.record_count, "sorting")
+        count = builder.merge_delta(have.code_count)
+        return builder.finish(manifest, "overlay"), count
+    except BaseException:
+        builder.discard()
+        raise
+
+
+def _convert_legacy(store: Store, have: CurrentList) -> CurrentList:
+    """Move a list imported before list files existed into a snapshot file (read from
+    the ledger's database, never locking it), switch to it, then empty the old table in
+    short transactions."""
+    builder = listwriter.Builder(codelist.list_dir(store.path), have.version, "snap")
+    try:
+        builder.load_attrs(None)
+        builder.copy_legacy(store.path)
+        name = builder.finish(_LegacyManifest(have), "snapshot")  # type: ignore[arg-type]
+    except BaseException:
+        builder.discard()
+        raise
+    with store.transaction() as tx:
+        tx.execute("UPDATE code_list SET snapshot_file = ?, overlay_file = NULL WHERE id = 1 "
+                   "AND version = ?", (name, have.version))
+    _clear_legacy(store)
+    return current(store)
+
+
+@dataclass(frozen=True)
+class _LegacyManifest:
+    have: CurrentList
+
+    @property
+    def program(self):
+        return self.have.program
+
+    @property
+    def version(self):
+        return self.have.version
+
+    sha256 = "legacy"
+
+
+def _clear_legacy(store: Store, batch: int = 20_000) -> None:
+    """Empty the pre-list-file ``codes`` table without holding the write lock long."""
+    while True:
+        with store.transaction() as tx:
+            gone = tx.execute("DELETE FROM codes WHERE code_hash IN (SELECT code_hash FROM codes "
+                              "LIMIT ?)", (batch,)).rowcount
+        if gone < batch:
+            return
+        time.sleep(0.005)  # let a waiting writer in
 
 
 def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed25519PublicKey],
                   program: str, *, now: datetime | None = None,
                   progress: Progress | None = None) -> Manifest:
-    """Verify and import a bundle; on any rejection the current list stays as it was.
-
-    ``now`` is the device's time (a :class:`kiosk.core.clock.Reading` also says how far
-    it can be trusted); without it expiry and issue time are not checked. A database
-    error (disk full) is a :class:`StoreError`; the current list stays then too."""
+    """Verify and import a bundle; on any rejection the current list stays as it was."""
     manifest = bundle.read_manifest(source, trusted)
     check_applicable(manifest, current(store), program, now)
     with open(store.path.with_name(store.path.name + ".import-lock"), "w") as lock:
@@ -284,17 +368,37 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BundleError("busy", "another code list import is running; try again when it ends") from None
+        folder = codelist.list_dir(store.path)
+        folder.mkdir(exist_ok=True)
+        have = current(store)
+        check_applicable(manifest, have, program)
+        salt_gate(store, store.conn, manifest, have)
+        codelist.remove_unused(store.path, _names(have))  # leftovers of a crash
+        report = _Reporter(folder, manifest, progress)
         try:
-            _stage(store, source, manifest, progress)
             if manifest.is_delta:
-                _merge_delta(store, manifest)
+                if have.snapshot_file is None:
+                    have = _convert_legacy(store, have)
+                name, count = _build_overlay(store, source, manifest, have, report)
+                _switch(store, manifest, count, have.snapshot_file, name, have)
             else:
-                _swap_snapshot(store, manifest)
-        except sqlite3.Error as exc:
-            raise StoreError(f"code list import failed, the current list stays: {exc}") from exc
-        finally:
-            try:
-                _drop_staging(store.conn)
-            except sqlite3.Error:  # e.g. still no space: the next import drops them
-                pass
+                name, count = _build_snapshot(store, source, manifest, report)
+                _switch(store, manifest, count, name, None, have)
+        except (sqlite3.Error, OSError) as exc:  # e.g. the disk is full
+            report.close()
+            codelist.remove_unused(store.path, _names(have))
+            raise BundleError("import_failed", f"cannot write the new list in {folder}: {exc}") from exc
+        except BaseException:
+            report.close()
+            codelist.remove_unused(store.path, _names(have))
+            raise
+        report.close()
+        (folder / SALT_WAIT).unlink(missing_ok=True)
+        codelist.remove_unused(store.path, _names(current(store)))
+        if store.conn.execute("SELECT 1 FROM codes LIMIT 1").fetchone():
+            _clear_legacy(store)
     return manifest
+
+
+def _names(have: CurrentList | None) -> set[str]:
+    return {n for n in (have.snapshot_file, have.overlay_file) if n} if have else set()

@@ -8,16 +8,17 @@ concurrent confirms of a single-use code (threads or processes) yield one redemp
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from kiosk.core import codes, importer, payload, timefmt
+from kiosk.core import codelist, codes, importer, payload, timefmt
 from kiosk.core.bundle import reward_title
 from kiosk.core.clock import Clock
 from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
-from kiosk.core.verdict import CodeRow, Verdict, decide
-from kiosk.errors import VoidError
+from kiosk.core.verdict import Verdict, decide
+from kiosk.errors import StoreError, VoidError
 
 DEFAULT_VOID_WINDOW = timedelta(minutes=10)
 
@@ -59,22 +60,7 @@ class Identity:
     program: str
 
 
-# One round trip for a lookup: the code (if listed) and its use counter (if used).
-_LOOKUP = (
-    "SELECT c.code_hash, c.reward_id, c.valid_from, c.valid_until, c.max_uses, c.stores, "
-    "c.revoked, u.uses, u.last_at, u.last_device, u.last_store FROM (SELECT 1) "
-    "LEFT JOIN codes AS c ON c.code_hash = ?1 LEFT JOIN code_uses AS u ON u.code_hash = ?2"
-)
-
-
-def _code_row(row) -> CodeRow | None:
-    if row is None:
-        return None
-    return CodeRow(
-        reward_id=row[0], valid_from=timefmt.from_epoch(row[1]),
-        valid_until=timefmt.from_epoch(row[2]), max_uses=row[3],
-        stores=tuple(json.loads(row[4])) if row[4] else None, revoked=bool(row[5]),
-    )
+_USES = "SELECT uses, last_at, last_device, last_store FROM code_uses WHERE code_hash = ?"
 
 
 class Ledger:
@@ -85,24 +71,45 @@ class Ledger:
         self.void_window = void_window
         self.clock = clock or Clock()
         self._cache_key: tuple | None = None
-        self._cached: tuple = (None, None)
+        self._cached: tuple = (None, None, None)
+        self._view: codelist.View | None = None
         if self.clock.floor is None:  # the ledger knows the newest time already seen
             self.clock.floor = self.clock_floor
 
     # -- cached database state --------------------------------------------------
     def _state(self) -> tuple:
-        """(current list, clock floor), re-read only when the database changed.
+        """(current list, clock floor, its open files), re-read only when the database changed.
 
         ``PRAGMA data_version`` changes when another connection commits; this
         connection's own writes show in ``total_changes``. A lookup then costs two
-        indexed queries instead of re-reading and re-parsing the list's rewards."""
+        indexed queries instead of re-reading and re-parsing the list's rewards.
+        The list's files are (re)opened when the installed list names other ones."""
         conn = self.store.conn
         key = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
         if key != self._cache_key:
             value = self.store.get_meta("clock_floor")
-            self._cached = (importer.current(self.store), timefmt.parse(value) if value else None)
+            have = importer.current(self.store)
+            self._view = self._open_view(have)
+            self._cached = (have, timefmt.parse(value) if value else None, self._view)
             self._cache_key = key
         return self._cached
+
+    def _open_view(self, have) -> codelist.View | None:
+        if have is None:
+            return None
+        view = self._view
+        if view is not None and (view.snapshot_file, view.overlay_file) == (
+                have.snapshot_file, have.overlay_file):
+            return view
+        try:
+            return codelist.open_view(self.store.path, self.store.conn, have.snapshot_file,
+                                      have.overlay_file)
+        except sqlite3.Error as exc:  # replaced and removed between reading the row and here
+            again = importer.current(self.store)
+            if again is None or (again.snapshot_file, again.overlay_file) == (
+                    have.snapshot_file, have.overlay_file):
+                raise StoreError(f"code list file {have.snapshot_file} cannot be read: {exc}") from exc
+            return self._open_view(again)
 
     # -- time ---------------------------------------------------------------
     def clock_floor(self) -> datetime | None:
@@ -118,14 +125,13 @@ class Ledger:
         if not parsed.is_code:
             return Result(Verdict.NOT_A_CODE, parsed.raw)
         masked = parsed.code[-4:]
-        have, floor = self._state()
+        have, floor, view = self._state()
         if have is None:
             return Result(Verdict.NO_LIST, parsed.raw, masked_code=masked)
         digest = codes.code_digest(have.code_salt, parsed.code)
-        found = conn.execute(_LOOKUP, (digest, digest.hex())).fetchone()
-        row = _code_row(found[1:7]) if found[0] is not None else None
-        uses_row = found[7:] if found[7] is not None else None
-        uses = uses_row[0] if uses_row else 0
+        row, hq_uses = view.find(digest)
+        uses_row = conn.execute(_USES, (digest.hex(),)).fetchone()
+        uses = (uses_row[0] if uses_row else 0) + hq_uses  # HQ's count from before this list
         # our own floor is known already; a caller-supplied floor function is asked
         reading = (self.clock.read(floor=floor) if self.clock.floor == self.clock_floor
                    else self.clock.read())
@@ -243,6 +249,8 @@ class Ledger:
         """Delete acknowledged events from the outbox; returns how many were removed."""
         with self.store.transaction() as tx:
             cur = tx.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
+            if cur.rowcount:  # a list with a new salt must be signed after this (importer)
+                Store.set_meta(tx, importer.ACKED_AT, timefmt.format(self.clock.read().now))
             return cur.rowcount
 
     def knows(self, event_id: str) -> bool:

@@ -78,6 +78,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0003_redemptions_voids",
         "CREATE INDEX redemptions_voids ON redemptions (voids)",
     ),
+    (
+        # Each code list lives in its own file (kiosk/core/codelist.py); the row names
+        # them. NULL = a list imported before this change, still in the ``codes`` table.
+        "0004_list_files",
+        """
+        ALTER TABLE code_list ADD COLUMN snapshot_file TEXT;
+        ALTER TABLE code_list ADD COLUMN overlay_file TEXT;
+        DROP TABLE IF EXISTS codes_staging;
+        DROP TABLE IF EXISTS codes_new;
+        DROP TABLE IF EXISTS codes_old
+        """,
+    ),
 ]
 
 
@@ -132,7 +144,22 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
 
+    @staticmethod
+    def _pending(conn: sqlite3.Connection) -> list[str]:
+        """Names of migrations not applied yet (a plain read: no lock is taken)."""
+        try:
+            done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            done = set()
+        return [name for name, _sql in MIGRATIONS if name not in done]
+
     def _migrate(self) -> None:
+        """Apply new migrations. Opening an up-to-date database only reads, so a
+        read-only command never waits behind a writer (WAL readers never wait)."""
+        if not self._pending(self.conn):
+            return
         with self.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)"

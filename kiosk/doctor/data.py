@@ -78,6 +78,11 @@ def code_list(ctx) -> Check:
     if have.expires_at - now < LIST_EXPIRING or now - have.issued_at > LIST_OLD:
         return Check("code_list", WARN, f"{text}: old or about to expire",
                      "check `kiosk sync-status`; HQ must publish a fresh list")
+    waiting = importer.salt_wait(ctx.store)
+    if waiting:
+        return Check("code_list", WARN, f"{text}; version {waiting['version']} (new code salt) "
+                     f"waits: {waiting['why']}", "this version stays in use meanwhile; check the "
+                     "network and `kiosk sync-status` (redemptions must reach HQ)")
     return Check("code_list", OK, text)
 
 

@@ -437,6 +437,10 @@ class Controller:
             have = importer.current(self.ledger.store)
             if have is not None:
                 info["list_issued_at"], info["list_codes"] = have.issued_at, have.code_count
+            loading = importer.import_progress(self.ledger.store)
+            if loading is not None:
+                info["list_loading"] = {"version": loading.version, "percent": loading.percent}
+            info["list_salt_wait"] = importer.salt_wait(self.ledger.store)
             return info
         self._page(SYNC, load)
 

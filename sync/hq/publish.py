@@ -1,9 +1,13 @@
 """``kiosk-hq publish BUNDLE --broker URL``: put a signed list on the broker, retained.
 
-Order matters: every chunk is published (retained, QoS 1, each confirmed by the
-broker) before the manifest that names them, so a device never sees a manifest
-whose chunks are not there. Then the chunks the previous retained manifest named and
-the new one does not are cleared (an empty retained message deletes one).
+The broker keeps a chain (docs/sync.md): the latest full snapshot on
+``codes/snapshot``, each delta since it on ``codes/delta/{base_version}`` and the
+newest of them all on ``codes/manifest`` (the head every device reads, with an index
+of the chain). Order matters: every chunk is published (retained, QoS 1, each
+confirmed by the broker) before a manifest that names them, so a device never sees a
+manifest whose chunks are not there. Then deltas and chunks no longer in the chain
+are cleared (an empty retained message deletes one): a new full snapshot prunes the
+whole previous chain.
 """
 
 import hashlib
@@ -42,63 +46,135 @@ def read_bundle(path) -> tuple[bundle.Manifest, bytes, object]:
     return manifest, signature, source
 
 
-def _old_manifest(client, program: str) -> bundle.Manifest | None:
-    """The manifest currently retained on the broker, if any (to clear its old chunks).
+def _retained(client, program: str) -> dict[str, bytes]:
+    """The list messages retained on the broker now: the head, the snapshot and every
+    delta (topic -> payload).
 
     A marker message is published right after subscribing: the broker handles one
-    connection's packets in order, so when the marker comes back any retained
-    manifest has already been delivered.
+    connection's packets in order, so when the marker comes back every retained
+    message has already been delivered.
     """
-    topic = protocol.manifest_topic(program)
+    topics = [protocol.manifest_topic(program), protocol.snapshot_topic(program),
+              protocol.delta_topic(program, 0)[:-1] + "+"]
     marker = f"{protocol.program_root(program)}/hq/marker/{uuid.uuid4().hex}"
     got: dict = {}
     done = threading.Event()
 
     def on_message(c, userdata, msg):
-        if msg.topic == topic:
-            got["payload"] = msg.payload
-        elif msg.topic == marker:
+        if msg.topic == marker:
             done.set()
+        elif msg.payload:
+            got[msg.topic] = msg.payload
 
     client.on_message = on_message
-    client.subscribe([(topic, 1), (marker, 1)])
+    client.subscribe([(t, 1) for t in topics] + [(marker, 1)])
     client.publish(marker, b"", qos=1)
     if not done.wait(MARKER_WAIT_S):
         raise HqError("the broker did not echo the marker message; is the hq user's ACL right?")
-    client.unsubscribe([topic, marker])
+    client.unsubscribe([*topics, marker])
     client.on_message = None
-    if not got.get("payload"):
+    return got
+
+
+def _parse(payload: bytes | None) -> bundle.Manifest | None:
+    if not payload:
         return None
     try:
-        raw, _sig = protocol.decode_manifest(got["payload"])
+        raw, _sig = protocol.decode_manifest(payload)
         return bundle.parse_manifest(raw)
     except (protocol.ProtocolError, BundleError):
-        return None  # a broken old manifest: its chunks cannot be known
+        return None  # a broken old message: its chunks cannot be known
+
+
+def _old_chain(retained: dict[str, bytes], program: str) -> list[tuple[bundle.Manifest, bytes, int]]:
+    """The chain on the broker, snapshot first: (manifest, message, bytes) per element.
+    A head published before chains existed counts as a one-element chain if it is a
+    full snapshot."""
+    head = _parse(retained.get(protocol.manifest_topic(program)))
+    sizes = {e["version"]: e["bytes"] for e in
+             protocol.decode_chain(retained.get(protocol.manifest_topic(program), b""))}
+    snap_payload = retained.get(protocol.snapshot_topic(program))
+    snap = _parse(snap_payload)
+    if snap is None and head is not None and not head.is_delta:
+        snap, snap_payload = head, retained[protocol.manifest_topic(program)]
+    if snap is None or head is None:
+        return []
+    chain = [(snap, protocol.encode_manifest(*protocol.decode_manifest(snap_payload)),
+              sizes.get(snap.version, 0))]
+    while chain[-1][0].version != head.version:
+        payload = retained.get(protocol.delta_topic(program, chain[-1][0].version))
+        delta = _parse(payload)
+        if delta is None:
+            return chain if head.version == chain[-1][0].version else []
+        chain.append((delta, payload, sizes.get(delta.version, 0)))
+    return chain
 
 
 def publish(settings, path, *, log=print) -> bundle.Manifest:
+    """Publish a bundle as the new head of the chain, then prune what it replaces.
+
+    A full snapshot starts a new chain; a delta extends the chain on the broker and must
+    apply on its latest version. Order: chunks, then the chain message, then the head,
+    so a device never sees a manifest whose chunks are not there; then the delta
+    messages and chunks no longer in the chain are cleared."""
     manifest, signature, source = read_bundle(path)
     program = manifest.program
     client = connect(settings, f"hq-publish-{uuid.uuid4().hex[:8]}")
     try:
-        old = _old_manifest(client, program)
-        sent = set()
+        retained = _retained(client, program)
+        old = _old_chain(retained, program)
+        if manifest.is_delta:
+            tip = old[-1][0].version if old else None
+            if tip != manifest.base_version:
+                raise HqError(f"delta {manifest.version} applies on version {manifest.base_version}, "
+                              f"but the broker's chain ends at {tip if tip is not None else 'no snapshot'}: "
+                              "publish the missing versions or a full snapshot first")
+            keep = old
+        else:
+            keep = []
+        sent, size = set(), 0
         for chunk in manifest.chunks:
+            data = source.read_bytes(chunk.name)
+            size += len(data)
             if chunk.sha256 in sent:
                 continue
-            _send(client, protocol.chunk_topic(program, chunk.sha256), source.read_bytes(chunk.name))
+            _send(client, protocol.chunk_topic(program, chunk.sha256), data)
             sent.add(chunk.sha256)
+        message = protocol.encode_manifest(manifest.raw, signature)
+        chain = [*keep, (manifest, message, size)]
+        if keep and protocol.snapshot_topic(program) not in retained:  # a pre-chain head
+            _send(client, protocol.snapshot_topic(program), keep[0][1])
+        _send(client, protocol.snapshot_topic(program) if not manifest.is_delta
+              else protocol.delta_topic(program, manifest.base_version), message)
+        index = [{"version": m.version, "base_version": m.base_version, "bytes": b}
+                 for m, _msg, b in chain]
         _send(client, protocol.manifest_topic(program),
-              protocol.encode_manifest(manifest.raw, signature))
-        stale = {c.sha256 for c in old.chunks} - sent if old else set()
-        for sha in stale:
-            _send(client, protocol.chunk_topic(program, sha), b"")
+              protocol.encode_head(manifest.raw, signature, index))
+        stale = _prune(client, program, retained, chain)
     finally:
         close(client)
         source.close()
     log(f"published {program} version {manifest.version} ({manifest.record_count:,} records, "
-        f"{len(sent)} chunk(s)) to {settings.url}; cleared {len(stale)} old chunk(s)")
+        f"{len(sent)} chunk(s)); chain on the broker: {len(chain)} list(s) from version "
+        f"{chain[0][0].version}; cleared {stale} old message(s) to {settings.url}")
     return manifest
+
+
+def _prune(client, program: str, retained: dict[str, bytes], chain: list) -> int:
+    """Clear the delta messages and chunks the new chain does not use."""
+    live = {protocol.delta_topic(program, m.base_version) for m, _msg, _b in chain if m.is_delta}
+    used = {c.sha256 for m, _msg, _b in chain for c in m.chunks}
+    stale_chunks = set()
+    for payload in retained.values():
+        manifest = _parse(payload)
+        if manifest is not None:
+            stale_chunks |= {c.sha256 for c in manifest.chunks} - used
+    stale = [t for t in retained if t.startswith(protocol.delta_topic(program, 0)[:-1])
+             and t not in live]
+    stale += [protocol.chunk_topic(program, sha) for sha in stale_chunks]
+    for topic in stale:
+        _send(client, topic, b"")
+    return len(stale)
 
 
 def _send(client, topic: str, payload: bytes) -> None:

@@ -29,6 +29,17 @@ def sync_lines(info: dict, lang: str) -> list[str]:
             v=info["list_version"], age=ago, n=info.get("list_codes", "?")))
         if info.get("list_expired"):
             lines.append(tr("The code list has expired: sync or import a new one", lang))
+    loading = info.get("list_loading")
+    if loading:
+        lines.append(tr("New code list version {v} loading: {pct}%", lang).format(
+            v=loading["version"], pct=loading["percent"]))
+    waiting = info.get("list_salt_wait")
+    if waiting and waiting["pending"]:
+        text = tr("Code list version {v} waits until HQ has {n} redemption(s); the current list stays in use", lang)  # noqa: E501
+        lines.append(text.format(v=waiting["version"], n=waiting["pending"]))
+    elif waiting:
+        text = tr("Code list version {v} must be signed again at HQ; the current list stays in use", lang)  # noqa: E501
+        lines.append(text.format(v=waiting["version"]))
     return lines
 
 
