@@ -136,7 +136,10 @@ def test_chain_returns_the_first_backend_that_finds_something(card):
 
 
 def test_decoder_names():
-    assert [d.name for d in make_decoder("auto").decoders] == ["zxing", "zxing-global", "pyzbar-fast"]
+    plan = make_decoder("auto")
+    assert plan.name == "auto" and plan.first.name == "zxing"
+    assert [s.name for s in plan.crop_steps] == ["zxing", "zxing-global", "pyzbar", "zxing+contrast",
+                                                 "zxing+sharpen", "zxing+half", "zxing+equalize"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"
     assert [d.name for d in make_decoder("pyzbar, zxing").decoders] == ["pyzbar", "zxing"]
