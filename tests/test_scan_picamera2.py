@@ -3,6 +3,7 @@ two YUV420 streams, Y planes copied out of a released request, autofocus and exp
 controls, stalls, a camera that is unplugged and comes back."""
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -229,3 +230,33 @@ def test_picamera2_missing_or_broken_gives_install_hints(monkeypatch):
 
     with pytest.raises(HardwareError, match="no camera found"):
         open_source("picamera2", picamera2_factory=no_camera).start()
+
+
+def test_picamera2_unplugged_and_plugged_back_is_reopened_by_the_scanner():
+    first = FakePicamera2([syn.wallet_card("PI-CAM-4")], stall_after=3)  # then the cable is pulled
+    cameras = [first]
+
+    def factory():
+        if len(cameras) < 3:  # two attempts find no camera
+            cameras.append(None)
+            raise RuntimeError("Camera __init__ sequence did not complete.")
+        cameras.append(FakePicamera2([syn.wallet_card("PI-CAM-5")]))
+        return cameras[-1]
+
+    opened = iter([first])
+    source = open_source("picamera2", {"frame_timeout": 0.2},
+                         picamera2_factory=lambda: next(opened, None) or factory())
+    events, errors = [], []
+    scanner = Scanner(source, make_decoder(), events.append, on_error=errors.append,
+                      reopen_delays=(0.01, 0.02))
+    scanner.start()
+    try:
+        for _ in range(500):  # bounded: 5 s
+            if len(events) == 2:
+                break
+            time.sleep(0.01)
+    finally:
+        scanner.stop()
+    assert [e.payload for e in events] == ["PI-CAM-4", "PI-CAM-5"]
+    assert len(errors) == 1 and "no frame within 0.2 s" in str(errors[0])
+    assert first.closed and cameras[-1].closed and len(cameras) == 4

@@ -342,14 +342,14 @@ class ScanPlan(Decoder):
         report.regions = min(len(self.regions), MAX_REGIONS)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
-            steps = self.crop_steps
+            steps, first = self.crop_steps, region.turn
             for k in range(len(steps)):
                 if stop is not None and stop():
                     return found
-                step = steps[(region.turn + k) % len(steps)]
+                step = steps[(first + k) % len(steps)]
                 if not self._fits(step, crop.size, start, report.budget_ms, report):
                     continue
-                region.turn = (region.turn + k + 1) % len(steps)
+                region.turn = (first + k + 1) % len(steps)
                 got = self._try(step, crop, report, "crop")
                 if got:
                     found += got
@@ -361,13 +361,14 @@ class ScanPlan(Decoder):
         steps = [(s, gray, "lores") for s in self.wide_steps]
         if full is not None and full.shape != gray.shape:
             steps.insert(0, (self.full_step, full, "full"))
+        first = self.turn
         for k in range(len(steps)):
             if stop is not None and stop():
                 return []
-            step, image, where = steps[(self.turn + k) % len(steps)]
+            step, image, where = steps[(first + k) % len(steps)]
             if not self._fits(step, image.size, start, report.budget_ms, report):
                 continue
-            self.turn = (self.turn + k + 1) % len(steps)
+            self.turn = (first + k + 1) % len(steps)
             found = self._try(step, image, report, where)
             if found:
                 return found
