@@ -56,9 +56,13 @@ HARD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(HARD_CASES))
-def test_pipeline_decoder_reads_distorted_wallet_cards(auto, card, dark, case):
+def test_pipeline_decoder_reads_distorted_wallet_cards(card, dark, case):
     gray = HARD_CASES[case](card, dark)
-    assert [d.text for d in auto.decode(gray)] == [PAYLOAD]
+    auto = make_decoder("auto")
+    # A customer holds the phone for many frames; the passes that do not fit in one
+    # frame's budget run on the next ones. Every case reads within 3 frames (a tenth of a second).
+    reads = [[d.text for d in auto.decode(gray)] for _ in range(3)]
+    assert [PAYLOAD] in reads and all(r in ([], [PAYLOAD]) for r in reads)
 
 
 def test_distortions_really_change_the_frame(card):
@@ -139,8 +143,10 @@ def test_chain_returns_the_first_backend_that_finds_something(card):
 def test_decoder_names():
     plan = make_decoder("auto")
     assert plan.name == "auto" and plan.first.name == "zxing"
-    assert [s.name for s in plan.crop_steps] == ["zxing", "zxing-global", "pyzbar", "zxing+contrast",
+    assert [s.name for s in plan.crop_steps] == ["zxing", "zxing", "zxing-global", "pyzbar", "zxing+contrast",
                                                  "zxing+sharpen", "zxing+half", "zxing+equalize"]
+    assert plan.crop_steps[1] is plan.full_step  # the whole full-resolution frame, in the rotation
+    assert [s.name for s in plan.wide_steps] == ["pyzbar-fast", "zxing+contrast", "zxing-global"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"
     assert [d.name for d in make_decoder("pyzbar, zxing").decoders] == ["pyzbar", "zxing"]
@@ -251,7 +257,7 @@ def test_the_budget_limits_the_passes_and_the_rotation_tries_every_pass_on_the_c
         assert ran[0] == "first" and len(ran) == 4  # 1 + 3 * 3 = 10 ms <= 11; a 4th would be 13
         assert report.used_ms <= report.budget_ms == 11.0 and report.left_out > 0
         tried += ran[1:]
-    names = [s.name for s in plan.crop_steps]
+    names = [s.name for s in plan.crop_steps if s is not plan.full_step]  # no full frame here
     assert tried[:len(names)] == names  # frame after frame the next passes, not the same again
     assert tried[len(names):] == names[:9 - len(names)]
 
@@ -270,7 +276,7 @@ def test_a_frame_without_any_sign_of_a_code_stays_in_the_idle_budget():
 def test_a_larger_budget_runs_more_passes_and_never_more_than_exist():
     plan, ran = _counting_plan(budget_ms=100.0)
     plan.decode(np.zeros((480, 640), np.uint8))
-    assert ran[1:] == [s.name for s in plan.crop_steps]  # every pass once, then the frame ends
+    assert ran[1:] == [s.name for s in plan.crop_steps if s is not plan.full_step]  # each once
 
 
 def test_a_newer_frame_ends_the_closer_look():

@@ -171,17 +171,18 @@ MAX_REGIONS = 2            # regions looked at per frame
 class Step:
     """One decode attempt: ``backend`` on the image, after ``prep`` when given.
 
-    Its cost is estimated from the last ``COST_WINDOW`` runs on this machine (the
-    slowest of them, scaled by the square root of the size ratio: small crops cost
-    more per pixel), starting from a conservative prior of ``prior_ms`` for a
-    640x480 image.
+    Its cost is estimated from its last ``COST_WINDOW`` runs on this machine: the
+    slowest of them, scaled up by the image's size ratio when the image is larger
+    (small crops cost more per pixel, so scaling down would underestimate). It
+    starts from a prior of ``prior_ms`` for an image of ``prior_px`` pixels.
     """
 
     COST_WINDOW = 8
 
-    def __init__(self, name: str, backend: Decoder, prep=None, prior_ms: float = 3.0):
+    def __init__(self, name: str, backend: Decoder, prep=None, prior_ms: float = 3.0,
+                 prior_px: int = 640 * 480):
         self.name, self.backend, self.prep = name, backend, prep
-        self.costs = deque([(prior_ms, 640 * 480)], maxlen=self.COST_WINDOW)
+        self.costs = deque([(prior_ms, prior_px)], maxlen=self.COST_WINDOW)
 
     def estimate_ms(self, pixels: int) -> float:
         return max(ms * max(1.0, pixels / max(px, 1)) for ms, px in self.costs)
@@ -189,14 +190,14 @@ class Step:
     def learn(self, ms: float, pixels: int) -> None:
         self.costs.append((ms, pixels))
 
-    def forget_oldest(self) -> None:
-        """Called when the estimate kept the step out: old slow runs fade, so a step
-        that once ran slowly is tried again later."""
-        if len(self.costs) > 1:
-            self.costs.popleft()
-        else:
-            ms, px = self.costs[0]
-            self.costs[0] = (ms * 0.8, px)
+    def forget_spike(self) -> None:
+        """Called when the estimate kept the step out: a single slow run (the machine
+        was busy) is dropped so it does not keep a normally affordable step out."""
+        if len(self.costs) > 2:
+            ordered = sorted(ms for ms, _ in self.costs)
+            worst = max(self.costs, key=lambda c: c[0])
+            if worst[0] > 2 * ordered[len(ordered) // 2]:
+                self.costs.remove(worst)
 
     def run(self, image) -> list[Decoded]:
         if self.prep is not None:
@@ -270,22 +271,28 @@ class ScanPlan(Decoder):
             zbar, zbar_fast = PyzbarDecoder(), PyzbarDecoder(max_side=FAST_MAX_SIDE)
         except HardwareError:
             zbar = zbar_fast = None
-        crop = [Step("zxing", self.first, None, 3.0), Step("zxing-global", zx_global, None, 2.0)]
-        crop += [Step("pyzbar", zbar, None, 12.0)] if zbar else []
-        crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 5.0),
-                 Step("zxing+sharpen", self.first, enhance.sharpen, 12.0),
-                 Step("zxing+half", self.first, enhance.half_size, 2.0),
-                 Step("zxing+equalize", self.first, enhance.equalize, 4.0)]
+        crop_px = 320 * 320  # priors for a typical crop around a phone's code
+        # The whole full-resolution frame: a closer look at every located code at once.
+        self.full_step = Step("zxing", self.first, None, 6.0, 1280 * 960)
+        crop = [Step("zxing", self.first, None, 0.6, crop_px), self.full_step,
+                Step("zxing-global", zx_global, None, 0.3, crop_px)]
+        crop += [Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
+        crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
+                 Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
+                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
+                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
         self.crop_steps = crop
-        wide = [Step("zxing-global", zx_global, None, 2.0),
-                Step("zxing+contrast", self.first, enhance.local_contrast, 5.0)]
-        wide += [Step("pyzbar-fast", zbar_fast, None, 3.0)] if zbar_fast else []
-        self.full_step = Step("zxing", self.first, None, 3.0)  # the whole full-resolution frame
+        wide = [Step("pyzbar-fast", zbar_fast, None, 4.0)] if zbar_fast else []
+        wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
+                 Step("zxing-global", zx_global, None, 1.0)]
         self.wide_steps = wide
         self.regions: list[Region] = []
         self.turn = 0
-        self._full_due = False
         self.last = FrameReport()
+
+    def forget(self) -> None:
+        """Drop what earlier frames located (a new presentation starts from scratch)."""
+        self.regions, self.turn = [], 0
 
     def decode(self, gray, stop=None, full=None):
         start = self.clock()
@@ -295,17 +302,10 @@ class ScanPlan(Decoder):
         h, w = gray.shape[:2]
         fresh = [(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in _clusters(boxes)]
         self._remember(fresh, reset=bool(codes) and not fresh)
-        big = full if full is not None else gray
+        has_full = full is not None and full.shape != gray.shape
         if self.regions:
             report.budget_ms = self.budget_ms
-            has_full = full is not None and full.shape != gray.shape
-            if has_full and self._full_due and self._fits(self.full_step, full.size, start,
-                                                          report.budget_ms, report):
-                self._full_due = False
-                codes += self._try(self.full_step, full, report, "full")
-                if codes:
-                    self.regions = []
-            codes += self._look_closer(big, start, stop, report) if self.regions else []
+            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report)
         elif not codes:
             report.budget_ms = self.idle_budget_ms
             codes += self._look_wide(gray, full, start, stop, report)
@@ -319,7 +319,7 @@ class ScanPlan(Decoder):
         if (self.clock() - start) * 1000 + step.estimate_ms(pixels) <= budget:
             return True
         report.left_out += 1
-        step.forget_oldest()
+        step.forget_spike()
         return False
 
     def _try(self, step: Step, image, report, where: str) -> list[Decoded]:
@@ -337,9 +337,12 @@ class ScanPlan(Decoder):
         report.steps.append((label, ms, len(found)))
         return [Decoded(d.text, label) for d in found]
 
-    def _look_closer(self, big, start, stop, report) -> list[Decoded]:
+    def _look_closer(self, big, has_full, start, stop, report) -> list[Decoded]:
+        """The crop steps, in each region's rotation, on crops of ``big`` (the full
+        frame, or the frame itself); the full-frame step once a frame, when there is one."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
+        whole_done = not has_full
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
             steps, first = self.crop_steps, region.turn
@@ -347,13 +350,22 @@ class ScanPlan(Decoder):
                 if stop is not None and stop():
                     return found
                 step = steps[(first + k) % len(steps)]
-                if not self._fits(step, crop.size, start, report.budget_ms, report):
+                whole = step is self.full_step
+                if whole and whole_done:
+                    continue
+                image = big if whole else crop
+                if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue
                 region.turn = (first + k + 1) % len(steps)
-                got = self._try(step, crop, report, "crop")
+                got = self._try(step, image, report, "full" if whole else "crop")
+                whole_done = whole_done or whole
                 if got:
                     found += got
-                    self.regions.remove(region)
+                    if whole:  # the whole frame covers every region
+                        self.regions = []
+                        return found
+                    if region in self.regions:
+                        self.regions.remove(region)
                     break
         return found
 
@@ -390,7 +402,6 @@ class ScanPlan(Decoder):
                 same.box, same.ttl = box, REGION_TTL
             else:
                 kept.insert(0, Region(box))
-                self._full_due = True
         self.regions = kept[:MAX_REGIONS + 1]
 
 
