@@ -143,9 +143,10 @@ def test_chain_returns_the_first_backend_that_finds_something(card):
 def test_decoder_names():
     plan = make_decoder("auto")
     assert plan.name == "auto" and plan.first.name == "zxing"
-    assert [s.name for s in plan.crop_steps] == ["zxing", "zxing-global", "pyzbar", "zxing", "zxing+contrast",
-                                                 "zxing+sharpen", "zxing+half", "zxing+equalize"]
-    assert plan.crop_steps[3] is plan.full_step  # the whole full-resolution frame, in the rotation
+    assert [s.name for s in plan.crop_steps] == [
+        "zxing", "zxing+half", "zxing-global", "pyzbar+half", "pyzbar", "zxing", "zxing+contrast",
+        "zxing+sharpen", "zxing+equalize"]
+    assert plan.crop_steps[5] is plan.full_step  # the whole full-resolution frame, in the rotation
     assert [s.name for s in plan.wide_steps] == ["pyzbar-fast", "zxing+contrast", "zxing-global"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"

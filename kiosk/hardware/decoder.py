@@ -275,12 +275,13 @@ class ScanPlan(Decoder):
         # The whole full-resolution frame: a closer look at every located code at once.
         self.full_step = Step("zxing", self.first, None, 6.0, 1280 * 960)
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
+                Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                 Step("zxing-global", zx_global, None, 0.3, crop_px)]
-        crop += [Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
+        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px),
+                 Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
         crop += [self.full_step,
                  Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
-                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
         self.crop_steps = crop
         wide = [Step("pyzbar-fast", zbar_fast, None, 4.0)] if zbar_fast else []
