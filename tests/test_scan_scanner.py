@@ -433,3 +433,11 @@ def test_the_full_resolution_frame_reaches_the_decoder(cards):
 
     Scanner(TwoStreams(), Recorder(), lambda e: None).run()
     assert seen == [((480, 640), (960, 1280))] * 3
+
+
+def test_without_an_error_handler_a_failed_camera_ends_the_scan(cards, decoder):
+    camera = UnpluggedCamera(cards[A], cards[B], refusals=0)  # would come back at once
+    events = []
+    with pytest.raises(HardwareError, match="No such device"):
+        Scanner(camera, decoder, events.append, reopen_delays=(0.01,)).run()  # kiosk scan
+    assert [e.payload for e in events] == [A] and camera.opens == 1

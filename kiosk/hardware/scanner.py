@@ -141,11 +141,11 @@ class Scanner:
 
     ``on_error(exc)`` receives a :class:`HardwareError` when the camera dies (raises,
     or gives no frame within ``frame_timeout``) or cannot be opened. A camera that
-    may come back (``source.reopenable``: picamera2, a webcam; ``reopen`` overrides)
-    is then closed and opened again after ``reopen_delays`` seconds (backing off,
-    never longer than the last delay) until it works or the scanner is stopped;
-    ``on_recover()`` is called when frames flow again. Any other source's failure
-    stops the scanner; the process never stops. ``drop_frames`` defaults to the
+    may come back (``source.reopenable``: picamera2, a webcam), when there is an
+    ``on_error`` handler (``reopen`` overrides), is then closed and opened again after
+    ``reopen_delays`` seconds (backing off, never longer than the last delay) until it
+    works or the scanner is stopped; ``on_recover()`` is called when frames flow
+    again. Any other failure stops the scanner; the process never stops. ``drop_frames`` defaults to the
     source's ``realtime`` flag: cameras and paced replays drop stale frames, an
     unpaced replay (``fps=0``) decodes every frame.
     """
@@ -156,7 +156,9 @@ class Scanner:
                  reopen: bool | None = None, reopen_delays=REOPEN_DELAYS, on_recover=None):
         self.source, self.decoder = source, decoder
         self.on_event, self.on_error, self.on_recover = on_event, on_error, on_recover
-        self.reopen = getattr(source, "reopenable", False) if reopen is None else reopen
+        # Without on_error (the CLI) a failure ends the scan and run() raises it.
+        self.reopen = (getattr(source, "reopenable", False) and on_error is not None
+                       if reopen is None else reopen)
         self.reopen_delays = tuple(reopen_delays) or (1.0,)
         self.reopens = 0  # successful reopens after a failure
         self._progress_at = time.monotonic()
