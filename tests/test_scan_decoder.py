@@ -147,7 +147,8 @@ def test_decoder_names():
         "zxing", "zxing+half", "zxing-global", "pyzbar+half", "pyzbar", "zxing", "zxing+contrast",
         "zxing+sharpen", "zxing+equalize"]
     assert plan.crop_steps[5] is plan.full_step  # the whole full-resolution frame, in the rotation
-    assert [s.name for s in plan.wide_steps] == ["pyzbar-fast", "zxing+contrast", "zxing-global"]
+    assert [s.name for s in plan.wide_steps] == ["pyzbar-fast", "zxing+contrast", "zxing-global",
+                                                 "pyzbar-fast+invert"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"
     assert [d.name for d in make_decoder("pyzbar, zxing").decoders] == ["pyzbar", "zxing"]

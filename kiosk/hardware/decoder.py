@@ -268,7 +268,8 @@ class ScanPlan(Decoder):
         self.first = ZxingDecoder("local")
         zx_global = ZxingDecoder("global")
         try:
-            zbar, zbar_fast = PyzbarDecoder(), PyzbarDecoder(max_side=FAST_MAX_SIDE)
+            zbar = PyzbarDecoder()
+            zbar_fast = PyzbarDecoder(invert=False, max_side=FAST_MAX_SIDE)  # one polarity a pass
         except HardwareError:
             zbar = zbar_fast = None
         crop_px = 320 * 320  # priors for a typical crop around a phone's code
@@ -284,9 +285,10 @@ class ScanPlan(Decoder):
                  Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
         self.crop_steps = crop
-        wide = [Step("pyzbar-fast", zbar_fast, None, 4.0)] if zbar_fast else []
+        wide = [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
+        wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
         self.wide_steps = wide
         self.regions: list[Region] = []
         self.turn = 0
