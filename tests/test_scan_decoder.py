@@ -307,3 +307,27 @@ def test_pre_processing_passes_keep_the_frame_shape():
     assert enhance.half_size(gray).shape == (240, 320)
     flat = enhance.local_contrast(syn.low_contrast(gray))
     assert int(flat.max()) - int(flat.min()) > 150  # washed-out frame stretched back
+
+
+@pytest.mark.parametrize("scene,seed", [("screen glare", 2), ("moire", 3), ("low brightness", 4),
+                                        ("dark mode", 0)])
+def test_phone_screen_scenes_that_one_zxing_pass_misses_are_read(scene, seed):
+    payload = f"KIOSK-{seed:04d}-SCENE"
+    full = syn.phone_screen(payload, scene, seed=seed)
+    assert full.shape == (960, 1280) and full.dtype == np.uint8
+    lores = half_size(full)
+    if scene != "dark mode":
+        assert ZxingDecoder().decode(lores) == []  # hard for the plain first pass
+    plan = make_decoder("auto", budget_ms=1000, idle_budget_ms=1000)  # no timing in a test
+    reads = [[d.text for d in plan.decode(lores, full=full)] for _ in range(3)]
+    assert [payload] in reads
+
+
+def test_screen_grid_makes_moire_fringes():
+    flat = np.full((240, 320), 200, np.uint8)
+    moire = syn.screen_grid(flat, period=1.1, angle=3.0, depth=0.6).astype(float)
+    assert moire.min() < 150 and moire.max() > 190  # the grid darkens some pixels
+    blocks = moire.reshape(30, 8, 40, 8).mean(axis=(1, 3))
+    assert blocks.max() - blocks.min() > 10  # broad beats, not a uniform grey
+    with pytest.raises(ValueError, match="unknown phone scene"):
+        syn.phone_screen("X", "sunlight")
