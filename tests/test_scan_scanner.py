@@ -441,3 +441,23 @@ def test_without_an_error_handler_a_failed_camera_ends_the_scan(cards, decoder):
     with pytest.raises(HardwareError, match="No such device"):
         Scanner(camera, decoder, events.append, reopen_delays=(0.01,)).run()  # kiosk scan
     assert [e.payload for e in events] == [A] and camera.opens == 1
+
+
+def test_the_camera_section_sets_the_plan_budget_and_checks_its_choices():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from kiosk.config import Section
+    from kiosk.errors import ConfigError
+    from kiosk.hardware.scanner import from_config
+
+    def cfg(**values):
+        return SimpleNamespace(section=lambda name: Section(Path("kiosk.toml"), name, values))
+
+    scanner = from_config(cfg(source="none", budget_ms=20, idle_budget_ms=4), lambda e: None)
+    assert (scanner.decoder.name, scanner.decoder.budget_ms, scanner.decoder.idle_budget_ms) == ("auto", 20.0, 4.0)
+    assert from_config(cfg(source="none", decoder="zxing", budget_ms=20), lambda e: None).decoder.name == "zxing"
+    with pytest.raises(ConfigError, match=r"\[camera\] af_range: must be one of normal, macro, full"):
+        from_config(cfg(source="none", af_range="near"), lambda e: None)
+    with pytest.raises(ConfigError, match=r"\[camera\] budget_ms: must be greater than 0"):
+        from_config(cfg(source="none", budget_ms=0), lambda e: None)

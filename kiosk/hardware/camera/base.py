@@ -48,6 +48,15 @@ SETTINGS = {
     "budget_ms": ((int, float), 11.0),      # the auto decoder's time budget per frame
     "idle_budget_ms": ((int, float), 5.0),  # ... for a frame with no sign of a code
 }
+# [camera] keys that take one of a few words (the picamera2 controls they become are in
+# docs/scanning.md).
+CHOICES = {
+    "autofocus": ("continuous", "auto", "manual", "off"),
+    "af_range": ("normal", "macro", "full"),
+    "af_speed": ("normal", "fast"),
+    "metering": ("centre", "spot", "matrix"),
+    "exposure_constraint": ("normal", "highlight", "shadows"),
+}
 STOP_WAIT = 5.0  # seconds stop() waits for a read in progress before closing anyway
 _POSITIVE = ("width", "height", "fps", "frame_timeout", "exposure_time", "analogue_gain",
              "budget_ms", "idle_budget_ms")
@@ -226,6 +235,8 @@ def settings_from_section(section) -> dict:
             raise section.error(key, "must be greater than 0")
         if value is not None and key in _NOT_NEGATIVE and value < 0:
             raise section.error(key, "must not be negative")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise section.error(key, f"must be one of {', '.join(CHOICES[key])}")
         result[key] = value
     return result
 
