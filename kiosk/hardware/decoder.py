@@ -244,12 +244,13 @@ class ScanPlan(Decoder):
        codes read and the places where a QR symbol was located but not read.
     2. Each such place (and places remembered from the last ``REGION_TTL``
        frames) is cropped from the full-resolution frame (``full``, when the
-       camera gives one; else the frame itself) and tried with the crop steps:
-       zxing-cpp, its global binarizer, zbar, then local contrast, sharpen, half
-       size (screen moire) and equalize before zxing-cpp.
-    3. A frame with no code and no located symbol gets the idle steps: zxing-cpp
-       on the whole full-resolution frame, the global binarizer, local contrast,
-       zbar at half size.
+       camera gives one; else the frame itself) and tried with ``crop_steps``
+       (zxing-cpp and zbar, at the crop's size and at half size, the global
+       binarizer, the whole full frame, then local contrast, sharpen and equalize
+       before zxing-cpp).
+    3. A frame with no code and no located symbol gets ``wide_steps`` on the lores
+       frame (zbar at half size in each polarity, local contrast, the global
+       binarizer), and the whole full frame when its cost fits.
 
     Every step after the first runs only when its estimated cost fits in what is
     left of the frame's budget (``budget_ms``; ``idle_budget_ms`` on a frame with no
