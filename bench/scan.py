@@ -14,9 +14,12 @@ import os
 import statistics
 import sys
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,9 +28,14 @@ from kiosk.hardware.camera import synthetic  # noqa: E402
 from kiosk.hardware.camera.base import FrameSource  # noqa: E402
 from kiosk.hardware.camera.replay import IMAGE_SUFFIXES, load_gray  # noqa: E402
 from kiosk.hardware.decoder import Decoded, make_decoder  # noqa: E402
+from kiosk.hardware.enhance import half_size  # noqa: E402
 from kiosk.hardware.scanner import Scanner  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "qr-photos"
+DEFAULT_CONDITIONS = ROOT.parent / "shared" / "corpus" / "qr-conditions"
+LORES, FULL = (640, 480), (1280, 960)  # the picamera2 streams (docs/scanning.md)
+HOLD_FRAMES = 10  # a third of a second of a customer holding the phone still, at 30 fps
+SECTIONS = ("photos", "conditions", "screens", "idle", "raw", "frames", "cli")
 PIPELINE_FPS = 30
 CONFIGS = ["zxing", "zxing-global", "pyzbar", "pyzbar-fast", "zxing,zxing-global",
            "zxing,pyzbar", "zxing,zxing-global,pyzbar", "auto"]
@@ -231,24 +239,239 @@ def cli_table() -> None:
     print(f"  {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
 
 
+# --- the kiosk's view: lores and full-resolution streams, per corpus and condition ---------
+
+@dataclass
+class View:
+    """One corpus image as the kiosk camera streams it: ``lores`` fits 640x480, ``full``
+    fits 1280x960 (the same field of view); ``codes`` annotated codes, ``truth`` the
+    expected text when the corpus has one."""
+
+    condition: str
+    name: str
+    lores: np.ndarray
+    full: np.ndarray
+    codes: int = 1
+    truth: str | None = None
+
+
+def fit(image: Image.Image, size) -> Image.Image:
+    """``image`` scaled down (area average, as the camera's ISP does) to fit ``size``."""
+    scale = min(size[0] / image.width, size[1] / image.height)
+    if scale >= 1:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                        Image.Resampling.BOX)
+
+
+def annotated_codes(path: Path) -> int:
+    """Codes in a qr-conditions annotation: 4 "x y" lines each, or one 8-number line
+    each after a line ``SETS`` (corpus README)."""
+    rows = [line.split() for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    if rows and rows[0] == ["SETS"]:
+        return sum(1 for r in rows[1:] if len(r) == 8)
+    return sum(1 for r in rows if len(r) == 2) // 4
+
+
+def load_views(folder: Path, annotated: bool) -> list[View]:
+    views = []
+    for path in sorted(folder.rglob("*")):
+        side = path.with_suffix(".txt")
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not side.exists():
+            continue
+        with Image.open(path) as image:
+            full = fit(image.convert("L"), FULL)
+        lores = fit(full, LORES)
+        if annotated:
+            views.append(View(path.parent.name, path.name, np.asarray(lores).copy(),
+                              np.asarray(full).copy(), codes=annotated_codes(side)))
+        else:
+            views.append(View(path.parent.name, path.name, np.asarray(lores).copy(),
+                              np.asarray(full).copy(), truth=normalise(side.read_bytes().decode("utf-8"))))
+    return views
+
+
+def found_codes(view: View, texts) -> int:
+    """Codes found: the expected text read, or distinct texts up to the annotated count."""
+    texts = {normalise(t) for t in texts}
+    if view.truth is not None:
+        return int(view.truth in texts)
+    return min(view.codes, len(texts))
+
+
+def cpu_ms(decode, *args, **kwargs) -> tuple[list, float]:
+    """``decode(*args, **kwargs)`` and the CPU ms of this thread it took."""
+    start = time.thread_time()
+    found = decode(*args, **kwargs)
+    return found, (time.thread_time() - start) * 1000
+
+
+class Tally:
+    """Codes found and ms per frame, per condition and overall."""
+
+    def __init__(self):
+        self.found, self.total, self.ms = defaultdict(int), defaultdict(int), defaultdict(list)
+        self.used, self.over = [], 0
+
+    def add(self, condition, found, total, ms=None):
+        for key in (condition, "all"):
+            self.found[key] += found
+            self.total[key] += total
+            if ms is not None:
+                self.ms[key].append(ms)
+
+    def pct(self, key):
+        return 100.0 * self.found[key] / max(1, self.total[key])
+
+
+def run_views(views, budget_ms: float, idle_ms: float):
+    """Every configuration on every view; returns {label: Tally} and frames-to-read."""
+    plan = make_decoder("auto", budget_ms=budget_ms, idle_budget_ms=idle_ms)
+    old = make_decoder("zxing,zxing-global,pyzbar-fast")
+    raw = RawZxing()
+    tallies = {label: Tally() for label in VIEW_CONFIGS}
+    to_first = []
+    for view in views:
+        n = view.codes
+        for label, decoder, image in (("raw zxing-cpp, lores", raw, view.lores),
+                                      ("raw zxing-cpp, full", raw, view.full),
+                                      ("previous auto chain, lores", old, view.lores)):
+            found, ms = cpu_ms(decoder.decode, image)
+            tallies[label].add(view.condition, found_codes(view, [d.text for d in found]), n, ms)
+        plan.forget()
+        found, ms = cpu_ms(plan.decode, view.lores)
+        tallies["auto, lores only, 1 frame"].add(view.condition,
+                                                 found_codes(view, [d.text for d in found]), n, ms)
+        plan.forget()
+        seen, first = set(), None
+        for k in range(HOLD_FRAMES):
+            found, ms = cpu_ms(plan.decode, view.lores, full=view.full)
+            seen |= {d.text for d in found}
+            if k == 0:
+                tally = tallies["auto, lores + full, 1 frame"]
+                tally.add(view.condition, found_codes(view, seen), n, ms)
+                tally.used.append(plan.last.used_ms / plan.last.budget_ms)
+                tally.over += plan.last.used_ms > plan.last.budget_ms
+            tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].ms["all"].append(ms)
+            if first is None and found_codes(view, seen):
+                first = k
+        tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].add(view.condition, found_codes(view, seen), n)
+        if first is not None:
+            to_first.append(first)
+    return tallies, to_first
+
+
+VIEW_CONFIGS = ["raw zxing-cpp, lores", "raw zxing-cpp, full", "previous auto chain, lores",
+                "auto, lores only, 1 frame", "auto, lores + full, 1 frame",
+                f"auto, lores + full, {HOLD_FRAMES} frames"]
+
+
+def views_table(title: str, views, budget_ms: float, idle_ms: float) -> None:
+    tallies, to_first = run_views(views, budget_ms, idle_ms)
+    conditions = sorted({v.condition for v in views}) + ["all"]
+    total = tallies[VIEW_CONFIGS[0]].total
+    print(f"\n{title}: {len(views)} images, {total['all']} codes; lores fits 640x480, full fits "
+          f"1280x960; budget {budget_ms:g} ms a frame ({idle_ms:g} ms without a sign of a code); "
+          "ms = CPU time of the decoding thread")
+    print(f"{'codes found %':30}" + "".join(f"{c[:11]:>12}" for c in conditions))
+    print(f"{'(codes)':30}" + "".join(f"{total[c]:>12}" for c in conditions))
+    for label in VIEW_CONFIGS:
+        tally = tallies[label]
+        print(f"{label:30}" + "".join(f"{tally.pct(c):>11.1f}%" for c in conditions))
+    print(f"{'ms per frame (median / p95)':30}")
+    for label in VIEW_CONFIGS:
+        ms = tallies[label].ms
+        print(f"{label:30}" + "".join(
+            f"{statistics.median(ms[c]):>5.2f} /{p95(ms[c]):>5.1f}" if ms[c] else f"{'':>12}"
+            for c in conditions))
+    one = tallies["auto, lores + full, 1 frame"]
+    allms = tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].ms["all"]
+    print(f"  budget used by auto (first frame of each image): median {100 * statistics.median(one.used):.0f}%, "
+          f"max {100 * max(one.used):.0f}%, frames over budget {one.over}/{len(one.used)}; "
+          f"all {len(allms)} frames: median {statistics.median(allms):.2f} ms, "
+          f"p95 {p95(allms):.2f} ms, max {max(allms):.2f} ms")
+    if to_first:
+        print(f"  frames to the first read (images read within {HOLD_FRAMES} frames): median "
+              f"{statistics.median(to_first):.0f}, mean {statistics.mean(to_first):.2f}, "
+              f"max {max(to_first)}")
+
+
+def phone_views(per_scene: int) -> list[View]:
+    """The synthetic phone-screen scenes (moire, screen glare, dark mode, low
+    brightness) at 1280x960, the lores view their 2x2 average."""
+    payloads = ["KIOSK-{:04d}-ABCD", "https://loyalty.example.com/r/{:04d}-EFGH-2345",
+                "WALLET:{:04d}:9F3A7C21B0"]
+    views = []
+    for scene in synthetic.PHONE_SCENES:
+        for seed in range(per_scene):
+            payload = payloads[seed % len(payloads)].format(seed)
+            full = synthetic.phone_screen(payload, scene, seed=seed)
+            views.append(View(scene, f"{scene}-{seed}", half_size(full), full, truth=payload))
+    return views
+
+
+def idle_table(budget_ms: float, idle_ms: float, frames: int = 90) -> None:
+    """Frames without any code (what the camera sees most of the day)."""
+    plan = make_decoder("auto", budget_ms=budget_ms, idle_budget_ms=idle_ms)
+    rng = np.random.default_rng(1)
+    scenes = {
+        "counter (no code)": lambda i: synthetic.blank(FULL, seed=i),
+        "white noise": lambda i: rng.integers(0, 256, (FULL[1], FULL[0]), dtype=np.uint8),
+        "phone without a code": lambda i: synthetic.noise(
+            synthetic.wallet_card("x", size=FULL, matrix=np.zeros((1, 1), bool)), 4, seed=i),
+    }
+    print(f"\nFrames without a code, lores + full, {frames} frames each (CPU ms a frame; goal < {idle_ms:g} ms)")
+    for name, make in scenes.items():
+        fulls = [make(i) for i in range(6)]
+        ms = []
+        for i in range(frames):
+            full = fulls[i % len(fulls)]
+            _, t = cpu_ms(plan.decode, half_size(full), full=full)
+            ms.append(t)
+        print(f"  {name:24} median {statistics.median(ms):5.2f}  p95 {p95(ms):5.2f}  max {max(ms):5.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--conditions", type=Path, default=DEFAULT_CONDITIONS)
     parser.add_argument("--repeat", type=int, default=5, help="timing passes per image")
+    parser.add_argument("--budget", type=float, default=11.0, help="auto: ms a frame")
+    parser.add_argument("--idle-budget", type=float, default=5.0, help="auto: ms a frame without a code")
+    parser.add_argument("--scenes", type=int, default=25, help="phone-screen frames per scene")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--pin", action="store_true", help="pin the process to one CPU core")
     args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    if sections - set(SECTIONS):
+        parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
     if args.pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    if not args.corpus.is_dir():
-        print(f"bench/scan.py: corpus folder {args.corpus} not found (use --corpus)", file=sys.stderr)
-        return 2
-    items = load_corpus(args.corpus)
-    if not items:
-        print(f"bench/scan.py: no images with .txt truth in {args.corpus}", file=sys.stderr)
-        return 2
-    corpus_table(items, args.repeat)
-    frame_table(args.repeat)
-    cli_table()
+    for folder, needed in ((args.corpus, {"photos", "raw"}), (args.conditions, {"conditions"})):
+        if sections & needed and not folder.is_dir():
+            print(f"bench/scan.py: corpus folder {folder} not found", file=sys.stderr)
+            return 2
+    budget = (args.budget, args.idle_budget)
+    if "photos" in sections:
+        views_table("qr-photos (real phone photos, expected text)", load_views(args.corpus, False), *budget)
+    if "conditions" in sections:
+        views_table("qr-conditions (real photos by condition)", load_views(args.conditions, True), *budget)
+    if "screens" in sections:
+        views_table("phone-screen scenes (synthetic, 1280x960)", phone_views(args.scenes), *budget)
+    if "idle" in sections:
+        idle_table(*budget)
+    if "raw" in sections:
+        items = load_corpus(args.corpus)
+        if not items:
+            print(f"bench/scan.py: no images with .txt truth in {args.corpus}", file=sys.stderr)
+            return 2
+        corpus_table(items, args.repeat)
+    if "frames" in sections:
+        frame_table(args.repeat)
+    if "cli" in sections:
+        cli_table()
     return 0
 
 

@@ -30,7 +30,9 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         "redeem": "void_window_minutes pattern",
         "clock": "synced_flag rtc_device",
         "camera": "source decoder repeat_window width height fps loop frame_timeout autofocus "
-                  "lens_position exposure_time analogue_gain exposure_value",
+                  "lens_position exposure_time analogue_gain exposure_value full_width "
+                  "full_height af_range af_speed metering exposure_constraint budget_ms "
+                  "idle_budget_ms",
         "printer": "url paper_mm profile timeout_s text",
         "receipt": "footer logo timezone",
         "gpio": "green_led red_led rgb_led buzzer buzzer_type button bounce_ms active_high "

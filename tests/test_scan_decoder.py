@@ -18,6 +18,7 @@ from kiosk.hardware.decoder import (
     bytes_to_text,
     make_decoder,
 )
+from kiosk.hardware.enhance import half_size
 
 PAYLOAD = "https://loyalty.example.com/r/ABCD-EFGH-2345"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "qr-photos"
@@ -55,9 +56,13 @@ HARD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(HARD_CASES))
-def test_pipeline_decoder_reads_distorted_wallet_cards(auto, card, dark, case):
+def test_pipeline_decoder_reads_distorted_wallet_cards(card, dark, case):
     gray = HARD_CASES[case](card, dark)
-    assert [d.text for d in auto.decode(gray)] == [PAYLOAD]
+    auto = make_decoder("auto")
+    # A customer holds the phone for many frames; the passes that do not fit in one
+    # frame's budget run on the next ones. Every case reads within 3 frames (a tenth of a second).
+    reads = [[d.text for d in auto.decode(gray)] for _ in range(3)]
+    assert [PAYLOAD] in reads and all(r in ([], [PAYLOAD]) for r in reads)
 
 
 def test_distortions_really_change_the_frame(card):
@@ -136,7 +141,14 @@ def test_chain_returns_the_first_backend_that_finds_something(card):
 
 
 def test_decoder_names():
-    assert [d.name for d in make_decoder("auto").decoders] == ["zxing", "zxing-global", "pyzbar-fast"]
+    plan = make_decoder("auto")
+    assert plan.name == "auto" and plan.first.name == "zxing"
+    assert [s.name for s in plan.crop_steps] == [
+        "zxing", "zxing+half", "zxing-global", "pyzbar+half", "pyzbar", "zxing", "zxing+contrast",
+        "zxing+sharpen", "zxing+equalize"]
+    assert plan.crop_steps[5] is plan.full_step  # the whole full-resolution frame, in the rotation
+    assert [s.name for s in plan.wide_steps] == ["pyzbar-fast", "zxing+contrast", "zxing-global",
+                                                 "pyzbar-fast+invert"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"
     assert [d.name for d in make_decoder("pyzbar, zxing").decoders] == ["pyzbar", "zxing"]
@@ -177,3 +189,145 @@ def test_auto_reads_at_least_what_either_raw_decoder_reads_on_real_photos(auto):
     raw_zxing = hits(lambda g: [b.text for b in zxingcpp.read_barcodes(g, formats=zxingcpp.BarcodeFormat.QRCode)])
     ours = hits(lambda g: [d.text for d in auto.decode(g)])
     assert raw_zbar | raw_zxing <= ours
+
+
+# --- the auto plan: full-resolution fallback, budget, rotation across frames ----------------
+
+DENSE = "https://loyalty.example.com/r/" + "ABCDEFGHJK" * 8  # version 8: 49 modules
+
+
+def _lores_and_full():
+    """A phone 1280x960 frame whose code is too fine for the 640x480 lores stream."""
+    full = syn.noise(syn.blur(syn.wallet_card(DENSE, size=(1280, 960), module_px=3), 1.3), 8)
+    return half_size(full), full
+
+
+def test_full_resolution_crop_reads_a_code_the_lores_frame_misses():
+    lores, full = _lores_and_full()
+    codes, boxes = ZxingDecoder().decode_with_candidates(lores)
+    assert codes == [] and boxes, "lores: the symbol is located but not read"
+    lores_only = make_decoder("auto", budget_ms=1000, idle_budget_ms=1000)
+    assert all(lores_only.decode(lores) == [] for _ in range(8))  # every pass on lores: nothing
+    found = make_decoder("auto").decode(lores, full=full)
+    assert [d.text for d in found] == [DENSE] and found[0].decoder.endswith("@crop")
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _counting_plan(budget_ms=11.0, idle_budget_ms=5.0, boxes=((100, 100, 220, 220),)):
+    """An auto plan whose every pass costs 3 ms of a fake clock (the first 1 ms) and
+    reads nothing: what runs is decided by the budget alone."""
+    from collections import deque
+
+    clock, ran = FakeClock(), []
+    plan = make_decoder("auto", budget_ms=budget_ms, idle_budget_ms=idle_budget_ms)
+    plan.clock = clock
+
+    def first(gray):
+        clock.t += 0.001
+        ran.append("first")
+        return [], [tuple(b) for b in boxes]
+
+    def costly(name):
+        def run(image):
+            clock.t += 0.003
+            ran.append(name)
+            return []
+        return run
+
+    plan.first.decode_with_candidates = first
+    for step in plan.crop_steps + plan.wide_steps + [plan.full_step]:
+        step.run = costly(step.name)
+        step.costs = deque([(3.0, 10**9)], maxlen=8)  # known: 3 ms whatever the size
+    return plan, ran
+
+
+def test_the_budget_limits_the_passes_and_the_rotation_tries_every_pass_on_the_code():
+    plan, ran = _counting_plan(budget_ms=11.0)
+    frame = np.zeros((480, 640), np.uint8)
+    tried = []
+    for _ in range(3):
+        ran.clear()
+        assert plan.decode(frame) == []
+        report = plan.last
+        assert ran[0] == "first" and len(ran) == 4  # 1 + 3 * 3 = 10 ms <= 11; a 4th would be 13
+        assert report.used_ms <= report.budget_ms == 11.0 and report.left_out > 0
+        tried += ran[1:]
+    names = [s.name for s in plan.crop_steps if s is not plan.full_step]  # no full frame here
+    assert tried[:len(names)] == names  # frame after frame the next passes, not the same again
+    assert tried[len(names):] == names[:9 - len(names)]
+
+
+def test_a_frame_without_any_sign_of_a_code_stays_in_the_idle_budget():
+    plan, ran = _counting_plan(budget_ms=11.0, idle_budget_ms=5.0, boxes=())
+    tried = []
+    for _ in range(len(plan.wide_steps)):
+        ran.clear()
+        plan.decode(np.zeros((480, 640), np.uint8))
+        assert len(ran) == 2 and plan.last.used_ms <= plan.last.budget_ms == 5.0  # 1 + 3 ms
+        tried += ran[1:]
+    assert tried == [s.name for s in plan.wide_steps]  # one cheap extra pass a frame, in turn
+
+
+def test_a_larger_budget_runs_more_passes_and_never_more_than_exist():
+    plan, ran = _counting_plan(budget_ms=100.0)
+    plan.decode(np.zeros((480, 640), np.uint8))
+    assert ran[1:] == [s.name for s in plan.crop_steps if s is not plan.full_step]  # each once
+
+
+def test_a_newer_frame_ends_the_closer_look():
+    plan, ran = _counting_plan(budget_ms=100.0)
+    plan.decode(np.zeros((480, 640), np.uint8), stop=lambda: len(ran) >= 2)
+    assert len(ran) == 2  # the first pass and one more, then the newer frame wins
+
+
+def test_a_located_code_is_remembered_for_the_next_frames():
+    lores, full = _lores_and_full()
+    plan = make_decoder("auto", budget_ms=0.001, idle_budget_ms=0.001)  # only the first pass fits
+    assert plan.decode(lores, full=full) == [] and len(plan.regions) == 1
+    plan.budget_ms = 1000.0
+    blank = syn.blank((640, 480))  # e.g. motion blur: this frame locates nothing
+    found = plan.decode(blank, full=full)
+    assert [d.text for d in found] == [DENSE] and plan.regions == []
+
+
+def test_pre_processing_passes_keep_the_frame_shape():
+    from kiosk.hardware import enhance
+
+    gray = syn.glare(syn.wallet_card(PAYLOAD), strength=120)
+    for prep in (enhance.local_contrast, enhance.sharpen, enhance.equalize):
+        out = prep(gray)
+        assert out.shape == gray.shape and out.dtype == np.uint8 and not np.array_equal(out, gray)
+    assert enhance.half_size(gray).shape == (240, 320)
+    flat = enhance.local_contrast(syn.low_contrast(gray))
+    assert int(flat.max()) - int(flat.min()) > 150  # washed-out frame stretched back
+
+
+@pytest.mark.parametrize("scene,seed", [("screen glare", 2), ("moire", 3), ("low brightness", 4),
+                                        ("dark mode", 0)])
+def test_phone_screen_scenes_that_one_zxing_pass_misses_are_read(scene, seed):
+    payload = f"KIOSK-{seed:04d}-SCENE"
+    full = syn.phone_screen(payload, scene, seed=seed)
+    assert full.shape == (960, 1280) and full.dtype == np.uint8
+    lores = half_size(full)
+    if scene != "dark mode":
+        assert ZxingDecoder().decode(lores) == []  # hard for the plain first pass
+    plan = make_decoder("auto", budget_ms=1000, idle_budget_ms=1000)  # no timing in a test
+    reads = [[d.text for d in plan.decode(lores, full=full)] for _ in range(3)]
+    assert [payload] in reads
+
+
+def test_screen_grid_makes_moire_fringes():
+    flat = np.full((240, 320), 200, np.uint8)
+    moire = syn.screen_grid(flat, period=1.1, angle=3.0, depth=0.6).astype(float)
+    assert moire.min() < 150 and moire.max() > 190  # the grid darkens some pixels
+    blocks = moire.reshape(30, 8, 40, 8).mean(axis=(1, 3))
+    assert blocks.max() - blocks.min() > 10  # broad beats, not a uniform grey
+    with pytest.raises(ValueError, match="unknown phone scene"):
+        syn.phone_screen("X", "sunlight")

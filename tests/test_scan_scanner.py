@@ -1,6 +1,7 @@
 """The scanning pipeline: replays through the scanner threads, repeats, dropped frames, dead cameras."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -284,3 +285,179 @@ def test_fallbacks_are_skipped_for_a_frame_that_a_newer_one_replaced(tmp_path, c
     chain = ChainDecoder([FirstPass(), Fallback()])
     first_pass.append(None)
     assert chain.decode(syn.blank((320, 240))) == [] and len(fallback) == 1  # no stop: full chain
+
+
+# --- a camera that fails and comes back ----------------------------------------------------
+
+class UnpluggedCamera(FrameSource):
+    """A camera that gives ``before`` frames of one card, is unplugged (reads fail, then
+    opening fails ``refusals`` times), and is plugged back with another card."""
+
+    reopenable = True
+
+    def __init__(self, before, after, *, good=3, refusals=2):
+        super().__init__("test-cam")
+        self.before, self.after, self.good, self.refusals = before, after, good, refusals
+        self.opens = self.closes = 0
+        self.back = threading.Event()
+
+    def _open(self):
+        self.opens += 1
+        if self.opens > 1 and self.refusals > 0:
+            self.refusals -= 1
+            raise HardwareError("test-cam: no camera found")
+
+    def _grab(self, timeout):
+        if self.opens == 1:
+            if self.good <= 0:
+                raise OSError("VIDIOC_DQBUF: No such device")
+            self.good -= 1
+            return self.before
+        self.back.set()
+        return self.after
+
+    def _close(self):
+        self.closes += 1
+
+
+def test_an_unplugged_camera_is_reopened_with_backoff_and_scanning_resumes(cards, decoder):
+    camera = UnpluggedCamera(cards[A], cards[B], refusals=2)
+    events, errors, recovered = [], [], []
+    scanner = Scanner(camera, decoder, events.append, on_error=errors.append,
+                      on_recover=lambda: recovered.append(True), reopen_delays=(0.01, 0.02))
+    scanner.start()
+    try:
+        assert camera.back.wait(30), "the camera was not reopened"
+        for _ in range(300):  # bounded: 3 s
+            if events[-1:] and events[-1].payload == B:
+                break
+            time.sleep(0.01)
+        assert scanner.alive()
+    finally:
+        scanner.stop()
+    assert [e.payload for e in events] == [A, B]
+    assert len(errors) == 1 and "No such device" in str(errors[0])  # one report per outage
+    assert recovered == [True] and scanner.reopens == 1 and scanner.error is None
+    assert camera.opens == 4  # the first open, two refused, the one that worked
+    assert camera.closes == 2  # closed after the failed read, and at stop
+    assert not scanner.alive()
+
+
+def test_a_camera_missing_at_start_is_opened_when_it_appears(cards, decoder):
+    class LatePlug(UnpluggedCamera):
+        def _open(self):
+            self.opens += 1
+            if self.opens <= 2:
+                raise HardwareError("test-cam: no camera found")
+
+    camera = LatePlug(cards[A], cards[B])
+    events, errors = [], []
+    scanner = Scanner(camera, decoder, events.append, on_error=errors.append, reopen_delays=(0.01,))
+    scanner.start()
+    try:
+        assert camera.back.wait(30)
+        for _ in range(300):  # bounded: 3 s
+            if events:
+                break
+            time.sleep(0.01)
+    finally:
+        scanner.stop()
+    assert [e.payload for e in events] == [B] and camera.opens == 3
+    assert len(errors) == 1 and "no camera found" in str(errors[0])
+
+
+def test_the_delays_between_reopens_back_off_and_stay_bounded():
+    waits = []
+
+    class Never(FrameSource):
+        reopenable = True
+
+        def _grab(self, timeout):
+            raise OSError("gone")
+
+    scanner = Scanner(Never("gone-cam"), make_decoder("zxing"), lambda e: None,
+                      on_error=lambda e: None, reopen_delays=(0.001, 0.002, 0.004))
+    real_wait = scanner._stopping.wait
+
+    def wait(delay):
+        waits.append(delay)
+        if len(waits) >= 6:
+            scanner._stopping.set()
+        return real_wait(0)
+
+    scanner._stopping.wait = wait
+    scanner.start()
+    assert scanner.wait(10)
+    scanner.stop()
+    assert waits[:6] == [0.001, 0.002, 0.004, 0.004, 0.004, 0.004]
+
+
+def test_a_hung_or_finished_scanner_is_not_alive(cards, decoder, monkeypatch):
+    scanner = Scanner(DyingCamera(cards[A], good=10**6), decoder, lambda e: None, frame_timeout=0.1,
+                      reopen_delays=(0.1,))
+    assert not scanner.alive()  # not started
+    scanner.start()
+    try:
+        assert scanner.alive()
+        scanner._progress_at -= 60  # the reader has been stuck inside the driver for a minute
+        assert not scanner.alive()
+    finally:
+        scanner.stop()
+    assert not scanner.alive()
+
+
+def test_the_full_resolution_frame_reaches_the_decoder(cards):
+    from kiosk.hardware.enhance import half_size
+
+    full = np.kron(cards[A], np.ones((2, 2), np.uint8))  # the same view at twice the size
+
+    class TwoStreams(FrameSource):
+        realtime = False
+
+        def __init__(self):
+            super().__init__("two-streams")
+            self.left = 3
+
+        def _grab(self, timeout):
+            self.left -= 1
+            return (half_size(full), full) if self.left >= 0 else None
+
+    seen = []
+
+    class Recorder:
+        name, accepts_full = "recorder", True
+
+        def decode(self, gray, full=None):
+            seen.append((gray.shape, None if full is None else full.shape))
+            return []
+
+    Scanner(TwoStreams(), Recorder(), lambda e: None).run()
+    assert seen == [((480, 640), (960, 1280))] * 3
+
+
+def test_without_an_error_handler_a_failed_camera_ends_the_scan(cards, decoder):
+    camera = UnpluggedCamera(cards[A], cards[B], refusals=0)  # would come back at once
+    events = []
+    with pytest.raises(HardwareError, match="No such device"):
+        Scanner(camera, decoder, events.append, reopen_delays=(0.01,)).run()  # kiosk scan
+    assert [e.payload for e in events] == [A] and camera.opens == 1
+
+
+def test_the_camera_section_sets_the_plan_budget_and_checks_its_choices():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from kiosk.config import Section
+    from kiosk.errors import ConfigError
+    from kiosk.hardware.scanner import from_config
+
+    def cfg(**values):
+        return SimpleNamespace(section=lambda name: Section(Path("kiosk.toml"), name, values))
+
+    scanner = from_config(cfg(source="none", budget_ms=20, idle_budget_ms=4), lambda e: None)
+    assert (scanner.decoder.name, scanner.decoder.budget_ms, scanner.decoder.idle_budget_ms) == ("auto", 20.0, 4.0)
+    assert from_config(cfg(source="none", decoder="zxing", budget_ms=20), lambda e: None).decoder.name == "zxing"
+    with pytest.raises(ConfigError, match=r"\[camera\] af_range: must be one of normal, macro, full"):
+        from_config(cfg(source="none", af_range="near"), lambda e: None)
+    with pytest.raises(ConfigError, match=r"\[camera\] budget_ms: must be greater than 0"):
+        from_config(cfg(source="none", budget_ms=0), lambda e: None)

@@ -1,25 +1,30 @@
-"""QR decoding of grayscale frames: zxing-cpp, pyzbar, and a fallback chain.
+"""QR decoding of grayscale frames: zxing-cpp, pyzbar, chains, and the ``auto`` plan.
 
 Decoding is QR-only (DESIGN.md s4): 1D barcodes and camera noise must never become
 phantom codes. Both backends read light-on-dark (dark mode) codes: zxing-cpp with
 ``try_invert``, pyzbar by decoding the inverted image when the plain one has nothing.
 
-``make_decoder("auto")`` is the chain chosen from the measurements in
-docs/scanning.md: zxing-cpp (local-average binarizer), then zxing-cpp with its
-global-histogram binarizer, then pyzbar (at half size for frames over 480 px, and
-on the inverted image too). Each stage runs only when the earlier ones
-found nothing. Payload text: zxing-cpp's plain text (it applies the code's ECI or
-guesses the character set); pyzbar's bytes as UTF-8, or latin-1 when not UTF-8.
+``make_decoder("auto")`` is :class:`ScanPlan`, chosen from the measurements in
+docs/scanning.md: zxing-cpp on the lores frame first; where it locates a QR symbol
+but cannot read it, crops of the full-resolution frame tried with more backends and
+pre-processing passes (:mod:`kiosk.hardware.enhance`), within a per-frame time
+budget and in rotation across frames. Payload text: zxing-cpp's plain text (it
+applies the code's ECI or guesses the character set); pyzbar's bytes as UTF-8, or
+latin-1 when not UTF-8.
 """
 
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kiosk.errors import ConfigError, HardwareError
+from kiosk.hardware import enhance
+from kiosk.hardware.enhance import half_size
 
 NAMES = ("auto", "zxing", "zxing-global", "pyzbar", "pyzbar-fast")
-AUTO_CHAIN = ("zxing", "zxing-global", "pyzbar-fast")
+AUTO_FALLBACK = ("pyzbar-fast",)  # auto without zxing-cpp
 FAST_MAX_SIDE = 480
 
 
@@ -80,12 +85,21 @@ class ZxingDecoder(Decoder):
         found = self._zx.read_barcodes(gray, **self._options)
         return _unique([Decoded(b.text, self.name) for b in found if b.valid])
 
-
-def half_size(gray: np.ndarray) -> np.ndarray:
-    """The image at half width and height (2x2 box average), for a cheaper decode."""
-    h, w = (gray.shape[0] // 2) * 2, (gray.shape[1] // 2) * 2
-    g = gray[:h, :w].astype(np.uint16)
-    return ((g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2] + 2) >> 2).astype(np.uint8)
+    def decode_with_candidates(self, gray) -> tuple[list[Decoded], list[tuple[float, float, float, float]]]:
+        """The codes read, and the boxes ``(x0, y0, x1, y1)`` of QR symbols that were
+        located (finder patterns found) but could not be read: where to look closer."""
+        found = self._zx.read_barcodes(gray, return_errors=True, **self._options)
+        codes = _unique([Decoded(b.text, self.name) for b in found if b.valid])
+        boxes = []
+        for b in found:
+            if b.valid:
+                continue
+            p = b.position
+            xs = [p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x]
+            ys = [p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y]
+            if max(xs) - min(xs) >= 8 and max(ys) - min(ys) >= 8:
+                boxes.append((min(xs), min(ys), max(xs), max(ys)))
+        return codes, boxes
 
 
 class PyzbarDecoder(Decoder):
@@ -146,6 +160,292 @@ class ChainDecoder(Decoder):
         return []
 
 
+# --- the "auto" plan: lores first, then closer looks within a per-frame time budget ------
+
+DEFAULT_BUDGET_MS = 11.0   # a frame's decode never starts a pass that would overrun this
+IDLE_BUDGET_MS = 5.0       # ... and this when the frame shows no sign of a code
+REGION_TTL = 15            # frames a located-but-unread code is remembered (0.5 s at 30 fps)
+MAX_REGIONS = 2            # regions looked at per frame
+
+
+class Step:
+    """One decode attempt: ``backend`` on the image, after ``prep`` when given.
+
+    Its cost is estimated from its last ``COST_WINDOW`` runs on this machine: the
+    slowest of them, scaled up by the image's size ratio when the image is larger
+    (small crops cost more per pixel, so scaling down would underestimate). It
+    starts from a prior of ``prior_ms`` for an image of ``prior_px`` pixels.
+    """
+
+    COST_WINDOW = 8
+
+    def __init__(self, name: str, backend: Decoder, prep=None, prior_ms: float = 3.0,
+                 prior_px: int = 640 * 480):
+        self.name, self.backend, self.prep = name, backend, prep
+        self.costs = deque([(prior_ms, prior_px)], maxlen=self.COST_WINDOW)
+
+    def estimate_ms(self, pixels: int) -> float:
+        return max(ms * max(1.0, pixels / max(px, 1)) for ms, px in self.costs)
+
+    def learn(self, ms: float, pixels: int) -> None:
+        self.costs.append((ms, pixels))
+
+    def forget_spike(self) -> None:
+        """Called when the estimate kept the step out: a single slow run (the machine
+        was busy) is dropped so it does not keep a normally affordable step out."""
+        if len(self.costs) > 2:
+            ordered = sorted(ms for ms, _ in self.costs)
+            worst = max(self.costs, key=lambda c: c[0])
+            if worst[0] > 2 * ordered[len(ordered) // 2]:
+                self.costs.remove(worst)
+
+    def run(self, image) -> list[Decoded]:
+        if self.prep is not None:
+            image = self.prep(image)
+        return self.backend.decode(image)
+
+
+@dataclass
+class Region:
+    """Where a code was located but not read, as fractions of the frame (x0, y0, x1, y1).
+
+    ``turn`` is the next crop step to try there: consecutive frames try different
+    steps on the same code instead of repeating the one that just failed."""
+
+    box: tuple[float, float, float, float]
+    ttl: int = REGION_TTL
+    turn: int = 0
+
+    def overlaps(self, box) -> bool:
+        ax0, ay0, ax1, ay1 = self.box
+        bx0, by0, bx1, by1 = box
+        ix = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+        iy = max(0.0, min(ay1, by1) - max(ay0, by0))
+        inter = ix * iy
+        union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+        return union > 0 and inter / union > 0.2
+
+
+@dataclass
+class FrameReport:
+    """What the plan did on the last frame: the steps run (name, ms, codes) and time used."""
+
+    steps: list = field(default_factory=list)
+    used_ms: float = 0.0
+    budget_ms: float = 0.0
+    regions: int = 0
+    left_out: int = 0  # steps that did not fit in the budget
+
+
+class ScanPlan(Decoder):
+    """The ``auto`` decoder: cheap first, closer looks only where they can pay.
+
+    1. zxing-cpp on the frame the kiosk streams (640x480 lores). It returns the
+       codes read and the places where a QR symbol was located but not read.
+    2. Each such place (and places remembered from the last ``REGION_TTL``
+       frames) is cropped from the full-resolution frame (``full``, when the
+       camera gives one; else the frame itself) and tried with ``crop_steps``
+       (zxing-cpp and zbar, at the crop's size and at half size, the global
+       binarizer, the whole full frame, then local contrast, sharpen and equalize
+       before zxing-cpp).
+    3. A frame with no code and no located symbol gets ``wide_steps`` on the lores
+       frame (zbar at half size in each polarity, local contrast, the global
+       binarizer), and the whole full frame when its cost fits.
+
+    Every step after the first runs only when its estimated cost fits in what is
+    left of the frame's budget (``budget_ms``; ``idle_budget_ms`` on a frame with no
+    sign of a code), and the steps rotate across frames: what did not fit or did
+    not read on one frame is tried first on the next, so a code held for a few
+    frames gets every step. ``stop()`` (a newer frame is waiting) ends the frame.
+    """
+
+    accepts_stop = True
+    accepts_full = True
+
+    def __init__(self, *, budget_ms: float = DEFAULT_BUDGET_MS, idle_budget_ms: float = IDLE_BUDGET_MS,
+                 clock=time.thread_time, name: str = "auto"):
+        self.name, self.clock = name, clock
+        self.budget_ms, self.idle_budget_ms = float(budget_ms), float(min(idle_budget_ms, budget_ms))
+        self.first = ZxingDecoder("local")
+        zx_global = ZxingDecoder("global")
+        try:
+            zbar = PyzbarDecoder()
+            zbar_fast = PyzbarDecoder(invert=False, max_side=FAST_MAX_SIDE)  # one polarity a pass
+        except HardwareError:
+            zbar = zbar_fast = None
+        crop_px = 320 * 320  # priors for a typical crop around a phone's code
+        # The whole full-resolution frame: a closer look at every located code at once.
+        self.full_step = Step("zxing", self.first, None, 6.0, 1280 * 960)
+        crop = [Step("zxing", self.first, None, 0.6, crop_px),
+                Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
+                Step("zxing-global", zx_global, None, 0.3, crop_px)]
+        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px),
+                 Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
+        crop += [self.full_step,
+                 Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
+                 Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
+                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
+        self.crop_steps = crop
+        wide = [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
+        wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
+                 Step("zxing-global", zx_global, None, 1.0)]
+        wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
+        self.wide_steps = wide
+        self.regions: list[Region] = []
+        self.turn = 0
+        self.last = FrameReport()
+
+    def forget(self) -> None:
+        """Drop what earlier frames located (a new presentation starts from scratch)."""
+        self.regions, self.turn = [], 0
+
+    def decode(self, gray, stop=None, full=None):
+        start = self.clock()
+        report = self.last = FrameReport()
+        codes, boxes = self.first.decode_with_candidates(gray)
+        report.steps.append(("zxing", (self.clock() - start) * 1000, len(codes)))
+        h, w = gray.shape[:2]
+        fresh = [(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in _clusters(boxes)]
+        self._remember(fresh, reset=bool(codes) and not fresh)
+        has_full = full is not None and full.shape != gray.shape
+        if self.regions:
+            report.budget_ms = self.budget_ms
+            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report)
+        elif not codes:
+            report.budget_ms = self.idle_budget_ms
+            codes += self._look_wide(gray, full, start, stop, report)
+        else:
+            report.budget_ms = self.budget_ms
+        report.used_ms = (self.clock() - start) * 1000
+        return _unique(codes)
+
+    # -- the steps ------------------------------------------------------------------
+    def _fits(self, step: Step, pixels: int, start: float, budget: float, report) -> bool:
+        if (self.clock() - start) * 1000 + step.estimate_ms(pixels) <= budget:
+            return True
+        report.left_out += 1
+        step.forget_spike()
+        return False
+
+    def _try(self, step: Step, image, report, where: str) -> list[Decoded]:
+        t = self.clock()
+        if step is self.full_step:  # the whole full frame: also where symbols sit unread
+            found, boxes = self.first.decode_with_candidates(image)
+            h, w = image.shape[:2]
+            self._remember([(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in _clusters(boxes)],
+                           reset=False, age=False)
+        else:
+            found = step.run(image)
+        ms = (self.clock() - t) * 1000
+        step.learn(ms, image.size)
+        label = f"{step.name}@{where}"
+        report.steps.append((label, ms, len(found)))
+        return [Decoded(d.text, label) for d in found]
+
+    def _look_closer(self, big, has_full, start, stop, report) -> list[Decoded]:
+        """The crop steps, in each region's rotation, on crops of ``big`` (the full
+        frame, or the frame itself); the full-frame step once a frame, when there is one."""
+        found: list[Decoded] = []
+        report.regions = min(len(self.regions), MAX_REGIONS)
+        whole_done = not has_full
+        for region in list(self.regions[:MAX_REGIONS]):
+            crop = _crop(big, region.box)
+            steps, first = self.crop_steps, region.turn
+            for k in range(len(steps)):
+                if stop is not None and stop():
+                    return found
+                step = steps[(first + k) % len(steps)]
+                whole = step is self.full_step
+                if whole and whole_done:
+                    continue
+                image = big if whole else crop
+                if not self._fits(step, image.size, start, report.budget_ms, report):
+                    continue
+                region.turn = (first + k + 1) % len(steps)
+                got = self._try(step, image, report, "full" if whole else "crop")
+                whole_done = whole_done or whole
+                if got:
+                    found += got
+                    if whole:  # the whole frame covers every region
+                        self.regions = []
+                        return found
+                    if region in self.regions:
+                        self.regions.remove(region)
+                    break
+        return found
+
+    def _look_wide(self, gray, full, start, stop, report) -> list[Decoded]:
+        steps = [(s, gray, "lores") for s in self.wide_steps]
+        if full is not None and full.shape != gray.shape:
+            steps.insert(0, (self.full_step, full, "full"))
+        first = self.turn
+        for k in range(len(steps)):
+            if stop is not None and stop():
+                return []
+            step, image, where = steps[(first + k) % len(steps)]
+            if not self._fits(step, image.size, start, report.budget_ms, report):
+                continue
+            self.turn = (first + k + 1) % len(steps)
+            found = self._try(step, image, report, where)
+            if found:
+                return found
+        return []
+
+    def _remember(self, boxes, reset: bool, age: bool = True) -> None:
+        """Age remembered regions and merge this frame's located-but-unread codes."""
+        if reset:
+            self.regions = []
+            return
+        kept = []
+        for region in self.regions:
+            region.ttl -= 1 if age else 0
+            if region.ttl > 0:
+                kept.append(region)
+        for box in boxes:
+            same = next((r for r in kept if r.overlaps(box)), None)
+            if same is not None:
+                same.box, same.ttl = box, REGION_TTL
+            else:
+                kept.insert(0, Region(box))
+        self.regions = kept[:MAX_REGIONS + 1]
+
+
+def _clusters(boxes):
+    """Boxes merged where they overlap once grown by half their size: zxing-cpp reports
+    parts of one unread symbol (a finder pattern, a wrong triple) as separate boxes."""
+    groups = []
+    for box in sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])):
+        grown = _grow(box, 0.5)
+        for i, group in enumerate(groups):
+            if _intersects(grown, _grow(group, 0.5)):
+                groups[i] = (min(group[0], box[0]), min(group[1], box[1]),
+                             max(group[2], box[2]), max(group[3], box[3]))
+                break
+        else:
+            groups.append(tuple(box))
+    return groups
+
+
+def _grow(box, by):
+    dx, dy = (box[2] - box[0]) * by / 2, (box[3] - box[1]) * by / 2
+    return (box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy)
+
+
+def _intersects(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _crop(image: np.ndarray, box, pad: float = 0.35, min_side: int = 48) -> np.ndarray:
+    """The part of ``image`` around ``box`` (fractions), padded for the quiet zone."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+    side = max(x1 - x0, y1 - y0, min_side)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, side * (0.5 + pad)
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    right, bottom = min(w, int(cx + half) + 1), min(h, int(cy + half) + 1)
+    return np.ascontiguousarray(image[top:bottom, left:right])
+
+
 def _backend(name: str) -> Decoder:
     if name == "zxing":
         return ZxingDecoder("local")
@@ -159,21 +459,25 @@ def _backend(name: str) -> Decoder:
                       "or a comma-separated chain such as 'zxing,pyzbar'")
 
 
-def make_decoder(name: str = "auto") -> Decoder:
+def make_decoder(name: str = "auto", **plan_options) -> Decoder:
     """The decoder called ``name``: ``auto``, one backend, or ``a,b,...`` as a chain.
 
-    In ``auto`` a backend whose library is missing is left out (the others still
-    work); naming a missing backend explicitly is a :class:`HardwareError`.
+    ``auto`` is :class:`ScanPlan` (``plan_options``: ``budget_ms``, ``idle_budget_ms``);
+    without zxing-cpp it falls back to zbar alone. Naming a missing backend
+    explicitly is a :class:`HardwareError`.
     """
     name = (name or "auto").strip().lower()
     if name == "auto":
-        decoders = []
-        for part in AUTO_CHAIN:
-            try:
-                decoders.append(_backend(part))
-            except HardwareError:
-                continue
-        return ChainDecoder(decoders, "auto")
+        try:
+            return ScanPlan(**plan_options)
+        except HardwareError:  # no zxing-cpp: zbar alone (or a clear error if neither)
+            decoders = []
+            for part in AUTO_FALLBACK:
+                try:
+                    decoders.append(_backend(part))
+                except HardwareError:
+                    continue
+            return ChainDecoder(decoders, "auto")
     parts = [p.strip() for p in name.split(",") if p.strip()]
     if len(parts) == 1:
         return _backend(parts[0])

@@ -24,6 +24,8 @@ from kiosk.hardware.camera.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 DEFAULT_REPEAT_WINDOW = 3.0
+# Seconds between attempts to reopen a failed camera: backing off, never longer than the last.
+REOPEN_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -138,16 +140,28 @@ class Scanner:
     """Runs ``source`` through ``decoder`` in the background and reports new codes.
 
     ``on_error(exc)`` receives a :class:`HardwareError` when the camera dies (raises,
-    or gives no frame within ``frame_timeout``); the scanner then stops, the process
-    does not. ``drop_frames`` defaults to the source's ``realtime`` flag: cameras and
-    paced replays drop stale frames, an unpaced replay (``fps=0``) decodes every frame.
+    or gives no frame within ``frame_timeout``) or cannot be opened. A camera that
+    may come back (``source.reopenable``: picamera2, a webcam), when there is an
+    ``on_error`` handler (``reopen`` overrides), is then closed and opened again after
+    ``reopen_delays`` seconds (backing off, never longer than the last delay) until it
+    works or the scanner is stopped; ``on_recover()`` is called when frames flow
+    again. Any other failure stops the scanner; the process never stops. ``drop_frames`` defaults to the
+    source's ``realtime`` flag: cameras and paced replays drop stale frames, an
+    unpaced replay (``fps=0``) decodes every frame.
     """
 
     def __init__(self, source: FrameSource, decoder, on_event, *,
                  repeat_window: float = DEFAULT_REPEAT_WINDOW, on_error=None,
-                 drop_frames: bool | None = None, frame_timeout: float | None = None):
+                 drop_frames: bool | None = None, frame_timeout: float | None = None,
+                 reopen: bool | None = None, reopen_delays=REOPEN_DELAYS, on_recover=None):
         self.source, self.decoder = source, decoder
-        self.on_event, self.on_error = on_event, on_error
+        self.on_event, self.on_error, self.on_recover = on_event, on_error, on_recover
+        # Without on_error (the CLI) a failure ends the scan and run() raises it.
+        self.reopen = (getattr(source, "reopenable", False) and on_error is not None
+                       if reopen is None else reopen)
+        self.reopen_delays = tuple(reopen_delays) or (1.0,)
+        self.reopens = 0  # successful reopens after a failure
+        self._progress_at = time.monotonic()
         self.repeats = RepeatFilter(repeat_window)
         self.drop_frames = source.realtime if drop_frames is None else drop_frames
         self.frame_timeout = frame_timeout
@@ -162,6 +176,16 @@ class Scanner:
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
+    def alive(self) -> bool:
+        """True while scanning works or is being restored: both threads run and the
+        reader made progress (a frame, or an attempt to reopen the camera) recently.
+        False once the scanner stopped for good or its reader hangs inside the camera
+        driver; the UI's watchdog ping depends on it (docs/scanning.md)."""
+        if len(self._threads) < 2 or not all(t.is_alive() for t in self._threads):
+            return False
+        limit = (self.frame_timeout or 3.0) * 2 + max(self.reopen_delays) + 5.0
+        return time.monotonic() - self._progress_at < limit
+
     def start(self) -> "Scanner":
         """Open the source and start the reader and decoder threads (returns at once)."""
         if self._threads:
@@ -173,8 +197,11 @@ class Scanner:
             self.source.start()
         except Exception as exc:
             self._fail(exc)
-            self._finished.set()
-            return self
+            if not self.reopen:
+                self._finished.set()
+                return self
+            self._outage = True  # not plugged in yet: the reader keeps trying to open it
+        self._progress_at = time.monotonic()
         self._threads = [threading.Thread(target=self._read_loop, name="scanner-reader", daemon=True),
                          threading.Thread(target=self._decode_loop, name="scanner-decoder", daemon=True)]
         for thread in self._threads:
@@ -215,20 +242,52 @@ class Scanner:
             raise self.error
         return self.stats
 
+    _outage = False  # the camera failed and is being reopened
+
     def _read_loop(self):
+        attempts = 0
         try:
             while not self._stopping.is_set():
-                frame = self.source.read(timeout=self.frame_timeout)
+                try:
+                    frame = self.source.read(timeout=self.frame_timeout)
+                except Exception as exc:  # a dead camera must not take the process down
+                    if self._stopping.is_set() or not self.reopen:
+                        raise
+                    if not self._outage:
+                        self._outage = True
+                        self._fail(exc)
+                    else:
+                        log.info("camera %s still failing: %s", self.source.name, exc)
+                    self.source.reset()
+                    self._progress_at = time.monotonic()
+                    self._stopping.wait(self.reopen_delays[min(attempts, len(self.reopen_delays) - 1)])
+                    attempts += 1
+                    continue
                 if frame is None:
                     break
+                self._progress_at = time.monotonic()
+                if self._outage:
+                    self._recovered()
+                attempts = 0
                 self.stats.frames_read += 1
                 self._slot.put(frame)
                 self.stats.frames_dropped = self._slot.dropped
-        except Exception as exc:  # a dead camera must not take the process down
+        except Exception as exc:
             if not self._stopping.is_set():
                 self._fail(exc)
         finally:
             self._slot.close()
+
+    def _recovered(self):
+        self._outage = False
+        self.reopens += 1
+        self.error = None
+        log.warning("camera %s works again", self.source.name)
+        if self.on_recover is not None:
+            try:
+                self.on_recover()
+            except Exception:
+                log.exception("on_recover handler failed")
 
     def _decode_loop(self):
         try:
@@ -242,11 +301,13 @@ class Scanner:
             self._finished.set()
 
     def _process(self, frame: Frame):
+        options = {}
+        if self.drop_frames and getattr(self.decoder, "accepts_stop", False):
+            options["stop"] = self._slot.has_frame
+        if frame.full is not None and getattr(self.decoder, "accepts_full", False):
+            options["full"] = frame.full
         try:
-            if self.drop_frames and getattr(self.decoder, "accepts_stop", False):
-                found = self.decoder.decode(frame.gray, stop=self._slot.has_frame)
-            else:
-                found = self.decoder.decode(frame.gray)
+            found = self.decoder.decode(frame.gray, **options)
         except Exception:
             log.exception("decoder %r failed on frame %d", self.decoder, frame.index)
             return
@@ -277,7 +338,7 @@ class Scanner:
                 log.exception("on_error handler failed")
 
 
-def from_config(cfg, on_event, *, on_error=None, camera: str | None = None,
+def from_config(cfg, on_event, *, on_error=None, on_recover=None, camera: str | None = None,
                 decoder: str | None = None, once: bool = False, **source_options) -> Scanner:
     """A Scanner built from the ``[camera]`` section of ``cfg`` (source, decoder,
     repeat_window and the camera settings); ``camera``/``decoder`` override it."""
@@ -291,6 +352,8 @@ def from_config(cfg, on_event, *, on_error=None, camera: str | None = None,
         raise section.error("repeat_window", "must not be negative")
     settings = settings_from_section(section)
     source = open_source(spec, settings, once=once, **source_options)
-    return Scanner(source, make_decoder(decoder or section.get("decoder", str, "auto")), on_event,
-                   repeat_window=float(window), on_error=on_error,
+    name = decoder or section.get("decoder", str, "auto")
+    budget = {"budget_ms": settings["budget_ms"], "idle_budget_ms": settings["idle_budget_ms"]}
+    return Scanner(source, make_decoder(name, **(budget if name.strip().lower() == "auto" else {})),
+                   on_event, repeat_window=float(window), on_error=on_error, on_recover=on_recover,
                    frame_timeout=settings["frame_timeout"])

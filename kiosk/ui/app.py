@@ -46,9 +46,10 @@ class KioskApp(App):
     title = "redeem-kiosk"
 
     def __init__(self, controller, *, on_start_hooks: list | None = None,
-                 on_stop_hooks: list | None = None, wedge=None, **kwargs):
+                 on_stop_hooks: list | None = None, wedge=None, alive=None, **kwargs):
         super().__init__(**kwargs)
         self.controller = controller
+        self.alive = alive  # () -> bool: the watchdog is pinged only while it is True
         self.business_name = controller.settings.business_name
         self.camera_position = controller.settings.camera_position
         self.on_start_hooks = on_start_hooks or []
@@ -77,7 +78,7 @@ class KioskApp(App):
         self._resize(Window, Window.size)
         self._events = [Clock.schedule_interval(lambda _dt: self.controller.tick(), 0.2)]
         if self.watchdog is not None:
-            self._events.append(Clock.schedule_interval(lambda _dt: self.watchdog.ping(), 5))
+            self._events.append(Clock.schedule_interval(lambda _dt: self.ping_watchdog(), 5))
         self._on_change(self.controller)
         self.controller.refresh_status() if self.controller.provisioned else None
         return self.sm
@@ -107,6 +108,15 @@ class KioskApp(App):
             except Exception as exc:
                 log.warning("stop hook failed: %s", exc)
         self.controller.close()
+
+    def ping_watchdog(self) -> bool:
+        """The systemd keep-alive from the UI's clock, only while ``alive()`` holds (the
+        camera's scanner runs or is reopening the camera): a kiosk whose scanner died or
+        hangs is restarted by systemd instead of showing a dead camera for ever."""
+        if self.alive is not None and not self.alive():
+            log.error("watchdog: not pinging, the camera's scanner is not alive")
+            return False
+        return self.watchdog.ping()
 
     def _notify_ready(self, *_args) -> None:
         """systemd READY=1 once the first screen (idle or not provisioned) is drawn."""

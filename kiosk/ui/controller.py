@@ -171,6 +171,11 @@ class Controller:
         self.status.update(camera="missing", camera_message=message)
         self._changed()
 
+    def camera_ok(self) -> None:
+        """The camera works again (the scanner reopened it after a failure)."""
+        self.status.update(camera="ok", camera_message="")
+        self._changed()
+
     # -- customer flow ------------------------------------------------------
     def scan(self, payload: str, source: str = "camera") -> bool:
         """A decoded QR payload (or a typed code). Returns False when it is ignored."""

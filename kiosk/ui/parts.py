@@ -47,6 +47,16 @@ class Parts:
                 self.controller.camera_problem("no camera configured ([camera] source = none)")
             self.scanner.start()
 
+    def camera_alive(self) -> bool:
+        """False only when a camera is configured and its scanner died or hangs (the
+        UI's watchdog ping depends on it); a replay that simply ended is not a failure."""
+        scanner = self.scanner
+        if scanner is None or not getattr(scanner.source, "available", True):
+            return True
+        if scanner.error is None and scanner.wait(0) and not scanner.running:
+            return True
+        return scanner.alive()
+
     def stop(self) -> None:
         if self.scanner is not None:
             self.scanner.stop()
@@ -155,8 +165,12 @@ def _camera(cfg, parts: Parts, post) -> None:
     def on_error(exc):
         post(lambda: controller.camera_problem(str(exc)))
 
+    def on_recover():  # the camera was reopened after a failure
+        post(controller.camera_ok)
+
     try:
-        parts.scanner = scanner_mod.from_config(cfg, on_event, on_error=on_error)
+        parts.scanner = scanner_mod.from_config(cfg, on_event, on_error=on_error,
+                                                on_recover=on_recover)
     except Exception as exc:
         if type(exc).__name__ == "ConfigError":
             raise

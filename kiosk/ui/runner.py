@@ -63,7 +63,7 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
     if exit_after:
         hooks.append(lambda a: _stop_after(a, exit_after))
     app = KioskApp(parts.controller, wedge=parts.wedge, on_start_hooks=hooks,
-                   on_stop_hooks=[lambda a: parts.stop()])
+                   on_stop_hooks=[lambda a: parts.stop()], alive=parts.camera_alive)
     app.run()
     return 0
 

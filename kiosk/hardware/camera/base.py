@@ -34,14 +34,33 @@ SETTINGS = {
     "fps": ((int, float), 30),
     "loop": (bool, True),
     "frame_timeout": ((int, float), 3.0),
+    "full_width": (int, 1280),        # picamera2 main stream (0: lores only)
+    "full_height": (int, 960),
     "autofocus": (str, "continuous"),
+    "af_range": (str, "macro"),
+    "af_speed": (str, "fast"),
     "lens_position": ((int, float), None),
+    "metering": (str, "centre"),
+    "exposure_constraint": (str, "highlight"),
     "exposure_time": (int, None),
     "analogue_gain": ((int, float), None),
     "exposure_value": ((int, float), None),
+    "budget_ms": ((int, float), 11.0),      # the auto decoder's time budget per frame
+    "idle_budget_ms": ((int, float), 5.0),  # ... for a frame with no sign of a code
+}
+# [camera] keys that take one of a few words (the picamera2 controls they become are in
+# docs/scanning.md).
+CHOICES = {
+    "autofocus": ("continuous", "auto", "manual", "off"),
+    "af_range": ("normal", "macro", "full"),
+    "af_speed": ("normal", "fast"),
+    "metering": ("centre", "spot", "matrix"),
+    "exposure_constraint": ("normal", "highlight", "shadows"),
 }
 STOP_WAIT = 5.0  # seconds stop() waits for a read in progress before closing anyway
-_POSITIVE = ("width", "height", "fps", "frame_timeout", "exposure_time", "analogue_gain")
+_POSITIVE = ("width", "height", "fps", "frame_timeout", "exposure_time", "analogue_gain",
+             "budget_ms", "idle_budget_ms")
+_NOT_NEGATIVE = ("full_width", "full_height")
 
 
 @dataclass
@@ -50,12 +69,15 @@ class Frame:
 
     ``gray`` is a C-contiguous uint8 array of shape (height, width); ``index`` counts
     frames from 0 in capture order; ``captured_at`` is ``time.monotonic()`` when the
-    frame was taken, so latency can be measured from capture to event.
+    frame was taken, so latency can be measured from capture to event. ``full`` is
+    the same view at the camera's full resolution when the source has one (the
+    picamera2 main stream), for a closer look where ``gray`` is not enough.
     """
 
     gray: np.ndarray
     index: int
     captured_at: float = field(default_factory=time.monotonic)
+    full: np.ndarray | None = None
 
 
 class FrameSource:
@@ -65,10 +87,15 @@ class FrameSource:
     source that plays once has ended (or after ``stop()``). A camera that gives no
     frame raises :class:`HardwareError`. ``realtime`` says whether frames arrive on
     their own clock (cameras, paced replays): the scanner then drops stale frames.
+    ``reopenable`` says whether a failure may be temporary (a camera unplugged and
+    plugged back): the scanner then closes it with :meth:`reset` and opens it again.
+    ``_grab`` returns the grayscale image, or ``(gray, full)`` with a full-resolution
+    view as well.
     """
 
     available = True
     realtime = True
+    reopenable = False
 
     def __init__(self, name: str):
         self.name = name
@@ -97,9 +124,23 @@ class FrameSource:
             gray = self._grab(timeout) if self._started else None
         if gray is None or self._stopped.is_set():
             return None
-        frame = Frame(as_gray(gray), self._index, time.monotonic())
+        full = None
+        if isinstance(gray, tuple):
+            gray, full = gray
+        frame = Frame(as_gray(gray), self._index, time.monotonic(),
+                      None if full is None else as_gray(full))
         self._index += 1
         return frame
+
+    def reset(self) -> None:
+        """Close the device after a failure; the next ``read()`` opens it again."""
+        with self._reading, self._lock:
+            if self._started:
+                self._started = False
+                try:
+                    self._close()
+                except Exception:  # a device that failed may fail to close too
+                    pass
 
     def stop(self) -> None:
         """Release the device; a ``read()`` waiting in another thread returns None."""
@@ -192,6 +233,10 @@ def settings_from_section(section) -> dict:
         value = section.get(key, kind, default)
         if value is not None and key in _POSITIVE and value <= 0:
             raise section.error(key, "must be greater than 0")
+        if value is not None and key in _NOT_NEGATIVE and value < 0:
+            raise section.error(key, "must not be negative")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise section.error(key, f"must be one of {', '.join(CHOICES[key])}")
         result[key] = value
     return result
 

@@ -20,6 +20,8 @@ def _target(text: str) -> int | str:
 class OpenCvSource(FrameSource):
     """Frames from ``cv2.VideoCapture(target)``."""
 
+    reopenable = True  # unplugged and plugged back: the scanner opens it again
+
     def __init__(self, target: str, options: dict, *, capture_factory=None):
         super().__init__(f"opencv:{target}")
         self.target, self.options = _target(target), options

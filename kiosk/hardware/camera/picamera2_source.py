@@ -1,12 +1,15 @@
-"""``picamera2``: the Raspberry Pi camera, grayscale from the lores YUV420 stream.
+"""``picamera2``: the Raspberry Pi camera: a lores stream to decode, a main stream to look closer.
 
 picamera2 comes from Raspberry Pi OS (``apt install python3-picamera2``) and is
 reached from the kiosk's venv made with ``--system-site-packages``; it cannot be
 pip-installed usefully, and a pip numpy 2.x breaks it (DESIGN.md s6). It is imported
-only when this source starts. The camera runs with no preview; each frame is the
-first ``height`` rows (the Y plane) of the lores buffer, whose shape is
-``(height * 3 / 2, stride)``. Continuous autofocus is switched on where the camera
-has it (Camera Module 3); exposure follows ``[camera]`` settings.
+only when this source starts. The camera runs with no preview and two YUV420
+streams of the same field of view: ``lores`` at ``width``x``height`` (the frame every
+decode starts from) and ``main`` at ``full_width``x``full_height`` (the decoder's
+closer look, ``Frame.full``). Each capture holds one request and copies only the Y
+(luma) plane of each stream, never the colour planes. Camera Module 3 autofocus
+(continuous, near range, fast) and exposure metering that keeps a bright phone
+screen readable are set where the camera has the controls (docs/scanning.md).
 """
 
 import numpy as np
@@ -14,7 +17,21 @@ import numpy as np
 from kiosk.errors import HardwareError
 from kiosk.hardware.camera.base import FrameSource
 
-AF_MODES = {"manual": 0, "auto": 1, "continuous": 2}  # libcamera AfModeEnum values
+# libcamera enum values (control_ids.yaml), used when libcamera's Python enums are absent.
+ENUMS = {
+    "AfModeEnum": {"manual": 0, "auto": 1, "continuous": 2},
+    "AfRangeEnum": {"normal": 0, "macro": 1, "full": 2},
+    "AfSpeedEnum": {"normal": 0, "fast": 1},
+    "AeMeteringModeEnum": {"centre": 0, "spot": 1, "matrix": 2},
+    "AeConstraintModeEnum": {"normal": 0, "highlight": 1, "shadows": 2},
+}
+# libcamera's Python member names where they differ from the setting's word.
+MEMBER = {("AeMeteringModeEnum", "centre"): "CentreWeighted",
+          ("AeConstraintModeEnum", "normal"): "Normal"}
+AF_MODES = ENUMS["AfModeEnum"]
+CHOICES = {"autofocus": ("AfModeEnum", ("off",)), "af_range": ("AfRangeEnum", ()),
+           "af_speed": ("AfSpeedEnum", ()), "metering": ("AeMeteringModeEnum", ()),
+           "exposure_constraint": ("AeConstraintModeEnum", ())}
 INSTALL_HINT = ("on Raspberry Pi OS run 'sudo apt install python3-picamera2' and make the "
                 "venv with --system-site-packages (see docs/scanning.md)")
 
@@ -30,30 +47,53 @@ def _import_picamera2():
     return Picamera2
 
 
-def _af_enum(mode: str):
-    """libcamera's AfModeEnum member when libcamera is importable, else its int value."""
+def _mapped_array():
+    """picamera2's MappedArray (a view of a request's buffer without copying), if any."""
+    try:
+        from picamera2 import MappedArray
+    except (ImportError, ValueError):
+        return None
+    return MappedArray
+
+
+def _enum(kind: str, word: str):
+    """libcamera's enum member (``controls.AfRangeEnum.Macro``) when libcamera is
+    importable, else its int value."""
     try:
         from libcamera import controls
     except ImportError:
-        return AF_MODES[mode]
-    return getattr(controls.AfModeEnum, mode.capitalize())
+        return ENUMS[kind][word]
+    return getattr(getattr(controls, kind), MEMBER.get((kind, word), word.capitalize()))
+
+
+def _even(n: int) -> int:
+    return n + n % 2
 
 
 class Picamera2Source(FrameSource):
-    """Frames from a Picamera2 camera; ``picamera2_factory`` replaces ``Picamera2`` in tests."""
+    """Frames from a Picamera2 camera; ``picamera2_factory`` replaces ``Picamera2`` and
+    ``mapped_array`` its ``MappedArray`` in tests."""
 
-    def __init__(self, options: dict, *, picamera2_factory=None):
+    reopenable = True  # unplugged and plugged back: the scanner opens it again
+
+    def __init__(self, options: dict, *, picamera2_factory=None, mapped_array=None):
         super().__init__("picamera2")
         self.options = options
-        if options["autofocus"] not in AF_MODES and options["autofocus"] != "off":
-            raise HardwareError(f"picamera2: autofocus {options['autofocus']!r} is not one of "
-                                f"continuous, auto, manual, off")
-        self._factory = picamera2_factory
+        for key, (kind, extra) in CHOICES.items():
+            if options[key] not in ENUMS[kind] and options[key] not in extra:
+                raise HardwareError(f"picamera2: {key} {options[key]!r} is not one of "
+                                    f"{', '.join(list(ENUMS[kind]) + list(extra))}")
+        self._factory, self._mapped = picamera2_factory, mapped_array
         self._camera = None
-        self.size = (options["width"] + options["width"] % 2, options["height"] + options["height"] % 2)
+        self.size = (_even(options["width"]), _even(options["height"]))
+        full = (_even(options["full_width"]), _even(options["full_height"]))
+        # No main stream of its own when it would not be larger than lores.
+        self.full_size = full if full[0] > self.size[0] and full[1] > self.size[1] else None
 
     def _open(self):
         factory = self._factory or _import_picamera2()
+        if self._mapped is None and self._factory is None:
+            self._mapped = _mapped_array()
         try:
             camera = factory()
         except (RuntimeError, IndexError, OSError) as exc:
@@ -71,11 +111,13 @@ class Picamera2Source(FrameSource):
         self._camera = camera
 
     def configuration(self, camera) -> dict:
-        """A video configuration: main and lores YUV420 at the frame size, no display."""
+        """A video configuration: lores YUV420 at the frame size, main YUV420 at the full
+        size (or the frame size), no display or encoder, fixed frame rate."""
         frame_us = int(round(1_000_000 / float(self.options["fps"])))
-        stream = {"size": self.size, "format": "YUV420"}
+        lores = {"size": self.size, "format": "YUV420"}
+        main = {"size": self.full_size or self.size, "format": "YUV420"}
         return camera.create_video_configuration(
-            main=dict(stream), lores=dict(stream), display=None, encode=None,
+            main=main, lores=lores, display=None, encode=None,
             buffer_count=4, queue=False,
             controls={"FrameDurationLimits": (frame_us, frame_us)})
 
@@ -84,11 +126,17 @@ class Picamera2Source(FrameSource):
         opts, wanted = self.options, {}
         mode = opts["autofocus"]
         if mode != "off" and "AfMode" in supported:
-            wanted["AfMode"] = _af_enum(mode)
+            wanted["AfMode"] = _enum("AfModeEnum", mode)
             if mode == "manual" and opts["lens_position"] is not None:
                 wanted["LensPosition"] = float(opts["lens_position"])
+            if mode != "manual":
+                wanted["AfRange"] = _enum("AfRangeEnum", opts["af_range"])
+                wanted["AfSpeed"] = _enum("AfSpeedEnum", opts["af_speed"])
         if opts["exposure_time"] is not None:
             wanted.update(AeEnable=False, ExposureTime=int(opts["exposure_time"]))
+        else:
+            wanted["AeMeteringMode"] = _enum("AeMeteringModeEnum", opts["metering"])
+            wanted["AeConstraintMode"] = _enum("AeConstraintModeEnum", opts["exposure_constraint"])
         if opts["analogue_gain"] is not None:
             wanted["AnalogueGain"] = float(opts["analogue_gain"])
         if opts["exposure_value"] is not None:
@@ -98,22 +146,38 @@ class Picamera2Source(FrameSource):
     def _grab(self, timeout):
         wait = timeout if timeout is not None else self.options["frame_timeout"]
         try:
-            buffer = self._camera.capture_array("lores", wait=wait)
+            request = self._camera.capture_request(wait=wait)
         except TimeoutError:
             raise HardwareError(f"picamera2: no frame within {wait:g} s (camera stalled "
                                 "or disconnected)") from None
         except RuntimeError as exc:
             raise HardwareError(f"picamera2: capture failed: {exc}") from None
-        return self.y_plane(buffer)
+        try:  # copy the two Y planes out, then hand the buffers back to the camera at once
+            gray = self._plane(request, "lores", self.size)
+            if self.full_size is None:
+                return gray
+            return gray, self._plane(request, "main", self.full_size)
+        finally:
+            request.release()
 
-    def y_plane(self, buffer) -> np.ndarray:
-        """The grayscale frame: the first ``height`` rows and ``width`` columns."""
-        width, height = self.size
+    def _plane(self, request, stream: str, size) -> np.ndarray:
+        """The Y plane of ``stream``, copied out of the request: through a MappedArray
+        view only the luma pixels are copied (``make_array`` copies the whole buffer)."""
+        if self._mapped is not None:
+            with self._mapped(request, stream) as mapped:
+                return self.y_plane(mapped.array, size)
+        return self.y_plane(request.make_array(stream), size)
+
+    @staticmethod
+    def y_plane(buffer, size) -> np.ndarray:
+        """A copy of the first ``height`` rows and ``width`` columns (the Y plane
+        without row padding) of a YUV420 buffer of shape ``(height * 3 / 2, stride)``."""
+        width, height = size
         buffer = np.asarray(buffer)
         if buffer.ndim != 2 or buffer.shape[0] < height or buffer.shape[1] < width:
-            raise HardwareError(f"picamera2: lores buffer has shape {buffer.shape}, expected "
+            raise HardwareError(f"picamera2: buffer has shape {buffer.shape}, expected "
                                 f"({height * 3 // 2}, >={width}) YUV420")
-        return buffer[:height, :width]
+        return np.array(buffer[:height, :width])  # owns its pixels: the buffer goes back
 
     def _close(self):
         camera, self._camera = self._camera, None

@@ -108,6 +108,66 @@ def blank(size: tuple[int, int] = (640, 480), seed: int = 0) -> np.ndarray:
     return noise((60 + 40 * x / w + 20 * y / h).astype(np.uint8), 6.0, seed)
 
 
+def screen_grid(gray: np.ndarray, period: float = 1.15, angle: float = 2.5,
+                depth: float = 0.5, gap: float = 0.3) -> np.ndarray:
+    """Moire: the phone screen's pixel grid (dark gaps, ``gap`` of each screen pixel,
+    ``depth`` darker, one every ``period`` camera pixels), turned by ``angle`` degrees,
+    as each sensor pixel averages it: near one camera pixel per screen pixel the two
+    grids beat into broad light and dark fringes across the code."""
+    h, w = gray.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = np.deg2rad(angle)
+    u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+
+    def covered(t):  # length of gap in [0, t] of a square wave of the grid's period
+        g = gap * period
+        return np.floor(t / period) * g + np.clip(t % period - (period - g), 0, g)
+
+    # Gap fraction seen by each sensor pixel along each axis; a pixel's light-sensitive
+    # aperture is about half its pitch (and demosaicking samples), hence the beats.
+    fu = (covered(u + 0.25) - covered(u - 0.25)) / 0.5
+    fv = (covered(v + 0.25) - covered(v - 0.25)) / 0.5
+    mask = 1.0 - depth * (fu + fv - fu * fv)
+    return np.clip(gray * mask, 0, 255).astype(np.uint8)
+
+
+def dim(gray: np.ndarray, level: float = 0.3, floor: int = 8) -> np.ndarray:
+    """A phone at low brightness under a brighter counter: the screen's range shrunk
+    toward black (``level`` of its brightness), the camera then amplifying noise."""
+    return (floor + gray.astype(np.float32) * level).astype(np.uint8)
+
+
+PHONE_SCENES = ("moire", "screen glare", "dark mode", "low brightness")
+
+
+def phone_screen(payload: str, scene: str, *, size: tuple[int, int] = (1280, 960),
+                 seed: int = 0) -> np.ndarray:
+    """A camera frame of a phone showing ``payload`` under one of :data:`PHONE_SCENES`,
+    with a seed-chosen code size, tilt, focus and sensor noise: the scene set of
+    bench/scan.py (a frame at ``size``; the kiosk's lores stream is half of it)."""
+    rng = np.random.default_rng(seed)
+    module = int(rng.integers(6, 11)) * size[0] // 1280 or 1
+    frame = wallet_card(payload, size=size, module_px=module, dark=scene == "dark mode")
+    if scene == "moire":
+        frame = screen_grid(frame, period=float(rng.uniform(0.9, 1.25)), angle=float(rng.uniform(-4, 4)),
+                            depth=float(rng.uniform(0.5, 0.8)))
+    elif scene == "screen glare":
+        frame = low_contrast(frame, 40, 225)
+        frame = glare(frame, at=(float(rng.uniform(0.38, 0.62)), float(rng.uniform(0.38, 0.62))),
+                      radius=float(rng.uniform(0.08, 0.16)), strength=float(rng.uniform(150, 230)))
+    elif scene == "dark mode":
+        frame = glare(frame, at=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))),
+                      radius=float(rng.uniform(0.08, 0.14)), strength=float(rng.uniform(60, 140)))
+    elif scene == "low brightness":
+        frame = dim(frame, float(rng.uniform(0.12, 0.25)))
+    else:
+        raise ValueError(f"unknown phone scene {scene!r}: one of {', '.join(PHONE_SCENES)}")
+    frame = perspective(frame, float(rng.uniform(0.0, 0.2)))
+    frame = blur(frame, float(rng.uniform(0.6, 1.6)) * size[0] / 1280)
+    return noise(frame, float(rng.uniform(3, 9)) * (2.0 if scene == "low brightness" else 1.0),
+                 seed=seed)
+
+
 def write_frames(folder: Path, frames: list[np.ndarray], prefix: str = "frame") -> Path:
     """Saves frames as ``prefix-00000.png`` ... in ``folder`` (a replay: source)."""
     folder = Path(folder)

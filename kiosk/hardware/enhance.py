@@ -1,0 +1,44 @@
+"""Image pre-processing passes that help a QR decoder on hard camera frames.
+
+Each function takes and returns a 2-D uint8 grayscale array and uses numpy and
+Pillow only (OpenCV is not on the Pi image). They are what real scanners try when
+the plain image fails (docs/scanning.md, "Decoding"):
+
+``local_contrast``  subtract a smooth local mean and stretch: uneven light, glare,
+                    a dim or washed-out screen (a cheap CLAHE-like normalisation)
+``sharpen``         unsharp mask: a slightly out-of-focus code
+``half_size``       2x2 average: removes the moire of a phone screen's pixel grid
+``equalize``        global histogram equalisation: very dark or very bright frames
+"""
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+
+def half_size(gray: np.ndarray) -> np.ndarray:
+    """The image at half width and height (2x2 box average), for a cheaper decode."""
+    h, w = (gray.shape[0] // 2) * 2, (gray.shape[1] // 2) * 2
+    g = gray[:h, :w].astype(np.uint16)
+    return ((g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2] + 2) >> 2).astype(np.uint8)
+
+
+def local_contrast(gray: np.ndarray, cell: int = 8, gain: float = 3.0) -> np.ndarray:
+    """``(gray - local mean) * gain + 128``; the local mean is taken on a ``cell``-times
+    smaller copy, blurred and scaled back (cheap on a whole frame)."""
+    h, w = gray.shape
+    if h < 2 * cell or w < 2 * cell:
+        return gray
+    image = Image.fromarray(gray)
+    mean = image.reduce(cell).filter(ImageFilter.BoxBlur(2)).resize((w, h), Image.Resampling.BILINEAR)
+    diff = gray.astype(np.int16) - np.asarray(mean, dtype=np.int16)
+    return np.clip(diff * gain + 128, 0, 255).astype(np.uint8)
+
+
+def sharpen(gray: np.ndarray) -> np.ndarray:
+    """Unsharp mask (radius 2 px, 200 %): for a slightly blurred code (costly: crops only)."""
+    return np.asarray(Image.fromarray(gray).filter(ImageFilter.UnsharpMask(2, 200, 0)))
+
+
+def equalize(gray: np.ndarray) -> np.ndarray:
+    """Global histogram equalisation."""
+    return np.asarray(ImageOps.equalize(Image.fromarray(gray)))
