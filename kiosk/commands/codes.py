@@ -24,7 +24,8 @@ def register(sub) -> None:
 
 class _Progress:
     """Import progress on stderr: a one-line bar on a terminal, else a line every 10%
-    for lists of :data:`LINES_FROM` records or more (logs of a long unattended import)."""
+    for lists of :data:`LINES_FROM` records or more (logs of a long unattended import),
+    from 10% on: a list refused at its first chunk gets its one error line alone."""
 
     LINES_FROM = 100_000
 
@@ -40,7 +41,8 @@ class _Progress:
             after = " - sorting into the new list" if done == total else ""
             sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes{after}")
             sys.stderr.flush()
-        elif not self.tty and total >= self.LINES_FROM and pct // 10 != self.last // 10:
+        elif (not self.tty and total >= self.LINES_FROM and pct >= 10
+              and pct // 10 != self.last // 10):
             self.last = pct
             after = "; sorting into the new list" if done == total else ""
             print(f"importing: {pct}% ({done:,}/{total:,} codes){after}", file=sys.stderr, flush=True)
