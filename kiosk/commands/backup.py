@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from kiosk import config, provision
 from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
 from kiosk.commands import print_json
-from kiosk.core import backup
+from kiosk.core import backup, codelist
 from kiosk.core.store import DB_NAME, Store
 
 PASSPHRASE_ENV = "KIOSK_BACKUP_PASSPHRASE"
@@ -115,6 +115,21 @@ def cmd_restore(args) -> int:
     return EXIT_OK
 
 
+def _install_lists(staged: Path, lists: Path, owner: os.stat_result) -> None:
+    """The code list files the restored database points at, in place before it is."""
+    if not staged.is_dir():
+        return
+    lists.mkdir(parents=True, exist_ok=True)
+    for src in staged.iterdir():
+        target = lists / src.name
+        shutil.copyfile(src, target)
+        with open(target, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if os.geteuid() == 0:
+            os.chown(target, owner.st_uid, owner.st_gid)
+        os.chmod(target, 0o640)
+
+
 def _install(staged: Path, config_path: Path, group: str | None) -> dict:
     """Put the unpacked backup in place, unless this device has newer data."""
     config_dir = config_path.parent
@@ -141,6 +156,7 @@ def _install(staged: Path, config_path: Path, group: str | None) -> dict:
     if os.geteuid() == 0:
         os.chown(tmp, st.st_uid, st.st_gid)  # the kiosk user owns its data folder
     os.chmod(tmp, 0o640)
+    _install_lists(staged / backup.LISTS_MEMBER, codelist.list_dir(db), st)
     os.replace(tmp, db)
     store = Store(db)  # migrates a backup from an older version; WAL mode again
     try:

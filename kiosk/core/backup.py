@@ -45,7 +45,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from kiosk.core import timefmt
+from kiosk.core import codelist, timefmt
 from kiosk.core.store import DB_NAME
 from kiosk.errors import KioskError
 
@@ -57,6 +57,7 @@ SCRYPT = {"n": 1 << 15, "r": 8, "p": 1}
 MIN_PASSPHRASE = 12
 CONFIG_PREFIX = "config/"
 DB_MEMBER = "data/" + DB_NAME
+LISTS_MEMBER = "data/" + codelist.list_dir(Path(DB_NAME)).name  # data/kiosk.sqlite.lists
 
 
 class BackupError(KioskError, ValueError):
@@ -209,6 +210,18 @@ class Source:
     program: str
 
 
+def list_files(db: Path) -> list[str]:
+    """The code list files (snapshot, overlay) the database at ``db`` uses."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT snapshot_file, overlay_file FROM code_list WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # no list, or a database from before list files
+        return []
+    finally:
+        conn.close()
+    return [name for name in (row or ()) if name]
+
+
 def snapshot_db(db_path: Path, into: Path) -> Path:
     """A consistent copy of a live WAL database (SQLite's online backup API)."""
     target = into / DB_NAME
@@ -264,6 +277,9 @@ def write(source: Source, out_dir: Path, passphrase: str, *, now: datetime | Non
                 for rel in source.config_files:
                     tar.add(source.config_path.parent / rel, arcname=f"{CONFIG_PREFIX}{rel}")
                 tar.add(snap, arcname=DB_MEMBER)
+                for name in list_files(snap):  # the code list the database points at
+                    tar.add(codelist.list_dir(source.db_path) / name,
+                            arcname=f"{LISTS_MEMBER}/{name}")
             enc.finish()
             fh.flush()
             os.fsync(fh.fileno())

@@ -7,6 +7,7 @@ concurrent confirms of a single-use code (threads or processes) yield one redemp
 """
 
 import json
+import logging
 import re
 import sqlite3
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,8 @@ from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
 from kiosk.core.verdict import Verdict, decide
 from kiosk.errors import StoreError, VoidError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_VOID_WINDOW = timedelta(minutes=10)
 
@@ -73,6 +76,7 @@ class Ledger:
         self._cache_key: tuple | None = None
         self._cached: tuple = (None, None, None)
         self._view: codelist.View | None = None
+        self.list_problem: str | None = None  # why the installed list cannot be read
         if self.clock.floor is None:  # the ledger knows the newest time already seen
             self.clock.floor = self.clock_floor
 
@@ -89,7 +93,13 @@ class Ledger:
         if key != self._cache_key:
             value = self.store.get_meta("clock_floor")
             have = importer.current(self.store)
-            self._view = self._open_view(have)
+            try:
+                self._view = self._open_view(have)
+                self.list_problem = None
+            except StoreError as exc:  # a list file lost or damaged: no list, but the
+                if self.list_problem != str(exc):  # outbox, acks and the clock work on
+                    log.error("%s; verdicts say no_list until a list is imported", exc)
+                self.list_problem, have, self._view = str(exc), None, None
             self._cached = (have, timefmt.parse(value) if value else None, self._view)
             self._cache_key = key
         return self._cached
