@@ -22,7 +22,7 @@ from sync.testing import Broker, hq_settings, make_signing_key, wait_until, writ
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     with Broker(tmp_path_factory.mktemp("broker")) as b:
-        hq_settings(b)
+        hq_settings(b, "hq")  # the HQ login of the shipped ACL, used below
         yield b
 
 
