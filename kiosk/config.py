@@ -39,7 +39,9 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
                 "batch_size ack_timeout_seconds poll_seconds reconnect_max_seconds client_id",
         "ui": "fullscreen width height rotation pin_hash logo camera_position verdict_timeout "
               "refusal_timeout done_timeout staff_timeout language_timeout pin_lockout "
-              "max_pin_tries",
+              "max_pin_tries"
+              " auto_confirm",
+        "audit": "keep_days",
     }.items()
 }
 LANGUAGES = ("en", "uz", "kk", "ru")

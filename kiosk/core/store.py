@@ -78,6 +78,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0003_redemptions_voids",
         "CREATE INDEX redemptions_voids ON redemptions (voids)",
     ),
+    (
+        # The counter's audit trail (kiosk/core/audit.py; SCHEMA there is the same).
+        "0004_audit",
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
+            source TEXT, verdict TEXT, code_hash TEXT, masked_code TEXT, reward_id TEXT,
+            redemption_id TEXT, note TEXT
+        );
+        CREATE INDEX audit_at ON audit (at)
+        """,
+    ),
 ]
 
 
