@@ -9,6 +9,7 @@ packages=(
   libzbar0                      # pyzbar's decoder library
   mosquitto                     # real MQTT broker for the sync tests
   xvfb xauth                    # virtual display for the Kivy tests and screenshots
+  xdotool                       # UI scenario tests: taps and a USB scanner typed from outside
   libgl1 libegl1 libgles2 libgl1-mesa-dri   # OpenGL for Kivy's SDL2 window
   libmtdev1 libsdl2-2.0-0       # input + SDL runtime Kivy loads
   libusb-1.0-0                  # python-escpos USB printers

@@ -13,7 +13,7 @@ Rules staff can rely on (docs/ui.md):
   finger touched down on (the screen's token at touch-down): the first tap (or button
   press) starts it, every further tap is ignored until the verdict is replaced.
 * A pending customer is never replaced without a staff action: while a ready verdict
-  waits for Confirm, while a typed code's verdict is shown, while a confirm runs and
+  waits for Confirm, while a confirm runs and
   for ``TAP_GUARD`` seconds after Done appears, a different code is held ("next
   customer waiting") and shown once the current one is confirmed, cancelled or timed
   out. A refusal may be replaced by the next scan (nothing to confirm there).
@@ -24,8 +24,8 @@ Rules staff can rely on (docs/ui.md):
   in today's history, or confirmed by itself with ``[ui] auto_confirm``.
 * The same card again shortly after its redemption here shows "Redeemed just now
   here" in the Done style, not a red refusal.
-* A typed code's verdict returns staff to the keypad afterwards.
-* Scans are ignored while the staff menu is open (staff type codes there).
+* Scans are ignored while the staff menu is open (staff type codes there) and while a
+  typed code's verdict or Done is shown; afterwards staff return to the keypad.
 * Every screen except Idle times out back to Idle; leaving a customer's screens
   returns the kiosk to the default language.
 """
@@ -267,6 +267,8 @@ class Controller:
             return self._setup_scan(payload)
         if self.screen in STAFF_SCREENS and source != "keypad":
             return False
+        if self.origin == "keypad" and self.screen in (VERDICT, DONE) and source != "keypad":
+            return False  # staff are still working on a typed code: as in the staff menu
         current = self.result.payload if self.result is not None else None
         if self.screen == VERDICT and payload == current:
             return False  # the same card held still
@@ -285,8 +287,6 @@ class Controller:
     def _holding(self, source: str) -> bool:
         """Whether a new code must wait for staff to finish the current customer."""
         if self.confirming or self._pending_ready():
-            return True
-        if self.screen == VERDICT and self.origin == "keypad" and source != "keypad":
             return True
         return self.screen == DONE and self.now() < self.done_at + DONE_HOLD
 
