@@ -94,7 +94,8 @@ def main(config_path: str, probe_path: str, camera_file: str) -> int:
                 add(f"{wid}:{key_button.key}", key_button)
         c = parts.controller
         data = {"screen": screen.name, "seen": seen, "widgets": widgets, "pid": os.getpid(),
-                "waiting": c.waiting is not None, "warning": c.warning, "time": time.monotonic()}
+                "waiting": getattr(c, "waiting", None) is not None,
+                "warning": getattr(c, "warning", 0), "time": time.monotonic()}
         tmp = probe.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(probe)
