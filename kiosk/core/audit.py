@@ -6,7 +6,7 @@ confirmed by touch 14:02:14"), the UI records each step twice:
 * as one structured log line on the ``kiosk.audit`` logger (``audit {json}``; under
   systemd it lands in the journal: ``journalctl -u kiosk -g '^audit'``), at once;
 * as a row of the ``audit`` table in the device database, kept ``[audit] keep_days``
-  days (default 90).
+  days (default 90; older rows are deleted at the first write and then daily).
 
 Entries never hold a raw payload (a Wi-Fi QR holds its password): only the code's
 hash and last four characters, or for a QR that is not a code, its length.
@@ -21,6 +21,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ log = logging.getLogger("kiosk.audit")
 log.setLevel(logging.INFO)  # recorded even when the kiosk logs only warnings
 
 DEFAULT_KEEP_DAYS = 90
+PRUNE_EVERY = 24 * 3600.0  # s
 KINDS = ("scan", "held", "verdict", "confirm", "confirm_failed", "cancel", "timeout",
          "again", "undo", "undo_failed")
 _STOP = object()
@@ -70,6 +72,7 @@ class AuditLog:
         self.path, self.keep = Path(path), keep
         self._queue: queue.Queue = queue.Queue()
         self._store: Store | None = None
+        self._next_prune = 0.0
         self._thread = None
         if background:
             self._thread = threading.Thread(target=self._run, name="kiosk-audit", daemon=True)
@@ -88,6 +91,8 @@ class AuditLog:
         if self._store is None:
             self._store = Store(self.path)
             self._store.conn.execute("PRAGMA synchronous=NORMAL")
+        if time.monotonic() >= self._next_prune:  # at the first write, then daily
+            self._next_prune = time.monotonic() + PRUNE_EVERY
             self.prune()
         return self._store
 
