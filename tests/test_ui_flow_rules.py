@@ -3,6 +3,7 @@ a real ledger and audit table in SQLite, time set by the test."""
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -142,7 +143,7 @@ def test_auto_confirm_in_config_is_read_and_checked(tmp_path):
         settings.from_config(config.load(built.config))
 
 
-def test_the_same_card_after_done_is_redeemed_just_now_not_refused(flow):
+def test_the_same_card_after_done_is_redeemed_just_now_not_refused(flow, monkeypatch):
     ctl, clock, built, ledger, trail, _ = flow
     ctl.scan(built.payloads["ready-coffee"])
     ctl.confirm()
@@ -152,8 +153,12 @@ def test_the_same_card_after_done_is_redeemed_just_now_not_refused(flow):
     ctl.scan("DEMO-COFFEE-0001", "keyboard")  # the same code, now from the USB scanner
     assert ctl.screen == c.DONE and ctl.again and ctl.redeemed.masked_code == "0001"
     assert local_redemptions(ledger) == ["0001"]
-    clock.t += c.RECENT_WINDOW + 10
     ctl.go_idle()
+    ctl.scan(built.payloads["already-used"])  # used at counter-2 95 min ago: a refusal
+    assert ctl.screen == c.VERDICT and ctl.result.verdict is Verdict.ALREADY_REDEEMED
+    monkeypatch.setattr(c, "RECENT_WINDOW", 0.0)  # later than "just now"
+    ctl.go_idle()
+    time.sleep(0.01)
     ctl.scan(built.payloads["ready-coffee"])
     assert ctl.screen == c.VERDICT and ctl.result.verdict is Verdict.ALREADY_REDEEMED
 

@@ -121,9 +121,18 @@ class Counter:
         xdo("mouseup", "1")
 
     def usb_scan(self, code: str) -> None:
-        """A USB barcode scanner in keyboard mode: fast keystrokes, then Return."""
-        xdo("type", "--delay", "8", code)
-        xdo("key", "Return")
+        """A USB barcode scanner in keyboard mode: fast keystrokes, then Return.
+
+        The wedge times keystrokes when the UI handles them; on this shared machine a
+        slow frame can split a burst, and the kiosk (rightly) ignores it. Like a person
+        at the counter, scan once more when the kiosk did not react."""
+        for _ in range(3):
+            before = self.state()["scans"]
+            xdo("type", "--delay", "8", code)
+            xdo("key", "Return")
+            if self.wait(lambda p, n=before: p["scans"] > n, 3):
+                return
+        raise AssertionError(f"the kiosk never read {code} from the USB scanner")
 
     def hold_card(self, name: str) -> None:
         shutil.copy(next(self.built.cards_dir.glob(f"*-{name}.png")), self.camera.with_suffix(".new.png"))

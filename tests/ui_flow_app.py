@@ -95,7 +95,7 @@ def main(config_path: str, probe_path: str, camera_file: str) -> int:
         c = parts.controller
         data = {"screen": screen.name, "seen": seen, "widgets": widgets, "pid": os.getpid(),
                 "waiting": getattr(c, "waiting", None) is not None,
-                "warning": getattr(c, "warning", 0), "time": time.monotonic()}
+                "warning": getattr(c, "warning", 0), "scans": c.scans_seen, "time": time.monotonic()}
         tmp = probe.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(probe)

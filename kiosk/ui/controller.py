@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from datetime import time as dtime
 
-from kiosk.core import importer
+from kiosk.core import importer, timefmt
 from kiosk.core.verdict import Verdict
 from kiosk.errors import KioskError
 from kiosk.ui import pin as pins
@@ -88,7 +88,6 @@ class Controller:
         self.guard_until = 0.0      # taps on the current screen count from this time on
         self.done_at = 0.0          # when Done appeared
         self.again = False          # Done shows "Redeemed just now here"
-        self.recent = None          # (Result, time) of the last redemption made here
         self.undo_asking = False    # the Undo page asks "are you sure?"
         self.record_error = ""      # staff-facing text when a confirm could not be recorded
         self.redeemed = None        # the Result of the last confirm, for the Done screen
@@ -315,7 +314,7 @@ class Controller:
             self._audit("scan", result, source=source)
         if self._redeemed_just_now(result):
             self._audit("again", result, source=source)
-            self.redeemed, self.result, self.again = self.recent[0], None, True
+            self.redeemed, self.result, self.again = result, None, True
             self.origin = source
             self.token += 1
             self._signal("redeemed")
@@ -334,12 +333,16 @@ class Controller:
             self.guard_until = self.now() + TAP_GUARD
 
     def _redeemed_just_now(self, result) -> bool:
-        """The card of the redemption made here a moment ago, shown again."""
-        if self.recent is None or result.verdict not in (Verdict.ALREADY_REDEEMED, Verdict.EXHAUSTED):
+        """A card whose last use was on this kiosk a moment ago, shown again."""
+        detail = result.detail or {}
+        if result.verdict not in (Verdict.ALREADY_REDEEMED, Verdict.EXHAUSTED) or result.at is None \
+                or detail.get("last_device") != self._device() or not detail.get("last_at"):
             return False
-        done, at = self.recent
-        return (result.code_hash == done.code_hash and self.now() - at <= RECENT_WINDOW
-                and result.detail.get("last_device") == self._device())
+        try:
+            ago = (result.at - timefmt.parse(detail["last_at"])).total_seconds()
+        except ValueError:
+            return False
+        return -5 <= ago <= RECENT_WINDOW
 
     def _show_done(self) -> None:
         self.done_at = self.now()
@@ -405,7 +408,6 @@ class Controller:
             return
         self._audit("confirm", result, source=source)
         self.redeemed, self.result, self.again = result, None, False
-        self.recent = (result, self.now())
         self.token += 1
         self._signal("redeemed")
         self._show_done()
@@ -579,8 +581,6 @@ class Controller:
                         masked_code=row.get("masked_code"), reward_id=row.get("reward_id"),
                         source="staff-menu")
             self.staff_message = tr(N_("Undone: the reward can be used again"), self.lang)
-            if self.recent is not None and self.recent[0].redemption_id == row["id"]:
-                self.recent = None
             self._signal("idle")
         if self.screen == UNDO:
             self.worker.submit(self._last_redemption,
