@@ -4,7 +4,7 @@ So that a disputed redemption can be explained afterwards ("scanned 14:02:11, re
 confirmed by touch 14:02:14"), the UI records each step twice:
 
 * as one structured log line on the ``kiosk.audit`` logger (``audit {json}``; under
-  systemd it lands in the journal: ``journalctl -u kiosk -g '^audit'``), at once;
+  systemd it lands in the journal: ``journalctl -u kiosk -g kiosk.audit``), at once;
 * as a row of the ``audit`` table in the device database, kept ``[audit] keep_days``
   days (default 90; older rows are deleted at the first write and then daily).
 
