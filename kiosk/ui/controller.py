@@ -185,7 +185,7 @@ class Controller:
 
     def _timed_out(self) -> None:
         if self.screen == VERDICT and self._pending_ready():
-            if self.settings.auto_confirm:
+            if self.settings.auto_confirm and not self.record_error:  # no endless retries
                 self.confirm(source="auto")
                 return
             self._audit("timeout", self.result, source=self.origin, note="unconfirmed")
@@ -272,9 +272,9 @@ class Controller:
         if self.screen == VERDICT and payload == current:
             return False  # the same card held still
         if self.screen == DONE and self.redeemed is not None and payload == self.redeemed.payload \
-                and self._holding(source):
+                and self._holding():
             return False  # the card just redeemed, still in front of the camera
-        if self._holding(source):
+        if self._holding():
             if self.waiting is None or self.waiting[0] != payload:
                 self.waiting = (payload, source)
                 self._audit("held", source=source, note="next customer waiting")
@@ -283,7 +283,7 @@ class Controller:
         self._check(payload, source)
         return True
 
-    def _holding(self, source: str) -> bool:
+    def _holding(self) -> bool:
         """Whether a new code must wait for staff to finish the current customer."""
         if self.confirming or self._pending_ready():
             return True
