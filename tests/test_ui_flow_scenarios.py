@@ -124,15 +124,15 @@ class Counter:
         """A USB barcode scanner in keyboard mode: fast keystrokes, then Return.
 
         The wedge times keystrokes when the UI handles them; on this shared machine a
-        slow frame can split a burst, and the kiosk (rightly) ignores it. Like a person
-        at the counter, scan once more when the kiosk did not react."""
+        slow frame can split a burst into a lost part and a short wrong code. Like a
+        person at the counter, scan once more when the kiosk did not read the code."""
         for _ in range(3):
             before = self.state()["scans"]
             xdo("type", "--delay", "8", code)
             xdo("key", "Return")
-            if self.wait(lambda p, n=before: p["scans"] > n, 3):
+            if self.wait(lambda p, n=before: p["scans"] > n, 3) and self.state()["last_scan"] == code:
                 return
-        raise AssertionError(f"the kiosk never read {code} from the USB scanner")
+        raise AssertionError(f"the kiosk never read {code} from the USB scanner: {self.state()['last_scan']!r}")
 
     def hold_card(self, name: str) -> None:
         shutil.copy(next(self.built.cards_dir.glob(f"*-{name}.png")), self.camera.with_suffix(".new.png"))

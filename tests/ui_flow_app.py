@@ -69,6 +69,10 @@ def main(config_path: str, probe_path: str, camera_file: str) -> int:
     from kiosk.ui.app import KioskApp
 
     parts = kparts.build(cfg, post=post, with_camera=False)
+    scanned = []  # the payloads handed to the controller, for the probe
+    scan = parts.controller.scan
+    parts.controller.scan = lambda payload, source="camera": (scanned.append(payload),
+                                                              scan(payload, source))[1]
     probe, seen = Path(probe_path), []
 
     def write_probe(_dt):
@@ -95,7 +99,8 @@ def main(config_path: str, probe_path: str, camera_file: str) -> int:
         c = parts.controller
         data = {"screen": screen.name, "seen": seen, "widgets": widgets, "pid": os.getpid(),
                 "waiting": getattr(c, "waiting", None) is not None,
-                "warning": getattr(c, "warning", 0), "scans": c.scans_seen, "time": time.monotonic()}
+                "warning": getattr(c, "warning", 0), "scans": c.scans_seen,
+                "last_scan": scanned[-1] if scanned else None, "time": time.monotonic()}
         tmp = probe.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(probe)
