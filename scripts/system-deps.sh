@@ -11,6 +11,7 @@ packages=(
   postgresql                    # throwaway clusters for HQ's tests (initdb/pg_ctl, never a shared server)
   chromium chromium-driver      # the HQ dashboard driven in a real browser (Selenium)
   xvfb xauth                    # virtual display for the Kivy tests and screenshots
+  xdotool                       # UI scenario tests: taps and a USB scanner typed from outside
   libgl1 libegl1 libgles2 libgl1-mesa-dri   # OpenGL for Kivy's SDL2 window
   libmtdev1 libsdl2-2.0-0       # input + SDL runtime Kivy loads
   libusb-1.0-0                  # python-escpos USB printers

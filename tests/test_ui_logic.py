@@ -199,14 +199,18 @@ def test_confirm_is_ignored_for_refusals_and_stale_tokens(ctl):
     assert ledger.last_local_redemption() is None
 
 
-def test_same_code_is_ignored_a_different_one_replaces(ctl):
+def test_same_code_is_ignored_a_refusal_is_replaced_a_ready_one_holds_the_next(ctl):
     controller, _, built, _ = ctl
-    assert controller.scan(built.payloads["ready-coffee"])
-    token = controller.token
-    assert not controller.scan(built.payloads["ready-coffee"])
-    assert controller.token == token
     assert controller.scan(built.payloads["expired"])
-    assert controller.result.verdict is Verdict.EXPIRED and controller.token == token + 1
+    token = controller.token
+    assert not controller.scan(built.payloads["expired"])
+    assert controller.token == token
+    assert controller.scan(built.payloads["ready-coffee"])  # a refusal: the next customer
+    assert controller.result.verdict is Verdict.READY and controller.token == token + 1
+    assert not controller.scan(built.payloads["expired"])  # held while coffee waits
+    assert controller.result.verdict is Verdict.READY and controller.waiting is not None
+    controller.cancel(source="staff")
+    assert controller.result.verdict is Verdict.EXPIRED and controller.waiting is None
 
 
 def test_scan_during_confirm_is_ignored(ctl):
@@ -283,10 +287,13 @@ def test_undo_last_redemption(ctl):
     controller.staff_menu()
     controller.open_undo()
     assert controller.page_data["id"] == ledger.last_local_redemption()["id"]
-    controller.undo_last()
+    controller.undo_last()  # asks first
+    assert controller.undo_asking and not controller.page_data["voided_by"]
+    controller.undo_really()
     assert controller.page_data["voided_by"]
     assert ledger.check(built.payloads["ready-coffee"]).verdict is Verdict.READY
     controller.undo_last()  # a second undo of the same one does nothing
+    controller.undo_really()
     assert len([r for r in ledger.history() if r["kind"] == "void"]) == 1
 
 

@@ -134,6 +134,7 @@ def test_camera_scan_then_double_tap_confirm_records_exactly_once(kiosk):
     assert len(redemptions(ledger)) == 1
     assert h.until(lambda: h.screen.ids.receipt.text == "Receipt printed")
     assert list(built.receipts_dir.glob("*.png"))
+    assert h.until(lambda: not h.screen.ids.next_button.disabled)
     h.tap_id("next_button")
     assert on(h, c.IDLE)
     assert len(redemptions(ledger)) == 1
@@ -218,19 +219,23 @@ def test_pin_keypad_entry_confirm_and_undo(kiosk):
     h.tap_id("confirm")
     assert on(h, c.DONE)
     assert len(redemptions(ledger)) == 1
+    assert h.until(lambda: not h.screen.ids.next_button.disabled)  # after the tap guard
     h.tap_id("next_button")
-    assert on(h, c.IDLE)
-    h.tap_id("staff_button")
-    _type_pin(h, built.pin)
+    assert on(h, c.KEYPAD)  # a typed code returns staff to the keypad, not the PIN
+    h.tap_id("back")
     assert on(h, c.STAFF)
     h.tap_id("undo")
     assert on(h, c.UNDO)
     assert h.until(lambda: not h.screen.ids.undo.disabled)
     h.tap_id("undo")
+    assert h.until(lambda: h.screen.ids.yes_undo.opacity == 1)  # "are you sure?"
+    assert redemptions(ledger)[0]["voided_by"] is None
+    h.tap_id("yes_undo")
     assert h.until(lambda: h.screen.ids.message.text == "Undone: the reward can be used again")
     assert redemptions(ledger)[0]["voided_by"]
     assert ledger.check(built.payloads["ready-coffee"]).verdict is Verdict.READY
     assert h.until(lambda: h.screen.ids.undo.disabled)  # cannot undo twice
+    assert h.screen.ids.reprint.disabled  # nor reprint what was undone
     h.tap_id("back")
     assert on(h, c.STAFF)
     h.tap_id("history")
@@ -252,6 +257,7 @@ def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
         assert "paper" in h.screen.ids.detail.text.lower()
         assert len(redemptions(parts.controller.ledger)) == 1
         assert len(parts.controller.printer.pending()) == 1
+        assert h.until(lambda: not h.screen.ids.next_button.disabled)
         h.tap_id("next_button")
         assert on(h, c.IDLE)
         assert "Printer needs attention" in h.screen.ids.status.text

@@ -78,9 +78,11 @@ def cmd_demo(args) -> int:
         return EXIT_USAGE
     built = demo.build(target)
     print(f"demo kiosk in {built.data_dir}\n  staff PIN {built.pin}\n"
-          f"  receipts -> {built.receipts_dir}\n  cards    -> {built.cards_dir}")
+          f"  receipts -> {built.receipts_dir}\n  cards    -> {built.cards_dir}\n"
+          f"  a card comes {demo.DEAL_PAUSE:.0f} s after each customer; Space shows the next at once")
     return runner.run(built.config, size=args.size, fullscreen=False, verbose=args.verbose,
-                      demo_settings={"pin_hint": built.pin}, exit_after=args.exit_after)
+                      demo_settings={"pin_hint": built.pin}, exit_after=args.exit_after,
+                      demo_deck=built.cards_dir)
 
 
 def cmd_screenshots(args) -> int:

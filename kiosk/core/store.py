@@ -90,6 +90,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP TABLE IF EXISTS codes_old
         """,
     ),
+    (
+        # The counter's audit trail (kiosk/core/audit.py; SCHEMA there is the same).
+        "0005_audit",
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
+            source TEXT, verdict TEXT, code_hash TEXT, masked_code TEXT, reward_id TEXT,
+            redemption_id TEXT, note TEXT
+        );
+        CREATE INDEX audit_at ON audit (at)
+        """,
+    ),
 ]
 
 

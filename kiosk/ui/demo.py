@@ -6,9 +6,17 @@ signed with it (through the real writer and importer), a kiosk.toml whose printe
 writes receipt images to ``receipts/`` and whose camera replays ``cards/``, one
 code already redeemed "next door" (so its refusal names a counter and a time), and
 wallet-card PNGs drawn with ``qrcode`` and Pillow.
+
+In ``kiosk demo`` the camera is a :class:`CardDeck`: it shows the next card only when
+the previous customer is done and Idle has been left alone for ``DEAL_PAUSE`` seconds
+(any touch restarts the wait), or at once when Space or N is pressed, so a newcomer
+can look around Idle and the staff menu first. The cards still go through the real
+QR decoder and scanner thread.
 """
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +82,7 @@ refusal_timeout = 8
 done_timeout = 5
 
 [camera]
+# `kiosk demo` replaces this with a deck that deals one card per customer (Space: next).
 source = "replay:{cards}?fps=0.2&loop=1"
 
 [printer]
@@ -155,3 +164,109 @@ def draw_cards(s: dict, out: Path) -> dict:
         img.paste(qr_img, (40, 80))
         img.save(out / f"{i:02d}-{card['name']}.png")
     return payloads
+
+
+# -- the demo's camera: one card per customer ----------------------------------------
+DEAL_PAUSE = 6.0   # s of untouched Idle before the next card comes
+FIRST_CARD = 3.0   # s after start for the first card
+SHOW_FOR = 1.5     # s a card stays in front of the camera
+NEXT_KEYS = (32, ord("n"))  # Space, N
+
+
+def card_deck(cards_dir: Path):
+    """A :class:`CardDeck` over the card images in ``cards_dir`` (name order)."""
+    import numpy as np
+
+    from kiosk.hardware.camera.base import FrameSource
+    from kiosk.hardware.camera.replay import list_images, load_gray
+
+    class CardDeck(FrameSource):
+        """An empty counter, except for ``SHOW_FOR`` s after :meth:`deal` shows a card."""
+
+        def __init__(self, paths):
+            super().__init__(f"demo-deck:{cards_dir}")
+            self.paths, self.next_card, self.dealt = paths, 0, 0
+            self._until, self._image = 0.0, None
+            self._empty = np.full((480, 640), 70, dtype=np.uint8)
+            self._guard = threading.Lock()
+
+        def deal(self) -> str:
+            """Hold the next card under the camera; returns its file name."""
+            with self._guard:
+                path = self.paths[self.next_card % len(self.paths)]
+                self.next_card += 1
+                self.dealt += 1
+                self._image, self._until = load_gray(path), time.monotonic() + SHOW_FOR
+            return path.name
+
+        def showing(self) -> bool:
+            return time.monotonic() < self._until
+
+        def _grab(self, timeout):
+            time.sleep(1 / 15)
+            with self._guard:
+                return self._image if self.showing() else self._empty
+
+    return CardDeck(list_images(cards_dir))
+
+
+class Dealer:
+    """Deals the deck's next card when the kiosk has been idle long enough, or on a key."""
+
+    def __init__(self, deck, controller, *, pause: float = DEAL_PAUSE, first: float = FIRST_CARD):
+        self.deck, self.controller, self.pause = deck, controller, pause
+        self.idle_since = time.monotonic() - pause + first
+        self._event = None
+
+    def start(self, app) -> None:
+        from kivy.clock import Clock
+        from kivy.core.window import Window
+
+        self.controller.listeners.append(self._changed)
+        Window.bind(on_touch_down=self._touched, on_key_down=self._key)
+        self._event = Clock.schedule_interval(self._tick, 0.25)
+
+    def stop(self, app=None) -> None:
+        from kivy.core.window import Window
+
+        if self._event is not None:
+            self._event.cancel()
+        Window.unbind(on_touch_down=self._touched, on_key_down=self._key)
+        if self._changed in self.controller.listeners:
+            self.controller.listeners.remove(self._changed)
+
+    def _changed(self, controller) -> None:
+        if controller.screen != "idle":
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = time.monotonic()
+
+    def _touched(self, *_args) -> None:
+        if self.idle_since is not None:
+            self.idle_since = time.monotonic()
+
+    def _key(self, _window, key, *_args) -> None:
+        if key in NEXT_KEYS and not self.deck.showing():
+            self.deck.deal()
+
+    def _tick(self, _dt) -> None:
+        if (self.idle_since is not None and time.monotonic() - self.idle_since >= self.pause
+                and not self.deck.showing()):
+            self.idle_since = time.monotonic()
+            self.deck.deal()
+
+
+def attach_deck(parts, cards_dir: Path, hooks: list, stop_hooks: list, **timing) -> Dealer:
+    """Replace ``parts``' camera with a card deck dealt by a :class:`Dealer`."""
+    from kiosk.hardware.decoder import make_decoder
+    from kiosk.hardware.scanner import Scanner
+
+    if parts.scanner is not None:
+        parts.scanner.stop()
+    deck = card_deck(cards_dir)
+    parts.scanner = Scanner(deck, make_decoder("auto"),
+                            lambda ev: parts.deliver(ev.payload, "camera"))
+    dealer = Dealer(deck, parts.controller, **timing)
+    hooks.append(dealer.start)
+    stop_hooks.append(dealer.stop)
+    return dealer

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kiosk import context
+from kiosk.core import audit
 from kiosk.core.store import Store
 from kiosk.ui import settings as ui_settings
 from kiosk.ui.controller import Controller
@@ -121,6 +122,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     from kiosk.ui.worker import Worker
 
     ledger = context.open_ledger(cfg)
+    trail = audit.AuditLog(ledger.store.path, keep=audit.keep_days(cfg))
     problems: list[str] = []
     printer = _printer(cfg, ledger.store, problems)
     signals = _signals(cfg, problems, pin_factory)
@@ -129,7 +131,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
         worker=worker or Worker(post, "kiosk-db"),
         print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
         status_reader=_status_reader(), diagnostics=_diagnostics(cfg),
-        checker=context.open_ledger(cfg, store=Store(ledger.store.path)))
+        checker=context.open_ledger(cfg, store=Store(ledger.store.path)), audit=trail)
     parts = Parts(controller, problems=problems)
     if signals is not None:
         signals.on_confirm = lambda: post(controller.button_pressed)
@@ -144,7 +146,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     if wedge_mod is not None:
         parts.wedge = wedge_mod.KeyboardWedge(
             lambda ev: post(lambda: controller.scan(ev.payload, ev.source)))
-    parts.closers.append(controller.checker.store.close)
+    parts.closers += [controller.checker.store.close, trail.close]
     controller.status["problems"] = problems
     for problem in problems:
         log.warning("%s", problem)

@@ -32,7 +32,8 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
 
 def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: bool | None = None,
         verbose: bool = False, demo_settings: dict | None = None,
-        exit_after: float | None = None, camera: str | None = None) -> int:
+        exit_after: float | None = None, camera: str | None = None,
+        demo_deck: Path | None = None) -> int:
     """Run the kiosk UI until its window closes; returns an exit code."""
     from kiosk.ui import settings as ui_settings
 
@@ -60,10 +61,15 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
     parts = kparts.build(cfg, post=post)
     parts.controller.settings.extra.update(demo_settings or {})
     hooks = [lambda a: parts.start(a.deliver_scan)]
+    stop_hooks = [lambda a: parts.stop()]
+    if demo_deck is not None:  # kiosk demo: one card per customer, Space for the next
+        from kiosk.ui import demo
+
+        demo.attach_deck(parts, demo_deck, hooks, stop_hooks)
     if exit_after:
         hooks.append(lambda a: _stop_after(a, exit_after))
     app = KioskApp(parts.controller, wedge=parts.wedge, on_start_hooks=hooks,
-                   on_stop_hooks=[lambda a: parts.stop()], alive=parts.camera_alive)
+                   on_stop_hooks=stop_hooks, alive=parts.camera_alive)
     app.run()
     return 0
 

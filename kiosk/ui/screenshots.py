@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 SCENES = ("idle", "verdict-ready", "verdict-amount", "verdict-used", "verdict-expired",
-          "verdict-not-a-code", "done", "pin", "staff", "keypad", "undo", "history", "sync",
+          "verdict-not-a-code", "verdict-waiting", "verdict-warning", "done", "done-again",
+          "pin", "staff", "keypad", "undo", "undo-ask", "history", "sync",
           "diagnostics", "not-provisioned")
 
 
@@ -43,9 +44,21 @@ def _scene(c, scene: str, demo) -> None:
              "verdict-not-a-code": "not-a-code"}
     if scene in scans:
         c.scan(p[scans[scene]])
+    elif scene == "verdict-waiting":  # the next customer's card while coffee waits
+        c.scan(p["ready-coffee"])
+        c.scan(p["ready-voucher"])
+    elif scene == "verdict-warning":  # a ready verdict 5 s before its timeout
+        c.scan(p["ready-coffee"])
+        c.deadline = c.now() + 4.5
+        c.tick()
     elif scene == "done":
         c.scan(p["ready-syrup-5-uses"])
         c.confirm()
+    elif scene == "done-again":  # the same card again right after its redemption
+        c.scan(p["ready-ten-percent"])
+        c.confirm()
+        c.go_idle()
+        c.scan(p["ready-ten-percent"])
     elif scene == "pin":
         c.open_staff()
         for key in "12":
@@ -58,8 +71,13 @@ def _scene(c, scene: str, demo) -> None:
             c.open_keypad()
             for key in "DEMO-TEN-":
                 c.code_key(key)
+        elif scene == "undo-ask":
+            c.open_undo()
+            c.undo_last()
         elif scene != "staff":
             getattr(c, f"open_{scene}")()
+    if scene.startswith("done"):
+        c.guard_until = 0.0  # as it looks once its tap guard is over
 
 
 def child(out: Path, size: tuple[int, int], langs: list[str]) -> None:

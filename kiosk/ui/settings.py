@@ -3,8 +3,10 @@
 Keys (all optional): ``fullscreen`` (bool, false), ``width``/``height`` (window size,
 800x480), ``rotation`` (0/90/180/270), ``pin_hash`` (from ``kiosk pin-hash``),
 ``logo`` (image path), ``camera_position`` (top/bottom), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
-``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries`` and
-``pin_lockout`` (seconds).
+``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries``,
+``pin_lockout`` (seconds) and ``auto_confirm`` (bool, false: a ready verdict nobody
+confirmed is confirmed by itself when ``verdict_timeout`` runs out, instead of being
+dropped and recorded as unconfirmed).
 """
 
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class UiSettings:
     language_timeout: float = 45.0
     max_pin_tries: int = 5
     pin_lockout: float = 30.0
+    auto_confirm: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -63,4 +66,5 @@ def from_config(cfg) -> UiSettings:
             raise ui.error(key, "must be a positive number of seconds")
         setattr(s, key, float(value))
     s.max_pin_tries = ui.get("max_pin_tries", int, s.max_pin_tries)
+    s.auto_confirm = ui.get("auto_confirm", bool, s.auto_confirm)
     return s

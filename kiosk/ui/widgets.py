@@ -24,6 +24,10 @@ TONE_COLOURS = {
     "error": (0.45, 0.10, 0.40, 1),
     "idle": (0.08, 0.12, 0.22, 1),
     "staff": (0.16, 0.18, 0.22, 1),
+    "warn": (0.55, 0.30, 0.0, 1),        # a ready verdict about to time out (flashes)
+    "danger": (0.62, 0.08, 0.08, 1),     # "Yes, undo it"
+    "done_paper": (0.97, 0.97, 0.95, 1),  # Done is light, so it never looks like Ready
+    "done_ink": (0.04, 0.38, 0.18, 1),
 }
 
 
@@ -32,14 +36,17 @@ def tone_colour(tone: str):
 
 
 class Icon(Widget):
-    """A white disc with a drawn symbol: check, cross, clock, question or alert."""
+    """A disc (white unless ``disc`` says) with a drawn symbol: check, cross, clock,
+    question or alert."""
 
     kind = OptionProperty("check", options=["check", "cross", "clock", "question", "alert"])
     colour = ListProperty([0.05, 0.50, 0.24, 1])
+    disc = ListProperty([1, 1, 1, 1])
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.bind(pos=self.redraw, size=self.redraw, kind=self.redraw, colour=self.redraw)
+        self.bind(pos=self.redraw, size=self.redraw, kind=self.redraw, colour=self.redraw,
+                  disc=self.redraw)
 
     def redraw(self, *_):
         self.canvas.clear()
@@ -47,7 +54,7 @@ class Icon(Widget):
         cx, cy = self.center
         w = max(2.0, r * 0.16)
         with self.canvas:
-            Color(1, 1, 1, 1)
+            Color(*self.disc)
             Ellipse(pos=(cx - r, cy - r), size=(2 * r, 2 * r))
             Color(*self.colour)
             getattr(self, f"_draw_{self.kind}")(cx, cy, r, w)

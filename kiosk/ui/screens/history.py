@@ -4,8 +4,10 @@ from kivy.properties import StringProperty
 
 from kiosk.core import timefmt
 from kiosk.core.bundle import reward_title
-from kiosk.ui.i18n import tr
+from kiosk.ui.i18n import N_, tr
 from kiosk.ui.screens.base import KioskScreen
+
+UNCONFIRMED = N_("Not confirmed (timed out)")
 
 
 def history_lines(rows, lang: str) -> list[str]:
@@ -13,12 +15,17 @@ def history_lines(rows, lang: str) -> list[str]:
     for r in rows:
         at = timefmt.parse(r["at"]).astimezone().strftime("%H:%M")
         title = reward_title(r.get("reward"), lang) or r["reward_id"] or "-"
-        kind = tr("Undo", lang) + ": " + title if r["kind"] == "void" else title
-        code = f"…{r['masked_code']}" if r["masked_code"] else f"#{r['code_hash'][:6]}"
+        if r["kind"] == "void":
+            kind = tr("Undo", lang) + ": " + title
+        elif r["kind"] == "unconfirmed":
+            kind = tr(UNCONFIRMED, lang) + ": " + title
+        else:
+            kind = title
+        code = f"…{r['masked_code']}" if r["masked_code"] else f"#{(r['code_hash'] or '')[:6]}"
         line = f"{at}   {kind}   {code}"
         if r["voided_by"]:
             line += "   (" + tr("Undone", lang) + ")"
-        if r["origin"] != "local":
+        if r.get("origin", "local") != "local":
             line += f"   [{r['device']}]"
         lines.append(line)
     return lines

@@ -6,20 +6,24 @@ from kivy.properties import BooleanProperty, StringProperty
 
 from kiosk.core import timefmt
 from kiosk.core.bundle import reward_title
-from kiosk.ui.i18n import short_time, tr
+from kiosk.ui.i18n import N_, short_time, tr
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.screens.done import RECEIPT
+
+ASK = N_("Undo this redemption? The reward can then be used again.")
 
 
 class UndoScreen(KioskScreen):
     info = StringProperty("")
     message = StringProperty("")
     can_undo = BooleanProperty(False)
-    has_row = BooleanProperty(False)
+    can_reprint = BooleanProperty(False)  # not once the redemption was undone
+    asking = BooleanProperty(False)       # "are you sure?" (Yes, undo it / No, keep it)
 
     def refresh(self, controller) -> None:
         row, lang = controller.page_data, controller.lang
-        self.has_row = bool(row)
+        self.can_reprint = bool(row) and not row["voided_by"]
+        self.asking = controller.undo_asking
         self.can_undo = False
         if row is None:
             self.info = tr("Nothing to undo", lang)
@@ -36,4 +40,4 @@ class UndoScreen(KioskScreen):
                     n=int(window.total_seconds() // 60)))
             self.info = "\n".join(lines)
         printing = tr(RECEIPT[controller.print_state], lang) if controller.print_state in RECEIPT else ""
-        self.message = controller.staff_message or printing
+        self.message = tr(ASK, lang) if self.asking else (controller.staff_message or printing)

@@ -1,9 +1,26 @@
-"""Verdict: the reward (biggest thing on screen) and Confirm, or why not."""
+"""Verdict: the reward (biggest thing on screen) and Confirm, or why not.
+
+Confirm and Cancel remember the screen's token when the finger touches down and hand
+it to the controller on release, so a tap always acts on the verdict it started on.
+"""
 
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
 
+from kiosk.ui.i18n import N_, tr
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.widgets import tone_colour
+
+WAITING = N_("Next customer waiting: finish this one first")
+WARNING = N_("Not confirmed yet: Confirm or Cancel ({n} s)")
+
+
+def notice(controller) -> str:
+    """The strip above a customer screen: the timeout warning, or a held newcomer."""
+    if controller.warning:
+        return tr(WARNING, controller.lang).format(n=controller.warning)
+    if controller.waiting is not None:
+        return tr(WAITING, controller.lang)
+    return ""
 
 
 class VerdictScreen(KioskScreen):
@@ -14,9 +31,11 @@ class VerdictScreen(KioskScreen):
     title = StringProperty("")
     type_line = StringProperty("")
     detail = StringProperty("")
+    notice = StringProperty("")
     can_confirm = BooleanProperty(False)
     busy = BooleanProperty(False)
     token = NumericProperty(0)
+    down_token = NumericProperty(-1)  # the token when the finger touched down
 
     def refresh(self, controller) -> None:
         view = controller.view()
@@ -30,5 +49,20 @@ class VerdictScreen(KioskScreen):
             self.can_confirm = view.can_confirm
             if controller.record_error:
                 self.tone, self.icon = "error", "alert"
-        self.bg = list(tone_colour(self.tone))
+        flash = controller.warning % 2 == 1  # the countdown flashes once a second
+        self.bg = list(tone_colour("warn" if flash else self.tone))
+        self.notice = notice(controller)
         self.busy, self.token = controller.confirming, controller.token
+
+    def pressed(self) -> None:
+        self.down_token = self.token
+
+    def confirm_released(self) -> None:
+        token, self.down_token = self.down_token, -1
+        if token >= 0:
+            self.controller.confirm(token)
+
+    def cancel_released(self) -> None:
+        token, self.down_token = self.down_token, -1
+        if token >= 0:
+            self.controller.cancel(token)
