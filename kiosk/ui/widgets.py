@@ -1,34 +1,118 @@
-"""Small widgets shared by the screens: drawn icons, the keypad, the camera hint.
+"""Small widgets shared by the screens: text that fits its box, drawn icons, the
+keypad, the camera hint.
 
-Icons are drawn with canvas lines instead of font glyphs (Noto Sans has no check
-mark), so they look the same in every language. The keypad only reports keys; the
-screen passes them to the controller.
+Every label and button on the kiosk is a :class:`FitLabel` / :class:`FitButton`:
+``max_font`` is the size the layout wants, and the text shrinks (measured with
+Kivy's own text layout, never guessed from its length) until it fits its box
+without breaking a word. Icons are drawn with canvas lines instead of font glyphs
+(Noto Sans has no check mark), so they look the same in every language. The keypad
+only reports keys; the screen passes them to the controller.
+
+Colours: every text is at least 4.5:1 against its background (WCAG AA), checked by
+``tests/test_ui_readable.py`` with :mod:`kiosk.ui.legibility`. Amber is light, so
+its text is dark (``tone_text``).
 """
 
 import math
 
 from kivy.animation import Animation
+from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
 from kivy.graphics import Color, Ellipse, Line
-from kivy.properties import ListProperty, NumericProperty, OptionProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    ListProperty,
+    NumericProperty,
+    OptionProperty,
+    StringProperty,
+)
 from kivy.uix.button import Button
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
 TONE_COLOURS = {
-    "ok": (0.05, 0.50, 0.24, 1),
-    "done": (0.05, 0.50, 0.24, 1),
-    "used": (0.70, 0.12, 0.12, 1),
-    "bad": (0.70, 0.12, 0.12, 1),
-    "time": (0.78, 0.45, 0.0, 1),
+    "ok": (0.02, 0.40, 0.19, 1),
+    "done": (0.02, 0.40, 0.19, 1),
+    "used": (0.66, 0.10, 0.10, 1),
+    "bad": (0.66, 0.10, 0.10, 1),
+    "time": (0.98, 0.72, 0.15, 1),
     "info": (0.20, 0.30, 0.48, 1),
     "error": (0.45, 0.10, 0.40, 1),
     "idle": (0.08, 0.12, 0.22, 1),
     "staff": (0.16, 0.18, 0.22, 1),
 }
+DARK_TEXT = (0.10, 0.08, 0.02, 1)
+LIGHT_TEXT = (1, 1, 1, 1)
 
 
 def tone_colour(tone: str):
     return TONE_COLOURS.get(tone, TONE_COLOURS["idle"])
+
+
+def tone_text(tone: str):
+    """The text colour on a ``tone`` background: dark on amber, else white."""
+    return DARK_TEXT if tone == "time" else LIGHT_TEXT
+
+
+def measure(text: str, font_size: float, wrap: float | None, **options) -> tuple[float, float, bool]:
+    """(width, height, a word was broken) of ``text`` laid out by Kivy at ``font_size``,
+    wrapped at ``wrap`` px (None: one line per paragraph)."""
+    core = CoreLabel(text=text, font_size=font_size, text_size=(wrap, None), **options)
+    w, h = core.render()
+    rendered = sum(len("".join(word.text for word in line.words).split()) for line in core._cached_lines)
+    return w, h, rendered > len(text.split())
+
+
+class Fit:
+    """Mixin for Label/Button: ``font_size`` follows ``max_font`` down to ``min_font``
+    until the text fits the box (``text_size`` width or the width; the height unless
+    ``fit_height`` is off, e.g. inside a ScrollView) and no word is broken."""
+
+    max_font = NumericProperty(20)
+    min_font = NumericProperty(9)
+    fit_height = BooleanProperty(True)
+
+    def __init__(self, **kwargs):
+        self._fit_trigger = Clock.create_trigger(self.fit, -1)
+        super().__init__(**kwargs)
+        self.fbind("text", self._fit_trigger)
+        for name in ("size", "text_size", "max_font", "min_font", "fit_height", "bold", "font_name",
+                     "padding", "line_height"):
+            self.fbind(name, self._fit_trigger)
+        self.fit()
+
+    def fit(self, *_):
+        size = self.max_font
+        text = self.text
+        if text.strip() and self.width > 1 and self.height > 1:
+            wrap = self.text_size[0]
+            box_w = min(wrap or self.width, self.width)
+            box_h = self.height if self.fit_height else float("inf")
+            options = dict(font_name=self.font_name, bold=self.bold, halign=self.halign,
+                           padding=self.padding, line_height=self.line_height)
+            for _ in range(12):
+                w, h, broken = measure(text, size, wrap, **options)
+                if (w <= box_w and h <= box_h and not broken) or size <= self.min_font:
+                    break
+                scale = min(box_w / w if w > box_w else 1.0,
+                            (box_h / h) ** 0.5 if h > box_h else 1.0,
+                            0.92 if broken else 1.0)
+                size = max(self.min_font, size * min(scale, 0.97))
+        if abs(self.font_size - size) > 0.01:
+            self.font_size = size
+
+
+class FitLabel(Fit, Label):
+    pass
+
+
+class FitButton(Fit, Button):
+    """A button whose fill is ``tint`` at the alphas ``fill`` = (normal, pressed,
+    disabled); set those, not ``background_color`` (one rule owns it)."""
+
+    tint = ListProperty([1, 1, 1, 1])
+    fill = ListProperty([0.16, 0.35, 0.06])
 
 
 class Icon(Widget):
@@ -114,7 +198,7 @@ class CameraHint(Widget):
                      width=max(2, half * .08))
 
 
-class KeyButton(Button):
+class KeyButton(FitButton):
     key = StringProperty("")
 
 

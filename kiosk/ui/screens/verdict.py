@@ -3,11 +3,12 @@
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
 
 from kiosk.ui.screens.base import KioskScreen
-from kiosk.ui.widgets import tone_colour
+from kiosk.ui.widgets import tone_colour, tone_text
 
 
 class VerdictScreen(KioskScreen):
     bg = ListProperty(tone_colour("idle"))
+    fg = ListProperty(tone_text("idle"))
     icon = StringProperty("check")
     tone = StringProperty("")
     reason = StringProperty("")
@@ -31,4 +32,5 @@ class VerdictScreen(KioskScreen):
             if controller.record_error:
                 self.tone, self.icon = "error", "alert"
         self.bg = list(tone_colour(self.tone))
+        self.fg = list(tone_text(self.tone))
         self.busy, self.token = controller.confirming, controller.token
