@@ -25,7 +25,7 @@ DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 # (``papermm``), reported as a warning so a newer config still loads on an older kiosk.
 KNOWN_KEYS: dict[str, frozenset[str]] = {
     name: frozenset(keys.split()) for name, keys in {
-        "device": "id store program data_dir language business_name",
+        "device": "id store program data_dir language business_name name",
         "trust": "keys",
         "redeem": "void_window_minutes pattern",
         "clock": "synced_flag rtc_device",
@@ -39,7 +39,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
                 "batch_size ack_timeout_seconds poll_seconds reconnect_max_seconds client_id",
         "ui": "fullscreen width height rotation pin_hash logo camera_position verdict_timeout "
               "refusal_timeout done_timeout staff_timeout language_timeout pin_lockout "
-              "max_pin_tries",
+              "max_pin_tries sound_volume mute",
     }.items()
 }
 LANGUAGES = ("en", "uz", "kk", "ru")

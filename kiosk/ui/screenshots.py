@@ -92,6 +92,7 @@ def child(out: Path, size: tuple[int, int], langs: list[str], check: bool = Fals
     parts = kparts.build(cfg, post=lambda fn: fn(), worker=InlineWorker(),
                          print_worker=InlineWorker(), with_camera=False)
     c = parts.controller
+    c.signals.sounds.mute = True  # screenshots are silent
     tag = f"{size[0]}x{size[1]}"
     Path(out).mkdir(parents=True, exist_ok=True)
     found: dict[str, list[str]] = {}

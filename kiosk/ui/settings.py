@@ -3,8 +3,10 @@
 Keys (all optional): ``fullscreen`` (bool, false), ``width``/``height`` (window size,
 800x480), ``rotation`` (0/90/180/270), ``pin_hash`` (from ``kiosk pin-hash``),
 ``logo`` (image path), ``camera_position`` (top/bottom), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
-``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries`` and
-``pin_lockout`` (seconds).
+``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries``,
+``pin_lockout`` (seconds), ``sound_volume`` (0..1, 0.8) and ``mute`` (bool, false).
+From ``[device]``: ``language``, ``business_name`` and ``name`` (this counter's
+friendly name, "Front counter", shown instead of its id).
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ class UiSettings:
     logo: Path | None = None
     camera_position: str = "top"
     business_name: str = ""
+    device_name: str = ""
     language: str = "en"
     verdict_timeout: float = 30.0
     refusal_timeout: float = 10.0
@@ -31,6 +34,8 @@ class UiSettings:
     language_timeout: float = 45.0
     max_pin_tries: int = 5
     pin_lockout: float = 30.0
+    sound_volume: float = 0.8
+    mute: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -41,7 +46,8 @@ _TIMEOUTS = ("verdict_timeout", "refusal_timeout", "done_timeout", "staff_timeou
 def from_config(cfg) -> UiSettings:
     """Settings from a loaded Config; bad values raise ConfigError naming the key."""
     ui = cfg.section("ui")
-    s = UiSettings(business_name=cfg.business_name, language=cfg.language)
+    s = UiSettings(business_name=cfg.business_name, language=cfg.language,
+                   device_name=cfg.section("device").get("name", str, "").strip())
     s.fullscreen = ui.get("fullscreen", bool, s.fullscreen)
     for key in ("width", "height"):
         value = ui.get(key, int, getattr(s, key))
@@ -63,4 +69,8 @@ def from_config(cfg) -> UiSettings:
             raise ui.error(key, "must be a positive number of seconds")
         setattr(s, key, float(value))
     s.max_pin_tries = ui.get("max_pin_tries", int, s.max_pin_tries)
+    s.sound_volume = float(ui.get("sound_volume", (int, float), s.sound_volume))
+    if not 0 <= s.sound_volume <= 1:
+        raise ui.error("sound_volume", f"{s.sound_volume} is not between 0 and 1")
+    s.mute = ui.get("mute", bool, s.mute)
     return s

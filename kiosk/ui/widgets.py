@@ -26,6 +26,7 @@ from kivy.properties import (
     OptionProperty,
     StringProperty,
 )
+from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -228,4 +229,53 @@ class Keypad(GridLayout):
         return next(b for b in self.children if b.key == key)
 
     def on_key(self, key):
+        pass
+
+
+class LanguageButton(FitButton):
+    lang = StringProperty("en")
+    chosen = BooleanProperty(False)
+
+
+class LanguageBar(BoxLayout):
+    """All four languages as labelled choices, each in its own words; the current one
+    is bold and underlined. A tap dispatches ``on_pick(lang)``. ``fg`` is the text
+    colour of the screen it sits on."""
+
+    current = StringProperty("en")
+    fg = ListProperty([1, 1, 1, 1])
+    max_font = NumericProperty(16)  # the names share one size: the largest that fits all
+    __events__ = ("on_pick",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from kiosk.ui.i18n import LANGUAGE_NAMES, LANGUAGES
+
+        for lang in LANGUAGES:
+            button = LanguageButton(lang=lang, text=LANGUAGE_NAMES[lang], max_font=self.max_font)
+            button.bind(on_release=lambda b: self.dispatch("on_pick", b.lang), font_size=self._even)
+            self.add_widget(button)
+        self.bind(current=self._mark, fg=self._mark, size=self._reset, max_font=self._reset)
+        self._mark()
+
+    def _reset(self, *_):
+        for button in self.children:
+            button.max_font = self.max_font
+
+    def _even(self, *_):
+        smallest = min(b.font_size for b in self.children)
+        for button in self.children:
+            if button.max_font > smallest:
+                button.max_font = smallest
+
+    def _mark(self, *_):
+        for button in self.children:
+            button.chosen = button.lang == self.current
+            button.color = button.tint = self.fg
+
+    def button(self, lang: str):
+        """The button for ``lang`` (tests press it with real touch events)."""
+        return next(b for b in self.children if b.lang == lang)
+
+    def on_pick(self, lang):
         pass
