@@ -13,6 +13,7 @@ Colours: every text is at least 4.5:1 against its background (WCAG AA), checked 
 its text is dark (``tone_text``).
 """
 
+import bisect
 import math
 
 from kivy.animation import Animation
@@ -56,6 +57,16 @@ def tone_text(tone: str):
     return DARK_TEXT if tone == "time" else LIGHT_TEXT
 
 
+# whole-pixel font sizes about 8% apart (each is int(8 * 1.08 ** k), plus 1..7 px)
+FONT_LADDER = sorted({*range(1, 8), *(int(8 * 1.08 ** k) for k in range(60))})
+
+
+def font_step(size: float) -> int:
+    """The largest ladder size not above ``size``. Kivy's SDL2 text provider opens (and
+    caches) one font object per size: few sizes, little memory."""
+    return FONT_LADDER[max(0, bisect.bisect_right(FONT_LADDER, size) - 1)]
+
+
 def measure(text: str, font_size: float, wrap: float | None, **options) -> tuple[float, float, bool]:
     """(width, height, a word was broken) of ``text`` laid out by Kivy at ``font_size``,
     wrapped at ``wrap`` px (None: one line per paragraph)."""
@@ -83,23 +94,30 @@ class Fit:
             self.fbind(name, self._fit_trigger)
         self.fit()
 
-    def fit(self, *_):
-        size = self.max_font
+    def fitted(self, start: float, bold: bool | None = None) -> int:
+        """The largest ladder size from ``start`` down at which the text fits
+        (``bold`` overrides the label's own, to measure the wider face)."""
+        size = max(self.min_font, font_step(start))
         text = self.text
-        if text.strip() and self.width > 1 and self.height > 1:
-            wrap = self.text_size[0]
-            box_w = min(wrap or self.width, self.width)
-            box_h = self.height if self.fit_height else float("inf")
-            options = dict(font_name=self.font_name, bold=self.bold, halign=self.halign,
-                           padding=self.padding, line_height=self.line_height)
-            for _ in range(12):
-                w, h, broken = measure(text, size, wrap, **options)
-                if (w <= box_w and h <= box_h and not broken) or size <= self.min_font:
-                    break
-                scale = min(box_w / w if w > box_w else 1.0,
-                            (box_h / h) ** 0.5 if h > box_h else 1.0,
-                            0.92 if broken else 1.0)
-                size = max(self.min_font, size * min(scale, 0.97))
+        if not text.strip() or self.width <= 1 or self.height <= 1:
+            return size
+        wrap = self.text_size[0]
+        box_w = min(wrap or self.width, self.width)
+        box_h = self.height if self.fit_height else float("inf")
+        options = dict(font_name=self.font_name, bold=self.bold if bold is None else bold, halign=self.halign,
+                       padding=self.padding, line_height=self.line_height)
+        for _ in range(12):
+            w, h, broken = measure(text, size, wrap, **options)
+            if (w <= box_w and h <= box_h and not broken) or size <= self.min_font:
+                break
+            scale = min(box_w / w if w > box_w else 1.0,
+                        (box_h / h) ** 0.5 if h > box_h else 1.0,
+                        0.92 if broken else 1.0)
+            size = max(self.min_font, font_step(min(size - 1, size * scale)))
+        return size
+
+    def fit(self, *_):
+        size = self.fitted(self.max_font)
         if abs(self.font_size - size) > 0.01:
             self.font_size = size
 
@@ -251,22 +269,20 @@ class LanguageBar(BoxLayout):
         super().__init__(**kwargs)
         from kiosk.ui.i18n import LANGUAGE_NAMES, LANGUAGES
 
+        self._even_trigger = Clock.create_trigger(self._even, -1)
         for lang in LANGUAGES:
             button = LanguageButton(lang=lang, text=LANGUAGE_NAMES[lang], max_font=self.max_font)
-            button.bind(on_release=lambda b: self.dispatch("on_pick", b.lang), font_size=self._even)
+            button.bind(on_release=lambda b: self.dispatch("on_pick", b.lang), size=self._even_trigger,
+                        text_size=self._even_trigger)
             self.add_widget(button)
-        self.bind(current=self._mark, fg=self._mark, size=self._reset, max_font=self._reset)
+        self.bind(current=self._mark, fg=self._mark, max_font=self._even_trigger)
         self._mark()
 
-    def _reset(self, *_):
-        for button in self.children:
-            button.max_font = self.max_font
-
     def _even(self, *_):
-        smallest = min(b.font_size for b in self.children)
+        # bold (the chosen one) is wider: measure every name bold
+        common = min(b.fitted(self.max_font, bold=True) for b in self.children)
         for button in self.children:
-            if button.max_font > smallest:
-                button.max_font = smallest
+            button.max_font = common
 
     def _mark(self, *_):
         for button in self.children:
