@@ -92,15 +92,15 @@ class Fit:
         for name in ("size", "text_size", "max_font", "min_font", "fit_height", "bold", "font_name",
                      "padding", "line_height"):
             self.fbind(name, self._fit_trigger)
-        self.fit()
+        self._fit_trigger()
 
     def fitted(self, start: float, bold: bool | None = None) -> int:
         """The largest ladder size from ``start`` down at which the text fits
         (``bold`` overrides the label's own, to measure the wider face)."""
         size = max(self.min_font, font_step(start))
         text = self.text
-        if not text.strip() or self.width <= 1 or self.height <= 1:
-            return size
+        if not text.strip() or self.width <= 1 or self.height <= 1 or self.get_root_window() is None:
+            return size  # nothing to fit, or not on screen (KioskScreen fits on entering)
         wrap = self.text_size[0]
         box_w = min(wrap or self.width, self.width)
         box_h = self.height if self.fit_height else float("inf")
