@@ -13,7 +13,7 @@ from kiosk.ui.screens.base import KioskScreen
 PARTS = {
     "config": N_("Settings"), "database": N_("Database"), "code_list": N_("Code list"),
     "outbox": N_("Redemptions to send"), "sync": N_("Sync service"), "broker": N_("Server connection"),
-    "camera": N_("Camera"), "decode": N_("QR reading"), "printer": N_("Printer"),
+    "camera": N_("Camera"), "decode": N_("QR reading"), "printer": N_("Printer settings"),
     "gpio": N_("Lights, buzzer and button"), "disk": N_("Storage space"), "clock": N_("Clock"),
     "temperature": N_("Temperature"), "throttling": N_("Power supply"), "receipts": N_("Receipts"),
 }
@@ -46,9 +46,9 @@ def check_lines(checks, status: dict, lang: str) -> list[str]:
                   tr("working", lang) if camera_ok else tr("not working, staff can type codes", lang))]
     printer = status.get("printer") or ""
     if printer in ("queued", "failed"):
-        lines.append(line(PARTS["printer"], "WARN", printer_problem(status.get("printer_message"), lang)))
+        lines.append(line(N_("Printer"), "WARN", printer_problem(status.get("printer_message"), lang)))
     else:
-        lines.append(line(PARTS["printer"], "OK", tr("working", lang) if printer == "printed"
+        lines.append(line(N_("Printer"), "OK", tr("working", lang) if printer == "printed"
                           else tr("no receipt printed yet", lang)))
     if status.get("problems"):
         lines.append(line(N_("Devices"), "WARN", tr("some did not start", lang)))
