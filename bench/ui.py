@@ -7,18 +7,23 @@
 * payload event to verdict on screen: from the scanner thread handing a payload to
   the app (``KioskApp.deliver_scan``) to the buffer flip showing the verdict, over
   alternating ready/refused codes (median, p95, max);
-* peak RSS of the UI process (VmHWM).
+* memory: the kiosk's own share, i.e. the UI process's peak RSS (VmHWM) minus the
+  RSS of a bare Kivy window measured in the same run before any kiosk module is
+  imported (Python, Kivy, SDL and the GL driver are the same on every Kivy app and
+  differ wildly between Mesa's llvmpipe here and the Pi's V3D), and the heavy
+  libraries that were loaded at start (the printer's escpos, the QR decoder's
+  zxing-cpp, paho-mqtt: each should load only when first used).
 
-Goals on the 2-core dev machine: < 3 s, < 100 ms, < 150 MB. The demo kiosk (key,
-bundle, config) is built before the clock starts; the camera is not started, so
-decoding time (bench/scan.py) is not counted here. Under Xvfb the GL renderer is
-Mesa's llvmpipe (software, with libLLVM loaded), so the bare window's RSS and each
-buffer swap cost far more than on the Pi's GPU; the bench prints both so the UI's
-own share is visible.
+Goals: start to idle < 1.5 s, event to verdict p95 < 50 ms, kiosk's own memory
+< 40 MB. The demo kiosk (key, bundle, config) is built before the clock starts; the
+camera is not started, so decoding time (bench/scan.py) is not counted here. Under
+Xvfb each buffer swap goes through llvmpipe (software GL), which is slow and
+sensitive to other load on the machine: the bench prints the load average.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +46,7 @@ def child(config: Path, size: str, scans: int, started: float) -> None:
 
     window_mb = rss_mb("VmRSS")
     renderer = glGetString(GL_RENDERER).decode(errors="replace")
+    before = set(sys.modules)
 
     from kiosk import config as kconfig
     from kiosk.ui import demo
@@ -54,6 +60,8 @@ def child(config: Path, size: str, scans: int, started: float) -> None:
 
     def idle_drawn(_dt):
         result["start_to_idle_s"] = time.time() - started
+        result["idle_rss_mb"] = rss_mb("VmRSS")
+        result["heavy_at_start"] = sorted({m.split(".")[0] for m in set(sys.modules) - before} & HEAVY)
         Clock.schedule_once(lambda _dt: next_scan(0), 0.3)
 
     def next_scan(i):
@@ -79,6 +87,9 @@ def child(config: Path, size: str, scans: int, started: float) -> None:
     app.on_start_hooks.append(lambda a: Clock.schedule_once(idle_drawn, 0))
     app.run()
     parts.stop()
+
+
+HEAVY = {"escpos", "zxingcpp", "paho", "sqlite_utils", "cv2", "picamera2", "usb", "serial", "barcode"}
 
 
 def rss_mb(field: str) -> float:
@@ -114,12 +125,17 @@ def main() -> int:
     r = json.loads(lines[-1])
     lat = sorted(r["latencies"])
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else float("nan")
-    print(f"UI benchmark ({args.size}, {len(lat)} scans)")
-    print(f"  process start to idle screen   {r['start_to_idle_s']:.2f} s    (goal < 3 s)")
+    own_idle = r["idle_rss_mb"] - r["window_rss_mb"]
+    own_peak = r["peak_rss_mb"] - r["window_rss_mb"]
+    print(f"UI benchmark ({args.size}, {len(lat)} scans, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs)")
+    print(f"  process start to idle screen   {r['start_to_idle_s']:.2f} s    (goal < 1.5 s)")
     print(f"  payload event to verdict shown median {statistics.median(lat):.1f} ms, "
-          f"p95 {p95:.1f} ms, max {lat[-1]:.1f} ms    (goal < 100 ms)")
-    print(f"  peak RSS                       {r['peak_rss_mb']:.0f} MB    (goal < 150 MB)")
-    print(f"    of which a bare Kivy window  {r['window_rss_mb']:.0f} MB    (GL renderer: {r['renderer']})")
+          f"p95 {p95:.1f} ms, max {lat[-1]:.1f} ms    (goal p95 < 50 ms)")
+    print(f"  kiosk's own memory             {own_peak:.1f} MB peak, {own_idle:.1f} MB at idle    (goal < 40 MB)")
+    print(f"    above a bare Kivy window     {r['window_rss_mb']:.0f} MB; process peak RSS "
+          f"{r['peak_rss_mb']:.0f} MB (GL renderer: {r['renderer']})")
+    print("    heavy libraries loaded at start: " + (", ".join(r["heavy_at_start"]) or "none"))
     return 0
 
 

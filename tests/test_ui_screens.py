@@ -96,13 +96,13 @@ def on(h, screen: str) -> bool:
     return h.until(lambda: h.app.sm.current == screen and not h.app.sm.transition.is_active)
 
 
-def test_idle_screen_language_button_and_return_to_default(kiosk):
+def test_idle_screen_language_choice_and_return_to_default(kiosk):
     h, parts, built = kiosk()  # camera "none": the prompt points at the staff
     assert on(h, c.IDLE)
     assert h.widget("instruction").text == "Show your wallet card's QR code to the staff"
-    h.tap_id("language_button")
+    h.tap(h.widget("languages").button("uz"))
     assert "koʻrsating" in h.widget("instruction").text
-    assert h.widget("language_button").text == "O\u02bbzbekcha"
+    assert h.widget("languages").button("uz").chosen
     h.app.deliver_scan(built.payloads["expired"])
     assert on(h, c.VERDICT)
     assert h.widget("reason").text == "Bu mukofotning muddati tugagan"
@@ -267,6 +267,7 @@ def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
         assert on(h, c.STAFF)
         h.tap_id("diagnostics")
         assert on(h, c.DIAGNOSTICS)
+        assert h.until(lambda: h.screen.ids.retry.opacity == 1)  # shown: a receipt waits
         h.tap_id("retry")
         assert h.until(lambda: h.screen.ids.message.text == "Receipts printed: 1")
         assert parts.controller.printer.pending() == []
@@ -284,9 +285,9 @@ def test_missing_camera_is_shown_to_staff_and_codes_can_be_typed(kiosk):
     assert on(h, c.STAFF)
     h.tap_id("diagnostics")
     assert on(h, c.DIAGNOSTICS)
-    assert h.until(lambda: "FAIL  Camera" in h.screen.ids.body.text)
-    assert h.until(lambda: "OK  gpio: LED" in h.screen.ids.body.text)
-    assert "confirm button" in h.screen.ids.body.text
+    assert h.until(lambda: "\u00d7  Camera: not working" in h.screen.ids.body.text)
+    assert h.until(lambda: "OK  Lights, buzzer and button: fine" in h.screen.ids.body.text)
+    assert h.screen.ids.retry.opacity == 0  # nothing waits to print
     h.tap_id("back")
     assert on(h, c.STAFF)
     h.tap_id("keypad")

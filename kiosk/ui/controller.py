@@ -138,7 +138,7 @@ class Controller:
         if self.result is None:
             return None
         return verdict_view(self.result, self.lang, this_device=self._device(),
-                            now=datetime.now(UTC))
+                            now=datetime.now(UTC), device_name=self.settings.device_name)
 
     def _device(self) -> str:
         return self.ledger.identity.device if self.ledger is not None else ""
@@ -429,9 +429,11 @@ class Controller:
         self._finish()
         return True
 
-    def set_language(self, lang: str) -> None:
+    def set_language(self, lang: str, *, staff: bool = False) -> None:
         if lang not in LANGUAGES:
             return
+        if staff:  # a staff pick stays the kiosk's language until staff change it
+            self.default_lang = lang
         self.lang = lang
         if self.screen == IDLE and lang != self.default_lang:
             self.lang_deadline = self.now() + self.settings.language_timeout

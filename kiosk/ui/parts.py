@@ -17,6 +17,7 @@ from kiosk.core import audit
 from kiosk.core.store import Store
 from kiosk.ui import settings as ui_settings
 from kiosk.ui.controller import Controller
+from kiosk.ui.sounds import Sounds, Together
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,10 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     problems: list[str] = []
     printer = _printer(cfg, ledger.store, problems)
     signals = _signals(cfg, problems, pin_factory)
+    settings = ui_settings.from_config(cfg)
+    sounds = Sounds(volume=settings.sound_volume, mute=settings.mute)  # the screen's own speaker
     controller = Controller(
-        ledger, settings=ui_settings.from_config(cfg), printer=printer, signals=signals,
+        ledger, settings=settings, printer=printer, signals=Together(signals, sounds),
         worker=worker or Worker(post, "kiosk-db"),
         print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
         status_reader=_status_reader(), diagnostics=_diagnostics(cfg),

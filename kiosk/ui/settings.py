@@ -4,9 +4,11 @@ Keys (all optional): ``fullscreen`` (bool, false), ``width``/``height`` (window 
 800x480), ``rotation`` (0/90/180/270), ``pin_hash`` (from ``kiosk pin-hash``),
 ``logo`` (image path), ``camera_position`` (top/bottom), ``verdict_timeout``, ``refusal_timeout``, ``done_timeout``,
 ``staff_timeout``, ``language_timeout`` (seconds), ``max_pin_tries``,
-``pin_lockout`` (seconds) and ``auto_confirm`` (bool, false: a ready verdict nobody
-confirmed is confirmed by itself when ``verdict_timeout`` runs out, instead of being
-dropped and recorded as unconfirmed).
+``pin_lockout`` (seconds), ``sound_volume`` (0..1, 0.8), ``mute`` (bool, false) and
+``auto_confirm`` (bool, false: a ready verdict nobody confirmed is confirmed by itself
+when ``verdict_timeout`` runs out, instead of being dropped and recorded as
+unconfirmed). From ``[device]``: ``language``, ``business_name`` and ``name`` (this
+counter's friendly name, "Front counter", shown instead of its id).
 """
 
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ class UiSettings:
     logo: Path | None = None
     camera_position: str = "top"
     business_name: str = ""
+    device_name: str = ""
     language: str = "en"
     verdict_timeout: float = 30.0
     refusal_timeout: float = 10.0
@@ -34,6 +37,8 @@ class UiSettings:
     max_pin_tries: int = 5
     pin_lockout: float = 30.0
     auto_confirm: bool = False
+    sound_volume: float = 0.8
+    mute: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -44,7 +49,8 @@ _TIMEOUTS = ("verdict_timeout", "refusal_timeout", "done_timeout", "staff_timeou
 def from_config(cfg) -> UiSettings:
     """Settings from a loaded Config; bad values raise ConfigError naming the key."""
     ui = cfg.section("ui")
-    s = UiSettings(business_name=cfg.business_name, language=cfg.language)
+    s = UiSettings(business_name=cfg.business_name, language=cfg.language,
+                   device_name=cfg.section("device").get("name", str, "").strip())
     s.fullscreen = ui.get("fullscreen", bool, s.fullscreen)
     for key in ("width", "height"):
         value = ui.get(key, int, getattr(s, key))
@@ -67,4 +73,8 @@ def from_config(cfg) -> UiSettings:
         setattr(s, key, float(value))
     s.max_pin_tries = ui.get("max_pin_tries", int, s.max_pin_tries)
     s.auto_confirm = ui.get("auto_confirm", bool, s.auto_confirm)
+    s.sound_volume = float(ui.get("sound_volume", (int, float), s.sound_volume))
+    if not 0 <= s.sound_volume <= 1:
+        raise ui.error("sound_volume", f"{s.sound_volume} is not between 0 and 1")
+    s.mute = ui.get("mute", bool, s.mute)
     return s

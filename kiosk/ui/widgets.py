@@ -1,25 +1,44 @@
-"""Small widgets shared by the screens: drawn icons, the keypad, the camera hint.
+"""Small widgets shared by the screens: text that fits its box, drawn icons, the
+keypad, the camera hint.
 
-Icons are drawn with canvas lines instead of font glyphs (Noto Sans has no check
-mark), so they look the same in every language. The keypad only reports keys; the
-screen passes them to the controller.
+Every label and button on the kiosk is a :class:`FitLabel` / :class:`FitButton`:
+``max_font`` is the size the layout wants, and the text shrinks (measured with
+Kivy's own text layout, never guessed from its length) until it fits its box
+without breaking a word. Icons are drawn with canvas lines instead of font glyphs
+(Noto Sans has no check mark), so they look the same in every language. The keypad
+only reports keys; the screen passes them to the controller.
+
+Colours: every text is at least 4.5:1 against its background (WCAG AA), checked by
+``tests/test_ui_readable.py`` with :mod:`kiosk.ui.legibility`. Amber is light, so
+its text is dark (``tone_text``).
 """
 
+import bisect
 import math
 
 from kivy.animation import Animation
+from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
 from kivy.graphics import Color, Ellipse, Line
-from kivy.properties import ListProperty, NumericProperty, OptionProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    ListProperty,
+    NumericProperty,
+    OptionProperty,
+    StringProperty,
+)
+from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
 TONE_COLOURS = {
-    "ok": (0.05, 0.50, 0.24, 1),
-    "done": (0.05, 0.50, 0.24, 1),
-    "used": (0.70, 0.12, 0.12, 1),
-    "bad": (0.70, 0.12, 0.12, 1),
-    "time": (0.78, 0.45, 0.0, 1),
+    "ok": (0.02, 0.40, 0.19, 1),
+    "done": (0.02, 0.40, 0.19, 1),
+    "used": (0.66, 0.10, 0.10, 1),
+    "bad": (0.66, 0.10, 0.10, 1),
+    "time": (0.98, 0.72, 0.15, 1),
     "info": (0.20, 0.30, 0.48, 1),
     "error": (0.45, 0.10, 0.40, 1),
     "idle": (0.08, 0.12, 0.22, 1),
@@ -29,10 +48,94 @@ TONE_COLOURS = {
     "done_paper": (0.97, 0.97, 0.95, 1),  # Done is light, so it never looks like Ready
     "done_ink": (0.04, 0.38, 0.18, 1),
 }
+DARK_TEXT = (0.10, 0.08, 0.02, 1)
+LIGHT_TEXT = (1, 1, 1, 1)
 
 
 def tone_colour(tone: str):
     return TONE_COLOURS.get(tone, TONE_COLOURS["idle"])
+
+
+def tone_text(tone: str):
+    """The text colour on a ``tone`` background: dark on amber, else white."""
+    return DARK_TEXT if tone == "time" else LIGHT_TEXT
+
+
+# whole-pixel font sizes about 8% apart (each is int(8 * 1.08 ** k), plus 1..7 px)
+FONT_LADDER = sorted({*range(1, 8), *(int(8 * 1.08 ** k) for k in range(60))})
+
+
+def font_step(size: float) -> int:
+    """The largest ladder size not above ``size``. Kivy's SDL2 text provider opens (and
+    caches) one font object per size: few sizes, little memory."""
+    return FONT_LADDER[max(0, bisect.bisect_right(FONT_LADDER, size) - 1)]
+
+
+def measure(text: str, font_size: float, wrap: float | None, **options) -> tuple[float, float, bool]:
+    """(width, height, a word was broken) of ``text`` laid out by Kivy at ``font_size``,
+    wrapped at ``wrap`` px (None: one line per paragraph)."""
+    core = CoreLabel(text=text, font_size=font_size, text_size=(wrap, None), **options)
+    w, h = core.render()
+    rendered = sum(len("".join(word.text for word in line.words).split()) for line in core._cached_lines)
+    return w, h, rendered > len(text.split())
+
+
+class Fit:
+    """Mixin for Label/Button: ``font_size`` follows ``max_font`` down to ``min_font``
+    until the text fits the box (``text_size`` width or the width; the height unless
+    ``fit_height`` is off, e.g. inside a ScrollView) and no word is broken."""
+
+    max_font = NumericProperty(20)
+    min_font = NumericProperty(9)
+    fit_height = BooleanProperty(True)
+
+    def __init__(self, **kwargs):
+        self._fit_trigger = Clock.create_trigger(self.fit, -1)
+        super().__init__(**kwargs)
+        self.fbind("text", self._fit_trigger)
+        for name in ("size", "text_size", "max_font", "min_font", "fit_height", "bold", "font_name",
+                     "padding", "line_height"):
+            self.fbind(name, self._fit_trigger)
+        self._fit_trigger()
+
+    def fitted(self, start: float, bold: bool | None = None) -> int:
+        """The largest ladder size from ``start`` down at which the text fits
+        (``bold`` overrides the label's own, to measure the wider face)."""
+        size = max(self.min_font, font_step(start))
+        text = self.text
+        if not text.strip() or self.width <= 1 or self.height <= 1 or self.get_root_window() is None:
+            return size  # nothing to fit, or not on screen (KioskScreen fits on entering)
+        wrap = self.text_size[0]
+        box_w = min(wrap or self.width, self.width)
+        box_h = self.height if self.fit_height else float("inf")
+        options = dict(font_name=self.font_name, bold=self.bold if bold is None else bold, halign=self.halign,
+                       padding=self.padding, line_height=self.line_height)
+        for _ in range(12):
+            w, h, broken = measure(text, size, wrap, **options)
+            if (w <= box_w and h <= box_h and not broken) or size <= self.min_font:
+                break
+            scale = min(box_w / w if w > box_w else 1.0,
+                        (box_h / h) ** 0.5 if h > box_h else 1.0,
+                        0.92 if broken else 1.0)
+            size = max(self.min_font, font_step(min(size - 1, size * scale)))
+        return size
+
+    def fit(self, *_):
+        size = self.fitted(self.max_font)
+        if abs(self.font_size - size) > 0.01:
+            self.font_size = size
+
+
+class FitLabel(Fit, Label):
+    pass
+
+
+class FitButton(Fit, Button):
+    """A button whose fill is ``tint`` at the alphas ``fill`` = (normal, pressed,
+    disabled); set those, not ``background_color`` (one rule owns it)."""
+
+    tint = ListProperty([1, 1, 1, 1])
+    fill = ListProperty([0.16, 0.35, 0.06])
 
 
 class Icon(Widget):
@@ -121,7 +224,7 @@ class CameraHint(Widget):
                      width=max(2, half * .08))
 
 
-class KeyButton(Button):
+class KeyButton(FitButton):
     key = StringProperty("")
 
 
@@ -151,4 +254,51 @@ class Keypad(GridLayout):
         return next(b for b in self.children if b.key == key)
 
     def on_key(self, key):
+        pass
+
+
+class LanguageButton(FitButton):
+    lang = StringProperty("en")
+    chosen = BooleanProperty(False)
+
+
+class LanguageBar(BoxLayout):
+    """All four languages as labelled choices, each in its own words; the current one
+    is bold and underlined. A tap dispatches ``on_pick(lang)``. ``fg`` is the text
+    colour of the screen it sits on."""
+
+    current = StringProperty("en")
+    fg = ListProperty([1, 1, 1, 1])
+    max_font = NumericProperty(16)  # the names share one size: the largest that fits all
+    __events__ = ("on_pick",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from kiosk.ui.i18n import LANGUAGE_NAMES, LANGUAGES
+
+        self._even_trigger = Clock.create_trigger(self._even, -1)
+        for lang in LANGUAGES:
+            button = LanguageButton(lang=lang, text=LANGUAGE_NAMES[lang], max_font=self.max_font)
+            button.bind(on_release=lambda b: self.dispatch("on_pick", b.lang), size=self._even_trigger,
+                        text_size=self._even_trigger)
+            self.add_widget(button)
+        self.bind(current=self._mark, fg=self._mark, max_font=self._even_trigger)
+        self._mark()
+
+    def _even(self, *_):
+        # bold (the chosen one) is wider: measure every name bold
+        common = min(b.fitted(self.max_font, bold=True) for b in self.children)
+        for button in self.children:
+            button.max_font = common
+
+    def _mark(self, *_):
+        for button in self.children:
+            button.chosen = button.lang == self.current
+            button.color = button.tint = self.fg
+
+    def button(self, lang: str):
+        """The button for ``lang`` (tests press it with real touch events)."""
+        return next(b for b in self.children if b.lang == lang)
+
+    def on_pick(self, lang):
         pass

@@ -9,6 +9,7 @@ from kivy.properties import BooleanProperty, StringProperty
 
 from kiosk.core.bundle import reward_title
 from kiosk.ui.i18n import N_, tr
+from kiosk.ui.present import printer_problem
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.screens.verdict import notice
 
@@ -40,6 +41,6 @@ class DoneScreen(KioskScreen):
         self.title = reward_title(result.reward, lang) or result.title
         state = controller.print_state
         self.receipt = tr(RECEIPT[state], lang) if state in RECEIPT and not controller.again else ""
-        problem = controller.print_message if state in ("queued", "failed") else ""
+        problem = printer_problem(controller.print_message, lang) if state in ("queued", "failed") else ""
         code = tr("Code …{code}", lang).format(code=result.masked_code or "?")
         self.detail = f"{code} · {problem}" if problem and not controller.again else code

@@ -44,6 +44,3 @@ class IdleScreen(KioskScreen):
 
     def on_leave(self, *_):
         self.ids.hint.stop()
-
-    def on_language(self) -> None:
-        self.controller.cycle_language()

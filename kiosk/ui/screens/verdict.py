@@ -8,7 +8,7 @@ from kivy.properties import BooleanProperty, ListProperty, NumericProperty, Stri
 
 from kiosk.ui.i18n import N_, tr
 from kiosk.ui.screens.base import KioskScreen
-from kiosk.ui.widgets import tone_colour
+from kiosk.ui.widgets import tone_colour, tone_text
 
 WAITING = N_("Next customer waiting: finish this one first")
 WARNING = N_("Not confirmed yet: Confirm or Cancel ({n} s)")
@@ -25,6 +25,7 @@ def notice(controller) -> str:
 
 class VerdictScreen(KioskScreen):
     bg = ListProperty(tone_colour("idle"))
+    fg = ListProperty(tone_text("idle"))
     icon = StringProperty("check")
     tone = StringProperty("")
     reason = StringProperty("")
@@ -32,6 +33,7 @@ class VerdictScreen(KioskScreen):
     type_line = StringProperty("")
     detail = StringProperty("")
     notice = StringProperty("")
+    next_step = StringProperty("")
     can_confirm = BooleanProperty(False)
     busy = BooleanProperty(False)
     token = NumericProperty(0)
@@ -42,15 +44,18 @@ class VerdictScreen(KioskScreen):
         if view is None:  # an error before any verdict: only the message
             self.tone, self.icon, self.title, self.type_line = "error", "alert", "", ""
             self.reason, self.detail, self.can_confirm = controller.record_error, "", False
+            self.next_step = ""
         else:
             self.tone, self.icon, self.reason = view.tone, view.icon, view.reason
             self.title, self.type_line = view.title, view.type_line
             self.detail = controller.record_error or view.detail
             self.can_confirm = view.can_confirm
+            self.next_step = "" if controller.record_error else view.next_step
             if controller.record_error:
                 self.tone, self.icon = "error", "alert"
         flash = controller.warning % 2 == 1  # the countdown flashes once a second
         self.bg = list(tone_colour("warn" if flash else self.tone))
+        self.fg = list(tone_text("warn" if flash else self.tone))
         self.notice = notice(controller)
         self.busy, self.token = controller.confirming, controller.token
 
