@@ -43,7 +43,7 @@ def test_demo_cards_come_per_customer_or_on_space(kiosk, window):  # noqa: F811
         h.tap_id("cancel")
         assert on(h, c.IDLE)
         run_for(h, 1.2)
-        h.tap_id("language_button")  # someone explores Idle: the wait starts again
+        h.tap(h.widget("languages").button("uz"))  # someone explores Idle: the wait starts again
         run_for(h, 1.2)
         assert dealer.deck.dealt == 1
         assert h.until(lambda: dealer.deck.dealt == 2, max_frames=2000)

@@ -241,6 +241,7 @@ def test_customer_switches_language_on_the_verdict_and_done_screens(app):
     assert h.widget("headline").text == tr("Redeemed", "ru")
     h.tap(h.widget("languages").button("kk"))
     assert h.until(lambda: h.widget("headline").text == tr("Redeemed", "kk"))
+    assert h.until(lambda: not h.widget("next_button").disabled)  # Done's double-tap guard
     h.tap_id("next_button")
     assert _on(h, "idle")
     assert c.lang == "en"  # the next customer starts in the kiosk's language
