@@ -172,16 +172,16 @@ def test_checks_absent_when_the_machine_has_no_sensor(device, tmp_path):
 def test_sync_agent_state_comes_from_the_shared_database(device):
     from datetime import UTC, datetime
 
-    from sync import status
+    from kiosk.core import syncstate
 
     cfg = config.load(device.path)
     ledger = device.ledger()
     now = datetime.now(UTC)
     only = _all_but("sync_agent")
-    status.write_status(ledger.store, seen_at=now, connected=False, last_error="TLS: bad CA")
+    syncstate.write_status(ledger.store, seen_at=now, connected=False, last_error="TLS: bad CA")
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == WARN and "TLS: bad CA" in check.message
-    status.write_status(ledger.store, seen_at=now, connected=True, last_sync=now)
+    syncstate.write_status(ledger.store, seen_at=now, connected=True, last_sync=now)
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == OK and "connected" in check.message
     ledger.store.close()

@@ -14,10 +14,10 @@ import uuid
 import pytest
 
 from kiosk import config, context
-from kiosk.core import importer
+from kiosk.core import importer, syncstate
 from kiosk.core.bundle import DirSource
 from kiosk.core.verdict import Verdict
-from sync import protocol, status
+from sync import protocol
 from sync.agent import Agent
 from sync.hq import publish as hq_publish
 from sync.hq.collect import Collector
@@ -100,7 +100,7 @@ def test_broker_stopped_during_a_batch_and_restarted(world, broker):
         broker.stop()  # mid-drain: some batches acked, some in flight, some unsent
         assert world.ledger.outbox_depth() > 0
         ids += [world.ledger.confirm(code).redemption_id for code in CODES[1500:1600]]
-        wait_until(lambda: not status.read_status(world.ledger.store)["connected"], 30,
+        wait_until(lambda: not syncstate.read_status(world.ledger.store)["connected"], 30,
                    what="agent notices the broker is gone")
         broker.start()
         assert_exactly_once(world, ids)
@@ -184,7 +184,7 @@ def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_
     store = world.ledger.store
 
     def list_error_says(word):
-        return lambda: word in (status.read_status(store)["list_error"] or "")
+        return lambda: word in (syncstate.read_status(store)["list_error"] or "")
 
     try:
         # signed by a key the device does not trust, under an unknown key id
@@ -220,7 +220,7 @@ def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_
         assert world.ledger.check("GOOD2").verdict is Verdict.READY
         assert world.ledger.check("EVIL1").verdict is Verdict.UNKNOWN
         assert world.ledger.check("EVIL2").verdict is Verdict.UNKNOWN
-        assert status.read_status(store)["list_error"]
+        assert syncstate.read_status(store)["list_error"]
     finally:
         agent.stop()
         thread.join(15)

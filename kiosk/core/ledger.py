@@ -60,6 +60,11 @@ class Identity:
     program: str
 
 
+def outbox_depth(store: Store) -> int:
+    """Events recorded here that HQ has not acknowledged yet."""
+    return store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+
 _USES = "SELECT uses, last_at, last_device, last_store FROM code_uses WHERE code_hash = ?"
 
 
@@ -243,7 +248,7 @@ class Ledger:
         return [json.loads(r[0]) for r in rows]
 
     def outbox_depth(self) -> int:
-        return self.store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return outbox_depth(self.store)
 
     def ack(self, event_ids: list[str]) -> int:
         """Delete acknowledged events from the outbox; returns how many were removed."""
