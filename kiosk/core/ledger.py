@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from kiosk.core import codelist, codes, importer, payload, timefmt
 from kiosk.core.bundle import reward_title
 from kiosk.core.clock import Clock
+from kiosk.core.events import Event
 from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
 from kiosk.core.verdict import Verdict, decide
@@ -175,13 +176,11 @@ class Ledger:
         """Insert a local redemption/void row and its outbox event; return the event."""
         seq = int(Store.get_meta_conn(tx, "seq") or 0) + 1
         at = timefmt.format(result.at)
-        event = {
-            "id": uuid7(), "seq": seq, "device": self.identity.device,
-            "store": self.identity.store, "kind": kind, "voids": voids,
-            "code_hash": result.code_hash, "reward_id": result.reward_id,
-            "list_version": result.detail.get("list_version"), "at": at,
-            "clock": result.clock, "staff": staff,
-        }
+        event = Event(
+            id=uuid7(), seq=seq, device=self.identity.device, store=self.identity.store,
+            kind=kind, voids=voids, code_hash=result.code_hash, reward_id=result.reward_id,
+            list_version=result.detail.get("list_version"), at=at, clock=result.clock,
+            staff=staff).to_dict()
         tx.execute(
             "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, reward_id, "
             "list_version, at, clock, staff, origin, masked_code) "
@@ -281,9 +280,7 @@ class Ledger:
                 "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, "
                 "reward_id, list_version, at, clock, staff, origin) VALUES (:id, :seq, :device, "
                 ":store, :kind, :voids, :code_hash, :reward_id, :list_version, :at, :clock, "
-                ":staff, 'remote')", {k: event.get(k) for k in (
-                    "id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
-                    "list_version", "at", "clock", "staff")})
+                ":staff, 'remote')", Event.from_dict(event).to_dict())
             if event["kind"] == "redeem":
                 self._apply_remote_redeem(tx, event)
             else:
