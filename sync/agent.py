@@ -159,7 +159,7 @@ class Agent:
         log.info("kiosk-sync %s: device %s, store %s, program %s, broker %s", __version__,
                  self.cfg.device_id, self.cfg.store, self.cfg.program, self.broker.url)
         syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
-                            broker=self.broker.url, pid=os.getpid(), stopped_at=None)
+                               broker=self.broker.url, pid=os.getpid(), stopped_at=None)
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive,
                                   clean_start=False,
                                   properties=connection.session_properties(self.settings.session_expiry_s))
@@ -246,7 +246,7 @@ class Agent:
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         syncstate.write_status(self.store, connected=True, last_error=None,
-                            seen_at=datetime.now(UTC))
+                               seen_at=datetime.now(UTC))
         self._heartbeat()
 
     def _disconnected(self, reason: str) -> None:
@@ -261,7 +261,7 @@ class Agent:
             log.warning("%s (%s); retrying with backoff", message, self.broker.url)
         self.last_error = message
         syncstate.write_status(self.store, connected=False, last_error=message,
-                            seen_at=datetime.now(UTC))
+                               seen_at=datetime.now(UTC))
 
     # -- messages -------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:

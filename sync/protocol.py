@@ -13,13 +13,10 @@ from dataclasses import dataclass
 from kiosk.core import timefmt
 from kiosk.core.events import FIELDS as EVENT_FIELDS  # noqa: F401 (the contract's fields)
 from kiosk.core.events import Event
+from kiosk.errors import ProtocolError
 
 ROOT = "kiosk/v1"
 OFFLINE = b"offline"
-
-
-class ProtocolError(ValueError):
-    """A message on the wire does not follow contract v1."""
 
 
 def program_root(program: str) -> str:

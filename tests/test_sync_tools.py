@@ -179,6 +179,23 @@ def test_enroll_writes_a_loadable_config_and_broker_entries(tmp_path, capsys):
     assert code == 1 and "--device" in err
 
 
+def test_wire_and_csv_errors_share_the_kiosk_root(tmp_path):
+    """A bad message and a bad CSV row are KioskErrors and ValueErrors (one exception root)."""
+    from kiosk.core import bundle_writer
+    from kiosk.errors import CsvError, KioskError, ProtocolError
+
+    with pytest.raises(KioskError) as wire:
+        protocol.decode_ack(b"[[[[")
+    assert isinstance(wire.value, ProtocolError) and isinstance(wire.value, ValueError)
+    assert protocol.ProtocolError is ProtocolError
+    with pytest.raises(KioskError) as row:
+        csv = tmp_path / "codes.csv"
+        csv.write_text("code,reward_id,op\nA1,r1,steal\n")
+        list(bundle_writer.records_from_csv(csv, b"salt", {"r1": {}}))
+    assert isinstance(row.value, CsvError) and isinstance(row.value, ValueError)
+    assert row.value.line == 2 and "op must be put or revoke" in str(row.value)
+
+
 def test_protocol_rejects_bad_messages():
     with pytest.raises(protocol.ProtocolError):
         protocol.decode_events(b"{}")
