@@ -350,3 +350,22 @@ def test_events_carry_every_field_uuid7_and_increasing_seq(listed):
 def test_codes_are_stored_only_as_hashes(listed):
     db = (Path(listed.config().data_dir) / "kiosk.sqlite").read_bytes()
     assert b"SOLO" not in db and b"TRIO" not in db
+
+
+def test_a_migration_with_a_trigger_applies_whole(tmp_path, monkeypatch):
+    """Migrations are split where SQLite says a statement ends, so a trigger body's ';'
+    does not cut it; the rows helper returns dicts by column name."""
+    from kiosk.core import store as store_module
+
+    trigger = ("CREATE TABLE audit (note TEXT);\n"
+               "CREATE TRIGGER meta_audit AFTER INSERT ON meta BEGIN\n"
+               "  INSERT INTO audit VALUES ('meta: ' || NEW.key);\n"
+               "  INSERT INTO audit VALUES ('done; really');\n"
+               "END;")
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, ("9999_t", trigger)])
+    db = store_module.Store(tmp_path / "kiosk.sqlite")
+    with db.transaction() as tx:
+        store_module.Store.set_meta(tx, "k", "v")
+    assert db.rows("SELECT note FROM audit") == [{"note": "meta: k"}, {"note": "done; really"}]
+    assert db.rows("SELECT name FROM migrations WHERE name = ?", ["9999_t"]) == [{"name": "9999_t"}]
+    db.close()

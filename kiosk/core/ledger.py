@@ -231,12 +231,12 @@ class Ledger:
         sql += " ORDER BY at DESC, seq DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return list(self.store.db.query(sql, params))
+        return self.store.rows(sql, params)
 
     def last_local_redemption(self) -> dict | None:
-        rows = list(self.store.db.query(
+        rows = self.store.rows(
             "SELECT * FROM redemptions WHERE origin = 'local' AND kind = 'redeem' "
-            "ORDER BY seq DESC LIMIT 1"))
+            "ORDER BY seq DESC LIMIT 1")
         return rows[0] if rows else None
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[dict]:
