@@ -387,3 +387,21 @@ def test_ack_of_unknown_ids_deletes_nothing(redeemed):
     sender.pump(now=0.0)
     assert sender.on_ack(["00000000-0000-7000-8000-000000000000"]) == 0
     assert redeemed.outbox_depth() == len(OUTBOX_CODES)
+
+
+def test_the_heartbeat_carries_the_device_state_the_ui_writes(agent):
+    """The UI writes camera/printer/paper/last scan through kiosk.core.syncstate; the
+    heartbeat sends exactly that (null until written, cleared by None)."""
+    from kiosk.core import syncstate
+
+    body = agent.heartbeat_body()
+    assert [body[k] for k in ("camera", "printer", "paper", "last_scan")] == [None] * 4
+    syncstate.write_device_state(agent.store, camera="ok", printer="paper_out", paper="out",
+                                 last_scan="2026-12-01T10:00:00Z")
+    body = agent.heartbeat_body()
+    assert (body["camera"], body["printer"], body["paper"]) == ("ok", "paper_out", "out")
+    assert body["last_scan"] == "2026-12-01T10:00:00Z"
+    syncstate.write_device_state(agent.store, printer=None)
+    assert agent.heartbeat_body()["printer"] is None
+    with pytest.raises(ValueError, match="unknown device state"):
+        syncstate.write_device_state(agent.store, toaster="on")
