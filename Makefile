@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench fuzz clean hq-catalogs
+.PHONY: venv system-deps demo test lint bench fuzz clean hq-catalogs constraints
 
 venv: $(STAMP)
 
@@ -54,3 +54,12 @@ fuzz: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+# The image's lock file: the base dependencies (no extras) resolved for Python 3.11
+# (bookworm's), around the apt numpy that picamera2 needs (image-build/apt-pins.txt).
+# pip-tools resolves on the machine it runs on; none of these packages has a
+# dependency that differs between linux x86_64 and aarch64, so the lock holds for a Pi.
+constraints: venv
+	CUSTOM_COMPILE_COMMAND="make constraints" $(BIN)/pip-compile --quiet --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --allow-unsafe --constraint image-build/apt-pins.txt \
+	  --output-file image-build/constraints.txt pyproject.toml

@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kiosk import connection  # noqa: E402
 from kiosk.core import ids  # noqa: E402
-from sync import connection, protocol, testing, testing_pg  # noqa: E402
+from sync import protocol, testing, testing_pg  # noqa: E402
 from sync.hq import credentials  # noqa: E402
 from sync.hq.db import HqDb  # noqa: E402
 

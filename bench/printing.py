@@ -24,6 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kiosk.hardware import escpos_setup  # noqa: E402
+
+escpos_setup.prepare()  # an entry point: before python-escpos is imported
+
 from kiosk.core import receipt  # noqa: E402
 from kiosk.errors import PrinterError  # noqa: E402
 from kiosk.hardware.printer import open_printer  # noqa: E402

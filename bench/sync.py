@@ -31,10 +31,14 @@ from pathlib import Path
 # This file is named sync.py: keep its folder off sys.path so `sync` is the package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from kiosk import config, context  # noqa: E402
+from kiosk import (  # noqa: E402
+    config,
+    connection,  # noqa: E402
+    context,
+)
 from kiosk.core import importer  # noqa: E402
 from kiosk.core.bundle import DirSource  # noqa: E402
-from sync import connection, protocol  # noqa: E402
+from sync import protocol  # noqa: E402
 from sync.hq import publish as hq_publish  # noqa: E402
 from sync.testing import (  # noqa: E402
     Broker,

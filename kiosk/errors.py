@@ -21,6 +21,18 @@ class BundleError(KioskError, ValueError):
         self.reason = reason
 
 
+class CsvError(KioskError, ValueError):
+    """A bad row in a codes CSV; ``line`` is the 1-based line number in the file."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+class ProtocolError(KioskError, ValueError):
+    """A message on the wire does not follow contract v1 (docs/sync.md)."""
+
+
 class StoreError(KioskError, RuntimeError):
     """The local database is unusable (corrupt, wrong schema, not writable)."""
 

@@ -138,15 +138,15 @@ class PrintService:
     def pending(self) -> list[dict]:
         """Receipts not printed yet, oldest first, with their last error."""
         with self._db:
-            return list(self.store.db.query(
+            return self.store.rows(
                 "SELECT id, redemption_id, reprint, lang, attempts, fault, error, created_at, "
-                "updated_at FROM print_jobs WHERE state = 'pending' ORDER BY id"))
+                "updated_at FROM print_jobs WHERE state = 'pending' ORDER BY id")
 
     def jobs(self, redemption_id: str) -> list[dict]:
         """Every print job of one redemption (printed, pending, cancelled)."""
         with self._db:
-            return list(self.store.db.query(
-                "SELECT * FROM print_jobs WHERE redemption_id = ? ORDER BY id", [redemption_id]))
+            return self.store.rows(
+                "SELECT * FROM print_jobs WHERE redemption_id = ? ORDER BY id", [redemption_id])
 
     # -- receipt content ----------------------------------------------------------
     def receipt_data(self, redemption_id: str, *, reprint: bool = False) -> receipt.ReceiptData:

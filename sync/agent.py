@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
-from kiosk import __version__, context, watchdog
+from kiosk import __version__, connection, context, watchdog
 from kiosk.config import Config
-from kiosk.core import ids, importer, timefmt
+from kiosk.core import ids, importer, syncstate, timefmt
 from kiosk.errors import ConfigError, KioskError
-from sync import connection, lists, protocol, remote, status
+from sync import lists, protocol, remote
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
 
@@ -93,7 +93,7 @@ class Agent:
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
             report=self._list_report, done=lambda ev: self.inbox.put(("imported", ev)))
         self.peers = PeerBudget(self.settings.peer_budget_per_hour)
-        known = status.read_status(self.store)  # counted, logged refusals, since enrolment
+        known = syncstate.read_status(self.store)  # counted, logged refusals, since enrolment
         self.rejected = {kind: known[f"rejected_{kind}"] for kind in ("messages", "fanout")}
         self.refused_here = 0
         self.spool_dir = cfg.data_dir / "sync-spool"
@@ -158,8 +158,8 @@ class Agent:
         """Run until :meth:`stop` (or SIGTERM via the CLI)."""
         log.info("kiosk-sync %s: device %s, store %s, program %s, broker %s", __version__,
                  self.cfg.device_id, self.cfg.store, self.cfg.program, self.broker.url)
-        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
-                            broker=self.broker.url, pid=os.getpid(), stopped_at=None)
+        syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
+                               broker=self.broker.url, pid=os.getpid(), stopped_at=None)
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive,
                                   clean_start=False,
                                   properties=connection.session_properties(self.settings.session_expiry_s))
@@ -245,8 +245,8 @@ class Agent:
                                (self.topics["live"], 1), self.remote.subscription()])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
-        status.write_status(self.store, connected=True, last_error=None,
-                            seen_at=datetime.now(UTC))
+        syncstate.write_status(self.store, connected=True, last_error=None,
+                               seen_at=datetime.now(UTC))
         self._heartbeat()
 
     def _disconnected(self, reason: str) -> None:
@@ -254,14 +254,14 @@ class Agent:
             log.warning("disconnected from %s: %s", self.broker.url, reason)
         self.connected = False
         self.sender.reset()
-        status.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
+        syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
 
     def _error(self, message: str) -> None:
         if message != self.last_error:
             log.warning("%s (%s); retrying with backoff", message, self.broker.url)
         self.last_error = message
-        status.write_status(self.store, connected=False, last_error=message,
-                            seen_at=datetime.now(UTC))
+        syncstate.write_status(self.store, connected=False, last_error=message,
+                               seen_at=datetime.now(UTC))
 
     # -- messages -------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -288,7 +288,7 @@ class Agent:
             log.warning("refused %s %s on %s (%d so far): %s",
                         count, "message(s)" if kind == "messages" else "fan-out event(s)",
                         where, self.rejected[kind], why)
-        status.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
+        syncstate.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
 
     def _on_ack(self, payload: bytes) -> None:
         ids, conflicts = protocol.decode_ack(payload)
@@ -298,7 +298,7 @@ class Agent:
         fields = {"last_ack_at": self.sender.last_ack, "seen_at": datetime.now(UTC)}
         if self.ledger.outbox_depth() == 0:
             fields["last_sync"] = self.sender.last_ack
-        status.write_status(self.store, **fields)
+        syncstate.write_status(self.store, **fields)
         log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
 
     def _on_live(self, payload: bytes) -> None:
@@ -352,22 +352,21 @@ class Agent:
             fields["list_error"] = None
             if self.ledger.outbox_depth() == 0:
                 fields["last_sync"] = datetime.now(UTC)
-        status.write_status(self.store, **fields)
+        syncstate.write_status(self.store, **fields)
         self._heartbeat()
 
     # -- heartbeat ----------------------------------------------------------------------
     def heartbeat_body(self) -> dict:
         have = importer.current(self.store)
         loading = importer.import_progress(self.store)
-        hw = dict(self.store.conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('camera.state', 'printer.state')").fetchall())
+        device = syncstate.read_device_state(self.store)
         return {
             "state": "online", "software": __version__, "device": self.cfg.device_id,
             "store": self.cfg.store, "list_version": have.version if have else None,
             "outbox": self.ledger.outbox_depth(), "last_error": self.last_error,
             "list_error": self.list_state.message if self.list_state and
             self.list_state.state == "rejected" else None,
-            "camera": hw.get("camera.state"), "printer": hw.get("printer.state"),
+            **device,
             "rejected": dict(self.rejected),
             "list_loading": loading.text() if loading else None,
             "at": timefmt.format(datetime.now(UTC)), **self.remote.heartbeat_fields(),
@@ -381,7 +380,7 @@ class Agent:
             self.client.publish(self.topics["status"], json.dumps(body).encode(), qos=1, retain=True)
             if body["outbox"] == 0:
                 fields["last_sync"] = now
-        status.write_status(self.store, **fields)
+        syncstate.write_status(self.store, **fields)
 
     def _shutdown(self) -> None:
         self.remote.stop()
@@ -394,7 +393,7 @@ class Agent:
         self.client.disconnect()
         self.client.loop_stop()
         now = datetime.now(UTC)
-        status.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
+        syncstate.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
         self.store.close()
         log.info("kiosk-sync stopped")
 

@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def skip_optional_numpy() -> None:
-    """sqlite-utils imports numpy and pandas if installed, only to map their types; the
-    agent never uses them and they would cost it about 12 MB of resident memory.
-    Call before anything imports sqlite-utils (the agent and its list-import child)."""
+    """The agent never uses numpy or pandas, and a library that imports them when they are
+    installed (sqlite-utils did, to map their types) would cost it about 12 MB of
+    resident memory: keep them out (the agent and its list-import child)."""
     for name in ("numpy", "pandas"):
         sys.modules.setdefault(name, None)
 

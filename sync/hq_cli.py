@@ -8,7 +8,8 @@ from pathlib import Path
 
 from kiosk.core import atomic, bundle_writer, keys
 from kiosk.core.bundle import REWARD_TYPES
-from kiosk.core.bundle_writer import CsvError, Spec
+from kiosk.core.bundle_writer import Spec
+from kiosk.errors import CsvError
 
 DEFAULT_REWARDS = {
     "reward": {"type": "item", "value": 1, "title": {"en": "Reward"}},

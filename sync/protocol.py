@@ -11,15 +11,12 @@ import re
 from dataclasses import dataclass
 
 from kiosk.core import timefmt
+from kiosk.core.events import FIELDS as EVENT_FIELDS  # noqa: F401 (the contract's fields)
+from kiosk.core.events import Event
+from kiosk.errors import ProtocolError
 
 ROOT = "kiosk/v1"
-EVENT_FIELDS = ("id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
-                "list_version", "at", "clock", "staff")
 OFFLINE = b"offline"
-
-
-class ProtocolError(ValueError):
-    """A message on the wire does not follow contract v1."""
 
 
 def program_root(program: str) -> str:
@@ -140,7 +137,7 @@ _OPTIONAL_INT = ("seq", "list_version")
 def check_event(event) -> dict:
     """One event as contract v1 has it (docs/sync.md), or :class:`ProtocolError`.
 
-    Only the fields of :data:`EVENT_FIELDS` are kept; strings are bounded; ``at`` must
+    Only the fields of :class:`Event` are kept; strings are bounded; ``at`` must
     be an RFC 3339 time; a void names the redemption it undoes."""
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise ProtocolError("every event must be an object with a string id")
@@ -170,7 +167,7 @@ def check_event(event) -> dict:
             timefmt.parse(at)
         except (ValueError, OverflowError):
             raise ProtocolError(f"event {event_id}: at must be an RFC 3339 time") from None
-    return {k: event.get(k) for k in EVENT_FIELDS}
+    return Event.from_dict(event).to_dict()
 
 
 def decode_events(payload: bytes) -> list[dict]:

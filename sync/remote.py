@@ -60,7 +60,9 @@ def acl_lines(program: str, store: str, device: str) -> list[str]:
 def run_doctor(cfg) -> dict:
     """``kiosk doctor --json`` as this process can run it (see the module docstring)."""
     from kiosk.doctor import run_checks, worst
+    from kiosk.hardware import escpos_setup
 
+    escpos_setup.prepare()  # the printer check loads python-escpos in this process
     checks = run_checks(cfg, skip=set(SKIP), probe_printer=False)
     return {"status": worst(checks), "checks": [c.to_dict() for c in checks]}
 

@@ -276,7 +276,7 @@ def hq_settings(broker: "Broker", user: str | None = None):
     """Broker settings for ``user`` (a device or ``hq``, created if missing), or, without
     a user, for a new HQ login of its own: the broker makes the client id the user
     name, so two HQ clients sharing a login would knock each other off."""
-    from sync import connection
+    from kiosk import connection
 
     user = user or f"hq-{os.getpid()}-{next(_hq_logins)}"
     password = broker.folder / f"{user}.password"
@@ -421,9 +421,9 @@ class Estate:
         return proc
 
     def connected(self, device: str) -> bool:
-        from sync import status
+        from kiosk.core import syncstate
 
-        return status.read_status(self.ledgers[device].store)["connected"]
+        return syncstate.read_status(self.ledgers[device].store)["connected"]
 
     def collector(self, db_path: Path | None = None):
         """An HQ collector (its own HQ login) in a thread, connected when returned."""

@@ -3,14 +3,12 @@
 Builders live in tests/helpers.py so test files can also call them directly.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import Hq, make_device  # tests/ is on the path: pyproject's pythonpath
 
-sys.path.insert(0, str(Path(__file__).parent))
+from kiosk.hardware import escpos_setup
 
-from helpers import Hq, make_device  # noqa: E402
+escpos_setup.prepare()  # the suite is an entry point: before python-escpos is imported
 
 
 @pytest.fixture

@@ -45,3 +45,25 @@ def test_parsers_have_the_core_commands():
 def test_command_is_documented(cmd):
     pattern = re.compile(r"(?<![\w-])" + re.escape(cmd).replace(r"\ ", r"\s+") + r"(?![\w-])")
     assert pattern.search(docs_text()), f"`{cmd}` is not mentioned in README.md or docs/*.md"
+
+
+def _event_table_fields() -> list[str]:
+    """The field names of docs/sync.md's event table, in order (``a``, ``b`` rows give both)."""
+    text = (ROOT / "docs" / "sync.md").read_text(encoding="utf-8")
+    table = text.split("An event (", 1)[1].split("\n\n", 2)[1]
+    names = []
+    for row in table.splitlines()[2:]:
+        names += re.findall(r"`(\w+)`", row.split("|")[1])
+    return names
+
+
+def test_the_documented_event_is_the_event_type():
+    """docs/sync.md's event table lists exactly the fields of the one event type, in order;
+    the ledger records events of that shape and the wire check keeps exactly them."""
+    from dataclasses import fields
+
+    from kiosk.core.events import Event
+    from sync import protocol
+
+    assert _event_table_fields() == [f.name for f in fields(Event)]
+    assert protocol.Event is Event and tuple(_event_table_fields()) == protocol.EVENT_FIELDS

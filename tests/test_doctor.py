@@ -12,7 +12,7 @@ from helpers import make_bundle, run_main
 from PIL import Image
 
 from kiosk import cli, config
-from kiosk.doctor import FAIL, OK, WARN, Options, run_checks
+from kiosk.doctor import FAIL, OK, WARN, Check, Options, run_checks, system
 from kiosk.hardware.camera import synthetic
 from kiosk.hardware.printer.fake_server import HEALTHY, PAPER_OUT, FakeNetworkPrinter
 from sync.testing import Broker
@@ -172,16 +172,16 @@ def test_checks_absent_when_the_machine_has_no_sensor(device, tmp_path):
 def test_sync_agent_state_comes_from_the_shared_database(device):
     from datetime import UTC, datetime
 
-    from sync import status
+    from kiosk.core import syncstate
 
     cfg = config.load(device.path)
     ledger = device.ledger()
     now = datetime.now(UTC)
     only = _all_but("sync_agent")
-    status.write_status(ledger.store, seen_at=now, connected=False, last_error="TLS: bad CA")
+    syncstate.write_status(ledger.store, seen_at=now, connected=False, last_error="TLS: bad CA")
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == WARN and "TLS: bad CA" in check.message
-    status.write_status(ledger.store, seen_at=now, connected=True, last_sync=now)
+    syncstate.write_status(ledger.store, seen_at=now, connected=True, last_sync=now)
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == OK and "connected" in check.message
     ledger.store.close()
@@ -205,3 +205,41 @@ def test_skip_accepts_printed_names_and_refuses_unknown_ones(tmp_path, capsys):
         cli.main(["--config", str(cfg), "doctor", "--skip", "snyc"])
     assert exit_info.value.code == 2
     assert "no check named 'snyc'" in capsys.readouterr().err
+
+
+# -- ``kiosk doctor``: a check that crashes is a FAIL, and the exit code says so.
+#
+# A crashing check means the technician cannot trust that part of the kiosk; reporting
+# it as a warning would let a script (or the image's first-boot test) pass a broken
+# kiosk. The crash is injected into one real check; the others run for real.
+
+ONLY_CONFIG_AND_TEMPERATURE = [
+    arg for name in ("database", "code_list", "outbox", "sync_agent", "broker",
+                     "camera_and_decode", "printer", "gpio", "disk", "clock", "throttling")
+    for arg in ("--skip", name)]
+
+
+def doctor(device):
+    run = device.run("doctor", "--json", *ONLY_CONFIG_AND_TEMPERATURE)
+    return run.rc, run.json()
+
+
+def test_a_crashing_check_fails_the_doctor(device, monkeypatch):
+    def temperature(ctx):
+        raise RuntimeError("sensor driver bug")
+
+    monkeypatch.setattr(system, "temperature", temperature)
+    rc, report = doctor(device)
+    found = {c["name"]: c for c in report["checks"]}
+    assert found["temperature"]["status"] == FAIL
+    assert "check crashed" in found["temperature"]["message"]
+    assert "sensor driver bug" in found["temperature"]["message"]
+    assert report["status"] == FAIL and rc == 1
+
+
+def test_the_same_checks_pass_when_nothing_crashes(device, monkeypatch):
+    monkeypatch.setattr(system, "temperature", lambda ctx: Check("temperature", OK, "CPU at 45.0 C"))
+    rc, report = doctor(device)
+    assert [c["status"] for c in report["checks"] if c["status"] == FAIL] == []
+    assert rc == 0
+

@@ -350,3 +350,56 @@ def test_events_carry_every_field_uuid7_and_increasing_seq(listed):
 def test_codes_are_stored_only_as_hashes(listed):
     db = (Path(listed.config().data_dir) / "kiosk.sqlite").read_bytes()
     assert b"SOLO" not in db and b"TRIO" not in db
+
+
+def test_a_migration_with_a_trigger_applies_whole(tmp_path, monkeypatch):
+    """Migrations are split where SQLite says a statement ends, so a trigger body's ';'
+    does not cut it; the rows helper returns dicts by column name."""
+    from kiosk.core import store as store_module
+
+    trigger = ("CREATE TABLE audit (note TEXT);\n"
+               "CREATE TRIGGER meta_audit AFTER INSERT ON meta BEGIN\n"
+               "  INSERT INTO audit VALUES ('meta: ' || NEW.key);\n"
+               "  INSERT INTO audit VALUES ('done; really');\n"
+               "END;")
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, ("9999_t", trigger)])
+    db = store_module.Store(tmp_path / "kiosk.sqlite")
+    with db.transaction() as tx:
+        store_module.Store.set_meta(tx, "k", "v")
+    assert db.rows("SELECT note FROM audit") == [{"note": "meta: k"}, {"note": "done; really"}]
+    assert db.rows("SELECT name FROM migrations WHERE name = ?", ["9999_t"]) == [{"name": "9999_t"}]
+    db.close()
+
+
+# -- A long-lived ledger sees what other connections commit.
+#
+# The UI keeps one ledger open for days while the sync agent (another process)
+# installs code lists. The ledger caches the current list; that cache must follow
+# commits made elsewhere, or a kiosk that booted without a list would answer
+# "no list" for ever, and a new list's rewards and version would never show.
+
+@pytest.fixture
+def long_lived(device):
+    ledger = device.ledger()
+    yield ledger
+    ledger.store.close()
+
+
+def test_first_list_imported_elsewhere_is_seen(hq, device, long_lived):
+    assert long_lived.check("LIVE-0001").verdict is Verdict.NO_LIST
+    assert device.import_(hq.bundle(["LIVE-0001"], 1)).rc == 0  # another connection
+    result = long_lived.check("LIVE-0001")
+    assert result.verdict is Verdict.READY
+    assert result.title == "Free coffee"
+
+
+def test_new_list_version_and_rewards_imported_elsewhere_are_seen(hq, device, long_lived):
+    assert device.import_(hq.bundle(["LIVE-0002"], 1)).rc == 0
+    assert long_lived.check("LIVE-0002").detail["list_version"] == 1
+    assert device.import_(hq.bundle([{"code": "LIVE-0002", "reward_id": "ten"}], 2)).rc == 0
+    result = long_lived.check("LIVE-0002")
+    assert result.detail["list_version"] == 2
+    assert result.reward_id == "ten" and result.title == "10% off"
+    redeemed = long_lived.confirm("LIVE-0002")
+    assert redeemed.verdict is Verdict.REDEEMED
+    assert long_lived.pending_events(10)[0]["list_version"] == 2

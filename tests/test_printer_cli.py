@@ -127,3 +127,34 @@ def test_reprint_and_print_queue_commands(hq, tmp_path):
     assert dev.run("print-queue").out.strip() == "print queue is empty"
     run = dev.run("reprint", "no-such-id")
     assert run.rc == 1 and "no redemption no-such-id" in run.err
+
+
+def test_importing_the_printer_changes_nothing_and_the_cli_prepares_escpos(tmp_path):
+    """Importing kiosk.hardware.printer does not prepare python-escpos (no environment
+    change of ours); the ``kiosk`` entry point prepares it for a printing command (one
+    shared, versioned printer-database cache, logging left alone) and not for others."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ESCPOS_CAPABILITIES_PICKLE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+
+    def python(code: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-c", code, f"preview://{tmp_path}/p"], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        return [line for line in run.stdout.splitlines() if not line.startswith("preview")]
+
+    assert python("import os, kiosk.hardware.printer\n"
+                  "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'))") == ["None"]
+    lines = python(
+        "import logging, os, sys\n"
+        "from kiosk import cli\n"
+        "cli.main(['--config', 'none.toml', 'codes', 'status'])\n"
+        "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'), 'escpos' in sys.modules)\n"
+        "cli.main(['print-test', '--printer', sys.argv[1], '--lang', 'en'])\n"
+        "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'), logging.getLogger().handlers)\n")
+    assert lines[0] == "None False", lines
+    assert lines[1].startswith(str(tmp_path / "cache" / "redeem-kiosk" / "escpos-")), lines
+    assert lines[1].endswith(" []")  # python-escpos' basicConfig() took no hold
+    assert list((tmp_path / "p").glob("*.png"))

@@ -54,7 +54,7 @@ def test_apply_installs_config_and_credentials_and_clears_the_boot_partition(boo
     assert not (boot / "keys").exists() and (boot / "config.txt").exists()
     cfg = config.load(etc / "kiosk.toml")
     assert set(cfg.trusted_keys) == {"hq1"}
-    from sync.connection import from_section
+    from kiosk.connection import from_section
     assert from_section(cfg.section("mqtt")).password  # password file resolved beside it
     ledger = context.open_ledger(cfg)  # the kiosk starts ready
     assert ledger.outbox_depth() == 0

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from helpers import run_main
 
-from kiosk import config
-from sync import connection, hq_cli, protocol, remote
+from kiosk import config, connection
+from sync import hq_cli, protocol, remote
 from sync.agent import Agent
 from sync.hq.common import close, connect
 from sync.testing import Broker, hq_settings, make_signing_key, wait_until, write_device_config

@@ -19,12 +19,12 @@ import zxingcpp
 from helpers import run_main
 from PIL import Image
 
-from kiosk import cli, config, provision, wifi
+from kiosk import cli, config, connection, provision, wifi
 from kiosk.errors import ProvisionError
 from kiosk.hardware.camera import synthetic
 from kiosk.hardware.decoder import make_decoder
 from kiosk.ui import settings as ui_settings
-from sync import connection, hq_cli
+from sync import hq_cli
 from sync.hq.common import close, connect
 from sync.testing import Broker, free_port, wait_until
 

@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from kiosk import config, context
-from kiosk.core import importer
+from kiosk.core import importer, syncstate
 from kiosk.core.verdict import Verdict
-from sync import protocol, status
+from sync import protocol
 from sync.agent import Agent
 from sync.hq import publish as hq_publish
 from sync.hq.collect import Collector
@@ -107,7 +107,7 @@ def test_bundle_to_device_and_redemption_to_hq(tmp_path, broker, signing, runnin
     assert len(rows) == 1 and rows[0]["device"] == "k1" and rows[0]["store"] == "s1"
     assert rows[0]["staff"] == "ann"
 
-    info = wait_until(lambda: (s := status.read_status(ledger.store))["connected"] and s["last_sync"] and s,
+    info = wait_until(lambda: (s := syncstate.read_status(ledger.store))["connected"] and s["last_sync"] and s,
                       30, what="status connected")
     assert info["pending"] == 0 and info["list_version"] == 1
     assert agent.heartbeat_body()["list_version"] == 1
@@ -155,7 +155,7 @@ def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing,
     one, two = (context.open_ledger(config.load(p)) for p in paths)
     for ledger in (one, two):
         wait_until(lambda ledger=ledger: importer.current(ledger.store), 60, what="list on both")
-        wait_until(lambda ledger=ledger: status.read_status(ledger.store)["connected"], 30,
+        wait_until(lambda ledger=ledger: syncstate.read_status(ledger.store)["connected"], 30,
                    what="both connected")
 
     # junk on the fan-out topic is logged and ignored; the agents carry on

@@ -1,5 +1,6 @@
 """Faults: broker restarts mid-drain, kill -9 of the agent, duplicate deliveries,
-forged, stale and broken lists. Every confirmed redemption reaches HQ exactly once."""
+forged, stale and broken lists, lost acks, fan-out events of another store. Every
+confirmed redemption reaches HQ exactly once."""
 
 import json
 import os
@@ -14,15 +15,18 @@ import uuid
 import pytest
 
 from kiosk import config, context
-from kiosk.core import importer
+from kiosk.core import bundle, importer, keys, syncstate
 from kiosk.core.bundle import DirSource
+from kiosk.core.clock import Clock
 from kiosk.core.verdict import Verdict
-from sync import protocol, status
+from sync import protocol
 from sync.agent import Agent
 from sync.hq import publish as hq_publish
 from sync.hq.collect import Collector
 from sync.hq.common import close, connect
 from sync.hq.db import HqDb
+from sync.lists import ListReceiver
+from sync.outbox import OutboxSender
 from sync.testing import (
     Broker,
     hq_settings,
@@ -100,7 +104,7 @@ def test_broker_stopped_during_a_batch_and_restarted(world, broker):
         broker.stop()  # mid-drain: some batches acked, some in flight, some unsent
         assert world.ledger.outbox_depth() > 0
         ids += [world.ledger.confirm(code).redemption_id for code in CODES[1500:1600]]
-        wait_until(lambda: not status.read_status(world.ledger.store)["connected"], 30,
+        wait_until(lambda: not syncstate.read_status(world.ledger.store)["connected"], 30,
                    what="agent notices the broker is gone")
         broker.start()
         assert_exactly_once(world, ids)
@@ -184,7 +188,7 @@ def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_
     store = world.ledger.store
 
     def list_error_says(word):
-        return lambda: word in (status.read_status(store)["list_error"] or "")
+        return lambda: word in (syncstate.read_status(store)["list_error"] or "")
 
     try:
         # signed by a key the device does not trust, under an unknown key id
@@ -220,7 +224,184 @@ def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_
         assert world.ledger.check("GOOD2").verdict is Verdict.READY
         assert world.ledger.check("EVIL1").verdict is Verdict.UNKNOWN
         assert world.ledger.check("EVIL2").verdict is Verdict.UNKNOWN
-        assert status.read_status(store)["list_error"]
+        assert syncstate.read_status(store)["list_error"]
     finally:
         agent.stop()
         thread.join(15)
+
+
+# -- The list receiver refuses a forged manifest or an altered chunk at once.
+#
+# sync/lists.py promises that "a forged or stale list costs no download": the
+# manifest's signature is checked before any chunk is subscribed to, and each chunk's
+# bytes are checked against the manifest before they are kept. The end-to-end suites
+# only see the final rejection (the import re-verifies everything), so these tests
+# drive a real ListReceiver (real config, SQLite store, signed bundles) and watch what
+# it subscribes to and reports.
+
+class Calls:
+    def __init__(self):
+        self.subscribed, self.unsubscribed, self.reports, self.done = [], [], [], []
+
+
+@pytest.fixture
+def receiver(hq, device, tmp_path):
+    cfg = device.config()
+    ledger = device.ledger()  # creates the database
+    calls = Calls()
+    rec = ListReceiver(cfg, ledger.store, Clock(), tmp_path / "work",
+                       subscribe=calls.subscribed.extend, unsubscribe=calls.unsubscribed.extend,
+                       report=calls.reports.append, done=calls.done.append)
+    yield rec, calls
+    if rec.importing is not None:
+        rec.importing.join(60)
+    ledger.store.close()
+
+
+def manifest_payload(bundle_dir, sign_with=None) -> bytes:
+    raw = (bundle_dir / bundle.MANIFEST).read_bytes()
+    sig = (bundle_dir / bundle.SIGNATURE).read_bytes() if sign_with is None else sign_with.sign(raw)
+    return protocol.encode_manifest(raw, sig)
+
+
+def test_genuine_manifest_subscribes_to_its_chunks(hq, receiver):
+    rec, calls = receiver
+    out = hq.bundle(["LIST-0001", "LIST-0002"], 1)
+    rec.on_manifest(manifest_payload(out))
+    shas = [c["sha256"] for c in json.loads((out / bundle.MANIFEST).read_bytes())["chunks"]]
+    assert calls.subscribed == [protocol.chunk_topic(hq.program, s) for s in shas]
+    assert calls.reports[-1].state == "downloading"
+
+
+def test_forged_manifest_is_rejected_before_any_download(hq, receiver, tmp_path):
+    rec, calls = receiver
+    out = hq.bundle(["EVIL-0001"], 1)
+    rogue = keys.load_private(keys.generate(tmp_path / "rogue")[0])
+    rec.on_manifest(manifest_payload(out, sign_with=rogue))  # claims the trusted key id
+    assert calls.subscribed == []
+    assert rec.manifest is None and rec.pending == {}
+    assert [(e.state, e.reason) for e in calls.reports] == [("rejected", "bad_signature")]
+
+
+def test_altered_chunk_is_rejected_and_never_imported(hq, receiver, tmp_path):
+    rec, calls = receiver
+    out = hq.bundle(["CHNK-0001", "CHNK-0002"], 1)
+    rec.on_manifest(manifest_payload(out))
+    chunk = json.loads((out / bundle.MANIFEST).read_bytes())["chunks"][0]
+    spooled = tmp_path / "spooled.part"
+    spooled.write_bytes((out / chunk["name"]).read_bytes() + b"\n")  # one byte more
+    rec.on_chunk(chunk["sha256"], spooled)
+    assert rec.importing is None, "an altered chunk must not start an import"
+    assert calls.reports[-1].state == "rejected" and calls.reports[-1].reason == "chunk_hash"
+    assert not spooled.exists()
+
+
+# -- Store fan-out in the sync agent: only events of this kiosk's own store count.
+#
+# A device may publish on its own store's live topic; an event in it that claims
+# another store (a misconfigured or misbehaving kiosk) must not use up a code here.
+# The agent is real (real config, SQLite, paho client) but never connects: messages
+# go through its own handler exactly as its main thread would run them.
+
+MQTT = '[mqtt]\nbroker = "mqtt://127.0.0.1:9"\n'  # nothing listens: the agent stays offline
+
+
+@pytest.fixture
+def agent(tmp_path, hq):
+    from helpers import make_device
+
+    device = make_device(tmp_path / "fan", hq, name="kiosk-1", store="s1", extra=MQTT)
+    assert device.import_(hq.bundle(["FANS-0001", "FANS-0002", "FANS-0003"], 1)).rc == 0
+    a = Agent(device.config())
+    yield a
+    a.ledger.store.close()
+
+
+def event(agent, code: str, *, device: str, store: str) -> dict:
+    return {"id": str(uuid.uuid4()), "seq": 1, "device": device, "store": store,
+            "kind": "redeem", "voids": None, "code_hash": agent.ledger.check(code).code_hash,
+            "reward_id": "coffee", "list_version": 1, "at": "2026-01-01T10:00:00.000Z",
+            "clock": "synced", "staff": None}
+
+
+def deliver(agent, events: list[dict]) -> None:
+    agent._handle_safely(("message", agent.topics["live"], protocol.encode_events(events)))
+
+
+def test_fanout_from_a_neighbour_uses_the_code_here(agent):
+    deliver(agent, [event(agent, "FANS-0001", device="kiosk-2", store="s1")])
+    result = agent.ledger.check("FANS-0001")
+    assert result.verdict is Verdict.ALREADY_REDEEMED
+    assert result.detail["last_device"] == "kiosk-2"
+
+
+def test_fanout_claiming_another_store_is_ignored(agent):
+    deliver(agent, [event(agent, "FANS-0002", device="kiosk-9", store="s2"),
+                    event(agent, "FANS-0003", device="kiosk-2", store="s1")])
+    assert agent.ledger.check("FANS-0002").verdict is Verdict.READY
+    assert agent.ledger.check("FANS-0003").verdict is Verdict.ALREADY_REDEEMED
+    rows = agent.ledger.store.conn.execute("SELECT store FROM redemptions").fetchall()
+    assert rows == [("s1",)]
+
+
+# -- The outbox keeps every event HQ has not acknowledged by id.
+#
+# An ack names the events HQ stored; only those may leave the outbox. Events sent in the
+# same window but not named (HQ stored a batch but its ack for the next one was lost)
+# must stay and be sent again after a reset. Real ledger and SQLite; the publish side
+# is a list, because this is about what the sender deletes, not about MQTT.
+
+OUTBOX_CODES = ["OUTB-0001", "OUTB-0002", "OUTB-0003", "OUTB-0004"]
+
+
+@pytest.fixture
+def redeemed(hq, device):
+    assert device.import_(hq.bundle(OUTBOX_CODES, 1)).rc == 0
+    ledger = device.ledger()
+    for code in OUTBOX_CODES:
+        assert ledger.confirm(code).verdict == "redeemed"
+    yield ledger
+    ledger.store.close()
+
+
+def test_ack_deletes_only_the_named_events(redeemed):
+    sent: list[list[dict]] = []
+    sender = OutboxSender(redeemed, sent.append, batch_size=2, window=4)
+    assert sender.pump(now=0.0) == 4
+    ids = [e["id"] for batch in sent for e in batch]
+    assert len(ids) == 4
+
+    assert sender.on_ack(ids[:2]) == 2
+    assert redeemed.outbox_depth() == 2
+    assert [e["id"] for e in redeemed.pending_events(10)] == ids[2:]
+
+    # the ack of the second batch never came: after a reset exactly those are resent
+    sent.clear()
+    sender.reset()
+    assert sender.pump(now=1.0) == 2
+    assert [e["id"] for batch in sent for e in batch] == ids[2:]
+
+
+def test_ack_of_unknown_ids_deletes_nothing(redeemed):
+    sender = OutboxSender(redeemed, lambda events: None, batch_size=10)
+    sender.pump(now=0.0)
+    assert sender.on_ack(["00000000-0000-7000-8000-000000000000"]) == 0
+    assert redeemed.outbox_depth() == len(OUTBOX_CODES)
+
+
+def test_the_heartbeat_carries_the_device_state_the_ui_writes(agent):
+    """The UI writes camera/printer/paper/last scan through kiosk.core.syncstate; the
+    heartbeat sends exactly that (null until written, cleared by None)."""
+    from kiosk.core import syncstate
+
+    body = agent.heartbeat_body()
+    assert [body[k] for k in ("camera", "printer", "paper", "last_scan")] == [None] * 4
+    syncstate.write_device_state(agent.store, camera="ok", printer="paper_out", paper="out",
+                                 last_scan="2026-12-01T10:00:00Z")
+    body = agent.heartbeat_body()
+    assert (body["camera"], body["printer"], body["paper"]) == ("ok", "paper_out", "out")
+    assert body["last_scan"] == "2026-12-01T10:00:00Z"
+    syncstate.write_device_state(agent.store, printer=None)
+    assert agent.heartbeat_body()["printer"] is None
+    with pytest.raises(ValueError, match="unknown device state"):
+        syncstate.write_device_state(agent.store, toaster="on")

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import time
 
+from kiosk.core import syncstate
 from kiosk.core.store import Store
-from sync import status
 from sync.testing import free_port
 
 
@@ -55,13 +55,13 @@ def test_agent_notifies_ready_pings_and_stopping_without_a_broker(tmp_path):
             assert seen and seen[0].startswith("READY=1"), seen
             assert sum("WATCHDOG=1" in m for m in seen) >= 3, seen
             store = Store.in_dir(tmp_path / "data")
-            assert status.read_status(store)["agent_running"]
+            assert syncstate.read_status(store)["agent_running"]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0
             rest = _messages(sock, lambda s: any("STOPPING=1" in m for m in s), 5)
             assert any("STOPPING=1" in m for m in rest), rest
             # A clean stop is visible at once (a killed agent only once seen_at is stale).
-            after = status.read_status(store)
+            after = syncstate.read_status(store)
             assert not after["agent_running"] and after["agent_stopped_at"]
         finally:
             if proc.poll() is None:

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from sync import connection, protocol
+from kiosk import connection
+from sync import protocol
 from sync.hq.common import HqError, close, connect
 from sync.testing import Broker, hq_settings, make_pki, wait_until
 

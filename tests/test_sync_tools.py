@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kiosk import cli, config, context
+from kiosk.core import syncstate
 from kiosk.core.bundle import DirSource
 from kiosk.core.importer import import_bundle
-from sync import agent_cli, hq_cli, protocol, status
+from sync import agent_cli, hq_cli, protocol
 from sync.hq import credentials
 from sync.hq.db import HqDb
 from sync.testing import make_bundle, make_signing_key
@@ -160,7 +161,7 @@ def test_enroll_writes_a_loadable_config_and_broker_entries(tmp_path, capsys):
     cfg = config.load(tmp_path / "k7" / "kiosk.toml")
     assert (cfg.device_id, cfg.store, cfg.program) == ("k7", "s3", "loyal")
     assert set(cfg.trusted_keys) == {"hq1"}
-    from sync.connection import from_section
+    from kiosk.connection import from_section
 
     broker = from_section(cfg.section("mqtt"))
     assert broker.tls and broker.username == "k7" and broker.port == 8883
@@ -176,6 +177,23 @@ def test_enroll_writes_a_loadable_config_and_broker_entries(tmp_path, capsys):
     code, _, err = run_hq(["enroll", "--device", "bad/id", "--store", "s", "--program", "p",
                            "--broker", "mqtts://h", "--out", str(tmp_path / "x")], capsys)
     assert code == 1 and "--device" in err
+
+
+def test_wire_and_csv_errors_share_the_kiosk_root(tmp_path):
+    """A bad message and a bad CSV row are KioskErrors and ValueErrors (one exception root)."""
+    from kiosk.core import bundle_writer
+    from kiosk.errors import CsvError, KioskError, ProtocolError
+
+    with pytest.raises(KioskError) as wire:
+        protocol.decode_ack(b"[[[[")
+    assert isinstance(wire.value, ProtocolError) and isinstance(wire.value, ValueError)
+    assert protocol.ProtocolError is ProtocolError
+    with pytest.raises(KioskError) as row:
+        csv = tmp_path / "codes.csv"
+        csv.write_text("code,reward_id,op\nA1,r1,steal\n")
+        list(bundle_writer.records_from_csv(csv, b"salt", {"r1": {}}))
+    assert isinstance(row.value, CsvError) and isinstance(row.value, ValueError)
+    assert row.value.line == 2 and "op must be put or revoke" in str(row.value)
 
 
 def test_protocol_rejects_bad_messages():
@@ -212,13 +230,13 @@ def test_sync_status_cli_and_staleness(device_cfg, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["connected"] is False and info["pending"] == 1 and info["last_sync"] is None
     now = datetime.now(UTC)
-    status.write_status(ledger.store, connected=True, seen_at=now, last_sync=now,
+    syncstate.write_status(ledger.store, connected=True, seen_at=now, last_sync=now,
                         broker="mqtts://hq:8883")
     assert cli.main(["--config", str(path), "sync-status"]) == 0
     out = capsys.readouterr().out
     assert "connected to mqtts://hq:8883" in out and "1 event(s)" in out
-    later = now + status.STALE_AFTER + timedelta(seconds=1)
-    assert status.read_status(ledger.store, now=later)["connected"] is False  # agent killed
+    later = now + syncstate.STALE_AFTER + timedelta(seconds=1)
+    assert syncstate.read_status(ledger.store, now=later)["connected"] is False  # agent killed
 
 
 def test_kiosk_sync_reports_config_errors(device_cfg, capsys):

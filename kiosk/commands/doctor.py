@@ -16,6 +16,9 @@ from kiosk.errors import ConfigError
 MARKS = {"OK": "  OK ", "WARN": " WARN", "FAIL": " FAIL"}
 
 
+USES_PRINTER = True  # kiosk.cli prepares python-escpos first
+
+
 def register(sub) -> None:
     p = sub.add_parser("doctor", help="check config, camera, printer, GPIO, broker, data, system")
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')

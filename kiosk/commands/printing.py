@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # build its parser.
 
 
+USES_PRINTER = True  # kiosk.cli prepares python-escpos first
+
+
 def register(sub) -> None:
     test = sub.add_parser("print-test", help="print a sample receipt (nothing is recorded)")
     test.add_argument("--printer", metavar="URL",

@@ -4,6 +4,7 @@ how many recorded events HQ has not acknowledged yet."""
 from kiosk import context
 from kiosk.cli import EXIT_OK, load_config
 from kiosk.commands import print_json
+from kiosk.core.syncstate import read_status
 
 
 def register(sub) -> None:
@@ -13,8 +14,6 @@ def register(sub) -> None:
 
 
 def cmd_sync_status(args) -> int:
-    from sync.status import read_status
-
     cfg = load_config(args)
     store = context.open_store(cfg)
     try:

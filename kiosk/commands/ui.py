@@ -19,6 +19,9 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+USES_PRINTER = True  # kiosk.cli prepares python-escpos first
+
+
 def register(sub) -> None:
     ui = sub.add_parser("ui", help="run the touch screen (the appliance's main program)")
     ui.add_argument("--size", type=_size, help="window size, e.g. 1024x600 (default: [ui] or 800x480)")

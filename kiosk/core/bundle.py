@@ -73,8 +73,10 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    raw: bytes
+class ListInfo:
+    """Which code list version this is: the signed manifest's header. A received
+    :class:`Manifest` and the installed list (``importer.CurrentList``) are both one."""
+
     program: str
     version: int
     base_version: int | None
@@ -83,12 +85,19 @@ class Manifest:
     key_id: str
     code_salt: bytes
     rewards: dict
-    chunks: tuple[Chunk, ...]
-    clock_reset: bool = False  # HQ's signed recovery: set the clock floor to issued_at
 
     @property
     def is_delta(self) -> bool:
         return self.base_version is not None
+
+
+@dataclass(frozen=True)
+class Manifest(ListInfo):
+    """A verified manifest: the list's header plus its exact bytes and chunks."""
+
+    raw: bytes
+    chunks: tuple[Chunk, ...]
+    clock_reset: bool = False  # HQ's signed recovery: set the clock floor to issued_at
 
     @property
     def record_count(self) -> int:

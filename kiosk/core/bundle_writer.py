@@ -22,17 +22,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.core import bundle, codes, timefmt
+from kiosk.errors import CsvError
 
 CHUNK_RECORDS = 100_000
 CSV_COLUMNS = ("code", "reward_id", "valid_from", "valid_until", "max_uses", "stores")
-
-
-class CsvError(ValueError):
-    """A bad row in a codes CSV; ``line`` is the 1-based line number in the file."""
-
-    def __init__(self, line: int, message: str):
-        super().__init__(f"line {line}: {message}")
-        self.line = line
 
 
 @dataclass

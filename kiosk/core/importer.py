@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import atomic, bundle, clock, codelist, listwriter, timefmt
-from kiosk.core.bundle import Manifest
+from kiosk.core.bundle import ListInfo, Manifest
 from kiosk.core.store import Store
 from kiosk.errors import BundleError
 
@@ -36,15 +36,10 @@ STAGE_SHARE = 0.8  # of the progress figure: reading and staging; the rest is so
 
 
 @dataclass(frozen=True)
-class CurrentList:
-    program: str
-    version: int
-    base_version: int | None
-    issued_at: datetime
-    expires_at: datetime
-    key_id: str
-    code_salt: bytes
-    rewards: dict
+class CurrentList(ListInfo):
+    """The installed list: its manifest header (the same type as a received one), how
+    many codes it holds, when it came and the files that hold it."""
+
     code_count: int
     imported_at: datetime
     snapshot_file: str | None = None

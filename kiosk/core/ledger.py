@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from kiosk.core import codelist, codes, importer, payload, timefmt
 from kiosk.core.bundle import reward_title
 from kiosk.core.clock import Clock
+from kiosk.core.events import Event
 from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
 from kiosk.core.verdict import Verdict, decide
@@ -61,6 +62,11 @@ class Identity:
     device: str
     store: str
     program: str
+
+
+def outbox_depth(store: Store) -> int:
+    """Events recorded here that HQ has not acknowledged yet."""
+    return store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
 
 _USES = "SELECT uses, last_at, last_device, last_store FROM code_uses WHERE code_hash = ?"
@@ -180,13 +186,11 @@ class Ledger:
         """Insert a local redemption/void row and its outbox event; return the event."""
         seq = int(Store.get_meta_conn(tx, "seq") or 0) + 1
         at = timefmt.format(result.at)
-        event = {
-            "id": uuid7(), "seq": seq, "device": self.identity.device,
-            "store": self.identity.store, "kind": kind, "voids": voids,
-            "code_hash": result.code_hash, "reward_id": result.reward_id,
-            "list_version": result.detail.get("list_version"), "at": at,
-            "clock": result.clock, "staff": staff,
-        }
+        event = Event(
+            id=uuid7(), seq=seq, device=self.identity.device, store=self.identity.store,
+            kind=kind, voids=voids, code_hash=result.code_hash, reward_id=result.reward_id,
+            list_version=result.detail.get("list_version"), at=at, clock=result.clock,
+            staff=staff).to_dict()
         tx.execute(
             "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, reward_id, "
             "list_version, at, clock, staff, origin, masked_code) "
@@ -237,12 +241,12 @@ class Ledger:
         sql += " ORDER BY at DESC, seq DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return list(self.store.db.query(sql, params))
+        return self.store.rows(sql, params)
 
     def last_local_redemption(self) -> dict | None:
-        rows = list(self.store.db.query(
+        rows = self.store.rows(
             "SELECT * FROM redemptions WHERE origin = 'local' AND kind = 'redeem' "
-            "ORDER BY seq DESC LIMIT 1"))
+            "ORDER BY seq DESC LIMIT 1")
         return rows[0] if rows else None
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[dict]:
@@ -253,7 +257,7 @@ class Ledger:
         return [json.loads(r[0]) for r in rows]
 
     def outbox_depth(self) -> int:
-        return self.store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return outbox_depth(self.store)
 
     def ack(self, event_ids: list[str]) -> int:
         """Delete acknowledged events from the outbox; returns how many were removed."""
@@ -286,9 +290,7 @@ class Ledger:
                 "INSERT INTO redemptions (id, seq, device, store, kind, voids, code_hash, "
                 "reward_id, list_version, at, clock, staff, origin) VALUES (:id, :seq, :device, "
                 ":store, :kind, :voids, :code_hash, :reward_id, :list_version, :at, :clock, "
-                ":staff, 'remote')", {k: event.get(k) for k in (
-                    "id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
-                    "list_version", "at", "clock", "staff")})
+                ":staff, 'remote')", Event.from_dict(event).to_dict())
             if event["kind"] == "redeem":
                 self._apply_remote_redeem(tx, event)
             else:

@@ -2,17 +2,17 @@
 
 Opened by both processes (``kiosk`` and ``kiosk-sync``) in WAL mode with
 ``synchronous=FULL``; each state change that must survive a power cut is one
-transaction. Schema changes are named migrations recorded in ``migrations``.
+transaction. Schema changes are named migrations recorded in ``migrations``, each
+applied whole inside one ``BEGIN IMMEDIATE`` (plain :mod:`sqlite3`: see
+docs/architecture.md, "Storage").
 """
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-
-import sqlite_utils
 
 from kiosk.errors import StoreError
 
@@ -115,6 +115,21 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def statements(script: str) -> list[str]:
+    """The SQL statements of a migration, split where SQLite says one is complete (a
+    ``;`` inside a trigger body or a string does not end one). ``executescript`` cannot
+    be used: it commits the migration's transaction first."""
+    found, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            found.append(current.strip())
+            current = ""
+    if current.strip():
+        found.append(current.strip())  # the last statement may lack its ';'
+    return [s for s in found if s.strip(" \n;")]
+
+
 class Store:
     """The database, migrated to the newest schema on open."""
 
@@ -124,7 +139,6 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = connect(self.path)
-            self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"database {self.path} is unusable: {exc}") from exc
@@ -156,6 +170,12 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
 
+    def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
+        """The rows of a query as dicts keyed by column name."""
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
     @staticmethod
     def _pending(conn: sqlite3.Connection) -> list[str]:
         """Names of migrations not applied yet (a plain read: no lock is taken)."""
@@ -180,7 +200,7 @@ class Store:
             for name, sql in MIGRATIONS:
                 if name in done:
                     continue
-                for statement in filter(str.strip, sql.split(";")):
+                for statement in statements(sql):
                     conn.execute(statement)
                 conn.execute("INSERT INTO migrations VALUES (?, ?)",
                              (name, datetime.now(UTC).isoformat()))

@@ -101,10 +101,7 @@ def outbox(ctx) -> Check:
 
 
 def sync_agent(ctx) -> Check:
-    try:
-        from sync.status import read_status
-    except ImportError:
-        return Check("sync", WARN, "sync package not installed", "reinstall redeem-kiosk")
+    from kiosk.core.syncstate import read_status
     st = read_status(ctx.store)
     if not st.get("agent_running"):
         return Check("sync", WARN, "kiosk-sync is not running (no heartbeat in the database)",

@@ -13,7 +13,7 @@ def broker(ctx) -> Check:
     if "mqtt" not in cfg.raw:
         return Check("broker", WARN, "no [mqtt] section: this kiosk never syncs",
                      "re-provision with `kiosk-hq enroll --broker mqtts://...`")
-    from sync import connection
+    from kiosk import connection
     try:
         settings = connection.from_section(cfg.section("mqtt"), default_username=cfg.device_id)
     except ConfigError as exc:

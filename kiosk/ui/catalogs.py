@@ -2,7 +2,7 @@
 
 A small, dependency-free equivalent of GNU ``msgfmt`` for the subset the kiosk uses
 (msgid/msgstr pairs, multi-line strings, comments, ``fuzzy`` flags; no plurals or
-contexts). Both files are committed; ``tests/test_ui_i18n.py`` fails when a ``.mo``
+contexts). Both files are committed; ``tests/test_ui_logic.py`` fails when a ``.mo``
 is stale. Rebuild with ``python -m kiosk.ui.catalogs``.
 """
 

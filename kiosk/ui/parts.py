@@ -100,8 +100,8 @@ def _signals(cfg, problems, pin_factory=None):
 
 
 def _status_reader():
-    status = optional("sync.status")
-    return status.read_status if status is not None else None
+    from kiosk.core.syncstate import read_status
+    return read_status
 
 
 def _diagnostics(cfg):

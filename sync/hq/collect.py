@@ -137,7 +137,7 @@ class Collector:
         """Collect until ``stop`` (or ``once`` and idle). Raises :class:`HqError` if
         paho's network thread dies, so that ``kiosk-hq collect`` exits non-zero and its
         supervisor restarts it instead of a live process that collects nothing."""
-        from sync import connection
+        from kiosk import connection
 
         stop = stop or threading.Event()
         client = connection.make_client(settings, f"hq-collect-{uuid.uuid4().hex[:8]}")

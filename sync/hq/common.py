@@ -5,8 +5,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from kiosk import connection
 from kiosk.errors import KioskError
-from sync import connection
 
 
 class HqError(KioskError, RuntimeError):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kiosk.core import bundle, timefmt
 from sync.hq.engine import Engine, Migration, open_engine
-from sync.protocol import EVENT_FIELDS
+from sync.protocol import Event
 
 _EVENT_COLUMNS = """
     program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
@@ -246,7 +246,7 @@ class HqDb:
 
     @staticmethod
     def _relayed(e: dict, store: str, device: str) -> dict:
-        return {**{k: e.get(k) for k in EVENT_FIELDS}, "device": device, "store": store}
+        return {**Event.from_dict(e).to_dict(), "device": device, "store": store}
 
     def _store_each(self, program: str, store: str, device: str, events: list[dict],
                     now: str) -> Stored:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import tomli_w
 
-from kiosk import provision
+from kiosk import connection, provision
 from kiosk.core import atomic, ids
-from sync import connection
 from sync.hq import credentials
 
 

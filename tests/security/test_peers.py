@@ -18,8 +18,10 @@ import uuid
 
 import pytest
 
+from kiosk import connection
+from kiosk.core import syncstate
 from kiosk.core.verdict import Verdict
-from sync import connection, protocol, status
+from sync import protocol
 from sync.hq.common import HqError, connect
 from sync.hq.db import HqDb
 from sync.testing import Broker, Estate, hq_settings, make_signing_key, wait_until
@@ -124,7 +126,7 @@ def test_invented_devices_and_floods_cannot_block_the_stores_codes(estate):
         k2.publish(estate.topic("k2", "redemptions"),
                    batch(*[estate.event(f"C{i:04d}", device="k2") for i in range(start, start + 300)]))
     store = estate.ledgers["k1"].store
-    wait_until(lambda: status.read_status(store)["rejected_fanout"] >= 550, 60,
+    wait_until(lambda: syncstate.read_status(store)["rejected_fanout"] >= 550, 60,
                what="k1 refuses what is over k2's budget")
     blocked = sum(verdict(estate, "k1", f"C{i:04d}") is not Verdict.READY for i in range(1000, 1900))
     assert 299 <= blocked <= 310  # the default budget: 300 events an hour per sender, one
@@ -171,11 +173,11 @@ def test_poison_messages_do_not_kill_the_agent_even_retained(estate):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     proc = estate.agent_process("k1", "k1-agent-2.log")  # the restart meets the retained poison
-    wait_until(lambda: status.read_status(estate.ledgers["k1"].store)["agent_stopped_at"] is None
+    wait_until(lambda: syncstate.read_status(estate.ledgers["k1"].store)["agent_stopped_at"] is None
                and estate.connected("k1"), 30, what="k1 back")
     sentinel("C0101")
     assert proc.poll() is None
-    info = status.read_status(estate.ledgers["k1"].store)
+    info = syncstate.read_status(estate.ledgers["k1"].store)
     assert info["rejected_messages"] >= 2  # counted (and logged)
     log = (estate.folder / "k1-agent-2.log").read_text()
     assert "refused" in log and "Traceback" not in log

@@ -14,19 +14,17 @@
 ``none``                               no printer
 =====================================  ==============================================
 
-Nothing here touches hardware until a receipt is printed.
+Nothing here touches hardware until a receipt is printed. Importing this package
+imports python-escpos: entry points call :func:`kiosk.hardware.escpos_setup.prepare`
+first, so its printer database is cached once and it leaves the logging alone.
 """
 
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kiosk.hardware.printer import _setup
-
-_setup.prepare()  # before any python-escpos import: see _setup.py
-
-from kiosk.hardware.printer.base import NoPrinter, ReceiptPrinter  # noqa: E402
-from kiosk.hardware.printer.render import Layout  # noqa: E402
-from kiosk.hardware.printer.status import PrinterStatus  # noqa: E402
+from kiosk.hardware.printer.base import NoPrinter, ReceiptPrinter
+from kiosk.hardware.printer.render import Layout
+from kiosk.hardware.printer.status import PrinterStatus
 
 DEFAULT_TIMEOUT_S = 3.0
 

@@ -1,5 +1,9 @@
 """Loading python-escpos' printer database without its import-time side effects.
 
+Called by the entry points (``kiosk`` commands that open a printer, ``kiosk-sync``,
+the test suite, the printing benchmark) before anything imports python-escpos; the
+printer package itself changes no process state when it is imported.
+
 ``escpos.capabilities`` parses a 400 kB YAML/JSON printer database on import and
 caches it as a pickle in ``$ESCPOS_CAPABILITIES_PICKLE_DIR`` or, if unset, in a *new*
 temporary folder each time: 0.4 s per process and a folder left in /tmp each run. It
