@@ -511,7 +511,7 @@ def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path
     joined = wifi.apply(net, Path(root)) if net else None
     ca_pem = None
     if fields.get("ca_sha256"):
-        from sync import connection  # paho: only on the root side
+        from kiosk import connection  # paho: only on the root side
 
         target = connection.parse_url(fields["broker"])
         ca_pem = broker_ca.fetch(target.host, target.port, fields["ca_sha256"], wait_s=ca_wait_s)
