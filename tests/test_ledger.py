@@ -357,16 +357,16 @@ def test_a_migration_with_a_trigger_applies_whole(tmp_path, monkeypatch):
     does not cut it; the rows helper returns dicts by column name."""
     from kiosk.core import store as store_module
 
-    trigger = ("CREATE TABLE audit (note TEXT);\n"
-               "CREATE TRIGGER meta_audit AFTER INSERT ON meta BEGIN\n"
-               "  INSERT INTO audit VALUES ('meta: ' || NEW.key);\n"
-               "  INSERT INTO audit VALUES ('done; really');\n"
+    trigger = ("CREATE TABLE meta_log (note TEXT);\n"
+               "CREATE TRIGGER meta_logged AFTER INSERT ON meta BEGIN\n"
+               "  INSERT INTO meta_log VALUES ('meta: ' || NEW.key);\n"
+               "  INSERT INTO meta_log VALUES ('done; really');\n"
                "END;")
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, ("9999_t", trigger)])
     db = store_module.Store(tmp_path / "kiosk.sqlite")
     with db.transaction() as tx:
         store_module.Store.set_meta(tx, "k", "v")
-    assert db.rows("SELECT note FROM audit") == [{"note": "meta: k"}, {"note": "done; really"}]
+    assert db.rows("SELECT note FROM meta_log") == [{"note": "meta: k"}, {"note": "done; really"}]
     assert db.rows("SELECT name FROM migrations WHERE name = ?", ["9999_t"]) == [{"name": "9999_t"}]
     db.close()
 
