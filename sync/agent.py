@@ -95,6 +95,7 @@ class Agent:
         self.peers = PeerBudget(self.settings.peer_budget_per_hour)
         known = status.read_status(self.store)  # counted, logged refusals, since enrolment
         self.rejected = {kind: known[f"rejected_{kind}"] for kind in ("messages", "fanout")}
+        self.saved_rejected = dict(self.rejected)
         self.refused_here = 0
         self.spool_dir = cfg.data_dir / "sync-spool"
         shutil.rmtree(self.spool_dir, ignore_errors=True)
@@ -217,6 +218,8 @@ class Agent:
                 self._reject("messages", item[1], f"{type(exc).__name__}: {str(exc)[:200]}")
             else:
                 log.exception("could not handle %s", item[0])
+        if item[0] == "message":
+            self._save_rejected()
 
     def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -283,7 +286,15 @@ class Agent:
             log.warning("refused %s %s on %s (%d so far): %s",
                         count, "message(s)" if kind == "messages" else "fan-out event(s)",
                         where, self.rejected[kind], why)
-        status.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
+
+    def _save_rejected(self) -> None:
+        """Write the refusal counts to the status (once per message, not per event)."""
+        if self.rejected != self.saved_rejected:
+            try:
+                status.write_status(self.store, **{f"rejected_{k}": v for k, v in self.rejected.items()})
+                self.saved_rejected = dict(self.rejected)
+            except sqlite3.Error as exc:  # busy: the next refusal writes them
+                log.warning("could not record the refusal counts: %s", exc)
 
     def _on_ack(self, payload: bytes) -> None:
         ids, conflicts = protocol.decode_ack(payload)
