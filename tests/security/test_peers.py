@@ -337,6 +337,25 @@ def test_a_device_cannot_publish_as_another_device_store_or_hq(estate):
     assert [t for t, _ in hq.got] == [own]
 
 
+def test_wildcard_and_shared_subscriptions_deliver_a_device_nothing_beyond_its_topics(estate):
+    """mosquitto 2.0 grants every SUBSCRIBE (its acl_file checks none), but checks each
+    delivery against the device's read rules."""
+    k1 = estate.peer("k1")
+    k1.subscribe("#", f"{protocol.ROOT}/#", f"$share/any/{protocol.ROOT}/#",
+                 f"{protocol.ROOT}/+/stores/+/devices/+/+")
+    hq, k3 = estate.peer(), estate.peer("k3")
+    k3.publish(estate.topic("k3", "redemptions"), batch(estate.event("C0800", device="k3")))
+    k3.publish(estate.topic("k3", "status"), b"{}")
+    for topic in (estate.topic("k2", "acks"), estate.topic("k3", "acks"), estate.live("s2"),
+                  protocol.manifest_topic("another-programme")):
+        hq.publish(topic, b"{}")
+    own = [estate.topic("k1", "acks"), estate.live("s1")]
+    for topic in own:
+        hq.publish(topic, b"{}")
+    wait_until(lambda: {t for t, _ in k1.got} >= set(own), 15, what="k1's own topics")
+    assert {t for t, _ in k1.got} == set(own)
+
+
 def test_no_login_without_credentials_tls_and_the_right_password(estate, tmp_path):
     b = estate.broker
     good = estate.creds("k1")
