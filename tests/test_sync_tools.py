@@ -178,6 +178,26 @@ def test_enroll_writes_a_loadable_config_and_broker_entries(tmp_path, capsys):
     assert code == 1 and "--device" in err
 
 
+def test_broker_user_gives_each_hq_process_its_own_login(tmp_path, capsys):
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    acl.write_text("user hq\ntopic readwrite kiosk/v1/#\n")
+    for _ in range(2):  # again: replaced, not added
+        code, out, err = run_hq(["broker-user", "hq-collect", "--passwd-file", str(passwd),
+                                 "--acl-file", str(acl), "--password-out",
+                                 str(tmp_path / "hq-collect-password")], capsys)
+        assert code == 0, err
+    assert "HQ block" in out
+    text = acl.read_text()
+    assert text.count("user hq-collect\ntopic readwrite kiosk/v1/#\n") == 1
+    assert text.startswith("user hq\n")
+    password = (tmp_path / "hq-collect-password").read_text().strip()
+    user, encoded = passwd.read_text().strip().split(":", 1)
+    assert user == "hq-collect" and credentials.check_password(password, encoded)
+    # devices only read their store's fan-out: HQ relays it
+    block = credentials.device_acl("p", "s1", "k1")
+    assert "topic read kiosk/v1/p/stores/s1/live" in block and "readwrite" not in block
+
+
 def test_protocol_rejects_bad_messages():
     with pytest.raises(protocol.ProtocolError):
         protocol.decode_events(b"{}")
