@@ -329,6 +329,10 @@ class Agent:
                 self._reject("fanout", "live", f"device {sender} is over its budget of "
                              f"{self.peers.per_hour} events an hour")
                 continue
+            if event["kind"] == "void" and not self.ledger.remote_void_allowed(event):
+                self._reject("fanout", "live", f"void {event['id']} from {sender} names a "
+                             f"redemption {sender} did not make here: {event['voids']}")
+                continue
             if self.ledger.apply_remote(event):
                 applied += 1
         if applied:

@@ -94,6 +94,7 @@ def test_forged_fanout_void_cannot_reenable_a_code_redeemed_here(estate):
 
     assert verdict(estate, "k1", "C0010") is Verdict.ALREADY_REDEEMED
     assert k1.confirm("C0010").verdict is Verdict.ALREADY_REDEEMED  # no second confirm
+    assert status.read_status(k1.store)["rejected_fanout"] == 1  # the void HQ's path carried
     row = next(r for r in k1.history() if r["id"] == mine.redemption_id)
     assert row["voided_by"] is None
 
@@ -390,3 +391,29 @@ def test_concurrent_confirms_in_four_processes_redeem_each_code_once(estate):
     rows = estate.ledgers["k1"].store.conn.execute(
         "SELECT count(*), count(DISTINCT code_hash) FROM redemptions WHERE kind = 'redeem'").fetchone()
     assert rows == (200, 200)
+
+
+def test_apply_remote_undoes_only_the_senders_own_remote_redemptions(tmp_path, broker, signing):
+    """The ledger rule under the fan-out (no broker traffic needed)."""
+    estate = Estate(tmp_path / "e", broker, signing, codes=[f"C{i:04d}" for i in range(10)])
+    try:
+        k1 = estate.ledgers["k1"]
+        mine = k1.confirm("C0001").redemption_id
+        theirs = estate.event("C0002", device="k2")
+        assert k1.apply_remote(theirs)
+        for forged in (estate.event("C0001", device="k2", kind="void", voids=mine),
+                       estate.event("C0002", device="k3", store="s1", kind="void",
+                                    voids=theirs["id"])):
+            assert not k1.remote_void_allowed(forged) and not k1.apply_remote(forged)
+        assert verdict(estate, "k1", "C0001") is Verdict.ALREADY_REDEEMED
+        assert verdict(estate, "k1", "C0002") is Verdict.ALREADY_REDEEMED
+        own_void = estate.event("C0002", device="k2", kind="void", voids=theirs["id"])
+        assert k1.apply_remote(own_void)
+        assert verdict(estate, "k1", "C0002") is Verdict.READY
+        # a void seen before its redemption counts only if the same device redeems
+        early = estate.event("C0003", device="k3", store="s1", kind="void", voids="later")
+        assert k1.apply_remote(early)
+        assert k1.apply_remote({**estate.event("C0003", device="k2"), "id": "later"})
+        assert verdict(estate, "k1", "C0003") is Verdict.ALREADY_REDEEMED
+    finally:
+        estate.close()
