@@ -146,6 +146,10 @@ class Agent:
                     self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
             except OSError as exc:
                 self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
+        elif (msg.topic == self.topics["live"]
+              and protocol.relay_sender(msg.properties) == self.cfg.device_id):
+            client.ack(msg.mid, msg.qos)  # our own events, relayed back: nothing to do
+            return
         else:
             self.inbox.put(("message", msg.topic, msg.payload))
         self.inbox.put(("ack", self.connection, msg.mid, msg.qos))
