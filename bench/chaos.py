@@ -14,7 +14,7 @@ again until k1's outbox is empty, then it prints:
   killed between storing and relaying leaves k2 to learn it from HQ's conflicts).
 
 Goal (issue 11): 0 lost and 0 double-counted over 200 cycles.
-Usage: python bench/chaos.py [--cycles N] [--seed S]
+Usage: python bench/chaos.py [--cycles N] [--seed S] [--broker-sigkill SHARE] [--keep]
 """
 
 import argparse
@@ -110,8 +110,8 @@ def kill_agent(estate, procs, name):
     procs[name] = estate.agent_process(name)
 
 
-def restart_broker(broker: Broker, rng: random.Random) -> None:
-    if rng.random() < 0.5:
+def restart_broker(broker: Broker, rng: random.Random, sigkill_share: float) -> None:
+    if rng.random() < sigkill_share:
         broker.proc.send_signal(signal.SIGKILL)
         broker.proc.wait()
         broker.proc = None
@@ -151,6 +151,8 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=200)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, databases)")
+    ap.add_argument("--broker-sigkill", type=float, default=0.5, metavar="SHARE",
+                    help="share of broker restarts done with SIGKILL (default 0.5)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="kiosk-chaos-"))
@@ -182,7 +184,7 @@ def main() -> int:
                     collector.start()
                     actions["collector"] += 1
                 elif roll < 0.9:
-                    restart_broker(broker, rng)
+                    restart_broker(broker, rng, args.broker_sigkill)
                     actions["broker"] += 1
                 else:
                     kill_agent(estate, procs, "k2")

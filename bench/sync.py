@@ -206,8 +206,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kiosk-bench-sync-"))
     key, pub = make_signing_key(tmp / "keys")
     with Broker(tmp / "broker") as broker:
-        hq = hq_settings(broker)  # the publisher's login; the collector logs in as hq
-        hq_settings(broker, "hq")
+        hq = hq_settings(broker)
         password = broker.add_device(PROGRAM, "s1", "k1")
         cfg_path = write_device_config(tmp / "k1", broker, device="k1", store="s1",
                                        program=PROGRAM, trust={"hq1": pub},

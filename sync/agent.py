@@ -95,6 +95,7 @@ class Agent:
         self.peers = PeerBudget(self.settings.peer_budget_per_hour)
         known = syncstate.read_status(self.store)  # counted, logged refusals, since enrolment
         self.rejected = {kind: known[f"rejected_{kind}"] for kind in ("messages", "fanout")}
+        self.saved_rejected = dict(self.rejected)
         self.refused_here = 0
         self.spool_dir = cfg.data_dir / "sync-spool"
         self.remote = remote.Remote(cfg, lambda topic, body: self.client.publish(topic, body, qos=1))
@@ -146,6 +147,10 @@ class Agent:
                     self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
             except OSError as exc:
                 self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
+        elif (msg.topic == self.topics["live"]
+              and protocol.relay_sender(msg.properties) == self.cfg.device_id):
+            client.ack(msg.mid, msg.qos)  # our own events, relayed back: nothing to do
+            return
         else:
             self.inbox.put(("message", msg.topic, msg.payload))
         self.inbox.put(("ack", self.connection, msg.mid, msg.qos))
@@ -218,6 +223,8 @@ class Agent:
                 self._reject("messages", item[1], f"{type(exc).__name__}: {str(exc)[:200]}")
             else:
                 log.exception("could not handle %s", item[0])
+        if item[0] == "message":
+            self._save_rejected()
 
     def _handle(self, item: tuple) -> None:
         kind = item[0]
@@ -288,7 +295,15 @@ class Agent:
             log.warning("refused %s %s on %s (%d so far): %s",
                         count, "message(s)" if kind == "messages" else "fan-out event(s)",
                         where, self.rejected[kind], why)
-        syncstate.write_status(self.store, **{f"rejected_{kind}": self.rejected[kind]})
+
+    def _save_rejected(self) -> None:
+        """Write the refusal counts to the status (once per message, not per event)."""
+        if self.rejected != self.saved_rejected:
+            try:
+                syncstate.write_status(self.store, **{f"rejected_{k}": v for k, v in self.rejected.items()})
+                self.saved_rejected = dict(self.rejected)
+            except sqlite3.Error as exc:  # busy: the next refusal writes them
+                log.warning("could not record the refusal counts: %s", exc)
 
     def _on_ack(self, payload: bytes) -> None:
         ids, conflicts = protocol.decode_ack(payload)
@@ -322,6 +337,10 @@ class Agent:
             if not self.peers.take(sender, now):
                 self._reject("fanout", "live", f"device {sender} is over its budget of "
                              f"{self.peers.per_hour} events an hour")
+                continue
+            if event["kind"] == "void" and not self.ledger.remote_void_allowed(event):
+                self._reject("fanout", "live", f"void {event['id']} from {sender} names a "
+                             f"redemption {sender} did not make here: {event['voids']}")
                 continue
             if self.ledger.apply_remote(event):
                 applied += 1

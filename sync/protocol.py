@@ -40,6 +40,28 @@ def live_topic(program: str, store: str) -> str:
     return f"{ROOT}/{program}/stores/{store}/live"
 
 
+RELAY_SENDER = "device"  # MQTT v5 user property of a relayed fan-out message
+
+
+def relay_properties(device: str):
+    """PUBLISH properties naming the device whose events a relayed message holds, so
+    that device can skip its own events without decoding them (optional; HQ only)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = (RELAY_SENDER, device)
+    return props
+
+
+def relay_sender(properties) -> str | None:
+    """The device a relayed message names in its user property, if any."""
+    for key, value in getattr(properties, "UserProperty", None) or ():
+        if key == RELAY_SENDER:
+            return value
+    return None
+
+
 def redemptions_filter(program: str = "+") -> str:
     return f"{ROOT}/{program}/stores/+/devices/+/redemptions"
 

@@ -278,6 +278,8 @@ def hq_settings(broker: "Broker", user: str | None = None):
     name, so two HQ clients sharing a login would knock each other off."""
     from kiosk import connection
 
+    if user is None and "hq" not in broker.passwords:
+        broker.add_user("hq")  # the shipped HQ login, which command-line tests use
     user = user or f"hq-{os.getpid()}-{next(_hq_logins)}"
     password = broker.folder / f"{user}.password"
     if user not in broker.passwords:

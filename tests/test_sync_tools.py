@@ -195,6 +195,25 @@ def test_wire_and_csv_errors_share_the_kiosk_root(tmp_path):
     assert isinstance(row.value, CsvError) and isinstance(row.value, ValueError)
     assert row.value.line == 2 and "op must be put or revoke" in str(row.value)
 
+def test_broker_user_gives_each_hq_process_its_own_login(tmp_path, capsys):
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    acl.write_text("user hq\ntopic readwrite kiosk/v1/#\n")
+    for _ in range(2):  # again: replaced, not added
+        code, out, err = run_hq(["broker-user", "hq-collect", "--passwd-file", str(passwd),
+                                 "--acl-file", str(acl), "--password-out",
+                                 str(tmp_path / "hq-collect-password")], capsys)
+        assert code == 0, err
+    assert "HQ block" in out
+    text = acl.read_text()
+    assert text.count("user hq-collect\ntopic readwrite kiosk/v1/#\n") == 1
+    assert text.startswith("user hq\n")
+    password = (tmp_path / "hq-collect-password").read_text().strip()
+    user, encoded = passwd.read_text().strip().split(":", 1)
+    assert user == "hq-collect" and credentials.check_password(password, encoded)
+    # devices only read their store's fan-out: HQ relays it
+    block = credentials.device_acl("p", "s1", "k1")
+    assert "topic read kiosk/v1/p/stores/s1/live" in block and "readwrite" not in block
+
 
 def test_protocol_rejects_bad_messages():
     with pytest.raises(protocol.ProtocolError):

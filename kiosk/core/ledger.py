@@ -297,6 +297,10 @@ class Ledger:
                 self._apply_remote_void(tx, event)
         return True
 
+    def remote_void_allowed(self, event: dict) -> bool:
+        """False for a remote void of a redemption made here or by another device."""
+        return self._remote_void_allowed(self.store.conn, event)
+
     @staticmethod
     def _remote_void_allowed(tx, event: dict) -> bool:
         """A remote void may only name a redemption of its own sender (or one not seen

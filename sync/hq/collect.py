@@ -119,7 +119,8 @@ class Collector:
         if result.relay:  # the store's other kiosks learn of it (only HQ may publish there)
             # (resends are relayed again: the first relay may have died with a collector)
             client.publish(protocol.live_topic(where.program, where.store),
-                           protocol.encode_events(result.relay), qos=1)
+                           protocol.encode_events(result.relay), qos=1,
+                           properties=protocol.relay_properties(where.device))
             self.relayed += len(result.relay)
 
     def _status(self, topic: str, payload: bytes) -> None:
