@@ -96,7 +96,7 @@ def test_forged_fanout_void_cannot_reenable_a_code_redeemed_here(estate):
 
     assert verdict(estate, "k1", "C0010") is Verdict.ALREADY_REDEEMED
     assert k1.confirm("C0010").verdict is Verdict.ALREADY_REDEEMED  # no second confirm
-    assert status.read_status(k1.store)["rejected_fanout"] == 1  # the void HQ's path carried
+    assert syncstate.read_status(k1.store)["rejected_fanout"] == 1  # the void HQ's path carried
     row = next(r for r in k1.history() if r["id"] == mine.redemption_id)
     assert row["voided_by"] is None
 
