@@ -336,3 +336,19 @@ def test_hq_signs_codes_sent_as_json_and_csv_when_the_operator_opted_in(tmp_path
         wait_until(lambda: device_version(http, token) == 6, 60, what="k1 on HQ's delta 6")
         assert served.ledger.confirm("CSV-1").redemption_id
         assert served.ledger.confirm("CODE-0003").redemption_id is None  # revoked
+
+        for body, words in (({**full, "program": "a/b"}, "program 'a/b'"),
+                            ({**full, "version": 6}, "not newer than version 6"),
+                            ({**full, "version": None, "expires_days": "soon"}, "expires_days"),
+                            ({**full, "version": None, "codes": [{"code": "Z", "colour": "red"}]},
+                             "colour")):
+            status, _, answer = raw(http, "POST", "/api/v1/code-lists", json.dumps(body).encode(),
+                                    {**auth, "Content-Type": "application/json"})
+            assert status in (400, 409) and words in answer, (words, answer)
+        db = HqDb(served.db_url)
+        try:
+            assert [r["version"] for r in db.rows("SELECT version FROM code_lists ORDER BY version")] == [5, 6]
+            audit = [r["action"] for r in db.rows("SELECT action FROM audit")]
+            assert audit.count("list.upload") == 2 and audit.count("list.publish") == 2
+        finally:
+            db.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kiosk.core import bundle, bundle_writer, keys
+from kiosk.core import bundle, bundle_writer, ids, keys
 from kiosk.errors import BundleError, KioskError
 from sync.hq import audit, fleet
 from sync.hq.engine import Conn, Engine
@@ -115,6 +115,9 @@ def accept(engine: Engine, conn: Conn, lists: Lists, upload: Path, actor: str) -
             manifest, count = check(upload, lists.trusted)
         except BundleError as exc:
             raise ListError(f"not a list HQ can take: {exc}") from None
+        if not ids.is_name(manifest.program):
+            raise ListError(f"not a list HQ can take: program {manifest.program!r} is not "
+                            f"a name devices use ({ids.NAME_RULE})")
         with lists.lock:
             old = find(conn, manifest.program, manifest.version)
             if old is not None:
@@ -264,11 +267,14 @@ def sign(conn: Conn, lists: Lists, program: str, rows: list[dict], *, delta: boo
                         "--key-id)", 409)
     if lists.folder is None:
         raise ListError("this server keeps no lists: start serve with --bundles DIR", 409)
-    if not program or not isinstance(program, str):
-        raise ListError("program is missing")
+    if not isinstance(program, str) or not ids.is_name(program):
+        raise ListError(f"program {program!r}: use {ids.NAME_RULE}")
     if not rows:
         raise ListError("no codes given")
     latest, manifest = _latest(conn, lists, program)
+    if version is not None and latest is not None and version <= latest["version"]:
+        raise ListError(f"version {version} is not newer than version {latest['version']} "
+                        f"of {program} kept at HQ", 409)
     if delta and latest is None:
         raise ListError(f"a delta needs a list of {program} kept at HQ to build on; "
                         "send a full list first")

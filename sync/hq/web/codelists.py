@@ -211,10 +211,13 @@ async def add_code_list(request: Request, c: Db, token: Token,
                 if not isinstance(body, dict) or not isinstance(body.get("codes"), list) \
                         or not all(isinstance(x, dict) for x in body["codes"]):
                     raise ListError('the body must be {"program": ..., "codes": [{"code": ...}]}')
+                days = body.get("expires_days", 30)
+                if not isinstance(days, int | float) or isinstance(days, bool) \
+                        or not 0 < days <= 3660:
+                    raise ListError("expires_days must be a number of days above 0, at most 3660")
                 args = dict(program=body.get("program"), rows=body["codes"],
-                            delta=bool(body.get("delta")), version=body.get("version"),
-                            rewards=body.get("rewards"),
-                            expires_days=float(body.get("expires_days") or 30.0))
+                            delta=body.get("delta") is True, version=body.get("version"),
+                            rewards=body.get("rewards"), expires_days=float(days))
             else:
                 try:
                     rows = codelists.rows_from_csv(raw.decode("utf-8-sig"))
@@ -222,7 +225,8 @@ async def add_code_list(request: Request, c: Db, token: Token,
                     raise ListError(f"the body is not a UTF-8 CSV ({exc})") from None
                 args = dict(program=program, rows=rows, delta=delta, version=version)
             if args["version"] is not None and (not isinstance(args["version"], int)
-                                                or args["version"] < 1):
+                                                or isinstance(args["version"], bool)
+                                                or not 1 <= args["version"] < 2**63):
                 raise ListError("version must be a positive whole number")
             target = await run_in_threadpool(lambda: codelists.sign(c, lists, **args))
         elif kind in ("application/x-tar", "application/octet-stream"):
