@@ -17,6 +17,7 @@ from sync.hq import codelists
 from sync.hq.codelists import ListError
 from sync.hq.web.deps import Db, Token, User, check_csrf
 from sync.hq.web.i18n import N_
+from sync.hq.web.pages import _page
 
 UPLOAD_PATHS = ("/lists/upload", "/api/v1/code-lists")
 FIELDS = ("program", "version", "base_version", "key_id", "records", "bytes", "manifest_sha256",
@@ -81,8 +82,6 @@ def _lists(request: Request) -> codelists.Lists:
 # -- the page ---------------------------------------------------------------------------
 def _show(request: Request, c, user, status_code: int = 200, error: str | None = None,
           detail: str = ""):
-    from sync.hq.web.pages import _page
-
     lists = _lists(request)
     flash = request.session.pop("flash", None)
     return _page(request, "lists.html", user, status_code=status_code, error=error,
@@ -92,8 +91,6 @@ def _show(request: Request, c, user, status_code: int = 200, error: str | None =
 
 
 def _owner_only(request: Request, user):
-    from sync.hq.web.pages import _page
-
     return _page(request, "message.html", user, status_code=403,
                  message=N_("Only an owner can manage code lists."))
 
