@@ -414,6 +414,14 @@ def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(serv
         browser.get(served.http.base + "/lists")
         return "1: k1" in browser.find_element(By.TAG_NAME, "table").text
     wait_until(k1_on_v2, 60, interval=1, what="k1 running the uploaded list")
+    (tmp_path / "junk.tar").write_bytes(b"not a tar file at all" * 50)
+    browser.find_element(By.ID, "bundle").send_keys(str(tmp_path / "junk.tar"))
+    browser.find_element(By.CSS_SELECTOR, "form[action='/lists/upload'] input[type=submit]").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "p.error"), 30, what="the refusal")
+    refusal = browser.find_element(By.CSS_SELECTOR, "p.error").text
+    assert "The list was not taken" in refusal and "the upload: not a readable tar file" in refusal
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+    browser.save_screenshot(str(shots / "hq-lists-refused-en.png"))
     titles = {"en": "Fleet", "uz": "Qurilmalar", "kk": "Құрылғылар", "ru": "Устройства"}
     for lang, title in titles.items():
         for path in ("/", "/fleet", "/conflicts", "/lists", "/audit"):

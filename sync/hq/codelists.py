@@ -99,6 +99,15 @@ def check(path: Path, trusted: dict[str, Ed25519PublicKey]) -> tuple[bundle.Mani
     return manifest, count
 
 
+def _reason(exc: BundleError, upload: Path) -> str:
+    """The refusal without the server's temp path, and without tarfile's list of
+    every compression it tried on a file that is no tar at all."""
+    text = str(exc).replace(str(upload), "the upload")
+    if exc.reason == "bad_archive" and "not a readable tar file" in text:
+        text = text.split(" (", 1)[0] + " (make one with kiosk-hq sign --tar)"
+    return text
+
+
 def _file_name(manifest: bundle.Manifest) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", manifest.program)[:60]
     return f"{safe}-v{manifest.version}-{manifest.sha256[:12]}.tar"
@@ -114,7 +123,7 @@ def accept(engine: Engine, conn: Conn, lists: Lists, upload: Path, actor: str) -
         try:
             manifest, count = check(upload, lists.trusted)
         except BundleError as exc:
-            raise ListError(f"not a list HQ can take: {exc}") from None
+            raise ListError(f"not a list HQ can take: {_reason(exc, upload)}") from None
         if not ids.is_name(manifest.program):
             raise ListError(f"not a list HQ can take: program {manifest.program!r} is not "
                             f"a name devices use ({ids.NAME_RULE})")
