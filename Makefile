@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench fuzz clean hq-catalogs constraints
+.PHONY: venv system-deps demo demo-hq test lint bench fuzz chaos clean hq-catalogs constraints
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 
 demo: venv
 	$(BIN)/kiosk demo
+
+# HQ's dashboard on SQLite with a throwaway broker and three demo kiosks (docs/hq.md)
+demo-hq: venv
+	$(BIN)/kiosk-hq demo
 
 test: venv
 	$(BIN)/ruff check .
@@ -43,7 +47,7 @@ bench: venv
 HQ_LOCALE := sync/hq/web/locale
 hq-catalogs: venv
 	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .
-	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE) --no-location
+	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE)
 	$(BIN)/pybabel -q compile -D hq -d $(HQ_LOCALE)
 
 # Long fuzzing pass over the parsers of untrusted input (tests/fuzz); `make test` runs

@@ -84,13 +84,18 @@ def load_rewards(path: Path | None) -> dict:
         rewards = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read rewards JSON ({exc})") from None
+    return load_rewards_dict(rewards, str(path))
+
+
+def load_rewards_dict(rewards, where: str) -> dict:
+    """A rewards table (reward_id -> {type, value, title}) checked; ``where`` names it."""
     if not isinstance(rewards, dict) or not rewards:
-        raise ValueError(f"{path}: must be an object reward_id -> {{type, value, title}}")
+        raise ValueError(f"{where}: must be an object reward_id -> {{type, value, title}}")
     for rid, r in rewards.items():
         if not isinstance(r, dict) or r.get("type") not in REWARD_TYPES:
-            raise ValueError(f"{path}: reward {rid!r}: type must be one of {', '.join(REWARD_TYPES)}")
+            raise ValueError(f"{where}: reward {rid!r}: type must be one of {', '.join(REWARD_TYPES)}")
         if not isinstance(r.get("title"), dict) or not r["title"]:
-            raise ValueError(f"{path}: reward {rid!r}: title must be {{lang: text}}")
+            raise ValueError(f"{where}: reward {rid!r}: title must be {{lang: text}}")
     return rewards
 
 

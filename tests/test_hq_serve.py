@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import threading
 import urllib.error
 import urllib.parse
@@ -173,7 +174,8 @@ def served(tmp_path, db_url, signing):
             [sys.executable, "-m", "sync.hq_cli", "serve", "--db", db_url, "--broker", broker.url,
              "--ca", str(broker.pki["ca"]), "--username", login.username,
              "--password-file", str(broker.folder / f"{login.username}.password"),
-             "--listen", f"127.0.0.1:{port}"],
+             "--listen", f"127.0.0.1:{port}", "--trust", f"hq1={signing[1]}",
+             "--bundles", str(tmp_path / "bundles")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         http = Http(f"http://127.0.0.1:{port}")
         try:
@@ -182,7 +184,8 @@ def served(tmp_path, db_url, signing):
             thread = threading.Thread(target=agent.run, daemon=True)
             thread.start()
             wait_until(lambda: not ledger.pending_events(), 60, what="device outbox acked by HQ")
-            yield type("Served", (), dict(http=http, db_url=db_url, proc=proc, ledger=ledger))
+            yield type("Served", (), dict(http=http, db_url=db_url, proc=proc, ledger=ledger,
+                                          program=program, signing=signing))
             agent.stop()
             thread.join(15)
         finally:
@@ -375,6 +378,7 @@ def browser():
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(served, browser,
                                                                               tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     added = hq("user", "add", "--db", served.db_url, "--name", "owner", stdin="correct horse 1\n")
@@ -390,9 +394,37 @@ def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(serv
     wait_until(lambda: browser.current_url.endswith("/fleet"), 15, what="back on /fleet")
     wait_until(lambda: "k1" in browser.find_element(By.TAG_NAME, "table").text, 30,
                what="k1 on the fleet page")
+    # an owner uploads a list made offline (kiosk-hq sign --tar): the device gets it
+    made = make_bundle(tmp_path / "list-2", served.signing[0], key_id="hq1", program=served.program,
+                       version=2, codes=["CODE-0001", "CODE-0002", "CODE-0003", "CODE-0004"])
+    with tarfile.open(tmp_path / "list-2.tar", "w") as tar:
+        tar.add(made, arcname="list-2")
+    browser.get(served.http.base + "/lists")
+    browser.find_element(By.ID, "bundle").send_keys(str(tmp_path / "list-2.tar"))
+    browser.find_element(By.CSS_SELECTOR, "form[action='/lists/upload'] input[type=submit]").click()
+
+    def stored():
+        try:
+            return "is stored and published" in browser.find_element(By.TAG_NAME, "main").text
+        except StaleElementReferenceException:  # the page was replaced while reading it
+            return False
+    wait_until(stored, 30, what="the uploaded list stored and published")
+
+    def k1_on_v2():
+        browser.get(served.http.base + "/lists")
+        return "1: k1" in browser.find_element(By.TAG_NAME, "table").text
+    wait_until(k1_on_v2, 60, interval=1, what="k1 running the uploaded list")
+    (tmp_path / "junk.tar").write_bytes(b"not a tar file at all" * 50)
+    browser.find_element(By.ID, "bundle").send_keys(str(tmp_path / "junk.tar"))
+    browser.find_element(By.CSS_SELECTOR, "form[action='/lists/upload'] input[type=submit]").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "p.error"), 30, what="the refusal")
+    refusal = browser.find_element(By.CSS_SELECTOR, "p.error").text
+    assert "The list was not taken" in refusal and "the upload: not a readable tar file" in refusal
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+    browser.save_screenshot(str(shots / "hq-lists-refused-en.png"))
     titles = {"en": "Fleet", "uz": "Qurilmalar", "kk": "Құрылғылар", "ru": "Устройства"}
     for lang, title in titles.items():
-        for path in ("/", "/fleet", "/conflicts", "/audit"):
+        for path in ("/", "/fleet", "/conflicts", "/lists", "/audit"):
             browser.get(f"{served.http.base}{path}?lang={lang}")
             assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
             nav = browser.find_element(By.TAG_NAME, "nav").text

@@ -86,6 +86,15 @@ _FLEET_AUDIT = [
     "CREATE INDEX audit_at ON audit (at)",
 ]
 
+_CODE_LISTS = [  # lists uploaded to serve (sync/hq/codelists.py)
+    """CREATE TABLE code_lists (
+    program TEXT NOT NULL, version BIGINT NOT NULL, base_version BIGINT, key_id TEXT NOT NULL,
+    records BIGINT NOT NULL, bytes BIGINT NOT NULL, manifest_sha256 TEXT NOT NULL,
+    file TEXT NOT NULL, code_salt TEXT NOT NULL, issued_at TEXT, expires_at TEXT,
+    uploaded_at TEXT NOT NULL, uploaded_by TEXT NOT NULL, published_at TEXT, published_by TEXT,
+    PRIMARY KEY (program, version))""",
+]
+
 
 MIGRATIONS = [
     # The first one is what HQ databases made before migrations already hold
@@ -124,6 +133,7 @@ MIGRATIONS = [
                     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
     _WEBHOOKS_MIGRATION,
     Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
+    Migration("0006-code-lists", sqlite=_CODE_LISTS, postgresql=_CODE_LISTS),
 ]
 
 

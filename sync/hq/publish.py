@@ -66,13 +66,18 @@ def _retained(client, program: str) -> dict[str, bytes]:
         elif msg.payload:
             got[msg.topic] = msg.payload
 
-    client.on_message = on_message
-    client.subscribe([(t, 1) for t in topics] + [(marker, 1)])
-    client.publish(marker, b"", qos=1)
-    if not done.wait(MARKER_WAIT_S):
-        raise HqError("the broker did not echo the marker message; is the hq user's ACL right?")
-    client.unsubscribe([*topics, marker])
-    client.on_message = None
+    # callbacks for these topics only: a collector's client (serve) keeps its on_message
+    for topic in [*topics, marker]:
+        client.message_callback_add(topic, on_message)
+    try:
+        client.subscribe([(t, 1) for t in topics] + [(marker, 1)])
+        client.publish(marker, b"", qos=1)
+        if not done.wait(MARKER_WAIT_S):
+            raise HqError("the broker did not echo the marker message; is the hq user's ACL right?")
+        client.unsubscribe([*topics, marker])
+    finally:
+        for topic in [*topics, marker]:
+            client.message_callback_remove(topic)
     return got
 
 
@@ -110,16 +115,23 @@ def _old_chain(retained: dict[str, bytes], program: str) -> list[tuple[bundle.Ma
     return chain
 
 
-def publish(settings, path, *, log=print) -> bundle.Manifest:
+def publish(settings, path, *, log=print, client=None) -> bundle.Manifest:
     """Publish a bundle as the new head of the chain, then prune what it replaces.
 
     A full snapshot starts a new chain; a delta extends the chain on the broker and must
     apply on its latest version. Order: chunks, then the chain message, then the head,
     so a device never sees a manifest whose chunks are not there; then the delta
-    messages and chunks no longer in the chain are cleared."""
+    messages and chunks no longer in the chain are cleared. ``client``: a connected
+    client to publish with (``serve``'s collector: the broker allows one connection
+    per login); by default a connection of its own."""
     manifest, signature, source = read_bundle(path)
     program = manifest.program
-    client = connect(settings, f"hq-publish-{uuid.uuid4().hex[:8]}")
+    own = client is None
+    try:
+        client = client or connect(settings, f"hq-publish-{uuid.uuid4().hex[:8]}")
+    except BaseException:
+        source.close()
+        raise
     try:
         retained = _retained(client, program)
         old = _old_chain(retained, program)
@@ -152,7 +164,8 @@ def publish(settings, path, *, log=print) -> bundle.Manifest:
               protocol.encode_head(manifest.raw, signature, index))
         stale = _prune(client, program, retained, chain)
     finally:
-        close(client)
+        if own:
+            close(client)
         source.close()
     log(f"published {program} version {manifest.version} ({manifest.record_count:,} records, "
         f"{len(sent)} chunk(s)); chain on the broker: {len(chain)} list(s) from version "

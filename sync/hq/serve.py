@@ -17,8 +17,9 @@ import getpass
 import logging
 import sys
 import threading
+from pathlib import Path
 
-from sync.hq import audit, auth, webhooks
+from sync.hq import audit, auth, codelists, publish, webhooks
 from sync.hq.common import HqError, add_broker_args, settings_from_args
 from sync.hq.db import HqDb
 from sync.hq.engine import db_errors
@@ -39,6 +40,17 @@ def register(sub) -> None:
     p.add_argument("--program", default="+", help="only this program (default: all)")
     p.add_argument("--secure-cookies", action="store_true",
                    help="session cookie only over HTTPS (set this behind a TLS proxy)")
+    p.add_argument("--trust", action="append", default=[], metavar="KEY_ID=PATH",
+                   help="a public key uploaded code lists may be signed with (repeatable)")
+    p.add_argument("--bundles", type=Path, metavar="DIR",
+                   help="where uploaded code lists are kept (default: bundles/ beside a "
+                        "SQLite database; needed with PostgreSQL)")
+    p.add_argument("--max-upload-mb", type=int, default=codelists.DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest list upload (default {codelists.DEFAULT_MAX_UPLOAD_MB})")
+    p.add_argument("--signing-key", type=Path, metavar="PATH",
+                   help="opt in: HQ signs codes sent as JSON/CSV with this private key "
+                        "(a copy of the server is then a copy of the key; docs/hq.md)")
+    p.add_argument("--key-id", help="the key id devices trust --signing-key under")
     p.set_defaults(handler=cmd_serve)
 
     tok = sub.add_parser("api-token", help="integration tokens for the HQ API")
@@ -177,6 +189,29 @@ def _listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _lists(args, engine) -> codelists.Lists:
+    """Code-list options: the folder, the trusted keys, HQ's own key if opted in."""
+    from kiosk.core import keys
+
+    folder = args.bundles or (engine.path.parent / "bundles" if engine.kind == "sqlite" else None)
+    trusted = codelists.parse_trust(args.trust)
+    signer = None
+    if bool(args.signing_key) != bool(args.key_id):
+        raise ValueError("--signing-key and --key-id go together")
+    if args.signing_key:
+        try:
+            key = keys.load_private(args.signing_key)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--signing-key {args.signing_key}: {exc}") from None
+        signer = (args.key_id, key)
+        trusted.setdefault(args.key_id, key.public_key())
+    if args.max_upload_mb < 1:
+        raise ValueError("--max-upload-mb must be at least 1")
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    return codelists.Lists(folder, trusted, args.max_upload_mb << 20, signer)
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -195,9 +230,23 @@ def cmd_serve(args) -> int:
     db = _open(args, "serve")
     if db is None:
         return 1
+    try:
+        lists = _lists(args, db.engine)
+    except (ValueError, OSError) as exc:
+        db.close()
+        print(f"kiosk-hq: serve: {exc}", file=sys.stderr)
+        return 2
     collector = Collector(db, args.program, args.group, fleet=True)
+
+    def publish_list(path):  # over the collector's connection: one connection per login
+        client = collector.client
+        if client is None or not client.is_connected():
+            raise HqError("the broker connection is down; try again when it is back (/healthz)")
+        return publish.publish(settings, path, client=client, log=log.info)
+
+    lists.publisher = publish_list
     app = make_app(db.engine, lambda: bool(collector.client and collector.client.is_connected()),
-                   secure_cookies=args.secure_cookies)
+                   secure_cookies=args.secure_cookies, lists=lists)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            access_log=False))
     stop = threading.Event()

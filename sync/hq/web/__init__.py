@@ -17,14 +17,17 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from sync.hq import auth
+from sync.hq.codelists import Lists
 from sync.hq.db import HqDb
 from sync.hq.engine import Engine
 from sync.hq.web.deps import LoginNeeded
 
 
-def make_app(engine: Engine, broker_up: Callable[[], bool], *, secure_cookies: bool = False) -> FastAPI:
-    """The app for ``engine``; ``broker_up()`` tells whether the collector is connected."""
-    from sync.hq.web import api, pages
+def make_app(engine: Engine, broker_up: Callable[[], bool], *, secure_cookies: bool = False,
+             lists: Lists | None = None) -> FastAPI:
+    """The app for ``engine``; ``broker_up()`` tells whether the collector is connected;
+    ``lists``: where uploaded code lists go and whom to trust (:mod:`sync.hq.codelists`)."""
+    from sync.hq.web import api, codelists, pages
 
     setup = HqDb(engine)  # migrates the schema before the first request
     try:
@@ -37,7 +40,11 @@ def make_app(engine: Engine, broker_up: Callable[[], bool], *, secure_cookies: b
                        https_only=secure_cookies, session_cookie="kiosk_hq")
     app.state.engine = engine
     app.state.broker_up = broker_up
+    app.state.lists = lists or Lists(None)
+    app.add_middleware(codelists.BodyLimit, limit=app.state.lists.max_upload)
     app.include_router(api.router)
+    app.include_router(codelists.api)
     app.include_router(pages.router)
+    app.include_router(codelists.pages)
     app.add_exception_handler(LoginNeeded, pages.login_redirect)
     return app
