@@ -5,7 +5,7 @@ JSON (deep, wide, wrongly typed) and mutated valid messages.
 Properties: a decoder returns a well-typed value or raises ProtocolError, nothing else;
 the agent and the collector never raise, keep working, and no input ever undoes a
 redemption made on the kiosk itself. A short bounded pass runs with the test suite;
-``KIOSK_FUZZ_EXAMPLES=20000 pytest tests/security/test_fuzz_mqtt.py`` runs a long one.
+``FUZZ_EXAMPLES=20000 pytest tests/security/test_fuzz_mqtt.py`` (or ``make fuzz``) runs a long one.
 """
 
 import json
@@ -22,7 +22,7 @@ from sync import protocol
 from sync.hq.collect import Collector
 from sync.hq.db import HqDb
 
-EXAMPLES = int(os.environ.get("KIOSK_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
