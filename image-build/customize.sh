@@ -102,13 +102,16 @@ prepare_chroot() {
 install_packages() {
   log "installing system packages"
   in_root apt-get update -q
-  local extra=()
-  # python3-picamera2 exists only in the Raspberry Pi OS archive (archive.raspberrypi.com).
-  if in_root apt-cache policy python3-picamera2 | grep -q 'Candidate: [0-9]'; then
-    extra+=(python3-picamera2)
-  else
-    log "python3-picamera2 not in this root's apt sources (not Raspberry Pi OS): skipped"
-  fi
+  local extra=() pkg
+  # Only in the Raspberry Pi OS archive (archive.raspberrypi.com): picamera2 (CSI
+  # camera) and lgpio (gpiozero's pin library, the only one that works on a Pi 5).
+  for pkg in python3-picamera2 python3-lgpio; do
+    if in_root apt-cache policy "$pkg" | grep -q 'Candidate: [0-9]'; then
+      extra+=("$pkg")
+    else
+      log "$pkg not in this root's apt sources (not Raspberry Pi OS): skipped"
+    fi
+  done
   read -r -a more <<< "${KIOSK_EXTRA_PACKAGES:-}"
   in_root apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" "${extra[@]}" "${more[@]}"
 }
@@ -174,7 +177,9 @@ data_partition() {
   [[ -n ${KIOSK_DATA_LABEL:-} ]] || return 0
   log "mounting LABEL=$KIOSK_DATA_LABEL on /var/lib/kiosk (ext4, data=journal)"
   sed -i '/[[:space:]]\/var\/lib\/kiosk[[:space:]]/d' "$ROOT/etc/fstab"
-  printf 'LABEL=%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro  0  2\n' \
+  # nofail: a damaged or missing data partition must not drop the Pi into emergency
+  # mode (root locked, no screen); the kiosk boots on and shows the fault.
+  printf 'LABEL=%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro,nofail,x-systemd.device-timeout=20s  0  2\n' \
     "$KIOSK_DATA_LABEL" >> "$ROOT/etc/fstab"
 }
 
@@ -213,8 +218,8 @@ firmware() {
 
 enable_services() {
   log "enabling kiosk services"
-  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-firstboot.service \
-    kiosk-setup-qr.path
+  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-sync.path \
+    kiosk-firstboot.service kiosk-setup-qr.path
   systemctl --root="$ROOT" enable systemd-timesyncd.service 2>/dev/null || true
   # Raspberry Pi OS asks for a user name on the console at first boot unless Imager
   # set one; on a kiosk that dialog would sit behind the UI. Imager's customisation

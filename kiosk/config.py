@@ -125,6 +125,8 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
             result[key_id] = keys.load_public(pem)
         except FileNotFoundError:
             raise section.error(key_id, f"public key file {pem} does not exist") from None
+        except OSError as exc:  # e.g. a keys/ folder the kiosk user may not read
+            raise section.error(key_id, f"cannot read {pem}: {exc.strerror}") from None
         except (ValueError, TypeError) as exc:
             raise section.error(key_id, f"{pem} is not an Ed25519 public key PEM ({exc})") from None
     return result
