@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo test lint bench clean
+.PHONY: venv system-deps demo test vpi-test lint bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,13 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(XRUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The virtual Raspberry Pi (issue 12): builds or reuses the arm64 kiosk image (cached in
+# /var/cache/redeem-kiosk-vpi, keyed by a hash of its inputs) and boots it under
+# qemu-system-aarch64. Needs root (mmdebstrap, loop devices). Results and screenshots
+# in build/vpi/. See docs/appliance.md "The virtual Pi".
+vpi-test: venv
+	$(if $(filter 0,$(shell id -u)),,sudo) $(BIN)/python scripts/vpi/vpi_test.py $(VPI_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -110,7 +110,9 @@ if ! chroot "$MNT" /bin/true 2>/dev/null; then
   die "cannot run the image's programs: on a non-arm64 host install qemu-user-static and binfmt-support"
 fi
 
-KIOSK_DATA_LABEL=$DATA_LABEL KIOSK_BOOT_DIR=$boot_dir bash "$HERE/customize.sh" "$MNT" "$SRC"
+disk_id=$(sfdisk --disk-id "$OUTPUT" | sed 's/^0x//')
+KIOSK_DATA_LABEL=$DATA_LABEL KIOSK_DATA_PARTUUID=$disk_id-03 KIOSK_BOOT_DIR=$boot_dir \
+  bash "$HERE/customize.sh" "$MNT" "$SRC"
 
 # The data partition's top folder belongs to the kiosk user (systemd's StateDirectory=
 # would also fix this at first start; doing it here keeps the first boot simple).

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
 SERVICES = ["kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
-            "kiosk-setup-qr.service", "kiosk-setup-qr.path"]
+            "kiosk-setup-qr.service", "kiosk-setup-qr.path", "kiosk-partuuid.service"]
 HOST_UNITS = next((p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
                    if (p / "sysinit.target").exists()), None)
 
@@ -40,6 +40,10 @@ def verify_root(tmp_path_factory):
     for exe in ("kiosk", "kiosk-sync"):
         (bin_dir / exe).write_text("#!/bin/sh\nexit 0\n")
         (bin_dir / exe).chmod(0o755)
+    sbin = root / "usr/local/sbin"
+    sbin.mkdir(parents=True)
+    (sbin / "kiosk-fix-partuuid").write_text("#!/bin/sh\nexit 0\n")
+    (sbin / "kiosk-fix-partuuid").chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
     return root
 
@@ -143,7 +147,8 @@ def test_firmware_fragments_are_documented_line_by_line():
         assert item in doc, f"{item} is not explained in docs/appliance.md"
 
 
-@pytest.mark.parametrize("script", ["image-build/customize.sh", "image-build/build-image.sh"])
+@pytest.mark.parametrize("script", ["image-build/customize.sh", "image-build/build-image.sh",
+                                    "image-build/kiosk-fix-partuuid", "scripts/vpi/build.sh"])
 def test_scripts_are_shellcheck_clean(script):
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is needed (scripts/system-deps.sh installs it)")

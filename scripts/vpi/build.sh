@@ -34,14 +34,18 @@ log() { echo "vpi-build: $*" >&2; }
 
 inputs() {  # every file whose content goes into the image, in a stable order
   cd "$REPO"
-  git ls-files -co --exclude-standard -- image-build systemd firmware kiosk sync \
-    pyproject.toml scripts/vpi | grep -v -e '^scripts/vpi/vpi_test.py$' -e '^scripts/vpi/qmp.py$' \
-    -e '__pycache__' | LC_ALL=C sort | while read -r f; do
+  git ls-files -co --exclude-standard -- "$@" | grep -v -e '^scripts/vpi/vpi_test.py$' \
+    -e '^scripts/vpi/qmp.py$' -e '__pycache__' | LC_ALL=C sort | while read -r f; do
       [[ -f $f ]] && printf '%s\0' "$f"
     done
 }
-KEY=$( { echo "$MIRROR"; inputs | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+hash_of() { { echo "$MIRROR"; inputs "$@" | xargs -0 sha256sum; } | sha256sum | cut -c1-16; }
+# Two stages, each cached: the Debian base (slow under emulation, changes rarely) and
+# the kiosk image made from it (changes with every source change).
+BASE_KEY=$(hash_of scripts/vpi/build.sh scripts/vpi/overlay)
+KEY=$(hash_of image-build systemd firmware kiosk sync pyproject.toml scripts/vpi)-$BASE_KEY
 OUT=$CACHE/$KEY
+BASE_DIR=$CACHE/base-$BASE_KEY
 if [[ -f $OUT/done ]]; then
   log "reusing $OUT"
   echo "$OUT"
@@ -58,30 +62,40 @@ arch-test arm64 >/dev/null || die "cannot run arm64 programs: install qemu-user-
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-ROOT=$WORK/root
 START=$SECONDS
 
-log "mmdebstrap: Debian bookworm arm64 with its kernel (a few minutes under emulation)"
-# shellcheck disable=SC2016  # the hooks expand $1 inside mmdebstrap, not here
-mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
-  --include=linux-image-arm64,initramfs-tools,systemd-sysv,udev,kmod,e2fsprogs,dosfstools,iproute2,procps,python3,python3-venv \
-  --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"
-    echo MODULES=list > "$1/etc/initramfs-tools/conf.d/vpi.conf"
-    echo COMPRESS=gzip >> "$1/etc/initramfs-tools/conf.d/vpi.conf"
-    printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" > "$1/etc/initramfs-tools/modules"' \
-  --customize-hook="tar -C '$HERE/overlay' --owner=0 --group=0 -cf - . | tar -C \"\$1\" -xf -" \
-  --customize-hook='systemctl --root="$1" enable vpi-agent.service systemd-networkd.service' \
-  --customize-hook="printf 'proc /proc proc defaults 0 0\nPARTUUID=$DISK_ID-01 /boot/firmware vfat defaults 0 2\nPARTUUID=$DISK_ID-02 / ext4 defaults,noatime 0 1\n' > \"\$1/etc/fstab\"" \
-  --customize-hook='echo raspberrypi > "$1/etc/hostname"' \
-  bookworm "$ROOT" "$MIRROR" >&2
-log "mmdebstrap done after $((SECONDS - START)) s"
+if [[ ! -f $BASE_DIR/done ]]; then
+  ROOT=$WORK/base/root
+  mkdir -p "$WORK/base"
+  log "mmdebstrap: Debian bookworm arm64 with its kernel (10-20 minutes under emulation)"
+  # shellcheck disable=SC2016  # the hooks expand $1 inside mmdebstrap, not here
+  mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
+    --include=linux-image-arm64,initramfs-tools,systemd-sysv,udev,kmod,e2fsprogs,dosfstools,iproute2,procps,python3,python3-venv \
+    --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"
+      echo MODULES=list > "$1/etc/initramfs-tools/conf.d/vpi.conf"
+      echo COMPRESS=gzip >> "$1/etc/initramfs-tools/conf.d/vpi.conf"
+      printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" > "$1/etc/initramfs-tools/modules"' \
+    --customize-hook="tar -C '$HERE/overlay' --owner=0 --group=0 -cf - . | tar -C \"\$1\" -xf -" \
+    --customize-hook='systemctl --root="$1" enable vpi-agent.service systemd-networkd.service' \
+    --customize-hook="printf 'proc /proc proc defaults 0 0\nPARTUUID=$DISK_ID-01 /boot/firmware vfat defaults 0 2\nPARTUUID=$DISK_ID-02 / ext4 defaults,noatime 0 1\n' > \"\$1/etc/fstab\"" \
+    --customize-hook='echo raspberrypi > "$1/etc/hostname"' \
+    bookworm "$ROOT" "$MIRROR" >&2
+  cp -L "$ROOT"/boot/vmlinuz-* "$WORK/base/vmlinuz"
+  cp -L "$ROOT"/boot/initrd.img-* "$WORK/base/initrd.img"
+  rm -f "$ROOT"/boot/vmlinuz-* "$ROOT"/boot/initrd.img-* "$ROOT"/boot/System.map-* "$ROOT"/boot/config-*
+  rm -rf "$BASE_DIR"
+  mv "$WORK/base" "$BASE_DIR"
+  echo "built in $((SECONDS - START)) s" > "$BASE_DIR/done"
+  log "base root done after $((SECONDS - START)) s"
+else
+  log "reusing the base root $BASE_DIR"
+fi
 
 mkdir -p "$WORK/out"
-cp -L "$ROOT"/boot/vmlinuz-* "$WORK/out/vmlinuz"
-cp -L "$ROOT"/boot/initrd.img-* "$WORK/out/initrd.img"
-rm -f "$ROOT"/boot/vmlinuz-* "$ROOT"/boot/initrd.img-* "$ROOT"/boot/System.map-* "$ROOT"/boot/config-*
+cp "$BASE_DIR/vmlinuz" "$BASE_DIR/initrd.img" "$WORK/out/"
 
 # A Raspberry Pi OS Lite-like disk: FAT boot (stock-like config.txt, cmdline.txt), ext4 root.
+ROOT=$BASE_DIR/root
 mkdir -p "$ROOT/boot/firmware" "$WORK/bootfs"
 printf '[all]\ndtoverlay=vc4-kms-v3d\n' > "$WORK/bootfs/config.txt"
 printf 'console=serial0,115200 console=tty1 root=PARTUUID=%s-02 rootfstype=ext4 fsck.repair=yes rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\n' \
@@ -92,15 +106,15 @@ BASE=$WORK/raspios-like.img
 truncate -s $(( total * SECTOR )) "$BASE"
 printf 'label: dos\nlabel-id: 0x%s\nstart=%s,size=%s,type=c\nstart=%s,type=83\n' \
   "$DISK_ID" "$BOOT_START" "$BOOT_SECTORS" "$ROOT_START" | sfdisk -q "$BASE"
-mkfs.fat -F 32 -n bootfs --offset "$BOOT_START" "$BASE" $(( BOOT_SECTORS / 2 )) >/dev/null
-MTOOLS_SKIP_CHECK=1 mcopy -i "$BASE@@$(( BOOT_START * SECTOR ))" "$WORK/bootfs/config.txt" "$WORK/bootfs/cmdline.txt" ::/
+mkfs.fat -F 32 -s 1 -n BOOTFS -C "$WORK/bootfs.img" $(( BOOT_SECTORS / 2 )) >/dev/null
+MTOOLS_SKIP_CHECK=1 mcopy -i "$WORK/bootfs.img" "$WORK/bootfs/config.txt" "$WORK/bootfs/cmdline.txt" ::/
+dd if="$WORK/bootfs.img" of="$BASE" bs=512 seek="$BOOT_START" conv=notrunc,sparse status=none
 mkfs.ext4 -q -L rootfs -d "$ROOT" -E offset=$(( ROOT_START * SECTOR )) "$BASE" "$(( root_mb * 1024 ))k"
-rm -rf "$ROOT"
 
 log "image-build/build-image.sh: the kiosk customisation (pip under emulation: several minutes)"
 ROOT_GROW_MB=${VPI_ROOT_GROW_MB:-1024} DATA_MB=${VPI_DATA_MB:-128} \
   bash "$REPO/image-build/build-image.sh" "$BASE" "$WORK/out/kiosk.img" "$REPO" >&2
-rm -f "$BASE"
+rm -f "$BASE" "$WORK/bootfs.img"
 
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"

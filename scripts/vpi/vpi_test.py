@@ -577,7 +577,9 @@ def main(argv=None) -> int:
         image_dir = Path(p.stdout.strip().splitlines()[-1])
     log(f"image {image_dir} ready after {time.monotonic() - t0:.0f} s")
     only = set(args.only.split(",")) if args.only else None
-    want = (lambda n: only is None or n in only)
+
+    def want(n: str) -> bool:
+        return only is None or n in only
     r = Results()
     work = OUT / "host"
     work.mkdir()
