@@ -35,14 +35,14 @@ log() { echo "vpi-build: $*" >&2; }
 inputs() {  # every file whose content goes into the image, in a stable order
   cd "$REPO"
   git ls-files -co --exclude-standard -- "$@" | grep -v -e '^scripts/vpi/vpi_test.py$' \
-    -e '^scripts/vpi/qmp.py$' -e '__pycache__' | LC_ALL=C sort | while read -r f; do
+    -e '^scripts/vpi/qmp.py$' -e '^scripts/vpi/README' -e '__pycache__' | LC_ALL=C sort | while read -r f; do
       [[ -f $f ]] && printf '%s\0' "$f"
     done
 }
 hash_of() { { echo "$MIRROR"; inputs "$@" | xargs -0 sha256sum; } | sha256sum | cut -c1-16; }
 # Two stages, each cached: the Debian base (slow under emulation, changes rarely) and
 # the kiosk image made from it (changes with every source change).
-BASE_KEY=$(hash_of scripts/vpi/build.sh scripts/vpi/overlay)
+BASE_KEY=$(hash_of scripts/vpi/base.sh scripts/vpi/overlay)
 KEY=$(hash_of image-build systemd firmware kiosk sync pyproject.toml scripts/vpi)-$BASE_KEY
 OUT=$CACHE/$KEY
 BASE_DIR=$CACHE/base-$BASE_KEY
@@ -65,28 +65,7 @@ trap 'rm -rf "$WORK"' EXIT
 START=$SECONDS
 
 if [[ ! -f $BASE_DIR/done ]]; then
-  ROOT=$WORK/base/root
-  mkdir -p "$WORK/base"
-  log "mmdebstrap: Debian bookworm arm64 with its kernel (10-20 minutes under emulation)"
-  # shellcheck disable=SC2016  # the hooks expand $1 inside mmdebstrap, not here
-  mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
-    --include=linux-image-arm64,initramfs-tools,systemd-sysv,udev,kmod,e2fsprogs,dosfstools,iproute2,procps,python3,python3-venv \
-    --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"
-      echo MODULES=list > "$1/etc/initramfs-tools/conf.d/vpi.conf"
-      echo COMPRESS=gzip >> "$1/etc/initramfs-tools/conf.d/vpi.conf"
-      printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" > "$1/etc/initramfs-tools/modules"' \
-    --customize-hook="tar -C '$HERE/overlay' --owner=0 --group=0 -cf - . | tar -C \"\$1\" -xf -" \
-    --customize-hook='systemctl --root="$1" enable vpi-agent.service systemd-networkd.service' \
-    --customize-hook="printf 'proc /proc proc defaults 0 0\nPARTUUID=$DISK_ID-01 /boot/firmware vfat defaults 0 2\nPARTUUID=$DISK_ID-02 / ext4 defaults,noatime 0 1\n' > \"\$1/etc/fstab\"" \
-    --customize-hook='echo raspberrypi > "$1/etc/hostname"' \
-    bookworm "$ROOT" "$MIRROR" >&2
-  cp -L "$ROOT"/boot/vmlinuz-* "$WORK/base/vmlinuz"
-  cp -L "$ROOT"/boot/initrd.img-* "$WORK/base/initrd.img"
-  rm -f "$ROOT"/boot/vmlinuz-* "$ROOT"/boot/initrd.img-* "$ROOT"/boot/System.map-* "$ROOT"/boot/config-*
-  rm -rf "$BASE_DIR"
-  mv "$WORK/base" "$BASE_DIR"
-  echo "built in $((SECONDS - START)) s" > "$BASE_DIR/done"
-  log "base root done after $((SECONDS - START)) s"
+  bash "$HERE/base.sh" "$BASE_DIR" "$MIRROR" "$DISK_ID" "$WORK/base"
 else
   log "reusing the base root $BASE_DIR"
 fi
