@@ -417,6 +417,40 @@ def step_scan_touch_print(r: Results, pi: Pi, printer: Printer, hq: Hq) -> bool:
         return r.record(name, False, str(exc))
 
 
+def step_rtc(r: Results, pi: Pi) -> bool:
+    """Issue 12, defect 8: no NTP here (restricted network), but QEMU's PL031 kept time."""
+    rc, hist = pi.sh(f"runuser -u kiosk -- {KIOSK} history --json --limit 1; "
+                     "cat /sys/class/rtc/rtc0/since_epoch; date +%s; "
+                     "ls /run/systemd/timesync/synchronized 2>&1")
+    return r.record("3b no NTP, but the PL031 RTC kept time: the redemption records clock rtc",
+                    '"clock": "rtc"' in hist, hist)
+
+
+def step_one_touch_path(r: Results, pi: Pi) -> bool:
+    """Issue 12, defect 4: a Pi-style multitouch screen (uinput, scripts/vpi/guest_touch.py)
+    must be opened by exactly one input path of the running kiosk."""
+    name = "3c a multitouch screen reaches the kiosk through exactly one input path"
+    try:
+        import base64
+
+        code = base64.b64encode((HERE / "guest_touch.py").read_bytes()).decode()
+        rc, out = pi.sh(f"echo {code} | base64 -d > /run/guest_touch.py && modprobe uinput && "
+                        "(setsid python3 /run/guest_touch.py --hold 900 >/run/touch.log 2>&1 &) "
+                        "&& sleep 3 && grep -l vpi-touch /sys/class/input/event*/device/name")
+        check(rc == 0, f"no simulated touch screen: {out}")
+        node = "/dev/input/" + out.strip().split("/")[4]
+        pi.sh("systemctl restart kiosk")
+        check(wait_ui_ready(pi, 180), f"kiosk not back after restart: {journal(pi, 'kiosk')}")
+        time.sleep(10)
+        pid = unit_state(pi, "kiosk")["MainPID"]
+        rc, fds = pi.sh(f"ls -l /proc/{pid}/fd | grep -c '{node}$'; ls -l /proc/{pid}/fd | grep /dev/input")
+        opened = int(fds.split()[0]) if fds.split() else -1
+        check(opened == 1, f"kiosk pid {pid} has {node} open {opened} times: {fds}")
+        return r.record(name, True, f"{node} open once")
+    except StepFailed as exc:
+        return r.record(name, False, str(exc))
+
+
 def step_hq(r: Results, pi: Pi, hq: Hq) -> bool:
     name = "4 redemption reaches kiosk-hq collect through TLS mosquitto and is acked"
     try:
@@ -448,6 +482,37 @@ def step_frozen_ui(r: Results, pi: Pi) -> bool:
         png, stats = pi.screenshot("after-watchdog")
         check(stats["black"] < 0.9, f"{png.name} black after restart")
         return r.record(name, True, f"{took:.0f} s")
+    except StepFailed as exc:
+        return r.record(name, False, str(exc))
+
+
+def step_escalation(r: Results, pi: Pi) -> bool:
+    """Issue 12, defect 11: a UI that keeps failing makes systemd reboot the kiosk
+    (StartLimitBurst=5 in 10 min, StartLimitAction=reboot)."""
+    name = "5b a UI that fails again and again escalates to a reboot"
+    try:
+        first = boot_id(pi)
+        kills = 0
+        t0 = time.monotonic()
+        for _ in range(10):
+            state = unit_state(pi, "kiosk")
+            if not state:  # the agent is gone: the guest is rebooting
+                break
+            pid = state.get("MainPID", "0")
+            if pid != "0":
+                pi.sh(f"kill -KILL {pid}")
+                kills += 1
+            time.sleep(4)
+        pi.agent.close()
+        check(pi.wait_agent(300), f"guest not back after {kills} kills: {tail(pi.console_log)}")
+        second = boot_id(pi)
+        check(second and second != first, f"no reboot after {kills} kills; "
+                                          f"{unit_state(pi, 'kiosk')} {journal(pi, 'kiosk')}")
+        rc, why = pi.sh("journalctl -b -1 -o cat --no-pager | grep -i -m3 'start request repeated"
+                        "\\|rebooting\\|start-limit' || true")
+        check(wait_ui_ready(pi), f"kiosk not active after the reboot: {journal(pi, 'kiosk')}")
+        return r.record(name, True, f"rebooted after {kills} kills, "
+                                    f"back in {time.monotonic() - t0:.0f} s {why.strip()}")
     except StepFailed as exc:
         return r.record(name, False, str(exc))
 
@@ -488,18 +553,21 @@ def step_power_cut(r: Results, pi: Pi, hq: Hq) -> bool:
                         "'file:/var/lib/kiosk/kiosk.sqlite?mode=ro', uri=True)"
                         ".execute('PRAGMA integrity_check').fetchone()[0])\"")
         check(out.strip() == "ok", f"integrity_check: {out}")
-        from kiosk.core.codes import code_hash  # noqa: F401  (the bundle's salt is HQ's)
         rc, hist = pi.sh(f"runuser -u kiosk -- {KIOSK} history --json --limit 1000")
         check(rc == 0, hist)
-        kept = json.loads(hist)
-        check(len(kept) >= 1 + len(done), f"{len(kept)} redemptions on the device after the cut, "
-                                          f"{len(done)} confirmed before it (+1 of step 3)")
-        ids = {e.get("id") or e.get("redemption_id") for e in kept}
+        kept = [e for e in json.loads(hist) if e["origin"] == "local" and e["kind"] == "redeem"]
+        masked = [e["masked_code"] or "" for e in kept]
+        lost = [c for c in done if not any(m.endswith(c[-4:]) for m in masked)]
+        check(not lost, f"confirmed before the cut but missing after it: {lost}; kept {masked}")
+        ids = {e["id"] for e in kept}
         at_hq = wait_for(lambda: ids <= {e[0] for e in hq.events()}, 180, 3)
-        events = hq.events()
+        events = [e for e in hq.events() if e[1] == DEVICE and e[2] == "redeem"]
         check(at_hq, f"HQ misses {ids - {e[0] for e in events}}")
-        check(len(events) == len({e[0] for e in events}), "an event reached HQ twice")
-        return r.record(name, True, f"{len(done)} confirmed before the cut")
+        hashes = [e[3] for e in events]
+        check(len(hashes) == len(set(hashes)) == len(ids),
+              f"HQ has {len(hashes)} redeem events ({len(set(hashes))} codes) for {len(ids)} on the device")
+        return r.record(name, True, f"{len(done)} confirmed before the cut, {len(ids)} kept, "
+                                    f"{len(events)} at HQ")
     except StepFailed as exc:
         return r.record(name, False, str(exc))
 
@@ -588,7 +656,7 @@ def main(argv=None) -> int:
     pis: list[Pi] = []
     try:
         hq.start_collector()
-        if any(want(n) for n in "1234569" "7"):
+        if any(want(n) for n in ("1", "2", "3", "3b", "3c", "4", "5", "5b", "6", "7", "9")):
             pi = Pi("provisioned", image_dir, hq.broker.port, printer.port)
             pis.append(pi)
             enrolled = hq.enroll(work / "counter")
@@ -602,8 +670,11 @@ def main(argv=None) -> int:
             if step_provisioning(r, pi, enrolled) or True:
                 for n, fn in (("2", lambda: step_idle_screen(r, pi)),
                               ("3", lambda: step_scan_touch_print(r, pi, printer, hq)),
+                              ("3b", lambda: step_rtc(r, pi)),
+                              ("3c", lambda: step_one_touch_path(r, pi)),
                               ("4", lambda: step_hq(r, pi, hq)),
                               ("5", lambda: step_frozen_ui(r, pi)),
+                              ("5b", lambda: step_escalation(r, pi)),
                               ("9", lambda: step_doctor(r, pi)),
                               ("6", lambda: step_power_cut(r, pi, hq)),
                               ("7", lambda: step_hung_kernel(r, pi))):
