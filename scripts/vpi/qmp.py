@@ -138,18 +138,22 @@ class Agent:
         self.path = path
         self.line: LineSocket | None = None
 
-    def connect(self, timeout: float) -> bool:
-        """Wait until the guest answers; False after ``timeout`` seconds."""
+    def connect(self, timeout: float, alive=lambda: True) -> bool:
+        """Wait until the guest answers; False after ``timeout`` seconds or when
+        ``alive()`` says the machine is gone. Requests queue up in the port until the
+        agent starts, and a guest still booting answers slowly: one ping at a time,
+        and any answer counts."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and alive():
             try:
                 if self.line is None:
                     self.line = LineSocket(self.path, timeout=2)
-                if self.run("true", timeout=3, wait=3)[0] == 0:
+                    self.line.send({"id": next(self._ids), "cmd": "true", "timeout": 30})
+                if self.line.recv(min(10.0, max(0.1, deadline - time.monotonic()))) is not None:
                     return True
             except (OSError, ConnectionError):
                 self.close()
-            time.sleep(1)
+                time.sleep(1)
         return False
 
     def run(self, cmd: str, timeout: float = 60, wait: float | None = None) -> tuple[int, str]:

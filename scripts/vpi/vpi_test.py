@@ -10,6 +10,7 @@ on any FAIL. Screenshots and logs go to build/vpi/.
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -231,6 +232,8 @@ class Pi:
         self.qmp: QMP | None = None
         self.agent = Agent(str(OUT / f"{name}-agent.sock"))
         self.shots = 0
+        self.resets = 0
+        self.past_events: list[dict] = []
         subprocess.run(["cp", "--sparse=always", str(image_dir / "kiosk.img"), str(self.disk)],
                        check=True, timeout=300)
 
@@ -270,7 +273,7 @@ class Pi:
                "-initrd", str(self.image_dir / "initrd.img"), "-append", self.cmdline(),
                "-drive", f"file={self.disk},format=raw,if=none,id=disk0,cache=writeback",
                "-device", "virtio-blk-pci,drive=disk0",
-               "-netdev", f"user,id=net0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=net0",
+               "-netdev", f"user,id=net0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=net0,romfile=",
                "-device", f"virtio-gpu-pci,xres={WIDTH},yres={HEIGHT}",
                "-device", "virtio-tablet-pci", "-device", "qemu-xhci", "-device", "usb-kbd",
                "-device", "i6300esb", "-action", "watchdog=reset",
@@ -279,15 +282,34 @@ class Pi:
                "-device", "virtserialport,chardev=agent,name=org.kiosk.agent",
                "-qmp", f"unix:{OUT / (self.name + '-qmp.sock')},server=on,wait=off",
                "-serial", f"file:{OUT / (self.name + '-console.log')}",
-               "-display", "none", "-rtc", "base=utc"]
+               "-display", "none", "-rtc", "base=utc", "-no-reboot"]
         self.console_log = OUT / f"{self.name}-console.log"
+        if self.console_log.exists():  # QEMU truncates it: keep what earlier boots printed
+            with open(OUT / f"{self.name}-console.old", "ab") as old:
+                old.write(self.console_log.read_bytes())
         with open(OUT / f"{self.name}-qemu.log", "ab") as qlog:
             self.proc = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT)
         self.qmp = QMP(str(OUT / f"{self.name}-qmp.sock"))
         self.agent.close()
 
-    def wait_agent(self, timeout: float = 240) -> bool:
-        return self.agent.connect(timeout)
+    def wait_agent(self, timeout: float = 300) -> bool:
+        """Wait for the guest's agent. QEMU runs with -no-reboot: a guest reset (reboot,
+        watchdog) ends QEMU, and it is started again with the boot partition's
+        cmdline.txt read afresh, as the Pi firmware reads it at every boot (the first
+        boot changes the PARTUUIDs in it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.agent.connect(deadline - time.monotonic(),
+                                  alive=lambda: self.proc.poll() is None):
+                return True
+            if self.proc.poll() is not None:
+                with contextlib.suppress(Exception):
+                    self.past_events += self.qmp.poll_events(0.2)
+                self.resets += 1
+                log(f"{self.name}: guest reset (QEMU exited {self.proc.returncode}); "
+                    "starting it again with the boot partition's cmdline.txt")
+                self.start()
+        return False
 
     def sh(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
         return self.agent.run(cmd, timeout=timeout)
@@ -587,9 +609,9 @@ def step_hung_kernel(r: Results, pi: Pi) -> bool:
         t0 = time.monotonic()
         pi.agent.fire("echo c > /proc/sysrq-trigger")
         pi.agent.close()
-        back = pi.wait_agent(240)
+        back = pi.wait_agent(300)
         took = time.monotonic() - t0
-        events = [e["event"] for e in pi.qmp.poll_events(0.5)]
+        events = [e["event"] for e in pi.past_events]
         check(back, f"guest did not come back in {took:.0f} s; events {events}")
         second = boot_id(pi)
         check(second and second != first, f"same boot id {first}")
@@ -623,6 +645,7 @@ def tail(path: Path, n: int = 2000) -> str:
 
 # -- main -----------------------------------------------------------------------------------
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: clean-up
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image-dir", help="use this built image folder instead of build.sh")
     ap.add_argument("--only", help="comma-separated step numbers to run (default: all)")
