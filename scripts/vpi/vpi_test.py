@@ -23,7 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
+
+import tomli_w
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -370,8 +373,10 @@ def step_provisioning(r: Results, pi: Pi, enrolled: Path) -> bool:
     name = "1 provisioning from the boot partition; kiosk and kiosk-sync active, no restarts"
     try:
         check(pi.wait_agent(300), f"guest did not boot; console: {tail(pi.console_log)}")
-        left = [f for f in pi.boot_files() if f in ("kiosk.toml", "mqtt-password", "keys")]
-        rc, out = pi.sh("ls -l /etc/kiosk /etc/kiosk/keys; journalctl -b -u kiosk-firstboot -o cat --no-pager")
+        rc, state = pi.sh("systemctl is-system-running --wait", timeout=300)
+        rc, out = pi.sh("ls -l /etc/kiosk /etc/kiosk/keys; journalctl -b -u kiosk-firstboot "
+                        "-u kiosk-partuuid -o cat --no-pager")
+        log(f"system {state.strip()}; {out}")
         check(wait_ui_ready(pi), f"kiosk.service not active: {unit_state(pi, 'kiosk')} "
                                  f"{journal(pi, 'kiosk')} {out}")
         time.sleep(20)  # long enough for a crash loop to show (RestartSec=2/5)
@@ -379,6 +384,8 @@ def step_provisioning(r: Results, pi: Pi, enrolled: Path) -> bool:
         bad = {u: s for u, s in states.items()
                if s.get("ActiveState") != "active" or s.get("NRestarts") != "0"}
         check(not bad, f"{bad} kiosk: {journal(pi, 'kiosk')} sync: {journal(pi, 'kiosk-sync')}")
+        pi.sh("sync")  # the guest's FAT writes reach the disk image before mtools reads it
+        left = [f for f in pi.boot_files() if f in ("kiosk.toml", "mqtt-password", "keys")]
         check(not left, f"provisioning files still on the boot partition: {left}; {out}")
         rc, _ = pi.sh(f"test -s /etc/kiosk/kiosk.toml && runuser -u kiosk -- {KIOSK} sync-status")
         check(rc == 0, f"kiosk user cannot use the config: {out}")
@@ -414,9 +421,8 @@ def ledger_count(pi: Pi) -> int:
 def step_scan_touch_print(r: Results, pi: Pi, printer: Printer, hq: Hq) -> bool:
     name = "3 scanner code -> ready; touch Confirm redeems once; receipt on the TCP printer"
     try:
-        ok = wait_for(lambda: pi.sh(f"runuser -u kiosk -- {KIOSK} codes status")[0] == 0
-                      and "version 1" in pi.sh(f"runuser -u kiosk -- {KIOSK} codes status")[1],
-                      180, 5)
+        ok = wait_for(lambda: '"version": 1' in pi.sh(
+            f"runuser -u kiosk -- {KIOSK} codes status --json")[1], 180, 5)
         check(ok, "code list never arrived: " + pi.sh(f"runuser -u kiosk -- {KIOSK} codes status")[1]
               + journal(pi, "kiosk-sync"))
         before, receipts = ledger_count(pi), len(printer.receipts())
@@ -683,8 +689,10 @@ def main(argv=None) -> int:
             pi = Pi("provisioned", image_dir, hq.broker.port, printer.port)
             pis.append(pi)
             enrolled = hq.enroll(work / "counter")
-            with open(enrolled / "kiosk.toml", "a") as fh:  # docs/technician.md step 3
-                fh.write(f'\n[printer]\nurl = "tcp://{HOST_IP}:{PRINTER_PORT}"\n')
+            toml = enrolled / "kiosk.toml"  # the printer, as docs/technician.md step 3 says
+            cfg = tomllib.loads(toml.read_text())
+            cfg.setdefault("printer", {})["url"] = f"tcp://{HOST_IP}:{PRINTER_PORT}"
+            toml.write_text(tomli_w.dumps(cfg))
             names = [n for n in ("kiosk.toml", "mqtt-password", "mqtt-ca.pem", "keys")
                      if (enrolled / n).exists()]
             pi.put_boot_files(enrolled, names)
