@@ -91,7 +91,7 @@ class QMP:
         return self.events
 
     # -- input ---------------------------------------------------------------------
-    def type_text(self, text: str, hold_ms: int = 10) -> None:
+    def type_text(self, text: str, hold_ms: int = 30) -> None:
         """Types ``text`` and Enter on the USB keyboard, one key per send-key."""
         for ch in text + "\n":
             keys = [{"type": "qcode", "data": qcode}
