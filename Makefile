@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo demo-hq test lint bench fuzz chaos clean hq-catalogs constraints
+.PHONY: venv system-deps demo demo-hq test vpi-test lint bench fuzz chaos clean hq-catalogs constraints
 
 venv: $(STAMP)
 
@@ -32,6 +32,13 @@ demo-hq: venv
 test: venv
 	$(BIN)/ruff check .
 	$(XRUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The virtual Raspberry Pi (issue 12): builds or reuses the arm64 kiosk image (cached in
+# /var/cache/redeem-kiosk-vpi, keyed by a hash of its inputs) and boots it under
+# qemu-system-aarch64. Needs root (mmdebstrap, loop devices). Results and screenshots
+# in build/vpi/. See docs/appliance.md "The virtual Pi".
+vpi-test: venv
+	$(if $(filter 0,$(shell id -u)),,sudo) $(BIN)/python scripts/vpi/vpi_test.py $(VPI_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

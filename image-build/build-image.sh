@@ -13,7 +13,8 @@
 #    binfmt handler when the build host is not arm64);
 # 5. unmounts and detaches everything, also on failure.
 #
-# Build host: Debian/Ubuntu with fdisk (sfdisk), e2fsprogs, dosfstools, xz-utils and,
+# Build host: Debian/Ubuntu with fdisk (sfdisk), e2fsprogs, dosfstools, xz-utils (mtools
+# when the kernel cannot mount vfat) and,
 # on x86, qemu-user-static + binfmt-support. Environment: ROOT_GROW_MB (default
 # 2048), DATA_MB (default 1024), and the KIOSK_* options of customize.sh.
 set -euo pipefail
@@ -95,13 +96,23 @@ MNT=$(mktemp -d /tmp/kiosk-image.XXXXXX)
 mount "$root_dev" "$MNT"
 boot_dir=boot/firmware
 [[ -d $MNT/$boot_dir ]] || boot_dir=boot
-mount "$boot_dev" "$MNT/$boot_dir" || die "cannot mount the boot partition (vfat support?)"
+BOOT_MTOOLS=""
+if ! mount "$boot_dev" "$MNT/$boot_dir" 2>/dev/null; then
+  # Containers and some CI kernels have no vfat: edit the FAT partition with mtools.
+  command -v mcopy >/dev/null || die "cannot mount the boot partition (no vfat?) and mtools is missing"
+  log "this kernel cannot mount the boot partition: editing it with mtools instead"
+  BOOT_MTOOLS=yes
+  export MTOOLS_SKIP_CHECK=1
+  mcopy -s -n -i "$boot_dev" '::/*' "$MNT/$boot_dir/"
+fi
 
 if ! chroot "$MNT" /bin/true 2>/dev/null; then
   die "cannot run the image's programs: on a non-arm64 host install qemu-user-static and binfmt-support"
 fi
 
-KIOSK_DATA_LABEL=$DATA_LABEL KIOSK_BOOT_DIR=$boot_dir bash "$HERE/customize.sh" "$MNT" "$SRC"
+disk_id=$(sfdisk --disk-id "$OUTPUT" | sed 's/^0x//')
+KIOSK_DATA_LABEL=$DATA_LABEL KIOSK_DATA_PARTUUID=$disk_id-03 KIOSK_BOOT_DIR=$boot_dir \
+  bash "$HERE/customize.sh" "$MNT" "$SRC"
 
 # The data partition's top folder belongs to the kiosk user (systemd's StateDirectory=
 # would also fix this at first start; doing it here keeps the first boot simple).
@@ -114,5 +125,10 @@ umount "$MNT/var/lib/kiosk"
 # last partition. Ours is sized at build time and the data partition follows it.
 sed -i 's# init=/usr/lib/raspberrypi-sys-mods/firstboot##; s# init=/usr/lib/raspi-config/init_resize.sh##' \
   "$MNT/$boot_dir/cmdline.txt"
+
+if [[ -n $BOOT_MTOOLS ]]; then  # write the edited boot files back, leave the mount point empty
+  mcopy -s -o -i "$boot_dev" "$MNT/$boot_dir"/* ::/
+  find "$MNT/$boot_dir" -mindepth 1 -delete
+fi
 
 log "done: $OUTPUT (flash it with Raspberry Pi Imager or dd; see docs/technician.md)"

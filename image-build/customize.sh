@@ -13,6 +13,7 @@
 #   KIOSK_BOOT_DIR=boot/firmware   boot partition inside ROOTFS (auto-detected)
 #   KIOSK_DATA_LABEL=kiosk-data    mount the ext4 partition with this label on
 #                                  /var/lib/kiosk (data=journal); build-image.sh sets it
+#   KIOSK_DATA_PARTUUID=ID-03      mount it by this PARTUUID instead (build-image.sh)
 #   KIOSK_RTC=ds3231               enable the DS3231 RTC overlay
 #   KIOSK_HQ_KEYS=DIR              HQ public keys (KEY_ID.pub.pem) the device trusts for
 #                                  setup QRs; copied to /etc/kiosk/keys
@@ -44,6 +45,7 @@ PACKAGES=(
   libusb-1.0-0                              # USB receipt printers
   fonts-dejavu-core
   systemd systemd-timesyncd udev            # init, NTP flag the clock trusts, device rules
+  fdisk                                     # sfdisk: a card's own disk id at first boot
 )
 MOUNTED=()
 RESOLV_SAVED=""
@@ -102,13 +104,16 @@ prepare_chroot() {
 install_packages() {
   log "installing system packages"
   in_root apt-get update -q
-  local extra=()
-  # python3-picamera2 exists only in the Raspberry Pi OS archive (archive.raspberrypi.com).
-  if in_root apt-cache policy python3-picamera2 | grep -q 'Candidate: [0-9]'; then
-    extra+=(python3-picamera2)
-  else
-    log "python3-picamera2 not in this root's apt sources (not Raspberry Pi OS): skipped"
-  fi
+  local extra=() pkg
+  # Only in the Raspberry Pi OS archive (archive.raspberrypi.com): picamera2 (CSI
+  # camera) and lgpio (gpiozero's pin library, the only one that works on a Pi 5).
+  for pkg in python3-picamera2 python3-lgpio; do
+    if in_root apt-cache policy "$pkg" | grep -q 'Candidate: [0-9]'; then
+      extra+=("$pkg")
+    else
+      log "$pkg not in this root's apt sources (not Raspberry Pi OS): skipped"
+    fi
+  done
   read -r -a more <<< "${KIOSK_EXTRA_PACKAGES:-}"
   in_root apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" "${extra[@]}" "${more[@]}"
 }
@@ -158,6 +163,7 @@ place_files() {
     install -d "$ROOT/etc/udev/rules.d"
     install -m 644 "$SRC"/systemd/udev/*.rules "$ROOT/etc/udev/rules.d/"
   fi
+  install -m 755 "$HERE/kiosk-fix-partuuid" "$ROOT/usr/local/sbin/kiosk-fix-partuuid"
   install -d -m 750 -o root -g "$(in_root getent group kiosk | cut -d: -f3)" "$ROOT/etc/kiosk"
   install -m 644 "$HERE/kiosk.toml.example" "$ROOT/etc/kiosk/kiosk.toml.example"
   if [[ -n ${KIOSK_HQ_KEYS:-} ]]; then
@@ -171,11 +177,22 @@ place_files() {
 }
 
 data_partition() {
-  [[ -n ${KIOSK_DATA_LABEL:-} ]] || return 0
-  log "mounting LABEL=$KIOSK_DATA_LABEL on /var/lib/kiosk (ext4, data=journal)"
+  local source
+  # By PARTUUID when build-image.sh knows it: kiosk-fix-partuuid makes it unique per
+  # card at first boot, while every card has the same label.
+  if [[ -n ${KIOSK_DATA_PARTUUID:-} ]]; then
+    source=PARTUUID=$KIOSK_DATA_PARTUUID
+  elif [[ -n ${KIOSK_DATA_LABEL:-} ]]; then
+    source=LABEL=$KIOSK_DATA_LABEL
+  else
+    return 0
+  fi
+  log "mounting $source on /var/lib/kiosk (ext4, data=journal)"
   sed -i '/[[:space:]]\/var\/lib\/kiosk[[:space:]]/d' "$ROOT/etc/fstab"
-  printf 'LABEL=%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro  0  2\n' \
-    "$KIOSK_DATA_LABEL" >> "$ROOT/etc/fstab"
+  # nofail: a damaged or missing data partition must not drop the Pi into emergency
+  # mode (root locked, no screen); the kiosk boots on and shows the fault.
+  printf '%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro,nofail,x-systemd.device-timeout=20s  0  2\n' \
+    "$source" >> "$ROOT/etc/fstab"
 }
 
 boot_dir() {
@@ -213,8 +230,8 @@ firmware() {
 
 enable_services() {
   log "enabling kiosk services"
-  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-firstboot.service \
-    kiosk-setup-qr.path
+  systemctl --root="$ROOT" enable kiosk.service kiosk-sync.service kiosk-sync.path \
+    kiosk-firstboot.service kiosk-setup-qr.path kiosk-partuuid.service
   systemctl --root="$ROOT" enable systemd-timesyncd.service 2>/dev/null || true
   # Raspberry Pi OS asks for a user name on the console at first boot unless Imager
   # set one; on a kiosk that dialog would sit behind the UI. Imager's customisation

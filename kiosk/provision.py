@@ -300,9 +300,24 @@ def _referenced_files(data: Any, base: Path) -> list[PurePosixPath]:
     return sorted(set(found))
 
 
-def _write_private(path: Path, data: bytes, gid: int | None) -> None:
-    """Write ``path`` durably as mode 0640 (owner root, group kiosk when gid is given)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+def _private_dirs(folder: Path, top: Path, gid: int | None) -> None:
+    """Create ``folder`` and its parents up to ``top`` as 0750 root:kiosk. mkdir's mode
+    goes through the umask and new folders belong to root's group: a ``keys/`` folder
+    made that way is unreadable to the kiosk user, whose services then cannot load
+    the config (issue 12, defect 1)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    for d in [folder, *folder.parents]:
+        if not d.is_relative_to(top):
+            break
+        os.chmod(d, 0o750)
+        if gid is not None:
+            os.chown(d, 0, gid)
+
+
+def _write_private(path: Path, data: bytes, gid: int | None, top: Path | None = None) -> None:
+    """Write ``path`` durably as mode 0640 (owner root, group kiosk when gid is given);
+    folders below ``top`` that it needs are made 0750 root:kiosk."""
+    _private_dirs(path.parent, top or path.parent, gid)
     tmp = path.with_name(f".{path.name}.provisioning")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     with os.fdopen(fd, "wb") as fh:
@@ -313,6 +328,21 @@ def _write_private(path: Path, data: bytes, gid: int | None) -> None:
     if gid is not None:
         os.chown(tmp, 0, gid)
     os.replace(tmp, path)
+
+
+def _overwrite_and_unlink(path: Path) -> None:
+    """Delete a provisioning file so that its bytes are gone from the FAT boot partition
+    too: unlinking alone only marks the clusters free, and the broker password could
+    be read back from the card. FAT rewrites a file in place, so zeros over the whole
+    length (fsynced) replace the secret in the same clusters before the unlink. (The
+    SD card's flash controller may still hold an old copy internally: a card from a
+    kiosk is handed on only after a full-card erase.)"""
+    with contextlib.suppress(OSError), open(path, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.write(b"\0" * size)
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.unlink()
 
 
 def _group_id(group: str | None) -> int | None:
@@ -361,7 +391,7 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
     removed = [boot_file] + [base / rel for rel in files]
     for path in removed:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            _overwrite_and_unlink(path)
     for rel in files:  # empty folders we emptied (e.g. keys/)
         for parent in (base / rel).parents:
             if parent == base or not parent.is_relative_to(base):
@@ -395,17 +425,15 @@ def _stage_and_install(boot_file: Path, config_dir: Path,
     shutil.rmtree(stage, ignore_errors=True)
     try:
         for rel in files:
-            _write_private(stage / rel, (boot_file.parent / rel).read_bytes(), gid)
-        _write_private(stage / "kiosk.toml", raw, gid)
+            _write_private(stage / rel, (boot_file.parent / rel).read_bytes(), gid, stage)
+        _write_private(stage / "kiosk.toml", raw, gid, stage)
         try:
             config.load(stage / "kiosk.toml")
         except ConfigError as exc:
             raise ProvisionError("invalid", str(exc).replace(str(stage), str(boot_file.parent))) from None
-        config_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        if gid is not None:
-            os.chown(config_dir, 0, gid)
+        _private_dirs(config_dir, config_dir, gid)
         for rel in [*files, PurePosixPath("kiosk.toml")]:  # kiosk.toml last
-            (config_dir / rel).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            _private_dirs((config_dir / rel).parent, config_dir, gid)
             os.replace(stage / rel, config_dir / rel)
         _fsync_dir(config_dir)
     finally:

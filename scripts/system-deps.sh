@@ -17,6 +17,8 @@ packages=(
   libusb-1.0-0                  # python-escpos USB printers
   fonts-dejavu-core
   mmdebstrap systemd shellcheck fdisk e2fsprogs  # appliance: CI image build, unit verify, lint
+  # the virtual Pi (make vpi-test): arm64 root under qemu-user, booted by qemu-system
+  qemu-system-arm qemu-user-static binfmt-support arch-test dosfstools mtools socat
   "$@"
 )
 

@@ -25,9 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = os.environ.get("KIOSK_TEST_MIRROR", "http://deb.debian.org/debian")
 GROUPS = {"video", "render", "input", "gpio", "lp", "dialout"}
-UNITS = ("kiosk.service", "kiosk-sync.service", "kiosk-firstboot.service",
-         "kiosk-setup-qr.service", "kiosk-setup-qr.path")
-ENABLED = ("kiosk.service", "kiosk-sync.service", "kiosk-firstboot.service",
+UNITS = ("kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
+         "kiosk-setup-qr.service", "kiosk-setup-qr.path", "kiosk-partuuid.service")
+ENABLED = ("kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
            "kiosk-setup-qr.path")
 STOCK_CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 "
                  "rootfstype=ext4 fsck.repair=yes rootwait "
@@ -211,7 +211,8 @@ def test_data_partition_is_journalled_and_mounted_on_var_lib_kiosk(built, image)
     info = run(["dumpe2fs", "-h", image.devs[2]], 30).stdout
     assert "kiosk-data" in info and "journal_data" in info
     fstab = (built["root"] / "etc/fstab").read_text()
-    assert "LABEL=kiosk-data  /var/lib/kiosk  ext4  defaults,noatime,data=journal" in fstab
+    assert "PARTUUID=4e639091-03  /var/lib/kiosk  ext4  defaults,noatime,data=journal" in fstab
+    assert "nofail" in fstab
     image.mount(image.devs[2], built["root"] / "var/lib/kiosk")
     uid = int(run(["chroot", built["root"], "id", "-u", "kiosk"], 30).stdout)
     data = (built["root"] / "var/lib/kiosk").stat()

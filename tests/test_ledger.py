@@ -2,6 +2,7 @@
 
 import multiprocessing
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,8 +263,9 @@ def clock_device(tmp_path, hq, flag: bool, rtc: bool):
     flag_path, rtc_path = tmp_path / "synchronized", tmp_path / "rtc0"
     if flag:
         flag_path.touch()
-    if rtc:
-        rtc_path.touch()
+    if rtc:  # an RTC that kept time, laid out like /sys/class/rtc/rtc0 (kiosk.core.clock)
+        rtc_path.mkdir()
+        (rtc_path / "since_epoch").write_text(f"{int(time.time())}\n")
     dev = make_device(tmp_path / "c", hq, extra=(
         f'[clock]\nsynced_flag = "{flag_path}"\nrtc_device = "{rtc_path}"\n'))
     assert dev.import_(hq.bundle(["SOLO-0001", "TWO-0002", "EARLY-0004"])).rc == 0

@@ -6,7 +6,8 @@ floor: the newest ``issued_at`` of a verified code list or the kiosk's own last
 redemption. Every event records which clock it used:
 
 * ``synced``   - NTP synchronisation confirmed (systemd-timesyncd's flag file);
-* ``rtc``      - a hardware real-time clock is present (e.g. DS3231 overlay);
+* ``rtc``      - a hardware real-time clock that kept time (e.g. DS3231 overlay, a Pi 5
+  with its battery): see :func:`rtc_kept_time`;
 * ``unsynced`` - neither, or the wall clock was behind the floor.
 
 A signed list may raise the floor only a little ahead of the best time
@@ -26,6 +27,9 @@ from kiosk.core import timefmt
 
 SYNCED_FLAG = Path("/run/systemd/timesync/synchronized")
 RTC_DEVICE = Path("/dev/rtc0")
+RTC_SYSFS = Path("/sys/class/rtc")
+RTC_PLAUSIBLE = 1735689600  # 2025-01-01 UTC: an RTC reading earlier than this lost its time
+RTC_TOLERANCE_S = 300       # an RTC that kept time agrees with the system clock it set
 SOURCES = ("synced", "rtc", "unsynced")
 _ASK = object()  # read(): ask the floor function
 # How far ahead of the device's best time a code list's issued_at may be: the clock
@@ -82,7 +86,7 @@ class Clock:
     def _probe(self) -> str:
         if self.synced_flag and os.path.exists(self.synced_flag):
             return "synced"
-        if self.rtc_device and os.path.exists(self.rtc_device):
+        if self.rtc_device and rtc_kept_time(self.rtc_device, self.wall()):
             return "rtc"
         return "unsynced"
 
@@ -95,6 +99,28 @@ class Clock:
             return Reading(floor, "unsynced", wall_behind_floor=True, wall=now,
                            wall_source=self.source())
         return Reading(now, self.source())
+
+
+def rtc_kept_time(device: Path, now: float, sysfs: Path = RTC_SYSFS) -> bool:
+    """Whether the real-time clock ``device`` (``/dev/rtc0``) kept time, not merely exists.
+
+    A Pi 5 always has ``/dev/rtc0``, battery or not; without a battery it restarts
+    from 1970 after a power cut, and a DS3231 whose battery died refuses to be read
+    (its oscillator-stop flag). So the RTC is trusted only when the kernel can read it
+    (``/sys/class/rtc/rtcN/since_epoch``), its time is plausible (not before
+    ``RTC_PLAUSIBLE``) and the system clock agrees with it (systemd/hwclock set the
+    system clock from it at boot) within ``RTC_TOLERANCE_S``. ``device`` may also be a
+    folder laid out like that sysfs folder (tests).
+    """
+    device = Path(device)
+    if not device.exists():
+        return False
+    info = device if device.is_dir() else sysfs / device.name
+    try:
+        rtc = int((info / "since_epoch").read_text().strip())
+    except (OSError, ValueError):  # EINVAL: the RTC says its time is invalid
+        return False
+    return rtc >= RTC_PLAUSIBLE and abs(rtc - now) <= RTC_TOLERANCE_S
 
 
 class FixedClock(Clock):

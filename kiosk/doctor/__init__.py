@@ -73,6 +73,9 @@ def run_checks(cfg, options: Options | None = None, *, config_error: str | None 
     groups = [data.config_check(cfg, config_error)]
     try:
         if cfg is not None:
+            partition = data.data_partition(cfg)
+            groups.append(partition)
+            ctx.data_ok = partition.status != FAIL  # else store checks could only crash
             groups += [data.database, data.code_list, data.outbox, data.sync_agent,
                        network.broker, devices.camera_and_decode, devices.printer,
                        devices.gpio]
@@ -83,6 +86,8 @@ def run_checks(cfg, options: Options | None = None, *, config_error: str | None 
 
 
 def _flatten(groups, ctx) -> list[Check]:
+    from kiosk.doctor.data import DataUnavailable
+
     results: list[Check] = []
     for item in groups:
         if isinstance(item, Check):
@@ -93,6 +98,8 @@ def _flatten(groups, ctx) -> list[Check]:
             continue
         try:
             found = item(ctx)
+        except DataUnavailable:  # data_partition's FAIL already says why
+            continue
         except ConfigError as exc:  # a bad value in this check's section
             found = Check(name.replace("_and_decode", ""), FAIL, str(exc),
                           "fix that key in kiosk.toml (docs/technician.md)")

@@ -1,12 +1,22 @@
 """Checks of the device's own data: config, database, code list, outbox, sync agent."""
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from kiosk.doctor import FAIL, OK, WARN, Check
+
+FSTAB = Path("/etc/fstab")
+SKIPPED = "; database, code list, outbox, sync, print queue and clock checks not run"
 
 LIST_OLD = timedelta(days=3)        # no newer list for this long: sync is probably broken
 LIST_EXPIRING = timedelta(hours=24)
 OUTBOX_STUCK = timedelta(hours=1)   # oldest unsent redemption older than this
+
+
+class DataUnavailable(Exception):
+    """A check needs the database, but the data partition check already FAILed: the
+    check is left out (it could only repeat that failure as a crash)."""
 
 
 class Context:
@@ -15,9 +25,12 @@ class Context:
     def __init__(self, cfg, options):
         self.cfg, self.options = cfg, options
         self._ledger = None
+        self.data_ok = True  # False: data_partition FAILed; checks needing the store skip
 
     @property
     def ledger(self):
+        if not self.data_ok:
+            raise DataUnavailable()
         if self._ledger is None:
             from kiosk import context
             self._ledger = context.open_ledger(self.cfg)
@@ -46,6 +59,42 @@ def config_check(cfg, error: str | None) -> Check:
     named = f" ({cfg.name!r})" if cfg.name else ""
     return Check("config", OK, f"device {cfg.device_id}{named}, store {cfg.store}, program "
                  f"{cfg.program}, trusts {', '.join(sorted(cfg.trusted_keys))} ({cfg.path})")
+
+
+def _fstab_source(folder: Path, fstab: Path) -> str | None:
+    """What /etc/fstab mounts on ``folder`` (e.g. ``LABEL=kiosk-data``), or None."""
+    try:
+        lines = fstab.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#") and Path(fields[1]) == folder:
+            return fields[0]
+    return None
+
+
+def data_partition(cfg, fstab: Path = FSTAB) -> Check:
+    """The data folder exists, is the partition fstab mounts there and is writable.
+    When this FAILs, the checks that need the database are left out."""
+    folder = Path(cfg.data_dir)
+    hint = ("redemptions cannot be recorded: copy kiosk.sqlite off the card from a "
+            "laptop (docs/technician.md section 5) and call support; "
+            "`journalctl -b -u var-lib-kiosk.mount` shows why")
+    source = _fstab_source(folder, fstab)
+    if source and not os.path.ismount(folder):
+        return Check("data_partition", FAIL, f"the data partition ({source}) is not mounted on "
+                     f"{folder}: damaged or missing{SKIPPED}", hint)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # made on first use
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return Check("data_partition", FAIL, f"{folder} is read-only (the file system found an "
+                     f"error and stopped writes, errors=remount-ro){SKIPPED}", hint)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Check("data_partition", FAIL, f"{folder} is not writable for this user "
+                     f"(uid {os.getuid()})", "run as the kiosk user: "
+                     "`sudo -u kiosk /opt/kiosk/venv/bin/kiosk doctor`")
+    where = f"its own partition ({source})" if source else "no partition of its own"
+    return Check("data_partition", OK, f"{folder} is writable, {where}")
 
 
 def database(ctx) -> Check:

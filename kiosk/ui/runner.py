@@ -18,13 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
-    """(Config or None, technician-facing problem text or "")."""
+    """(Config or None, technician-facing problem text or "").
+
+    Anything that would make the normal screens fail at start (an unreadable file, a
+    data partition that did not mount or is read-only) is a problem shown on the
+    not-provisioned screen, never an exception: a crash would restart the UI for ever
+    with the screen dark."""
     try:
         cfg = kconfig.load(path)
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         return None, str(exc)
     if not cfg.trusted_keys:
         return cfg, f"{path}: [trust.keys] lists no trusted public key"
+    from kiosk.doctor.data import data_partition
+
+    data = data_partition(cfg)
+    if data.status == "FAIL":
+        return None, data.message
     for warning in cfg.warnings:
         log.warning("config: %s", warning)
     return cfg, ""
@@ -49,6 +59,7 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
 
     configure_kivy(width=settings.width, height=settings.height, fullscreen=settings.fullscreen,
                    rotation=settings.rotation, home=home, verbose=verbose)
+    one_touch_path()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kiosk.ui.app import KioskApp
@@ -72,6 +83,19 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
                    on_stop_hooks=stop_hooks, alive=parts.camera_alive)
     app.run()
     return 0
+
+
+def one_touch_path() -> None:
+    """Leave exactly one input path for a touch screen: SDL's (Kivy's ``mouse``
+    provider). On Linux Kivy also adds ``probesysfs`` (``provider=hidinput`` on a Pi),
+    which opens the same touch screen through evdev a second time, so every finger
+    arrived twice: doubled PIN and keypad digits (issue 12, defect 4). Must run
+    before the window exists (input providers are made when the app starts)."""
+    from kivy.config import Config
+
+    for key in Config.options("input"):
+        if key != "mouse":
+            Config.remove_option("input", key)
 
 
 def _stop_after(app, seconds: float) -> None:
