@@ -65,7 +65,8 @@ def pi_like_image(rootdir: Path, work: Path) -> Path:
     total = 700 * 1024 * 1024 // SECTOR
     with open(image, "wb") as fh:
         fh.truncate(total * SECTOR)
-    table = (f"label: dos\nstart={BOOT_START},size={BOOT_SECTORS},type=c\n"
+    # the disk identifier Raspberry Pi OS images carry, as named in their cmdline.txt
+    table = (f"label: dos\nlabel-id: 0x4e639091\nstart={BOOT_START},size={BOOT_SECTORS},type=c\n"
              f"start={ROOT_START},type=83\n")
     run(["sfdisk", "-q", image], 60, input=table)
     run(["mkfs.ext4", "-q", "-L", "bootfs", "-d", boot, "-E", f"offset={BOOT_START * SECTOR}",

@@ -45,7 +45,10 @@ def prepare() -> None:
     if _done or "escpos.capabilities" in sys.modules:
         _done = True
         return
-    shared = None if "ESCPOS_CAPABILITIES_PICKLE_DIR" in os.environ else _cache_dir()
+    given = os.environ.get("ESCPOS_CAPABILITIES_PICKLE_DIR")
+    # A folder someone else made for us (an inherited variable) counts only if this
+    # user may write there: python-escpos rewrites a stale cache in place.
+    shared = None if given and os.access(given, os.W_OK | os.X_OK) else _cache_dir()
     private = None
     if shared is not None:
         ready = any(shared.glob("*.capabilities.pickle"))
