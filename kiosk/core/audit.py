@@ -156,7 +156,7 @@ class AuditLog:
             params += list(kinds)
         store = Store(self.path)
         try:
-            return list(store.db.query(sql + " ORDER BY id", params))
+            return store.rows(sql + " ORDER BY id", params)
         finally:
             store.close()
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk.core import bundle, timefmt
+from sync.hq import activity
 from sync.hq.engine import Engine, Migration, open_engine
 from sync.protocol import Event
 
@@ -124,6 +125,7 @@ MIGRATIONS = [
                     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]),
     _WEBHOOKS_MIGRATION,
     Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
+    activity.MIGRATION,  # the counters' audit rows (sync/hq/activity.py)
 ]
 
 
