@@ -10,7 +10,9 @@ before paho acknowledges the message to the broker (the callback returns only
 afterwards): a crash at any point means a resend, never a loss, and the unique event
 id makes the resend harmless. The batch's events are then relayed to the store's
 fan-out topic, which only HQ may publish on (resends too, in case the first relay
-died with a collector; kiosks apply each event once).
+died with a collector; kiosks apply each event once). The same shared subscription
+group also takes the devices' low-priority ``.../activity`` (audit rows,
+:mod:`sync.hq.activity`), stored once and acked with the ack field ``activity``.
 """
 
 import logging
