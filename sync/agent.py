@@ -307,10 +307,13 @@ class Agent:
         for event_id in conflicts:
             log.warning("HQ flagged event %s as a conflict", event_id)
         fields = {"last_ack_at": self.sender.last_ack, "seen_at": datetime.now(UTC)}
-        if self.ledger.outbox_depth() == 0:
+        drained = self.ledger.outbox_depth() == 0
+        if drained:
             fields["last_sync"] = self.sender.last_ack
         syncstate.write_status(self.store, **fields)
         log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
+        if drained and removed:  # HQ's fleet page shows the emptied outbox now, not in 30 s
+            self._heartbeat()
 
     def _on_live(self, payload: bytes) -> None:
         """Events HQ relayed from the store's devices (only HQ may publish here).

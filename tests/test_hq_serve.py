@@ -361,6 +361,13 @@ def test_friction_page_shows_what_the_counter_audit_trail_sent_and_managers_see_
     report = hq("report", "--db", served.db_url, "--friction", "--json")
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["stores"][0]["refusals"]["already_redeemed"] == 2
+    token = hq("api-token", "create", "--db", served.db_url, "--name", "bi").stdout.split()[-1]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert http.request("GET", "/api/v1/friction")[0] == 401
+    assert http.request("GET", "/api/v1/friction?since=noon", headers=auth)[0] == 400
+    status, _, body = http.request("GET", "/api/v1/friction", headers=auth)
+    assert status == 200 and json.loads(body)["totals"]["timeouts"] == 1
+    assert "/api/v1/friction" in json.loads(http.request("GET", "/api/openapi.json")[2])["paths"]
 
 
 def test_a_conflict_is_resolved_once_with_csrf_and_lands_in_the_audit_log(served):
