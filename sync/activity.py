@@ -49,10 +49,6 @@ class ActivitySender:
         """Forget the batch in flight: the next pump sends again from the cursor."""
         self.inflight = None
 
-    def pending(self) -> int:
-        return self.store.conn.execute("SELECT count(*) FROM audit WHERE id > ?",
-                                       (self.cursor,)).fetchone()[0]
-
     def pump(self, now: float, redemptions_idle: Callable[[], bool]) -> int:
         """Send one batch if none is in flight and ``redemptions_idle()``; rows sent."""
         if self.inflight is not None or not redemptions_idle():
