@@ -43,7 +43,7 @@ bench: venv
 HQ_LOCALE := sync/hq/web/locale
 hq-catalogs: venv
 	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .
-	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE) --no-location
+	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE)
 	$(BIN)/pybabel -q compile -D hq -d $(HQ_LOCALE)
 
 # Long fuzzing pass over the parsers of untrusted input (tests/fuzz); `make test` runs
