@@ -24,6 +24,7 @@ from kiosk.config import Config
 from kiosk.core import ids, importer, syncstate, timefmt
 from kiosk.errors import ConfigError, KioskError
 from sync import lists, protocol, remote
+from sync.activity import ActivitySender
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
 
@@ -88,6 +89,7 @@ class Agent:
         self.sender = OutboxSender(self.ledger, self._publish_batch,
                                    batch_size=self.settings.batch_size, window=self.settings.window,
                                    ack_timeout=self.settings.ack_timeout_s)
+        self.activity = ActivitySender(self.store, self._publish_activity)  # after redemptions
         self.lists = ListReceiver(
             cfg, self.store, self.ledger.clock, cfg.data_dir / "sync-incoming",
             subscribe=self._subscribe_chunks, unsubscribe=self._unsubscribe,
@@ -108,6 +110,7 @@ class Agent:
             "redemptions": protocol.device_topic(p, s, d, "redemptions"),
             "acks": protocol.device_topic(p, s, d, "acks"),
             "status": protocol.device_topic(p, s, d, "status"),
+            "activity": protocol.device_topic(p, s, d, "activity"),
             "live": protocol.live_topic(p, s),
             "manifest": protocol.manifest_topic(p),
             "chunks": protocol.chunk_topic(p, ""),
@@ -183,6 +186,8 @@ class Agent:
                     if self.connected:
                         self.sender.check_timeout(now)
                         self.sender.pump(now)
+                        self.activity.check_timeout(now)
+                        self.activity.pump(now, self._redemptions_idle)
                         self.lists.retry_due(now)
                     if now >= next_beat:
                         next_beat = now + self.settings.heartbeat_s
@@ -252,6 +257,7 @@ class Agent:
                                (self.topics["live"], 1), self.remote.subscription()])
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
+        self.activity.reset()
         syncstate.write_status(self.store, connected=True, last_error=None,
                                seen_at=datetime.now(UTC))
         self._heartbeat()
@@ -261,6 +267,7 @@ class Agent:
             log.warning("disconnected from %s: %s", self.broker.url, reason)
         self.connected = False
         self.sender.reset()
+        self.activity.reset()
         syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
 
     def _error(self, message: str) -> None:
@@ -306,15 +313,22 @@ class Agent:
                 log.warning("could not record the refusal counts: %s", exc)
 
     def _on_ack(self, payload: bytes) -> None:
-        ids, conflicts = protocol.decode_ack(payload)
+        ids, conflicts, activity = protocol.decode_ack_full(payload)
+        if activity is not None:
+            self.activity.on_ack(activity)
+            if not ids and not conflicts:
+                return  # an ack of activity rows only
         removed = self.sender.on_ack(ids)
         for event_id in conflicts:
             log.warning("HQ flagged event %s as a conflict", event_id)
         fields = {"last_ack_at": self.sender.last_ack, "seen_at": datetime.now(UTC)}
-        if self.ledger.outbox_depth() == 0:
+        drained = self.ledger.outbox_depth() == 0
+        if drained:
             fields["last_sync"] = self.sender.last_ack
         syncstate.write_status(self.store, **fields)
         log.debug("ack for %d event(s), %d removed from the outbox", len(ids), removed)
+        if drained and removed:  # HQ's fleet page shows the emptied outbox now, not in 30 s
+            self._heartbeat()
 
     def _on_live(self, payload: bytes) -> None:
         """Events HQ relayed from the store's devices (only HQ may publish here).
@@ -351,6 +365,13 @@ class Agent:
     def _publish_batch(self, events: list[dict]) -> None:
         """Events go to HQ only; HQ relays them to the store's other kiosks."""
         self.client.publish(self.topics["redemptions"], protocol.encode_events(events), qos=1)
+
+    def _redemptions_idle(self) -> bool:
+        """Activity waits while any redemption is unsent or unacknowledged."""
+        return not self.sender.inflight and self.ledger.outbox_depth() == 0
+
+    def _publish_activity(self, rows: list[dict]) -> None:
+        self.client.publish(self.topics["activity"], protocol.encode_activity(rows), qos=1)
 
     def _subscribe_chunks(self, topics: list[str]) -> None:
         if self.connected and topics:

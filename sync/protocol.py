@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from kiosk.core import timefmt
+from kiosk.core.audit import KINDS as ACTIVITY_KINDS
 from kiosk.core.events import FIELDS as EVENT_FIELDS  # noqa: F401 (the contract's fields)
 from kiosk.core.events import Event
 from kiosk.errors import ProtocolError
@@ -32,7 +33,7 @@ def chunk_topic(program: str, sha256: str) -> str:
 
 
 def device_topic(program: str, store: str, device: str, leaf: str) -> str:
-    """``leaf`` is ``redemptions``, ``acks`` or ``status``."""
+    """``leaf`` is ``redemptions``, ``acks``, ``status`` or ``activity``."""
     return f"{ROOT}/{program}/stores/{store}/devices/{device}/{leaf}"
 
 
@@ -68,6 +69,10 @@ def redemptions_filter(program: str = "+") -> str:
 
 def status_filter(program: str = "+") -> str:
     return f"{ROOT}/{program}/stores/+/devices/+/status"
+
+
+def activity_filter(program: str = "+") -> str:
+    return f"{ROOT}/{program}/stores/+/devices/+/activity"
 
 
 @dataclass(frozen=True)
@@ -202,21 +207,78 @@ def decode_events(payload: bytes) -> list[dict]:
     return [check_event(event) for event in events]
 
 
-def encode_ack(ids: list[str], conflicts: list[str] | None = None) -> bytes:
-    return json.dumps({"ids": ids, "conflicts": conflicts or []}, separators=(",", ":")).encode()
+def encode_ack(ids: list[str], conflicts: list[str] | None = None, *,
+               activity: int | None = None) -> bytes:
+    """``activity``: the highest audit row ``n`` HQ stored from an activity message
+    (optional; devices older than the field ignore it)."""
+    body: dict = {"ids": ids, "conflicts": conflicts or []}
+    if activity is not None:
+        body["activity"] = activity
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode_ack(payload: bytes) -> tuple[list[str], list[str]]:
+    ids, conflicts, _ = decode_ack_full(payload)
+    return ids, conflicts
+
+
+def decode_ack_full(payload: bytes) -> tuple[list[str], list[str], int | None]:
+    """ids, conflicts and the optional ``activity`` row number of an ack."""
     obj = load_json(payload, "ack", max_bytes=MAX_ACK_BYTES, max_depth=2)
     try:
-        ids, conflicts = obj["ids"], obj.get("conflicts", [])
+        ids, conflicts, activity = obj["ids"], obj.get("conflicts", []), obj.get("activity")
     except (KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"ack is not {{ids, conflicts}} JSON ({exc})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ProtocolError("ack ids must be a list of strings")
     if not isinstance(conflicts, list) or not all(isinstance(c, str) for c in conflicts):
         raise ProtocolError("ack conflicts must be a list of strings")
-    return ids, conflicts
+    if activity is not None and not _int(activity):
+        raise ProtocolError("ack activity must be a whole number from 0 to 2**63-1")
+    return ids, conflicts, activity
+
+
+# -- activity: the counter's audit rows, low priority (sync/activity.py) ---------------
+MAX_ACTIVITY = 500                   # rows in one message (the agent sends up to 200)
+MAX_ACTIVITY_BYTES = 512 * 1024      # 500 rows of ~300 bytes, with room
+ACTIVITY_TEXT = ("source", "verdict", "reward_id", "code_hash")  # optional strings
+ACTIVITY_FIELDS = ("n", "at", "kind", *ACTIVITY_TEXT)
+
+
+def encode_activity(rows: list[dict]) -> bytes:
+    """Audit rows as sent: only :data:`ACTIVITY_FIELDS` (never a raw payload)."""
+    return json.dumps([{k: r.get(k) for k in ACTIVITY_FIELDS if r.get(k) is not None}
+                       for r in rows], separators=(",", ":")).encode()
+
+
+def check_activity(row) -> dict:
+    if not isinstance(row, dict) or not _int(row.get("n")):
+        raise ProtocolError("every activity row must be an object with a whole number n")
+    n = row["n"]
+    if row.get("kind") not in ACTIVITY_KINDS:
+        raise ProtocolError(f"activity row {n}: kind must be one of {', '.join(ACTIVITY_KINDS)}")
+    at = row.get("at")
+    try:
+        if not isinstance(at, str) or len(at) > 64:
+            raise ValueError(at)
+        timefmt.parse(at)
+    except (ValueError, OverflowError):
+        raise ProtocolError(f"activity row {n}: at must be an RFC 3339 time") from None
+    for key in ACTIVITY_TEXT:
+        value = row.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise ProtocolError(f"activity row {n}: {key} must be a string of at most {MAX_TEXT}")
+    return {k: row.get(k) for k in ACTIVITY_FIELDS}
+
+
+def decode_activity(payload: bytes) -> list[dict]:
+    """A list of checked audit rows; one bad row refuses the message."""
+    rows = load_json(payload, "activity message", max_bytes=MAX_ACTIVITY_BYTES)
+    if not isinstance(rows, list):
+        raise ProtocolError("activity message must be a JSON list")
+    if len(rows) > MAX_ACTIVITY:
+        raise ProtocolError(f"activity message holds {len(rows):,} rows, more than {MAX_ACTIVITY:,}")
+    return [check_activity(row) for row in rows]
 
 
 # -- the list chain (optional, v1-compatible) -------------------------------------------

@@ -333,6 +333,46 @@ def test_csv_export_search_and_a_manager_sees_only_their_stores(served):
     assert other.request("GET", "/audit")[0] == 403
 
 
+def test_friction_page_shows_what_the_counter_audit_trail_sent_and_managers_see_their_stores(
+        served):
+    from kiosk.core import audit
+
+    trail = audit.AuditLog(served.ledger.store.path, background=False)
+    ledger = served.ledger
+    trail.record("verdict", ledger.check("CODE-0001"), source="camera")  # already used
+    trail.record("verdict", ledger.check("NOPE-1234"), source="keypad")  # unknown, typed
+    trail.record("verdict", ledger.check("CODE-0001"), source="camera")
+    trail.record("timeout", ledger.check("CODE-0001"), source="camera", note="unconfirmed")
+    trail.close()
+    http = served.http
+    login(http, served.db_url)
+
+    def store_row():
+        page = http.request("GET", "/friction?lang=en")[2]
+        found = re.search(r'<tr id="store-s1">(.*?)</tr>', page, re.S)
+        return found and re.findall(r'<td class="n">([^<]*)</td>', found.group(1)), page
+    wait_until(lambda: (store_row()[0] or [""])[0] == "3", 60, what="activity on /friction")
+    cells, page = store_row()
+    assert cells[:4] == ["3", "1 (33%)", "2", "1"]  # shown, typed, scanned, timed out
+    refused = dict(re.findall(r'<tr><td>([^<]+)</td><td class="n">(\d+)</td>', page))
+    assert refused["already used"] == "2" and refused["unknown code"] == "1"
+    assert "уже использован" in http.request("GET", "/friction?lang=ru")[2]
+
+    other = Http(http.base)
+    login(other, served.db_url, name="mgr", role="manager", stores=("s9",))
+    assert 'id="store-s1"' not in other.request("GET", "/friction")[2]
+    report = hq("report", "--db", served.db_url, "--friction", "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["stores"][0]["refusals"]["already_redeemed"] == 2
+    token = hq("api-token", "create", "--db", served.db_url, "--name", "bi").stdout.split()[-1]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert http.request("GET", "/api/v1/friction")[0] == 401
+    assert http.request("GET", "/api/v1/friction?since=noon", headers=auth)[0] == 400
+    status, _, body = http.request("GET", "/api/v1/friction", headers=auth)
+    assert status == 200 and json.loads(body)["totals"]["timeouts"] == 1
+    assert "/api/v1/friction" in json.loads(http.request("GET", "/api/openapi.json")[2])["paths"]
+
+
 def test_a_conflict_is_resolved_once_with_csrf_and_lands_in_the_audit_log(served):
     db = HqDb(served.db_url)
     try:  # a second kiosk redeemed the same single-use code while offline
@@ -424,7 +464,7 @@ def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(serv
     browser.save_screenshot(str(shots / "hq-lists-refused-en.png"))
     titles = {"en": "Fleet", "uz": "Qurilmalar", "kk": "Құрылғылар", "ru": "Устройства"}
     for lang, title in titles.items():
-        for path in ("/", "/fleet", "/conflicts", "/lists", "/audit"):
+        for path in ("/", "/fleet", "/conflicts", "/friction", "/lists", "/audit"):
             browser.get(f"{served.http.base}{path}?lang={lang}")
             assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
             nav = browser.find_element(By.TAG_NAME, "nav").text

@@ -8,6 +8,9 @@ confirmed by touch 14:02:14"), the UI records each step twice:
 * as a row of the ``audit`` table in the device database, kept ``[audit] keep_days``
   days (default 90; older rows are deleted at the first write and then daily).
 
+The sync agent sends the rows to HQ as low-priority activity (``sync/activity.py``:
+only after the redemptions; HQ's friction report reads them).
+
 Entries never hold a raw payload (a Wi-Fi QR holds its password): only the code's
 hash and last four characters, or for a QR that is not a code, its length.
 

@@ -10,7 +10,9 @@ before paho acknowledges the message to the broker (the callback returns only
 afterwards): a crash at any point means a resend, never a loss, and the unique event
 id makes the resend harmless. The batch's events are then relayed to the store's
 fan-out topic, which only HQ may publish on (resends too, in case the first relay
-died with a collector; kiosks apply each event once).
+died with a collector; kiosks apply each event once). The same shared subscription
+group also takes the devices' low-priority ``.../activity`` (audit rows,
+:mod:`sync.hq.activity`), stored once and acked with the ack field ``activity``.
 """
 
 import logging
@@ -62,11 +64,16 @@ class Collector:
         self.client = None
         self.last_message = time.monotonic()
         self.stored = self.duplicates = self.flagged = self.rejected = self.relayed = 0
+        self.activity_rows = 0
         self.lock = threading.Lock()
 
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{protocol.redemptions_filter(self.program)}"
+
+    @property
+    def activity_subscription(self) -> str:
+        return f"$share/{self.group}/{protocol.activity_filter(self.program)}"
 
     def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
@@ -74,6 +81,7 @@ class Collector:
 
     def _subscribe(self, client) -> None:
         client.subscribe(self.subscription, qos=1)
+        client.subscribe(self.activity_subscription, qos=1)
         if self.fleet:
             client.subscribe(protocol.status_filter(self.program), qos=1)
 
@@ -84,6 +92,8 @@ class Collector:
         try:
             if self.fleet and msg.topic.endswith("/status"):
                 self._status(msg.topic, msg.payload)
+            elif msg.topic.endswith("/activity"):
+                self._store_activity(client, msg.topic, msg.payload)
             else:
                 self._store_and_ack(client, msg.topic, msg.payload)
         except Exception as exc:  # a message nobody foresaw: refuse it, keep collecting
@@ -122,6 +132,28 @@ class Collector:
                            protocol.encode_events(result.relay), qos=1,
                            properties=protocol.relay_properties(where.device))
             self.relayed += len(result.relay)
+
+    def _store_activity(self, client, topic: str, payload: bytes) -> None:
+        """A device's audit rows (:mod:`sync.hq.activity`): stored, then acked."""
+        from sync.hq import activity
+
+        try:
+            where = protocol.parse_device_topic(topic)
+            rows = protocol.decode_activity(payload)
+        except protocol.ProtocolError as exc:
+            self._reject(topic, str(exc))
+            return
+        if not rows:
+            return
+        try:
+            with self.lock:
+                top = activity.store_rows(self.db.conn, where.program, where.store, where.device, rows)
+        except db_errors() as exc:  # not acked: the device sends the rows again
+            log.error("could not store activity from %s/%s: %s", where.store, where.device, exc)
+            return
+        self.activity_rows += len(rows)
+        client.publish(protocol.device_topic(where.program, where.store, where.device, "acks"),
+                       protocol.encode_ack([], activity=top), qos=1)
 
     def _status(self, topic: str, payload: bytes) -> None:
         from sync.hq import fleet

@@ -6,7 +6,7 @@ here in Python so HQ needs no mosquitto install to enroll devices.
 
 Each device gets its own ACL block. The topics hold the device's store and program,
 which a ``pattern`` line cannot derive from ``%u`` alone, so the block names them
-exactly: the device writes only its own redemptions and status, reads only its own
+exactly: the device writes only its own redemptions, status and activity, reads only its own
 acks, its programme's code lists and its store's fan-out. Only HQ writes the fan-out
 (``stores/{store}/live``): the collector relays what devices sent on their own topics,
 so every fan-out event names the device that really sent it.
@@ -73,6 +73,7 @@ def device_acl(program: str, store: str, device: str) -> str:
         f"user {device}",
         f"topic write {own('redemptions')}",
         f"topic write {own('status')}",
+        f"topic write {own('activity')}",
         f"topic read {own('acks')}",
         f"topic read {protocol.live_topic(program, store)}",
         f"topic read {protocol.program_root(program)}/codes/#",

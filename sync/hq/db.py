@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk.core import bundle, timefmt
+from sync.hq import activity
 from sync.hq.engine import Engine, Migration, open_engine
 from sync.protocol import Event
 
@@ -134,6 +135,7 @@ MIGRATIONS = [
     _WEBHOOKS_MIGRATION,
     Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
     Migration("0006-code-lists", sqlite=_CODE_LISTS, postgresql=_CODE_LISTS),
+    activity.MIGRATION,  # the counters' audit rows (sync/hq/activity.py)
 ]
 
 

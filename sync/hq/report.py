@@ -10,6 +10,7 @@ import json
 import sys
 
 from kiosk.core import timefmt
+from sync.hq import friction
 from sync.hq.db import HqDb
 from sync.hq.engine import db_errors, open_engine
 
@@ -34,6 +35,9 @@ def register(sub) -> None:
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
     p.add_argument("--since", help="only events at or after this date (YYYY-MM-DD or RFC 3339)")
+    p.add_argument("--friction", action="store_true",
+                   help="the friction report instead: refusals by reason, unconfirmed timeouts, "
+                        "typed vs scanned, median seconds from ready to confirm, per store")
     p.set_defaults(handler=cmd_report)
 
 
@@ -93,7 +97,8 @@ def cmd_report(args) -> int:
         print(f"kiosk-hq: report: {exc}", file=sys.stderr)
         return 1
     try:
-        report = build(db, args.since)
+        report = friction.build(db.conn, None, args.since or "") if args.friction else \
+            build(db, args.since)
     except ValueError:
         print(f"kiosk-hq: report: --since {args.since!r} is not a date (use 2026-11-01)",
               file=sys.stderr)
@@ -103,6 +108,8 @@ def cmd_report(args) -> int:
     if args.json:
         json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
+    elif args.friction:
+        (friction.write_csv if args.csv else friction.write_text)(report, sys.stdout)
     elif args.csv:
         write_csv(report, sys.stdout)
     else:

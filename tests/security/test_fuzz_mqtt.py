@@ -65,13 +65,15 @@ payloads = st.one_of(
     st.lists(event_like(), max_size=5).map(lambda v: json.dumps(v).encode()),
     st.builds(deep, st.integers(1, 50_000), st.sampled_from([b"[", b'{"a":'])),
     st.builds(lambda ids: json.dumps({"ids": ids}).encode(), json_values),
+    st.builds(lambda n: json.dumps({"ids": [], "activity": n}).encode(), json_values),
 )
 
 
 @FUZZ
 @given(payloads)
 def test_wire_decoders_return_typed_values_or_protocol_errors(payload):
-    for decode in (protocol.decode_events, protocol.decode_ack, protocol.decode_manifest):
+    for decode in (protocol.decode_events, protocol.decode_ack, protocol.decode_manifest,
+                   protocol.decode_ack_full, protocol.decode_activity):
         try:
             value = decode(payload)
         except protocol.ProtocolError:
@@ -84,6 +86,11 @@ def test_wire_decoders_return_typed_values_or_protocol_errors(payload):
                 assert isinstance(event["code_hash"], str)
         elif decode is protocol.decode_ack:
             assert all(isinstance(i, str) for part in value for i in part)
+        elif decode is protocol.decode_ack_full:
+            assert value[2] is None or (type(value[2]) is int and 0 <= value[2] < 2**63)
+        elif decode is protocol.decode_activity:
+            assert all(set(r) == set(protocol.ACTIVITY_FIELDS) and type(r["n"]) is int
+                       and r["kind"] in protocol.ACTIVITY_KINDS for r in value)
         else:
             assert all(isinstance(part, bytes) for part in value)
 

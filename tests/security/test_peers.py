@@ -347,7 +347,8 @@ def test_a_device_cannot_publish_as_another_device_store_or_hq(estate):
     hq.subscribe(f"{protocol.ROOT}/{estate.program}/#")
     k1 = estate.peer("k1")
     forbidden = [estate.topic("k2", "redemptions"), estate.topic("k3", "redemptions"),
-                 estate.topic("k2", "acks"), estate.topic("k2", "status"), estate.live("s1"),
+                 estate.topic("k2", "acks"), estate.topic("k2", "status"),
+                 estate.topic("k2", "activity"), estate.topic("k3", "activity"), estate.live("s1"),
                  estate.live("s2"), protocol.manifest_topic(estate.program),
                  protocol.chunk_topic(estate.program, "0" * 64)]
     for topic in forbidden:

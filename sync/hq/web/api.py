@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from sync import protocol
-from sync.hq import fleet
+from sync.hq import fleet, friction
 from sync.hq.engine import db_errors
 from sync.hq.web.deps import Db, Token
 
@@ -41,6 +41,17 @@ def redemptions(request: Request, c: Db, _token: Token,
                   f"WHERE {col} > ? ORDER BY {col} LIMIT ?", (int(since), limit))
     nxt = str(rows[-1]["cursor"]) if rows else since
     return {"events": [{k: r[k] for k in API_FIELDS} for r in rows], "next": nxt}
+
+
+@router.get("/api/v1/friction", summary="The friction report per store: refusals by reason, "
+            "unconfirmed timeouts, typed vs scanned, median seconds from ready to confirm")
+def friction_report(c: Db, _token: Token,
+                    since: str = Query("", description="only activity at or after this date "
+                                       "(YYYY-MM-DD or RFC 3339)")):
+    try:
+        return friction.build(c, None, since)
+    except ValueError:
+        raise HTTPException(400, "since must be a date such as 2026-11-01") from None
 
 
 @router.get("/api/v1/devices", summary="Every device's last heartbeat and its flags")

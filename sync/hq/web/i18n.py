@@ -57,4 +57,10 @@ LABELS = {
     "void_refused": N_("undo sent by another device (refused)"),
     "sender_mismatch": N_("sent under another device's name"),
     "accept": N_("accept"), "charge_back": N_("charge back"), "note": N_("note only"),
+    # refusal reasons on the friction page (sync/hq/friction.py REASONS)
+    "already_redeemed": N_("already used"), "exhausted": N_("no uses left"),
+    "expired": N_("expired"), "not_yet_valid": N_("not valid yet"),
+    "revoked": N_("withdrawn"), "unknown": N_("unknown code"),
+    "wrong_store": N_("for another store"), "not_a_code": N_("not a code"),
+    "no_list": N_("no code list on the kiosk"),
 }

@@ -1,5 +1,5 @@
 """The dashboard's pages: login, redemptions (with a chart and CSV), fleet, conflicts,
-audit. Server-rendered; every form carries the session's CSRF token."""
+friction, audit. Server-rendered; every form carries the session's CSRF token."""
 
 import csv
 import io
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from sync.hq import audit, auth, fleet
+from sync.hq import audit, auth, fleet, friction
 from sync.hq.web import i18n
 from sync.hq.web.deps import Db, User, check_csrf
 from sync.hq.web.i18n import N_
@@ -201,6 +201,17 @@ def resolve(request: Request, c: Db, user: User, event_id: str = Form(...),
         c.rollback()
         raise
     return RedirectResponse("/conflicts", status_code=303)
+
+
+@router.get("/friction", response_class=HTMLResponse)
+def friction_page(request: Request, c: Db, user: User, since: str = ""):
+    """Where the counter flow hurts (:mod:`sync.hq.friction`); a manager sees their stores."""
+    stores = None if user.role == "owner" else tuple(user.stores)
+    if not _dates(since):
+        return _page(request, "friction.html", user, error=N_("Dates are YYYY-MM-DD."),
+                     report=friction.build(c, stores), reasons=friction.REASONS, since="")
+    return _page(request, "friction.html", user, error=None, report=friction.build(c, stores, since),
+                 reasons=friction.REASONS, since=since)
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -1,0 +1,39 @@
+"""HQ's side of the counters' activity (:mod:`sync.activity`): stored once, acked.
+
+Rows arrive on ``.../devices/{d}/activity`` (QoS 1, a JSON list checked by
+:func:`sync.protocol.decode_activity`) and are kept in the table ``activity``, keyed by
+program, store, device and the device's audit id ``n``: a resend changes nothing.
+The collector acks on the device's acks topic with ``{"ids": [], "activity": N}`` (the
+highest ``n`` of the batch) after the commit; the device's cursor moves only then.
+"""
+
+from datetime import UTC, datetime
+
+from kiosk.core import timefmt
+from sync.hq.engine import Migration
+
+_TABLE = """CREATE TABLE activity (
+    program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL, n BIGINT NOT NULL,
+    at TEXT NOT NULL, kind TEXT NOT NULL, source TEXT, verdict TEXT, reward_id TEXT,
+    code_hash TEXT, received_at TEXT NOT NULL, PRIMARY KEY (program, store, device, n))"""
+_INDEX = "CREATE INDEX activity_store_at ON activity (store, at)"
+MIGRATION = Migration("0006-device-activity", sqlite=[_TABLE, _INDEX],
+                      postgresql=[_TABLE, _INDEX])
+
+
+def store_rows(conn, program: str, store: str, device: str, rows: list[dict]) -> int:
+    """Store checked rows in one transaction; returns the highest ``n`` (to ack)."""
+    now = timefmt.format(datetime.now(UTC))
+    conn.begin_write()
+    try:
+        conn.executemany(
+            "INSERT INTO activity (program, store, device, n, at, kind, source, verdict, "
+            "reward_id, code_hash, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (program, store, device, n) DO NOTHING",
+            [(program, store, device, r["n"], r["at"], r["kind"], r.get("source"),
+              r.get("verdict"), r.get("reward_id"), r.get("code_hash"), now) for r in rows])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return max(r["n"] for r in rows)
