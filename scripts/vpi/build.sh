@@ -92,7 +92,7 @@ dd if="$WORK/bootfs.img" of="$BASE" bs=512 seek="$BOOT_START" conv=notrunc,spars
 mkfs.ext4 -q -L rootfs -d "$ROOT" -E offset=$(( ROOT_START * SECTOR )) "$BASE" "$(( root_mb * 1024 ))k"
 
 log "image-build/build-image.sh: the kiosk customisation (pip under emulation: several minutes)"
-ROOT_GROW_MB=${VPI_ROOT_GROW_MB:-1024} DATA_MB=${VPI_DATA_MB:-128} \
+ROOT_GROW_MB=${VPI_ROOT_GROW_MB:-1024} DATA_MB=${VPI_DATA_MB:-640} \
   bash "$REPO/image-build/build-image.sh" "$BASE" "$WORK/out/kiosk.img" "$REPO" >&2
 rm -f "$BASE" "$WORK/bootfs.img"
 

