@@ -42,8 +42,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
                 "peer_budget_per_hour",
         "ui": "fullscreen width height rotation pin_hash logo camera_position verdict_timeout "
               "refusal_timeout done_timeout staff_timeout language_timeout pin_lockout "
-              "max_pin_tries sound_volume mute"
-              " auto_confirm",
+              "max_pin_tries sound_volume mute auto_confirm scanner_key_gap_ms",
         "audit": "keep_days",
     }.items()
 }

@@ -70,3 +70,32 @@ def test_chunks_count_as_typed_at_once_and_reset_forgets():
     assert wedge.pending == "" and wedge.enter() is None
     wedge.feed("CODE-9999")
     assert wedge.enter().payload == "CODE-9999"
+
+
+def test_a_slow_screen_can_widen_the_keystroke_gap_from_config(tmp_path):
+    """On a device whose UI frames are slow (the virtual Pi, a busy Pi 4), keystrokes
+    reach the wedge up to a frame apart: ``[ui] scanner_key_gap_ms`` widens the gap."""
+    from kiosk import config
+    from kiosk.errors import ConfigError
+    from kiosk.ui import settings as ui_settings
+
+    def settings(extra: str):
+        path = tmp_path / "kiosk.toml"
+        path.write_text('[device]\nid = "k1"\nstore = "s1"\nprogram = "p"\n[ui]\n' + extra)
+        return ui_settings.from_config(config.load(path))
+
+    assert settings("").scanner_key_gap == 0.1
+    slow = settings("scanner_key_gap_ms = 250\n")
+    clock, events = Clock(), []
+    wedge = KeyboardWedge(events.append, max_gap=slow.scanner_key_gap, clock=clock)
+    typed(wedge, clock, "KIOSK-1234", 0.2)  # one key per 200 ms frame
+    assert wedge.enter() is not None and events[0].payload == "KIOSK-1234"
+    default = KeyboardWedge(events.append, clock=clock)
+    typed(default, clock, "KIOSK-1234", 0.2)
+    assert default.enter() is None  # the default would have split it
+    try:
+        settings("scanner_key_gap_ms = 5000\n")
+    except ConfigError as exc:
+        assert "scanner_key_gap_ms" in str(exc)
+    else:
+        raise AssertionError("a 5 s gap was accepted")

@@ -148,7 +148,8 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     wedge_mod = optional("kiosk.hardware.wedge")
     if wedge_mod is not None:
         parts.wedge = wedge_mod.KeyboardWedge(
-            lambda ev: post(lambda: controller.scan(ev.payload, ev.source)))
+            lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
+            max_gap=controller.settings.scanner_key_gap)
     parts.closers += [controller.checker.store.close, trail.close]
     controller.status["problems"] = problems
     for problem in problems:

@@ -123,7 +123,8 @@ def _run_not_provisioned(settings, problem: str, post, camera: str) -> int:
                             worker=Worker(post, "kiosk-setup"), post=post)
     scanner = kparts.setup_scanner(camera, controller, post)
     wedge_mod = kparts.optional("kiosk.hardware.wedge")
-    wedge = wedge_mod.KeyboardWedge(lambda ev: post(lambda: controller.scan(ev.payload, ev.source))) \
+    wedge = wedge_mod.KeyboardWedge(lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
+                                    max_gap=settings.scanner_key_gap) \
         if wedge_mod is not None else None
     app = KioskApp(controller, wedge=wedge,
                    on_start_hooks=[lambda a: scanner.start()] if scanner else [],

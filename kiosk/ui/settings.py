@@ -39,6 +39,7 @@ class UiSettings:
     auto_confirm: bool = False
     sound_volume: float = 0.8
     mute: bool = False
+    scanner_key_gap: float = 0.1  # s: a USB scanner's keystrokes come closer than this
     extra: dict = field(default_factory=dict)
 
 
@@ -77,4 +78,8 @@ def from_config(cfg) -> UiSettings:
     if not 0 <= s.sound_volume <= 1:
         raise ui.error("sound_volume", f"{s.sound_volume} is not between 0 and 1")
     s.mute = ui.get("mute", bool, s.mute)
+    gap_ms = ui.get("scanner_key_gap_ms", (int, float), s.scanner_key_gap * 1000)
+    if not 10 <= gap_ms <= 1000:
+        raise ui.error("scanner_key_gap_ms", f"{gap_ms} is not between 10 and 1000 ms")
+    s.scanner_key_gap = gap_ms / 1000
     return s
