@@ -81,7 +81,8 @@ def test_a_slow_screen_can_widen_the_keystroke_gap_from_config(tmp_path):
 
     def settings(extra: str):
         path = tmp_path / "kiosk.toml"
-        path.write_text('[device]\nid = "k1"\nstore = "s1"\nprogram = "p"\n[ui]\n' + extra)
+        path.write_text('[device]\nid = "k1"\nstore = "s1"\nprogram = "p"\ndata_dir = "data"\n'
+                        '[ui]\n' + extra)
         return ui_settings.from_config(config.load(path))
 
     assert settings("").scanner_key_gap == 0.1
