@@ -119,6 +119,9 @@ KIOSK_DATA_LABEL=$DATA_LABEL KIOSK_DATA_PARTUUID=$disk_id-03 KIOSK_BOOT_DIR=$boo
 mount "$data_dev" "$MNT/var/lib/kiosk"
 chown "$(chroot "$MNT" id -u kiosk):$(chroot "$MNT" id -g kiosk)" "$MNT/var/lib/kiosk"
 chmod 750 "$MNT/var/lib/kiosk"
+# the persistent journal's folder (bind-mounted on /var/log/journal, see customize.sh)
+install -d -m 2755 -g "$(chroot "$MNT" getent group systemd-journal | cut -d: -f3)" \
+  "$MNT/var/lib/kiosk/journal"
 umount "$MNT/var/lib/kiosk"
 
 # Raspberry Pi OS grows the root partition on first boot, which needs root to be the

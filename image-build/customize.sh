@@ -18,6 +18,9 @@
 #   KIOSK_HQ_KEYS=DIR              HQ public keys (KEY_ID.pub.pem) the device trusts for
 #                                  setup QRs; copied to /etc/kiosk/keys
 #   KIOSK_EXTRA_PACKAGES="a b"     more Debian packages (e.g. mosquitto-clients)
+#   KIOSK_SSH_KEY=FILE|KEY         an SSH public key (or a file holding one): a maintenance
+#                                  user "maint" logs in with it (sudo); password logins
+#                                  stay off. Without it the image has no SSH login.
 #   KIOSK_BUILD_CA=FILE            CA bundle pip uses during the build only (default:
 #                                  $PIP_CERT, for build hosts behind a TLS proxy); it is
 #                                  not left in the image
@@ -115,6 +118,8 @@ install_packages() {
     fi
   done
   read -r -a more <<< "${KIOSK_EXTRA_PACKAGES:-}"
+  # the maintenance login (KIOSK_SSH_KEY) needs them; Raspberry Pi OS Lite has both
+  [[ -n ${KIOSK_SSH_KEY:-} ]] && more+=(openssh-server sudo)
   in_root apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" "${extra[@]}" "${more[@]}"
 }
 
@@ -193,6 +198,47 @@ data_partition() {
   # mode (root locked, no screen); the kiosk boots on and shows the fault.
   printf '%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro,nofail,x-systemd.device-timeout=20s  0  2\n' \
     "$source" >> "$ROOT/etc/fstab"
+  # A small persistent journal on the data partition (journald.conf.d bounds it), so
+  # "why did it reboot at 14:03" has an answer after a watchdog reset. Without the
+  # partition the bind mount fails (nofail) and the journal stays in RAM.
+  sed -i '/[[:space:]]\/var\/log\/journal[[:space:]]/d' "$ROOT/etc/fstab"
+  printf '%s\n' "/var/lib/kiosk/journal  /var/log/journal  none  bind,nofail,x-systemd.requires-mounts-for=/var/lib/kiosk  0  0" \
+    >> "$ROOT/etc/fstab"
+  install -d -m 2755 -g systemd-journal "$ROOT/var/log/journal"
+}
+
+maintenance_user() {
+  if [[ -z ${KIOSK_SSH_KEY:-} ]]; then
+    log "no KIOSK_SSH_KEY: no SSH login in this image"
+    return 0
+  fi
+  local key=$KIOSK_SSH_KEY
+  [[ -f $key ]] && key=$(head -n 1 "$key")
+  [[ $key =~ ^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-)[^[:space:]]*\ [A-Za-z0-9+/=]+ ]] \
+    || die "KIOSK_SSH_KEY is not an SSH public key (or a file holding one): ${key:0:40}"
+  in_root getent group sudo >/dev/null || in_root groupadd --system sudo
+  if ! in_root getent passwd maint >/dev/null; then
+    in_root useradd --create-home --shell /bin/bash --groups sudo,systemd-journal,kiosk \
+      --comment "kiosk maintenance (SSH key only)" maint
+  fi
+  in_root passwd --lock maint >/dev/null  # no password: the key is the only way in
+  install -d -m 700 "$ROOT/home/maint/.ssh"
+  printf '%s\n' "$key" > "$ROOT/home/maint/.ssh/authorized_keys"
+  chmod 600 "$ROOT/home/maint/.ssh/authorized_keys"
+  in_root chown -R maint:maint /home/maint/.ssh
+  install -d -m 750 "$ROOT/etc/sudoers.d"
+  printf 'maint ALL=(ALL) NOPASSWD: ALL\n' > "$ROOT/etc/sudoers.d/010-kiosk-maint"
+  chmod 440 "$ROOT/etc/sudoers.d/010-kiosk-maint"
+  install -d "$ROOT/etc/ssh/sshd_config.d"
+  printf '%s\n' "# redeem-kiosk: the maintenance key is the only way in" \
+    "PasswordAuthentication no" "KbdInteractiveAuthentication no" "PermitRootLogin no" \
+    "AllowUsers maint" > "$ROOT/etc/ssh/sshd_config.d/10-kiosk.conf"
+  if [[ -f $ROOT/lib/systemd/system/ssh.service ]]; then
+    systemctl --root="$ROOT" enable ssh.service
+  else
+    log "openssh-server is not in this root: the maintenance user is made, sshd is not"
+  fi
+  log "maintenance user maint with the given SSH key (sudo, password locked)"
 }
 
 boot_dir() {
@@ -265,6 +311,7 @@ create_user
 install_project
 place_files
 data_partition
+maintenance_user
 firmware
 enable_services
 clean_root

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKioskMaintenanceKeyForTestsOnly00000000000 tech@laptop"
 MIRROR = os.environ.get("KIOSK_TEST_MIRROR", "http://deb.debian.org/debian")
 GROUPS = {"video", "render", "input", "gpio", "lp", "dialout"}
 UNITS = ("kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
@@ -123,7 +124,7 @@ def built(tmp_path_factory):
     image = pi_like_image(rootdir, work)
     shutil.rmtree(rootdir)
     out = work / "kiosk.img"
-    env = {**os.environ, "ROOT_GROW_MB": "768", "DATA_MB": "64"}
+    env = {**os.environ, "ROOT_GROW_MB": "768", "DATA_MB": "64", "KIOSK_SSH_KEY": SSH_KEY}
     log = run(["bash", REPO / "image-build/build-image.sh", image, out, REPO], 600, env=env).stdout
     mounted = Mounted(out, work / "mnt")
     try:
@@ -221,3 +222,22 @@ def test_data_partition_is_journalled_and_mounted_on_var_lib_kiosk(built, image)
     uid = int(run(["chroot", built["root"], "id", "-u", "kiosk"], 30).stdout)
     data = (built["root"] / "var/lib/kiosk").stat()
     assert data.st_uid == uid and (data.st_mode & 0o777) == 0o750
+
+
+def test_maintenance_login_is_the_given_key_only_and_the_journal_persists(built, image):
+    root = built["root"]
+    assert (root / "home/maint/.ssh/authorized_keys").read_text().strip() == SSH_KEY
+    assert oct((root / "home/maint/.ssh/authorized_keys").stat().st_mode & 0o777) == "0o600"
+    shadow = [line for line in (root / "etc/shadow").read_text().splitlines()
+              if line.startswith("maint:")][0]
+    assert shadow.split(":")[1].startswith("!")  # password locked: the key is the way in
+    assert set(run(["chroot", root, "id", "-nG", "maint"], 30).stdout.split()) >= {"sudo", "kiosk"}
+    sshd = (root / "etc/ssh/sshd_config.d/10-kiosk.conf").read_text().splitlines()
+    assert "PasswordAuthentication no" in sshd and "AllowUsers maint" in sshd
+    fstab = (root / "etc/fstab").read_text()
+    assert "/var/lib/kiosk/journal  /var/log/journal  none  bind,nofail" in fstab
+    data = root / "var/lib/kiosk"
+    if not os.path.ismount(data):  # the data partition test may have mounted it already
+        image.mount(image.devs[2], data)
+    journal = (data / "journal").stat()
+    assert journal.st_mode & 0o2000  # setgid systemd-journal, as journald wants

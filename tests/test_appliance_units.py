@@ -124,11 +124,12 @@ def test_firstboot_runs_only_with_a_provisioning_file_and_before_the_kiosk():
     assert u["Service"]["Type"] == "oneshot"
 
 
-def test_hardware_watchdog_and_volatile_bounded_journal():
+def test_hardware_watchdog_and_a_small_persistent_journal():
     wd = unit("system.conf.d/kiosk-watchdog.conf")["Manager"]
     assert wd["RuntimeWatchdogSec"] == "15s"  # the bcm2835 watchdog's ceiling
     journal = unit("journald.conf.d/kiosk.conf")["Journal"]
-    assert journal["Storage"] == "volatile" and journal["RuntimeMaxUse"].endswith("M")
+    assert journal["Storage"] == "persistent" and journal["SystemMaxUse"] == "32M"
+    assert journal["RuntimeMaxUse"].endswith("M")  # when the data partition is missing
     assert "dtparam=watchdog=on" in (REPO / "firmware/config.txt").read_text().splitlines()
 
 
