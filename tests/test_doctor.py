@@ -113,7 +113,7 @@ def _other_ca(tmp_path):
 
 def _all_but(name):
     return {"database", "code_list", "outbox", "sync_agent", "broker", "camera_and_decode",
-            "printer", "gpio", "disk", "clock", "temperature", "throttling"} - {name}
+            "printer", "gpio", "disk", "clock", "temperature", "throttling", "last_boot"} - {name}
 
 
 def test_missing_list_camera_without_code_and_dead_camera(device, card, tmp_path):
@@ -243,3 +243,33 @@ def test_the_same_checks_pass_when_nothing_crashes(device, monkeypatch):
     assert [c["status"] for c in report["checks"] if c["status"] == FAIL] == []
     assert rc == 0
 
+
+
+def test_last_boot_says_how_the_previous_boot_ended(device, tmp_path):
+    """From the persistent journal's previous boot (a stand-in journalctl prints what
+    the real one prints) and the watchdog's boot status."""
+    cfg = config.load(device.path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    journal = tmp_path / "previous-boot.log"
+    tool = bin_dir / "journalctl"
+    tool.write_text(f'#!/bin/sh\n[ "$2" = -1 ] && cat "{journal}"\n')
+    tool.chmod(0o755)
+    bootstatus = tmp_path / "bootstatus"
+    only = _all_but("last_boot")
+
+    def check(log: str, status: str = "0"):
+        journal.write_text(log)
+        bootstatus.write_text(status + "\n")
+        return by_name(run_checks(cfg, Options(journalctl=str(tool), watchdog_bootstatus=bootstatus,
+                                               skip=only)))["last_boot"]
+
+    clean = check("2026-12-01T14:00:00+0000 pi systemd[1]: Reached target System Reboot.\n"
+                  "2026-12-01T14:00:01+0000 pi systemd-shutdown[1]: Syncing filesystems\n")
+    assert clean.status == OK and "cleanly" in clean.message
+    dog = check("2026-12-01T14:03:10+0000 pi kiosk[812]: audit {}\n", status="32")
+    assert dog.status == WARN and "watchdog" in dog.message and "14:03:10" in dog.message
+    cut = check("2026-12-01T14:03:10+0000 pi kiosk[812]: audit {}\n")
+    assert cut.status == WARN and "power loss" in cut.message
+    first = check("")
+    assert first.status == OK and "no journal of the previous boot" in first.message

@@ -40,11 +40,13 @@ class Options:
     broker_timeout_s: float = 8.0
     thermal_path: Path = Path("/sys/class/thermal/thermal_zone0/temp")
     vcgencmd: str = "vcgencmd"
+    journalctl: str = "journalctl"
+    watchdog_bootstatus: Path = Path("/sys/class/watchdog/watchdog0/bootstatus")
     skip: set[str] = field(default_factory=set)
 
 
 CHECK_GROUPS = ("database", "code_list", "outbox", "sync_agent", "broker", "camera_and_decode",
-                "printer", "gpio", "disk", "clock", "temperature", "throttling")
+                "printer", "gpio", "disk", "clock", "temperature", "throttling", "last_boot")
 SKIP_ALIASES = {"sync": "sync_agent", "camera": "camera_and_decode", "decode": "camera_and_decode"}
 
 
@@ -79,7 +81,8 @@ def run_checks(cfg, options: Options | None = None, *, config_error: str | None 
             groups += [data.database, data.code_list, data.outbox, data.sync_agent,
                        network.broker, devices.camera_and_decode, devices.printer,
                        devices.gpio]
-        groups += [system.disk, system.clock, system.temperature, system.throttling]
+        groups += [system.disk, system.clock, system.temperature, system.throttling,
+                   system.last_boot]
         return _flatten(groups, ctx)
     finally:
         ctx.close()

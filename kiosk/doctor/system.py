@@ -1,4 +1,5 @@
-"""Checks of the machine: disk space, clock trust, CPU temperature, throttling."""
+"""Checks of the machine: disk space, clock trust, CPU temperature, throttling, and why
+the last boot ended."""
 
 import shutil
 import subprocess
@@ -81,3 +82,41 @@ def throttling(ctx) -> Check | None:
     if past:
         return Check("throttling", WARN, f"since boot: {', '.join(past)} (0x{value:x})", hint)
     return Check("throttling", OK, "no under-voltage or throttling since boot")
+
+
+WDIOF_CARDRESET = 0x20  # linux/watchdog.h: the last reboot was caused by the watchdog
+# What systemd logs on an orderly shutdown or reboot (the previous boot's last lines).
+CLEAN_END = ("Reached target System Power Off", "Reached target System Reboot",
+             "Reached target System Halt", "Reached target Power-Off",
+             "Reached target Reboot", "systemd-shutdown")
+
+
+def last_boot(ctx) -> Check | None:
+    """How the previous boot ended: clean, hardware watchdog, or power loss/crash. Reads
+    the persistent journal (docs/appliance.md) and the watchdog's boot status."""
+    exe = shutil.which(ctx.options.journalctl)
+    if exe is None:
+        return None  # no systemd journal on this machine
+    try:
+        done = subprocess.run([exe, "-b", "-1", "-n", "200", "-o", "short-iso", "--no-pager",
+                               "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check("last_boot", WARN, f"cannot read the journal ({exc})", "")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return Check("last_boot", OK, "no journal of the previous boot (first boot, or the "
+                     "journal is kept in RAM)")
+    ended = lines[-1].split(" ", 1)[0]
+    if any(mark in line for line in lines[-60:] for mark in CLEAN_END):
+        return Check("last_boot", OK, f"the previous boot ended cleanly ({ended})")
+    try:
+        status = int(ctx.options.watchdog_bootstatus.read_text().strip() or "0", 0)
+    except (OSError, ValueError):
+        status = 0
+    if status & WDIOF_CARDRESET:
+        return Check("last_boot", WARN, f"the hardware watchdog reset the kiosk (last log "
+                     f"line {ended})", "`journalctl -b -1 -e` shows what hung; call support "
+                     "if it happens again")
+    return Check("last_boot", WARN, f"the previous boot ended without a shutdown (power loss "
+                 f"or a crash; last log line {ended})", "check the power supply and cable; "
+                 "`journalctl -b -1 -e` shows the last lines")
