@@ -31,3 +31,15 @@ def ledger(device):
     led = device.ledger()
     yield led
     led.store.close()
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A throwaway PostgreSQL cluster for the HQ tests of one module (sync/testing_pg.py:
+    Debian's initdb in a temp folder on a free loopback port, never a shared server)."""
+    from sync import testing_pg
+
+    if not testing_pg.available():
+        pytest.skip("PostgreSQL server binaries are not installed (scripts/system-deps.sh)")
+    with testing_pg.Postgres() as cluster:
+        yield cluster

@@ -20,7 +20,6 @@ import pytest
 from kiosk import config, context
 from kiosk.core import importer
 from kiosk.core.bundle import DirSource
-from sync import testing_pg
 from sync.agent import Agent
 from sync.hq import report
 from sync.hq.db import MIGRATIONS, HqDb
@@ -34,17 +33,6 @@ from sync.testing import (
     wait_until,
     write_device_config,
 )
-
-needs_pg = pytest.mark.skipif(not testing_pg.available(),
-                              reason="PostgreSQL server binaries are not installed")
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if not testing_pg.available():
-        pytest.skip("PostgreSQL server binaries are not installed")
-    with testing_pg.Postgres() as cluster:
-        yield cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

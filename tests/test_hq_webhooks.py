@@ -12,18 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sync import testing_pg
 from sync.hq import webhooks
 from sync.hq.db import HqDb
 from sync.testing import wait_until
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if not testing_pg.available():
-        pytest.skip("PostgreSQL server binaries are not installed")
-    with testing_pg.Postgres() as cluster:
-        yield cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -24,16 +24,11 @@ MIGRATION = Migration("0006-device-activity", sqlite=[_TABLE, _INDEX],
 def store_rows(conn, program: str, store: str, device: str, rows: list[dict]) -> int:
     """Store checked rows in one transaction; returns the highest ``n`` (to ack)."""
     now = timefmt.format(datetime.now(UTC))
-    conn.begin_write()
-    try:
+    with conn.write():
         conn.executemany(
             "INSERT INTO activity (program, store, device, n, at, kind, source, verdict, "
             "reward_id, code_hash, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (program, store, device, n) DO NOTHING",
             [(program, store, device, r["n"], r["at"], r["kind"], r.get("source"),
               r.get("verdict"), r.get("reward_id"), r.get("code_hash"), now) for r in rows])
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return max(r["n"] for r in rows)

@@ -42,18 +42,13 @@ def create_token(conn: Conn, name: str) -> str:
     if not name:
         raise AuthError("a token needs a --name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    conn.begin_write()
-    try:
+    with conn.write():
         taken = conn.execute("SELECT revoked_at FROM api_tokens WHERE name = ?", (name,)).fetchone()
         if taken is not None:
             raise AuthError(f"a token called {name!r} already exists"
                             + (" (revoked)" if taken[0] else "") + ": choose another --name")
         conn.execute("INSERT INTO api_tokens (name, token_sha256, created_at) VALUES (?, ?, ?)",
                      (name, _digest(token), _now()))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return token
 
 
@@ -96,16 +91,11 @@ def add_user(conn: Conn, name: str, password: str, role: str, stores: tuple[str,
         raise AuthError("a manager needs --store (one or more)")
     if len(password) < 10:
         raise AuthError("the password must have at least 10 characters")
-    conn.begin_write()
-    try:
+    with conn.write():
         if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
             raise AuthError(f"a user called {name!r} already exists")
         conn.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)",
                      (name, _hasher().hash(password), role, ",".join(stores), _now()))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
 
 
 def check_password(conn: Conn, name: str, password: str) -> User | None:
@@ -130,18 +120,13 @@ def load_user(conn: Conn, name: str) -> User | None:
 
 def session_secret(conn: Conn) -> str:
     """The cookie-signing secret of this HQ database (made once)."""
-    conn.begin_write()
-    try:
+    with conn.write():
         row = conn.execute("SELECT value FROM meta WHERE key = 'session_secret'").fetchone()
         if row is None:
             secret = secrets.token_urlsafe(48)
             conn.execute("INSERT INTO meta VALUES ('session_secret', ?)", (secret,))
         else:
             secret = row[0]
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return secret
 
 

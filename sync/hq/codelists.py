@@ -167,17 +167,12 @@ def _keep(engine: Engine, conn: Conn, target: Path, manifest: bundle.Manifest, c
         db.load_bundle(target)  # the codes' max_uses, for the collector's checks
     finally:
         db.close()
-    conn.begin_write()
-    try:
+    with conn.write():
         conn.execute(f"INSERT INTO code_lists ({', '.join(row)}) "
                      f"VALUES ({', '.join('?' for _ in row)})", list(row.values()))
         audit.record(conn, actor, "list.upload", program=manifest.program,
                      version=manifest.version, base_version=manifest.base_version,
                      records=count, key_id=manifest.key_id)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
 
 
 def find(conn: Conn, program: str, version: int) -> dict | None:
@@ -202,15 +197,10 @@ def publish(conn: Conn, lists: Lists, program: str, version: int, actor: str) ->
         audit.record(conn, actor, "list.publish_failed", program=program, version=version,
                      reason=str(exc)[:300])
         raise ListError(f"could not publish version {version} of {program}: {exc}", 502) from None
-    conn.begin_write()
-    try:
+    with conn.write():
         conn.execute("UPDATE code_lists SET published_at = ?, published_by = ? "
                      "WHERE program = ? AND version = ?", (_now(), actor, program, version))
         audit.record(conn, actor, "list.publish", program=program, version=version)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return find(conn, program, version)
 
 

@@ -168,9 +168,6 @@ class HqDb:
     def close(self) -> None:
         self.conn.close()
 
-    def _begin(self):
-        self.conn.begin_write()
-
     # -- events -------------------------------------------------------------------
     def collector_group(self) -> str:
         """The shared-subscription group of the collectors writing this database: random,
@@ -187,19 +184,12 @@ class HqDb:
         else (voids, resends mixed in, a code over its uses, a sender mismatch) goes
         event by event through the checks."""
         now = timefmt.format(datetime.now(UTC))
-        self._begin()
-        try:
+        with self.conn.write():
             known = self._known_ids([e["id"] for e in events])
             fresh = [e for e in events if e["id"] not in known]
             if self._all_clean(program, store, device, fresh):
-                stored = self._store_clean(program, store, device, events, fresh, known, now)
-            else:
-                stored = self._store_each(program, store, device, events, now)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        return stored
+                return self._store_clean(program, store, device, events, fresh, known, now)
+            return self._store_each(program, store, device, events, now)
 
     def _in(self, values) -> str:
         return ", ".join("?" for _ in values)
@@ -355,18 +345,13 @@ class HqDb:
         try:
             manifest = bundle.parse_manifest(source.read_bytes(bundle.MANIFEST))
             count = 0
-            self._begin()
-            try:
+            with self.conn.write():
                 for batch in _batched(bundle.iter_records(source, manifest), 20_000):
                     self.conn.executemany(
                         "INSERT INTO codes VALUES (?, ?, ?) ON CONFLICT (program, code_hash) "
                         "DO UPDATE SET max_uses = excluded.max_uses",
                         [(manifest.program, r.code_hash, r.max_uses) for r in batch if r.op == "put"])
                     count += len(batch)
-                self.conn.commit()
-            except BaseException:
-                self.conn.rollback()
-                raise
         finally:
             source.close()
         return manifest.program, count

@@ -17,7 +17,8 @@ Schema changes are named migrations, each applied once and recorded in the table
 """
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +125,18 @@ class Conn:
             self.raw.execute("BEGIN")
             self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
 
+    @contextmanager
+    def write(self) -> Iterator["Conn"]:
+        """One write transaction (:meth:`begin_write`): committed at the end, rolled
+        back on any exception."""
+        self.begin_write()
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
     def commit(self) -> None:
         self.raw.execute("COMMIT")
 
@@ -171,8 +184,7 @@ class Conn:
                      "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
         applied = []
         for m in migrations:
-            self.begin_write()
-            try:
+            with self.write():
                 done = self.execute("SELECT 1 FROM migrations WHERE name = ?", (m.name,)).fetchone()
                 if done is None:
                     for statement in getattr(m, self.engine.kind):
@@ -180,10 +192,6 @@ class Conn:
                     self.execute("INSERT INTO migrations VALUES (?, ?)",
                                  (m.name, datetime.now(UTC).isoformat(timespec="seconds")))
                     applied.append(m.name)
-                self.commit()
-            except BaseException:
-                self.rollback()
-                raise
         return applied
 
 

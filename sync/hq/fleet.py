@@ -49,8 +49,7 @@ def record_status(conn: Conn, program: str, store: str, device: str, payload: by
     """Store one status message (raises :class:`StatusError` for a malformed one)."""
     status = parse_status(payload)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    conn.begin_write()
-    try:
+    with conn.write():
         if status is None:
             conn.execute("UPDATE devices SET state = 'offline', offline_at = ? "
                          "WHERE program = ? AND store = ? AND device = ?",
@@ -70,10 +69,6 @@ def record_status(conn: Conn, program: str, store: str, device: str, payload: by
                              "outbox = ?, software = ?, status = ?, last_seen_at = ?, "
                              "offline_at = NULL WHERE program = ? AND store = ? AND device = ?",
                              (*values, program, store, device))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
 
 
 def devices(conn: Conn, stores: tuple[str, ...] = ()) -> list[dict]:

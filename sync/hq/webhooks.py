@@ -52,8 +52,7 @@ def add(conn: Conn, name: str, url: str, *, from_now: bool = True) -> str:
         raise WebhookError(f"the webhook URL must be http(s)://..., not {url!r}")
     secret = "whsec_" + secrets.token_urlsafe(32)
     ecol = conn.engine.cursor_column
-    conn.begin_write()
-    try:
+    with conn.write():
         if conn.execute("SELECT 1 FROM webhooks WHERE name = ?", (name,)).fetchone():
             raise WebhookError(f"a webhook called {name!r} already exists")
         e0 = c0 = 0
@@ -63,10 +62,6 @@ def add(conn: Conn, name: str, url: str, *, from_now: bool = True) -> str:
         conn.execute("INSERT INTO webhooks (name, url, secret, created_at, event_cursor, "
                      "conflict_cursor) VALUES (?, ?, ?, ?, ?, ?)",
                      (name, url, secret, _now(), e0, c0))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return secret
 
 

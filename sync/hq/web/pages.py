@@ -189,17 +189,12 @@ def resolve(request: Request, c: Db, user: User, event_id: str = Form(...),
     if row is None or not user.sees(row[0] or "") or resolution not in RESOLUTIONS:
         return _page(request, "message.html", user, status_code=404,
                      message=N_("That conflict does not exist or is not yours to resolve."))
-    c.begin_write()
-    try:
+    with c.write():
         c.execute("UPDATE conflicts SET resolution = ?, resolved_by = ?, resolved_at = ?, "
                   "note = ? WHERE event_id = ? AND kind = ?",
                   (resolution, user.name, date.today().isoformat(), note[:500], event_id, kind))
         audit.record(c, user.name, "conflict.resolve", event_id=event_id, kind=kind,
                      resolution=resolution, note=note[:500])
-        c.commit()
-    except BaseException:
-        c.rollback()
-        raise
     return RedirectResponse("/conflicts", status_code=303)
 
 
