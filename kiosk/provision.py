@@ -435,18 +435,11 @@ def _stage_and_install(boot_file: Path, config_dir: Path,
         for rel in [*files, PurePosixPath("kiosk.toml")]:  # kiosk.toml last
             _private_dirs((config_dir / rel).parent, config_dir, gid)
             os.replace(stage / rel, config_dir / rel)
-        _fsync_dir(config_dir)
+        atomic.fsync_path(config_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return files, net
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- setup QR: the UI asks, root applies ----------------------------------------------
@@ -552,7 +545,7 @@ def apply_setup_qr(payload: str, *, config_dir: Path = CONFIG_DIR, key_dir: Path
     if ca_pem:
         _write_private(config_dir / "mqtt-ca.pem", ca_pem, gid)
     _write_private(config_dir / "kiosk.toml", body, gid)
-    _fsync_dir(config_dir)
+    atomic.fsync_path(config_dir)
     cfg = config.load(config_dir / "kiosk.toml")
     return {"config": str(cfg.path), "device": cfg.device_id, "store": cfg.store,
             "program": cfg.program, "broker": fields["broker"], "wifi": joined,

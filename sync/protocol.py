@@ -197,14 +197,21 @@ def check_event(event) -> dict:
     return Event.from_dict(event).to_dict()
 
 
+def _load_list(payload: bytes, what: str, items: str, max_bytes: int, max_items: int,
+               check) -> list[dict]:
+    """A bounded JSON list whose every item passes ``check``; one bad item refuses it."""
+    found = load_json(payload, what, max_bytes=max_bytes)
+    if not isinstance(found, list):
+        raise ProtocolError(f"{what} must be a JSON list")
+    if len(found) > max_items:
+        raise ProtocolError(f"{what} holds {len(found):,} {items}, more than {max_items:,}")
+    return [check(item) for item in found]
+
+
 def decode_events(payload: bytes) -> list[dict]:
     """A list of checked events (:func:`check_event`); one bad event refuses the message."""
-    events = load_json(payload, "events message", max_bytes=MAX_EVENTS_BYTES)
-    if not isinstance(events, list):
-        raise ProtocolError("events message must be a JSON list")
-    if len(events) > MAX_EVENTS:
-        raise ProtocolError(f"events message holds {len(events):,} events, more than {MAX_EVENTS:,}")
-    return [check_event(event) for event in events]
+    return _load_list(payload, "events message", "events", MAX_EVENTS_BYTES, MAX_EVENTS,
+                      check_event)
 
 
 def encode_ack(ids: list[str], conflicts: list[str] | None = None, *,
@@ -273,12 +280,8 @@ def check_activity(row) -> dict:
 
 def decode_activity(payload: bytes) -> list[dict]:
     """A list of checked audit rows; one bad row refuses the message."""
-    rows = load_json(payload, "activity message", max_bytes=MAX_ACTIVITY_BYTES)
-    if not isinstance(rows, list):
-        raise ProtocolError("activity message must be a JSON list")
-    if len(rows) > MAX_ACTIVITY:
-        raise ProtocolError(f"activity message holds {len(rows):,} rows, more than {MAX_ACTIVITY:,}")
-    return [check_activity(row) for row in rows]
+    return _load_list(payload, "activity message", "rows", MAX_ACTIVITY_BYTES, MAX_ACTIVITY,
+                      check_activity)
 
 
 # -- the list chain (optional, v1-compatible) -------------------------------------------

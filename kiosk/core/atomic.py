@@ -23,3 +23,12 @@ def write_text(path: Path, text: str, mode: int = 0o600, *, keep_owner: bool = F
             os.fchmod(fh.fileno(), old.st_mode & 0o7777)
         fh.write(text)
     tmp.replace(path)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (after a rename into it), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

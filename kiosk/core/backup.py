@@ -45,7 +45,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from kiosk.core import codelist, timefmt
+from kiosk.core import atomic, codelist, timefmt
 from kiosk.core.store import DB_NAME
 from kiosk.errors import KioskError
 
@@ -284,17 +284,10 @@ def write(source: Source, out_dir: Path, passphrase: str, *, now: datetime | Non
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(part, final)
-        _fsync_dir(out_dir)
+        atomic.fsync_path(out_dir)
     verify(final, passphrase)
     return {**header, "path": str(final), "bytes": final.stat().st_size}
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- restore -----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ ledger's write lock except for the one-row switch.
 """
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,14 +120,6 @@ def open_view(db_path: Path, main: sqlite3.Connection, snapshot_file: str | None
         raise
     return View(snapshot_file, overlay_file, tuple(conns))
 
-
-def fsync_path(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_unused(db_path: Path, keep: set[str]) -> list[str]:

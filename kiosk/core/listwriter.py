@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from urllib.request import pathname2url
 
-from kiosk.core import codelist
+from kiosk.core import atomic, codelist
 from kiosk.core.bundle import Manifest
 
 _LEGACY_ATTRS = ("INSERT INTO main.attrs (reward_id, valid_from, valid_until, max_uses, stores) "
@@ -136,9 +136,9 @@ class Builder:
         conn.close()
         self.conn = None
         self.stage_path.unlink(missing_ok=True)
-        codelist.fsync_path(self.tmp)
+        atomic.fsync_path(self.tmp)
         self.tmp.replace(self.final)
-        codelist.fsync_path(self.final.parent)
+        atomic.fsync_path(self.final.parent)
         return self.name
 
     def discard(self) -> None:
