@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Tests and screenshots draw real Kivy windows; without a display they get a virtual one.
 XRUN   := xvfb-run -a -s "-screen 0 1280x1280x24 -nolisten tcp"
 
-.PHONY: venv system-deps demo demo-hq test vpi-test lint bench fuzz chaos clean hq-catalogs constraints
+.PHONY: venv system-deps demo demo-hq test vpi-test lint bench fuzz chaos clean catalogs hq-catalogs constraints
 
 venv: $(STAMP)
 
@@ -49,13 +49,22 @@ bench: venv
 	  if [ -f bench/$$b.py ]; then $(XRUN) $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
 
-# HQ dashboard translations (Babel): extract the strings, merge them into the .po
-# files (translate the new ones there), compile the .mo files.
+# Translations (Babel, a dev-time tool; the kiosk and HQ read the committed .mo files with
+# the stdlib gettext). Extract the marked strings into the .pot, merge them into every
+# language's .po (translate the new, empty entries there: en too), compile the .mo files,
+# commit all three. tests/test_i18n.py and tests/test_hq_i18n.py fail on anything missed.
+# Kiosk: domain "kiosk" (babel.cfg, kiosk/assets/locale); HQ's dashboard: domain "hq".
+KIOSK_LOCALE := kiosk/assets/locale
 HQ_LOCALE := sync/hq/web/locale
-hq-catalogs: venv
+catalogs: venv
+	$(BIN)/pybabel -q extract -F babel.cfg -k tr -k N_ -k _ --no-location --omit-header --sort-output -o $(KIOSK_LOCALE)/kiosk.pot .
+	$(BIN)/pybabel -q update -D kiosk -i $(KIOSK_LOCALE)/kiosk.pot -d $(KIOSK_LOCALE) --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel -q compile -D kiosk -d $(KIOSK_LOCALE)
 	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .
 	$(BIN)/pybabel -q update -D hq -i $(HQ_LOCALE)/hq.pot -d $(HQ_LOCALE)
 	$(BIN)/pybabel -q compile -D hq -d $(HQ_LOCALE)
+
+hq-catalogs: catalogs
 
 # Long fuzzing pass over the parsers of untrusted input (tests/fuzz); `make test` runs
 # the same targets with 100-150 inputs each. FUZZ_EXAMPLES=N sets the inputs per target.

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import ids, keys, payload
 from kiosk.errors import ConfigError
+from kiosk.i18n import LANGUAGES  # noqa: F401  (config.LANGUAGES: the settings' choices)
 
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 # Every key the kiosk reads, per section: anything else is almost always a typo
@@ -46,7 +47,6 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         "audit": "keep_days",
     }.items()
 }
-LANGUAGES = ("en", "uz", "kk", "ru")
 MAX_VOID_WINDOW_MINUTES = 7 * 24 * 60  # a week; an undo is meant for minutes
 _MISSING = object()
 

@@ -183,7 +183,7 @@ class PrintService:
         if not probe:
             return info
         if not self._lock.acquire(timeout=0.05):
-            return {**info, "state": "printing", "message": "Printing a receipt."}
+            return {**info, "state": "printing", "message": printer_faults.STATES["printing"]}
         try:
             st = self.printer.status()
         finally:

@@ -273,3 +273,37 @@ def test_last_boot_says_how_the_previous_boot_ended(device, tmp_path):
     assert cut.status == WARN and "power loss" in cut.message
     first = check("")
     assert first.status == OK and "no journal of the previous boot" in first.message
+
+
+# -- ``kiosk doctor`` speaks the kiosk's languages (one gettext domain, kiosk.i18n)
+def test_doctor_speaks_the_chosen_or_configured_language(device, tmp_path):
+    skip = [a for name in ("database", "outbox", "sync_agent", "broker", "camera_and_decode",
+                           "printer", "gpio", "disk", "clock", "temperature", "throttling",
+                           "last_boot") for a in ("--skip", name)]
+    english = {c["name"]: c for c in device.run("doctor", "--json", *skip).json()["checks"]}
+    assert english["code_list"]["message"] == "no code list installed: every scan is refused"
+    russian = device.run("doctor", "--json", "--lang", "ru", *skip).json()["checks"]
+    found = {c["name"]: c for c in russian}
+    assert found["code_list"]["message"] == "список кодов не установлен: каждый скан отклоняется"
+    assert found["code_list"]["hint"].startswith("подключите сеть")
+    assert found["code_list"]["status"] == FAIL  # the words change, not the finding
+    assert found["config"]["message"].startswith("устройство kiosk-1")
+    device.path.write_text(device.path.read_text().replace(
+        '[trust.keys]', 'language = "kk"\n\n[trust.keys]'))
+    text = device.run("doctor", *skip)
+    assert "кодтар тізімі орнатылмаған: әр сканерлеу қабылданбайды" in text.out
+    assert "құрылғы kiosk-1" in text.out
+    assert "1 қате, 0 ескерту" in text.err
+
+
+def test_printer_faults_are_worded_in_every_language():
+    from kiosk.hardware.printer import faults
+
+    err = faults.fault("paper_out", "tcp://10.0.0.5:9100")
+    assert str(err) == "Printer is out of paper: load a new roll. (tcp://10.0.0.5:9100)"  # logs
+    assert faults.translate(str(err), "uz") == ("Printerda qogʻoz tugadi: yangi rulon qoʻying. "
+                                                "(tcp://10.0.0.5:9100)")
+    refused = str(faults.classify(ConnectionRefusedError(111, "refused"), "tcp://p:9100"))
+    assert faults.translate(refused, "kk").startswith("Принтер қосылымнан бас тартты")
+    assert faults.translate(refused, "kk").endswith("(tcp://p:9100)")
+    assert faults.translate("something else", "ru") == "something else"

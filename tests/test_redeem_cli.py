@@ -209,3 +209,20 @@ def test_configured_pattern_is_used(tmp_path, hq):
     dev = make_device(tmp_path / "p", hq, extra='[redeem]\npattern = "LOYAL:(?P<code>[A-Z0-9-]+)"\n')
     assert dev.import_(hq.bundle(["PATT-0001"])).rc == 0
     assert check(dev, "LOYAL:PATT-0001")[0] == "ready"
+
+
+def test_text_output_speaks_the_chosen_or_configured_language(counter):
+    """The verdict and the staff line come from the kiosk's catalogs (kiosk.i18n)."""
+    run = counter.run("redeem", "OLD-0004", "--lang", "ru")
+    assert run.rc == 1
+    assert "expired: Срок действия награды истёк" in run.out
+    assert "действует до " in run.out
+    assert "Магазин" not in run.out and "valid until" not in run.out
+    assert "valid in: s2, s3" in counter.run("redeem", "OTHER-0007", "--lang", "en").out
+    counter.path.write_text(counter.path.read_text().replace(
+        '[trust.keys]', 'language = "kk"\n\n[trust.keys]'))
+    kazakh = counter.run("redeem", "OTHER-0007")
+    assert "жарамды дүкендер: s2, s3" in kazakh.out
+    assert "wrong_store: Бұл сыйлық басқа дүкенге арналған" in kazakh.out
+    assert "valid in:" not in kazakh.out
+    assert "valid in: s2, s3" in counter.run("redeem", "OTHER-0007", "--lang", "en").out

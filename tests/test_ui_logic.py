@@ -1,17 +1,14 @@
 """The UI's logic without a window: PIN hashes, catalogs, texts, the controller."""
 
-import gettext
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fontTools.ttLib import TTFont
 from helpers import ManualWorker
 
 from kiosk import config, context
 from kiosk.core.verdict import Verdict
-from kiosk.ui import catalogs, demo, i18n, pin, present
 from kiosk.ui import controller as c
-from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
+from kiosk.ui import demo, i18n, pin, present
 from kiosk.ui.settings import UiSettings
 
 
@@ -50,63 +47,7 @@ def test_pin_hash_command_prints_a_config_line(capsys):
     assert main(["pin-hash", "--pin", "12"]) == 2
 
 
-# -- catalogs ----------------------------------------------------------------------
-def _po_files():
-    return sorted(catalogs.LOCALE_DIR.glob("*/LC_MESSAGES/kiosk.po"))
-
-
-def test_every_language_has_a_catalog():
-    assert {p.parts[-3] for p in _po_files()} == set(i18n.LANGUAGES)
-
-
-@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
-def test_compiled_mo_is_not_stale(po):
-    """Fails when a .po was edited without running: python -m kiosk.ui.catalogs"""
-    with open(po.with_suffix(".mo"), "rb") as fh:
-        compiled = gettext.GNUTranslations(fh)._catalog
-    assert compiled == catalogs.parse_po(po), f"{po.with_suffix('.mo')} is stale"
-
-
-@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
-def test_every_ui_string_is_translated(po):
-    have = catalogs.parse_po(po)
-    missing = sorted(catalogs.extract() - set(have))
-    assert not missing, f"{po}: no translation for {missing}"
-
-
-@pytest.mark.parametrize("po", _po_files(), ids=lambda p: p.parts[-3])
-def test_placeholders_survive_translation(po):
-    import string
-
-    def fields(text):
-        return sorted(f for _, f, _, _ in string.Formatter().parse(text) if f)
-
-    for msgid, msgstr in catalogs.parse_po(po).items():
-        if msgid:
-            assert fields(msgid) == fields(msgstr), f"{po}: {msgid!r} -> {msgstr!r}"
-
-
-@pytest.mark.parametrize("font", [FONT_REGULAR, FONT_BOLD], ids=lambda p: p.name)
-def test_font_draws_every_catalog_character(font):
-    cmap = TTFont(str(font)).getBestCmap()
-    texts = [s for po in _po_files() for s in catalogs.parse_po(po).values()]
-    texts += list(i18n.LANGUAGE_NAMES.values())
-    texts += [t for r in demo.spec()["rewards"].values() for t in r["title"].values()]
-    lacking = {ch for t in texts for ch in t if ord(ch) not in cmap and not ch.isspace()}
-    assert not lacking, f"{font.name} cannot draw {sorted(lacking)}"
-
-
-def test_uzbek_uses_the_turned_comma():
-    assert "\u02bb" in i18n.tr("Wrong PIN", "uz")
-    assert i18n.tr("Confirm", "ru") == "Подтвердить"
-    assert i18n.tr("an untranslated text", "kk") == "an untranslated text"
-
-
-def test_parse_po_reports_bad_lines(tmp_path):
-    bad = tmp_path / "x.po"
-    bad.write_text('msgid "a"\nmsgstr "b"\nnonsense\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"x.po:3"):
-        catalogs.parse_po(bad)
+# -- catalogs: tests/test_i18n.py (every string translated, .mo fresh, font coverage)
 
 
 # -- verdict texts -------------------------------------------------------------------

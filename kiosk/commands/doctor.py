@@ -12,6 +12,7 @@ from kiosk.cli import EXIT_FAIL, EXIT_OK
 from kiosk.commands import print_json
 from kiosk.doctor import FAIL, Options, run_checks, skip_name, worst
 from kiosk.errors import ConfigError
+from kiosk.i18n import LANGUAGES, tr
 
 MARKS = {"OK": "  OK ", "WARN": " WARN", "FAIL": " FAIL"}
 
@@ -27,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--skip", action="append", default=[], metavar="CHECK", type=_skip,
                    help="skip a check (database, code_list, outbox, sync, broker, camera, "
                         "printer, gpio, disk, clock, temperature, throttling)")
+    p.add_argument("--lang", choices=LANGUAGES,
+                   help="language of the messages (default: the configured [device] language)")
     p.set_defaults(handler=cmd_doctor)
 
 
@@ -44,7 +47,8 @@ def cmd_doctor(args) -> int:
     except ConfigError as exc:
         error = str(exc)
     checks = run_checks(cfg, Options(decode_wait_s=max(args.wait, 0.0), skip=set(args.skip)),
-                        config_error=error)
+                        config_error=error, lang=args.lang)
+    lang = args.lang or (cfg.language if cfg is not None else "en")
     if args.json:
         print_json({"status": worst(checks), "checks": [c.to_dict() for c in checks]})
     else:
@@ -52,6 +56,8 @@ def cmd_doctor(args) -> int:
             print(f"{MARKS[c.status]}  {c.name:<12} {c.message}")
             if c.hint and c.status != "OK":
                 print(f"{'':19}-> {c.hint}")
-        print(f"\n{worst(checks)}: {sum(c.status == FAIL for c in checks)} failed, "
-              f"{sum(c.status == 'WARN' for c in checks)} warnings", file=sys.stderr)
+        summary = tr("{failed} failed, {warnings} warnings", lang).format(
+            failed=sum(c.status == FAIL for c in checks),
+            warnings=sum(c.status == "WARN" for c in checks))
+        print(f"\n{worst(checks)}: {summary}", file=sys.stderr)
     return EXIT_FAIL if worst(checks) == FAIL else EXIT_OK

@@ -7,7 +7,7 @@ from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
 from kiosk.commands import print_json
 from kiosk.config import LANGUAGES
 from kiosk.core import timefmt
-from kiosk.core.messages import REASONS, detail_line
+from kiosk.core.messages import detail_line, reason
 from kiosk.errors import VoidError
 
 
@@ -16,7 +16,8 @@ def register(sub) -> None:
     redeem.add_argument("payload", help="what the QR code holds: a code or a URL")
     redeem.add_argument("--confirm", action="store_true", help="record the redemption if ready")
     redeem.add_argument("--staff", help="who confirmed (recorded with the event)")
-    redeem.add_argument("--lang", choices=LANGUAGES, help="language of the reward title")
+    redeem.add_argument("--lang", choices=LANGUAGES, help="language of the output and the reward title "
+                        "(default: the configured [device] language)")
     redeem.add_argument("--json", action="store_true")
     redeem.set_defaults(handler=cmd_redeem)
 
@@ -34,17 +35,19 @@ def register(sub) -> None:
 
 
 def cmd_redeem(args) -> int:
-    ledger = context.open_ledger(load_config(args))
+    cfg = load_config(args)
+    ledger = context.open_ledger(cfg)
+    lang = args.lang or cfg.language
     action = ledger.confirm if args.confirm else ledger.check
     result = action(args.payload, **({"staff": args.staff} if args.confirm else {}), lang=args.lang)
     if args.json:
         print_json(result.to_json())
     else:
-        head = f"{result.verdict}: {REASONS[result.verdict]}"
+        head = f"{result.verdict}: {reason(result.verdict, lang)}"
         if result.title:
             head += f" - {result.title}"
         print(head)
-        detail = detail_line(result)
+        detail = detail_line(result, lang)
         if detail:
             print(f"  {detail}")
     return EXIT_OK if result.verdict.ok else EXIT_FAIL

@@ -6,55 +6,33 @@ thermal printer, or a PNG for ``preview://``. Keeping the content here, pure, le
 the tests check the wording of all four languages without a printer, and lets the
 UI show the same strings later.
 
-Receipt labels live in :data:`LABELS`, a small table per language (the screens use
-gettext catalogs; receipts are few strings, kept next to their layout).
+Receipt labels are English source texts in :data:`LABELS`, translated through the
+kiosk's gettext catalogs (:mod:`kiosk.i18n`) like every other string of the device.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-LANGS = ("en", "uz", "kk", "ru")
+from kiosk.i18n import N_, language, tr
 
-# Uzbek Latin uses U+02BB (modifier letter turned comma) in o' and g'.
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Reward redeemed", "reward": "Reward", "value": "Value",
-        "code": "Code", "time": "Time", "clock": "Clock", "store": "Store",
-        "device": "Device", "redemption": "Redemption ID", "reprint": "REPRINT",
-        "clock.synced": "network time", "clock.rtc": "hardware clock",
-        "clock.unsynced": "unverified clock", "free": "free", "footer": "Thank you!",
-        "sample": "TEST PRINT",
-    },
-    "uz": {
-        "title": "Mukofot berildi", "reward": "Mukofot", "value": "Qiymati",
-        "code": "Kod", "time": "Vaqt", "clock": "Soat", "store": "Do\u02bbkon",
-        "device": "Qurilma", "redemption": "Amal raqami", "reprint": "NUSXA",
-        "clock.synced": "tarmoq vaqti", "clock.rtc": "apparat soati",
-        "clock.unsynced": "tekshirilmagan soat", "free": "bepul",
-        "footer": "Rahmat!", "sample": "SINOV CHOP\u02bbI",
-    },
-    "kk": {
-        "title": "Сыйлық берілді", "reward": "Сыйлық", "value": "Құны",
-        "code": "Код", "time": "Уақыт", "clock": "Сағат", "store": "Дүкен",
-        "device": "Құрылғы", "redemption": "Операция нөмірі", "reprint": "ҚАЙТА БАСЫЛДЫ",
-        "clock.synced": "желі уақыты", "clock.rtc": "аппараттық сағат",
-        "clock.unsynced": "тексерілмеген сағат", "free": "тегін",
-        "footer": "Рақмет!", "sample": "СЫНАҚ БАСЫЛЫМЫ",
-    },
-    "ru": {
-        "title": "Награда выдана", "reward": "Награда", "value": "Номинал",
-        "code": "Код", "time": "Время", "clock": "Часы", "store": "Магазин",
-        "device": "Устройство", "redemption": "Номер операции", "reprint": "КОПИЯ",
-        "clock.synced": "время сети", "clock.rtc": "аппаратные часы",
-        "clock.unsynced": "непроверенное время", "free": "бесплатно",
-        "footer": "Спасибо!", "sample": "ТЕСТОВАЯ ПЕЧАТЬ",
-    },
+LABELS: dict[str, str] = {
+    "title": N_("Reward redeemed"), "reward": N_("Reward"), "value": N_("Value"),
+    "code": N_("Code"), "time": N_("Time"), "clock": N_("Clock"), "store": N_("Store"),
+    "device": N_("Device"), "redemption": N_("Redemption ID"), "reprint": N_("REPRINT"),
+    "clock.synced": N_("network time"), "clock.rtc": N_("hardware clock"),
+    "clock.unsynced": N_("unverified clock"), "free": N_("free"), "footer": N_("Thank you!"),
+    "sample": N_("TEST PRINT"),
 }
+
+
+def labels(lang: str) -> dict[str, str]:
+    """Every receipt label in ``lang`` (English for an unknown language)."""
+    return {key: tr(text, lang) for key, text in LABELS.items()}
 
 
 def label(lang: str, key: str) -> str:
     """The label in ``lang``, falling back to English for an unknown language."""
-    return LABELS.get(lang, LABELS["en"]).get(key) or LABELS["en"][key]
+    return tr(LABELS[key], lang)
 
 
 # -- blocks -------------------------------------------------------------------
@@ -158,8 +136,8 @@ def format_time(at: datetime, tz: tzinfo | None = None) -> str:
 
 def build(data: ReceiptData, lang: str = "en") -> Receipt:
     """The receipt for one redemption, in ``lang``."""
-    lang = lang if lang in LABELS else "en"
-    t = LABELS[lang]
+    lang = language(lang)
+    t = labels(lang)
     blocks: list[Block] = []
     if data.logo:
         blocks.append(Logo(data.logo))

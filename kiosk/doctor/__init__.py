@@ -6,6 +6,10 @@ a fix hint) for the CLI and for the UI's staff menu. Each check lives with its k
 (camera, decoding, printer, GPIO), :mod:`.network` (broker), :mod:`.system` (disk,
 clock, temperature, throttling). Hardware modules are imported inside the checks, so
 importing this package touches nothing; one failing check never stops the others.
+
+Messages and hints are written ``_("...")`` (:mod:`kiosk.i18n`): they come out in the
+language given to :func:`run_checks` (``kiosk doctor --lang``, the configured language,
+the staff menu's language). Check names stay English words (``--skip`` uses them).
 """
 
 from dataclasses import dataclass, field
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kiosk.errors import ConfigError
+from kiosk.i18n import _, speaking
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)
@@ -60,17 +65,24 @@ def skip_name(name: str) -> str:
 
 
 def run_checks(cfg, options: Options | None = None, *, config_error: str | None = None,
-               **kwargs) -> list["Check"]:
+               lang: str | None = None, **kwargs) -> list["Check"]:
     """All checks for ``cfg`` (a loaded :class:`kiosk.config.Config`, or None when it
     could not be loaded: pass the loader's message as ``config_error`` and only the
     system checks run). ``kwargs`` set :class:`Options` fields.
 
     Inside the running UI the camera and printer are already open: call it there as
     ``run_checks(cfg, skip={"camera_and_decode"}, probe_printer=False)``.
+    ``lang``: the language of the messages (default: the configured one, else English).
     """
+    if lang is None and cfg is not None:
+        lang = cfg.language
+    with speaking(lang):
+        return _run(cfg, options or Options(**kwargs), config_error)
+
+
+def _run(cfg, options: Options, config_error: str | None) -> list["Check"]:
     from kiosk.doctor import data, devices, network, system
 
-    options = options or Options(**kwargs)
     ctx = data.Context(cfg, options)
     groups = [data.config_check(cfg, config_error)]
     try:
@@ -105,10 +117,11 @@ def _flatten(groups, ctx) -> list[Check]:
             continue
         except ConfigError as exc:  # a bad value in this check's section
             found = Check(name.replace("_and_decode", ""), FAIL, str(exc),
-                          "fix that key in kiosk.toml (docs/technician.md)")
+                          _("fix that key in kiosk.toml (docs/technician.md)"))
         except Exception as exc:  # a check that crashes is itself a finding
-            found = Check(name.replace("_and_decode", ""), FAIL, f"check crashed: {exc!r}",
-                          "report this with `kiosk doctor --json` output")
+            found = Check(name.replace("_and_decode", ""), FAIL,
+                          _("check crashed: {error}").format(error=repr(exc)),
+                          _("report this with `kiosk doctor --json` output"))
         results.extend(found if isinstance(found, list) else [found] if found else [])
     return results
 

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kiosk.doctor import FAIL, OK, WARN, Check
+from kiosk.i18n import N_, _
 
 FSTAB = Path("/etc/fstab")
-SKIPPED = "; database, code list, outbox, sync, print queue and clock checks not run"
+SKIPPED = N_("; database, code list, outbox, sync, print queue and clock checks not run")
 
 LIST_OLD = timedelta(days=3)        # no newer list for this long: sync is probably broken
 LIST_EXPIRING = timedelta(hours=24)
@@ -47,18 +48,20 @@ class Context:
 
 def config_check(cfg, error: str | None) -> Check:
     if cfg is None:
-        return Check("config", FAIL, error or "no configuration loaded",
-                     "fix the named key, or re-provision: put the kiosk.toml from "
-                     "`kiosk-hq enroll` on the boot partition and reboot")
+        return Check("config", FAIL, error or _("no configuration loaded"),
+                     _("fix the named key, or re-provision: put the kiosk.toml from "
+                       "`kiosk-hq enroll` on the boot partition and reboot"))
     if not cfg.trusted_keys:
-        return Check("config", WARN, f"{cfg.path}: no [trust.keys]; no code list can be verified",
-                     "re-provision with `kiosk-hq enroll --trust KEY_ID=PEM`")
+        return Check("config", WARN, _("{path}: no [trust.keys]; no code list can be verified")
+                     .format(path=cfg.path), _("re-provision with `kiosk-hq enroll --trust KEY_ID=PEM`"))
     if cfg.warnings:
         return Check("config", WARN, "; ".join(cfg.warnings),
-                     "fix or remove the key: an ignored key means its setting is not in effect")
+                     _("fix or remove the key: an ignored key means its setting is not in effect"))
     named = f" ({cfg.name!r})" if cfg.name else ""
-    return Check("config", OK, f"device {cfg.device_id}{named}, store {cfg.store}, program "
-                 f"{cfg.program}, trusts {', '.join(sorted(cfg.trusted_keys))} ({cfg.path})")
+    return Check("config", OK, _("device {device}{name}, store {store}, program {program}, "
+                                 "trusts {keys} ({path})").format(
+        device=cfg.device_id, name=named, store=cfg.store, program=cfg.program,
+        keys=", ".join(sorted(cfg.trusted_keys)), path=cfg.path))
 
 
 def _fstab_source(folder: Path, fstab: Path) -> str | None:
@@ -78,23 +81,28 @@ def data_partition(cfg, fstab: Path = FSTAB) -> Check:
     """The data folder exists, is the partition fstab mounts there and is writable.
     When this FAILs, the checks that need the database are left out."""
     folder = Path(cfg.data_dir)
-    hint = ("redemptions cannot be recorded: copy kiosk.sqlite off the card from a "
-            "laptop (docs/technician.md section 5) and call support; "
-            "`journalctl -b -u var-lib-kiosk.mount` shows why")
+    hint = _("redemptions cannot be recorded: copy kiosk.sqlite off the card from a "
+             "laptop (docs/technician.md section 5) and call support; "
+             "`journalctl -b -u var-lib-kiosk.mount` shows why")
     source = _fstab_source(folder, fstab)
     if source and not os.path.ismount(folder):
-        return Check("data_partition", FAIL, f"the data partition ({source}) is not mounted on "
-                     f"{folder}: damaged or missing{SKIPPED}", hint)
+        return Check("data_partition", FAIL, _("the data partition ({source}) is not mounted on "
+                     "{folder}: damaged or missing").format(source=source, folder=folder)
+                     + _(SKIPPED), hint)
     existing = next(p for p in (folder, *folder.parents) if p.exists())  # made on first use
     if os.statvfs(existing).f_flag & os.ST_RDONLY:
-        return Check("data_partition", FAIL, f"{folder} is read-only (the file system found an "
-                     f"error and stopped writes, errors=remount-ro){SKIPPED}", hint)
+        return Check("data_partition", FAIL, _("{folder} is read-only (the file system found an "
+                     "error and stopped writes, errors=remount-ro)").format(folder=folder)
+                     + _(SKIPPED), hint)
     if not os.access(existing, os.W_OK | os.X_OK):
-        return Check("data_partition", FAIL, f"{folder} is not writable for this user "
-                     f"(uid {os.getuid()})", "run as the kiosk user: "
-                     "`sudo -u kiosk /opt/kiosk/venv/bin/kiosk doctor`")
-    where = f"its own partition ({source})" if source else "no partition of its own"
-    return Check("data_partition", OK, f"{folder} is writable, {where}")
+        return Check("data_partition", FAIL, _("{folder} is not writable for this user "
+                     "(uid {uid})").format(folder=folder, uid=os.getuid()),
+                     _("run as the kiosk user: `sudo -u kiosk /opt/kiosk/venv/bin/kiosk doctor`"))
+    if source:
+        return Check("data_partition", OK, _("{folder} is writable, its own partition ({source})")
+                     .format(folder=folder, source=source))
+    return Check("data_partition", OK, _("{folder} is writable, no partition of its own")
+                 .format(folder=folder))
 
 
 def database(ctx) -> Check:
@@ -103,35 +111,37 @@ def database(ctx) -> Check:
         path = ctx.store.path
         ok = ctx.store.conn.execute("PRAGMA quick_check").fetchone()[0]
     except StoreError as exc:
-        return Check("database", FAIL, str(exc), "check the data partition (dmesg, fsck); "
-                     "never delete kiosk.sqlite while redemptions are pending")
+        return Check("database", FAIL, str(exc), _("check the data partition (dmesg, fsck); "
+                     "never delete kiosk.sqlite while redemptions are pending"))
     if ok != "ok":
-        return Check("database", FAIL, f"{path}: integrity check says {ok}",
-                     "copy kiosk.sqlite off the device and contact support")
-    return Check("database", OK, f"{path} opens and passes the integrity check")
+        return Check("database", FAIL, _("{path}: integrity check says {result}").format(
+            path=path, result=ok), _("copy kiosk.sqlite off the device and contact support"))
+    return Check("database", OK, _("{path} opens and passes the integrity check").format(path=path))
 
 
 def code_list(ctx) -> Check:
     from kiosk.core import importer, timefmt
     have = importer.current(ctx.store)
     if have is None:
-        return Check("code_list", FAIL, "no code list installed: every scan is refused",
-                     "connect the network (kiosk-sync fetches it) or "
-                     "`kiosk codes import /media/usb/bundle.tar`")
+        return Check("code_list", FAIL, _("no code list installed: every scan is refused"),
+                     _("connect the network (kiosk-sync fetches it) or "
+                       "`kiosk codes import /media/usb/bundle.tar`"))
     now = datetime.now(UTC)
-    text = (f"version {have.version}, {have.code_count:,} codes, issued "
-            f"{timefmt.format(have.issued_at)}, expires {timefmt.format(have.expires_at)}")
+    text = _("version {version}, {count} codes, issued {issued}, expires {expires}").format(
+        version=have.version, count=f"{have.code_count:,}", issued=timefmt.format(have.issued_at),
+        expires=timefmt.format(have.expires_at))
     if have.expires_at <= now:
-        return Check("code_list", FAIL, f"{text}: EXPIRED", "get a new list from HQ "
-                     "(network or USB); until then every scan is refused")
+        return Check("code_list", FAIL, _("{list}: EXPIRED").format(list=text),
+                     _("get a new list from HQ (network or USB); until then every scan is refused"))
     if have.expires_at - now < LIST_EXPIRING or now - have.issued_at > LIST_OLD:
-        return Check("code_list", WARN, f"{text}: old or about to expire",
-                     "check `kiosk sync-status`; HQ must publish a fresh list")
+        return Check("code_list", WARN, _("{list}: old or about to expire").format(list=text),
+                     _("check `kiosk sync-status`; HQ must publish a fresh list"))
     waiting = importer.salt_wait(ctx.store)
     if waiting:
-        return Check("code_list", WARN, f"{text}; version {waiting['version']} (new code salt) "
-                     f"waits: {waiting['why']}", "this version stays in use meanwhile; check the "
-                     "network and `kiosk sync-status` (redemptions must reach HQ)")
+        return Check("code_list", WARN, _("{list}; version {version} (new code salt) waits: {why}")
+                     .format(list=text, version=waiting["version"], why=waiting["why"]),
+                     _("this version stays in use meanwhile; check the network and "
+                       "`kiosk sync-status` (redemptions must reach HQ)"))
     return Check("code_list", OK, text)
 
 
@@ -140,12 +150,13 @@ def outbox(ctx) -> Check:
     row = ctx.store.conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
     depth, oldest = row[0], timefmt.parse_optional(row[1])
     if depth == 0:
-        return Check("outbox", OK, "no redemptions waiting to be sent")
+        return Check("outbox", OK, _("no redemptions waiting to be sent"))
     age = datetime.now(UTC) - oldest
-    text = f"{depth} redemption(s) waiting to be sent, oldest {_ago(age)} old"
+    text = _("{count} redemption(s) waiting to be sent, oldest {age} old").format(
+        count=depth, age=_ago(age))
     if age > OUTBOX_STUCK:
-        return Check("outbox", WARN, text, "they are safe on this device; check the network "
-                     "and the broker check; do not swap the device until this is 0")
+        return Check("outbox", WARN, text, _("they are safe on this device; check the network "
+                     "and the broker check; do not swap the device until this is 0"))
     return Check("outbox", OK, text)
 
 
@@ -153,18 +164,19 @@ def sync_agent(ctx) -> Check:
     from kiosk.core.syncstate import read_status
     st = read_status(ctx.store)
     if not st.get("agent_running"):
-        return Check("sync", WARN, "kiosk-sync is not running (no heartbeat in the database)",
+        return Check("sync", WARN, _("kiosk-sync is not running (no heartbeat in the database)"),
                      "`systemctl status kiosk-sync`; `journalctl -u kiosk-sync -b`")
     if not st.get("connected"):
-        error = st.get("last_error") or "not connected"
-        return Check("sync", WARN, f"kiosk-sync runs but is offline: {error}",
-                     "see the broker check below")
-    return Check("sync", OK, f"kiosk-sync connected; last sync {st.get('last_sync') or 'never'}")
+        error = st.get("last_error") or _("not connected")
+        return Check("sync", WARN, _("kiosk-sync runs but is offline: {error}").format(error=error),
+                     _("see the broker check below"))
+    return Check("sync", OK, _("kiosk-sync connected; last sync {when}").format(
+        when=st.get("last_sync") or _("never")))
 
 
 def _ago(age: timedelta) -> str:
     minutes = int(age.total_seconds() // 60)
     if minutes < 120:
-        return f"{minutes} min"
+        return _("{n} min").format(n=minutes)
     hours = minutes // 60
-    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+    return _("{n} h").format(n=hours) if hours < 48 else _("{n} days").format(n=hours // 24)

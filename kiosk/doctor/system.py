@@ -5,14 +5,15 @@ import shutil
 import subprocess
 
 from kiosk.doctor import FAIL, OK, WARN, Check
+from kiosk.i18n import N_, _
 
 DISK_FAIL_MB, DISK_WARN_MB = 100, 500
 TEMP_WARN_C, TEMP_FAIL_C = 75.0, 82.0  # the Pi firmware starts throttling at 80-85 C
 # vcgencmd get_throttled bits (Raspberry Pi documentation).
-NOW_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled",
-            3: "soft temperature limit"}
-PAST_BITS = {16: "under-voltage", 17: "frequency capping", 18: "throttling",
-             19: "soft temperature limit"}
+NOW_BITS = {0: N_("under-voltage"), 1: N_("ARM frequency capped"), 2: N_("throttled"),
+            3: N_("soft temperature limit")}
+PAST_BITS = {16: N_("under-voltage"), 17: N_("frequency capping"), 18: N_("throttling"),
+             19: N_("soft temperature limit")}
 
 
 def disk(ctx) -> Check:
@@ -20,14 +21,15 @@ def disk(ctx) -> Check:
     try:
         usage = shutil.disk_usage(path)
     except OSError as exc:
-        return Check("disk", FAIL, f"{path}: {exc}", "is the data partition mounted?")
+        return Check("disk", FAIL, f"{path}: {exc}", _("is the data partition mounted?"))
     free_mb = usage.free // (1024 * 1024)
-    text = f"{free_mb:,} MB free of {usage.total // (1024 * 1024):,} MB on {path}"
+    text = _("{free} MB free of {total} MB on {path}").format(
+        free=f"{free_mb:,}", total=f"{usage.total // (1024 * 1024):,}", path=path)
     if free_mb < DISK_FAIL_MB:
-        return Check("disk", FAIL, text, "the database cannot grow: copy kiosk.sqlite off and "
-                     "contact support; never delete it while redemptions are pending")
+        return Check("disk", FAIL, text, _("the database cannot grow: copy kiosk.sqlite off and "
+                     "contact support; never delete it while redemptions are pending"))
     if free_mb < DISK_WARN_MB:
-        return Check("disk", WARN, text, "space is getting low")
+        return Check("disk", WARN, text, _("space is getting low"))
     return Check("disk", OK, text)
 
 
@@ -39,13 +41,13 @@ def clock(ctx) -> Check:
         reading = ctx.ledger.clock.read()
     when = reading.now.strftime("%Y-%m-%d %H:%M UTC")
     if reading.wall_behind_floor:
-        return Check("clock", WARN, f"system clock is behind the newest time this kiosk has "
-                     f"seen; using {when} (unsynced)",
-                     "connect the network for NTP or fit the DS3231 RTC (docs/appliance.md)")
+        return Check("clock", WARN, _("system clock is behind the newest time this kiosk has "
+                     "seen; using {when} (unsynced)").format(when=when),
+                     _("connect the network for NTP or fit the DS3231 RTC (docs/appliance.md)"))
     if reading.source == "unsynced":
-        return Check("clock", WARN, f"{when}, not confirmed by NTP or an RTC",
-                     "expiry checks stay safe but may refuse too early/late; connect the "
-                     "network (NTP) or fit the DS3231 RTC")
+        return Check("clock", WARN, _("{when}, not confirmed by NTP or an RTC").format(when=when),
+                     _("expiry checks stay safe but may refuse too early/late; connect the "
+                       "network (NTP) or fit the DS3231 RTC"))
     return Check("clock", OK, f"{when} ({reading.source})")
 
 
@@ -54,12 +56,12 @@ def temperature(ctx) -> Check | None:
         celsius = int(ctx.options.thermal_path.read_text().strip()) / 1000
     except (OSError, ValueError):
         return None  # not available on this machine
-    text = f"CPU at {celsius:.1f} C"
+    text = _("CPU at {celsius} C").format(celsius=f"{celsius:.1f}")
     if celsius >= TEMP_FAIL_C:
-        return Check("temperature", FAIL, text, "the Pi is throttling: add a heatsink or fan, "
-                     "give the case air")
+        return Check("temperature", FAIL, text, _("the Pi is throttling: add a heatsink or fan, "
+                     "give the case air"))
     if celsius >= TEMP_WARN_C:
-        return Check("temperature", WARN, text, "running hot: check case ventilation")
+        return Check("temperature", WARN, text, _("running hot: check case ventilation"))
     return Check("temperature", OK, text)
 
 
@@ -72,16 +74,19 @@ def throttling(ctx) -> Check | None:
                              timeout=5).stdout
         value = int(out.strip().split("=", 1)[1], 16)
     except (OSError, subprocess.SubprocessError, IndexError, ValueError):
-        return Check("throttling", WARN, f"cannot read `vcgencmd get_throttled` ({out!r})", "")
-    now = [text for bit, text in NOW_BITS.items() if value >> bit & 1]
-    past = [text for bit, text in PAST_BITS.items() if value >> bit & 1]
-    hint = ("use the official power supply (5 V 3 A for a Pi 4, 5 A for a Pi 5) and a short "
-            "cable; cool the board")
+        return Check("throttling", WARN, _("cannot read `vcgencmd get_throttled` ({output})")
+                     .format(output=repr(out)), "")
+    now = [_(text) for bit, text in NOW_BITS.items() if value >> bit & 1]
+    past = [_(text) for bit, text in PAST_BITS.items() if value >> bit & 1]
+    hint = _("use the official power supply (5 V 3 A for a Pi 4, 5 A for a Pi 5) and a short "
+             "cable; cool the board")
     if now:
-        return Check("throttling", FAIL, f"now: {', '.join(now)} (0x{value:x})", hint)
+        return Check("throttling", FAIL, _("now: {what} ({value})").format(
+            what=", ".join(now), value=f"0x{value:x}"), hint)
     if past:
-        return Check("throttling", WARN, f"since boot: {', '.join(past)} (0x{value:x})", hint)
-    return Check("throttling", OK, "no under-voltage or throttling since boot")
+        return Check("throttling", WARN, _("since boot: {what} ({value})").format(
+            what=", ".join(past), value=f"0x{value:x}"), hint)
+    return Check("throttling", OK, _("no under-voltage or throttling since boot"))
 
 
 WDIOF_CARDRESET = 0x20  # linux/watchdog.h: the last reboot was caused by the watchdog
@@ -101,22 +106,23 @@ def last_boot(ctx) -> Check | None:
         done = subprocess.run([exe, "-b", "-1", "-n", "200", "-o", "short-iso", "--no-pager",
                                "-q"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
-        return Check("last_boot", WARN, f"cannot read the journal ({exc})", "")
+        return Check("last_boot", WARN, _("cannot read the journal ({error})").format(error=exc), "")
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        return Check("last_boot", OK, "no journal of the previous boot (first boot, or the "
-                     "journal is kept in RAM)")
+        return Check("last_boot", OK, _("no journal of the previous boot (first boot, or the "
+                     "journal is kept in RAM)"))
     ended = lines[-1].split(" ", 1)[0]
     if any(mark in line for line in lines[-60:] for mark in CLEAN_END):
-        return Check("last_boot", OK, f"the previous boot ended cleanly ({ended})")
+        return Check("last_boot", OK, _("the previous boot ended cleanly ({ended})")
+                     .format(ended=ended))
     try:
         status = int(ctx.options.watchdog_bootstatus.read_text().strip() or "0", 0)
     except (OSError, ValueError):
         status = 0
     if status & WDIOF_CARDRESET:
-        return Check("last_boot", WARN, f"the hardware watchdog reset the kiosk (last log "
-                     f"line {ended})", "`journalctl -b -1 -e` shows what hung; call support "
-                     "if it happens again")
-    return Check("last_boot", WARN, f"the previous boot ended without a shutdown (power loss "
-                 f"or a crash; last log line {ended})", "check the power supply and cable; "
-                 "`journalctl -b -1 -e` shows the last lines")
+        return Check("last_boot", WARN, _("the hardware watchdog reset the kiosk (last log "
+                     "line {ended})").format(ended=ended), _("`journalctl -b -1 -e` shows what "
+                     "hung; call support if it happens again"))
+    return Check("last_boot", WARN, _("the previous boot ended without a shutdown (power loss "
+                 "or a crash; last log line {ended})").format(ended=ended),
+                 _("check the power supply and cable; `journalctl -b -1 -e` shows the last lines"))

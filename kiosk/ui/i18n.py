@@ -1,39 +1,22 @@
-"""Translations for the touch screen: gettext catalogs in ``kiosk/assets/locale``.
+"""The touch screen's language helpers over the kiosk's one gettext domain (:mod:`kiosk.i18n`).
 
 ``tr(text, lang)`` looks a string up in one language (English is the source text).
 In .kv files it is used as ``tr("Confirm", app.lang)``: naming ``app.lang`` makes Kivy
 re-evaluate the label when the language changes. ``N_`` marks strings that are
-translated later (tables of texts); ``tests/test_ui_i18n.py`` checks that every
+translated later (tables of texts); ``tests/test_i18n.py`` checks that every
 marked string is translated in every catalog and that the font can draw it.
 """
 
-import gettext
 from datetime import datetime
-from functools import cache
 
-from kiosk.ui.catalogs import DOMAIN, LOCALE_DIR
+from kiosk.i18n import LANGUAGE_NAMES, LANGUAGES, N_, catalog, tr
 
-LANGUAGES = ("en", "uz", "kk", "ru")
-LANGUAGE_NAMES = {"en": "English", "uz": "O\u02bbzbekcha", "kk": "Қазақша", "ru": "Русский"}
-
-
-def N_(text: str) -> str:
-    """Mark a string for translation without translating it yet."""
-    return text
+__all__ = ["LANGUAGES", "LANGUAGE_NAMES", "N_", "catalog", "tr", "next_language", "short_time",
+           "age", "number"]
 
 
 MONTHS = (N_("Jan"), N_("Feb"), N_("Mar"), N_("Apr"), N_("May"), N_("Jun"), N_("Jul"),
           N_("Aug"), N_("Sep"), N_("Oct"), N_("Nov"), N_("Dec"))
-
-
-@cache
-def catalog(lang: str) -> gettext.NullTranslations:
-    return gettext.translation(DOMAIN, LOCALE_DIR, [lang], fallback=True)
-
-
-def tr(text: str, lang: str = "en") -> str:
-    """``text`` in ``lang``; the English text when a translation is missing."""
-    return catalog(lang).gettext(text)
 
 
 def next_language(lang: str) -> str:

@@ -57,7 +57,7 @@ PRINTER_FAULTS = {
 
 REWARD_TYPES = {
     "item": N_("Free item"),
-    "percent": N_("{value}% off"),
+    "percent": N_("{percent} off"),  # {percent}: "10%" (a bare "%" reads as %-format to Babel)
     "amount": N_("{value} voucher"),
     "addon": N_("Free add-on"),
 }
@@ -113,7 +113,7 @@ def reward_type_line(reward: dict | None, lang: str) -> str:
     value = number(reward.get("value", ""))
     if reward["type"] == "amount" and reward.get("currency"):
         value = f"{value} {reward['currency']}"
-    return tr(REWARD_TYPES[reward["type"]], lang).format(value=value)
+    return tr(REWARD_TYPES[reward["type"]], lang).format(value=value, percent=f"{value}%")
 
 
 def relative(when: datetime, lang: str, now: datetime | None = None) -> str:

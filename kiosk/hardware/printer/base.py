@@ -2,6 +2,7 @@
 
 from kiosk.core.receipt import Receipt
 from kiosk.errors import PrinterError
+from kiosk.hardware.printer.faults import STATES
 from kiosk.hardware.printer.status import PrinterStatus
 
 
@@ -35,7 +36,7 @@ class NoPrinter(ReceiptPrinter):
     available = False
 
     def print_receipt(self, receipt: Receipt) -> str | None:
-        raise PrinterError("none", "No printer is configured.")
+        raise PrinterError("none", STATES["none"])
 
     def status(self) -> PrinterStatus:
-        return PrinterStatus("none", "No printer is configured ([printer] url = \"none\").")
+        return PrinterStatus("none", STATES["none"] + ' ([printer] url = "none")')

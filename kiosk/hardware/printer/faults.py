@@ -3,23 +3,35 @@
 python-escpos wraps the real cause (``ConnectionRefusedError``, ``TimeoutError``, a
 pyusb ``USBError`` with an errno, ``PermissionError``...) in ``DeviceNotFoundError``
 without chaining it explicitly, so the cause is found on ``__context__``.
+
+A fault's message is English (logs, ``PrinterError``); :func:`translate` gives it in one
+of the kiosk's languages (``kiosk doctor``), from the gettext catalogs.
 """
 
 import errno
 import socket
 
 from kiosk.errors import PrinterError
+from kiosk.i18n import N_, tr
 
 MESSAGES = {
-    "unplugged": "Printer not found: check that it is plugged in and switched on.",
-    "offline": "Printer is offline: check that it is switched on and not in an error state.",
-    "refused": "Printer refused the connection: check its address and that it is switched on.",
-    "timeout": "Printer did not answer in time: check its cable or network and its power.",
-    "paper_out": "Printer is out of paper: load a new roll.",
-    "cover_open": "Printer cover is open: close it.",
-    "busy": "Printer is busy (another program is using it): close that program or replug the printer.",
-    "permission": "No permission to use the printer: the kiosk user needs the lp group (udev rule 60-kiosk-printer.rules).",
-    "error": "Printer failed",
+    "unplugged": N_("Printer not found: check that it is plugged in and switched on."),
+    "offline": N_("Printer is offline: check that it is switched on and not in an error state."),
+    "refused": N_("Printer refused the connection: check its address and that it is switched on."),
+    "timeout": N_("Printer did not answer in time: check its cable or network and its power."),
+    "paper_out": N_("Printer is out of paper: load a new roll."),
+    "cover_open": N_("Printer cover is open: close it."),
+    "busy": N_("Printer is busy (another program is using it): close that program or replug the printer."),
+    "permission": N_("No permission to use the printer: the kiosk user needs the lp group (udev rule 60-kiosk-printer.rules)."),
+    "error": N_("Printer failed"),
+}
+# What a printer that has no fault reports (kiosk.hardware.printer.status, kiosk.printing).
+STATES = {
+    "ok": N_("Printer ready."),
+    "unknown": N_("Printer does not report its status; printing anyway."),
+    "paper_low": N_("Printer paper is running low: have a new roll ready."),
+    "printing": N_("Printing a receipt."),
+    "none": N_("No printer is configured."),
 }
 
 
@@ -66,3 +78,12 @@ def classify(exc: BaseException, where: str) -> PrinterError:
 def fault(kind: str, where: str, detail: str = "") -> PrinterError:
     extra = f": {detail}" if detail else ""
     return PrinterError(kind, f"{MESSAGES[kind]}{extra} ({where})")
+
+
+def translate(message: str, lang: str) -> str:
+    """A fault message (English, as raised) in ``lang``: its fault sentence translated,
+    the detail and the printer's address kept as they are."""
+    for english in sorted([*MESSAGES.values(), *STATES.values()], key=len, reverse=True):
+        if message.startswith(english):
+            return tr(english, lang) + message[len(english):]
+    return message

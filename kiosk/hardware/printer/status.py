@@ -31,8 +31,8 @@ class PrinterStatus:
         return None if self.state in ("ok", "paper_low", "unknown", "none") else self.state
 
 
-OK = PrinterStatus("ok", "Printer ready.")
-UNKNOWN = PrinterStatus("unknown", "Printer does not report its status; printing anyway.")
+OK = PrinterStatus("ok", faults.STATES["ok"])
+UNKNOWN = PrinterStatus("unknown", faults.STATES["unknown"])
 
 
 def valid(byte: int | None) -> bool:
@@ -59,5 +59,5 @@ def interpret(ask: Callable[[int], int | None]) -> PrinterStatus:
             return _fault("paper_out")
         return _fault("offline")
     if valid(paper) and paper & 0x0C:
-        return PrinterStatus("paper_low", "Printer paper is running low: have a new roll ready.")
+        return PrinterStatus("paper_low", faults.STATES["paper_low"])
     return OK

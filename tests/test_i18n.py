@@ -1,0 +1,142 @@
+"""The kiosk's one gettext domain: every marked string of the device (screens, receipts,
+``kiosk redeem``, ``kiosk doctor``, printer faults) is translated in every catalog, the
+committed .mo files are what their .po files say, the font draws every glyph, and the
+run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
+
+import io
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import read_mo, write_mo
+from babel.messages.pofile import read_po
+from fontTools.ttLib import TTFont
+
+from kiosk import config, i18n
+from kiosk.ui import demo
+from kiosk.ui import i18n as ui_i18n
+from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None}  # as `make catalogs`
+
+
+def source_ids() -> set[str]:
+    """Every string marked in kiosk/, found the way `make catalogs` finds them."""
+    with open(ROOT / "babel.cfg", encoding="utf-8") as fh:
+        method_map, options_map = parse_mapping_cfg(fh)
+    found = extract_from_dir(str(ROOT), method_map, options_map, keywords=KEYWORDS)
+    return {message for _file, _line, message, _comments, _ctx in found if isinstance(message, str)}
+
+
+SOURCE = source_ids()
+
+
+def po_path(lang: str) -> Path:
+    return i18n.LOCALE_DIR / lang / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
+
+
+def entries(lang: str) -> dict[str, str]:
+    """msgid -> msgstr of a catalog (the header left out)."""
+    with po_path(lang).open("rb") as fh:
+        catalog = read_po(fh, locale=lang)
+    return {m.id: ("" if m.fuzzy else m.string) for m in catalog if m.id}
+
+
+def test_the_language_list_is_written_once():
+    assert i18n.LANGUAGES == ("en", "uz", "kk", "ru")
+    assert config.LANGUAGES is i18n.LANGUAGES and ui_i18n.LANGUAGES is i18n.LANGUAGES
+    assert set(i18n.LANGUAGE_NAMES) == set(i18n.LANGUAGES)
+    assert {p.parts[-3] for p in i18n.LOCALE_DIR.glob("*/LC_MESSAGES/kiosk.po")} == set(i18n.LANGUAGES)
+
+
+def test_extraction_reaches_every_part_of_the_kiosk():
+    """A babel.cfg or keyword change that loses a part of the code fails here."""
+    for text in ("Confirm",  # a .kv file
+                 "Your reward is ready",  # the screens' texts (ui/present.py)
+                 "Reward redeemed", "TEST PRINT",  # receipts
+                 "Ready to redeem", "valid until {date}",  # kiosk redeem
+                 "no code list installed: every scan is refused",  # doctor (_)
+                 "under-voltage",  # doctor tables (N_)
+                 "Printer is out of paper: load a new roll.", "Printer ready."):  # printer
+        assert text in SOURCE, text
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_every_string_in_the_code_is_translated(lang):
+    have = entries(lang)
+    missing = sorted(SOURCE - set(have))
+    empty = sorted(k for k in SOURCE & set(have) if not have[k].strip())
+    assert not missing, f"{po_path(lang)} lacks (run make catalogs): {missing}"
+    assert not empty, f"{po_path(lang)}: empty or fuzzy translation of {empty}"
+    stale = sorted(set(have) - SOURCE)
+    assert not stale, f"{po_path(lang)}: no longer in the code (run make catalogs): {stale}"
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_placeholders_survive_translation(lang):
+    def fields(text):
+        return sorted(f for _, f, _, _ in string.Formatter().parse(text) if f)
+
+    for msgid, msgstr in entries(lang).items():
+        assert fields(msgid) == fields(msgstr), f"{lang}: {msgid!r} -> {msgstr!r}"
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_compiled_mo_is_what_the_po_says(lang):
+    """Fails when a .po was edited without `make catalogs` (pybabel compile)."""
+    folder = po_path(lang).parent
+    want = io.BytesIO()
+    with po_path(lang).open("rb") as fh:
+        write_mo(want, read_po(fh, locale=lang))
+    want.seek(0)
+    with (folder / "kiosk.mo").open("rb") as fh:
+        have = read_mo(fh)
+    assert {m.id: m.string for m in have if m.id} == {m.id: m.string for m in read_mo(want) if m.id}
+
+
+@pytest.mark.parametrize("font", [FONT_REGULAR, FONT_BOLD], ids=lambda p: p.name)
+def test_font_draws_every_glyph_of_every_catalog(font):
+    """The screens and the raster receipts use this font: every character of every
+    catalog (all four languages, every part of the kiosk) must be in it."""
+    cmap = TTFont(str(font)).getBestCmap()
+    texts = [s for lang in i18n.LANGUAGES for s in entries(lang).values()]
+    assert len(texts) == len(i18n.LANGUAGES) * len(SOURCE)
+    texts += list(i18n.LANGUAGE_NAMES.values())
+    texts += [t for r in demo.spec()["rewards"].values() for t in r["title"].values()]
+    lacking = {ch for t in texts for ch in t if ord(ch) not in cmap and not ch.isspace()}
+    assert not lacking, f"{font.name} cannot draw {sorted(lacking)}"
+
+
+def test_lookups_fall_back_to_english():
+    assert "\u02bb" in i18n.tr("Wrong PIN", "uz")  # Uzbek Latin: the turned comma, not '
+    assert i18n.tr("Confirm", "ru") == "Подтвердить"
+    assert i18n.tr("an untranslated text", "kk") == "an untranslated text"
+    assert i18n.tr("Confirm", "xx") == "Confirm"
+
+
+def test_speaking_sets_the_language_of_underscore_for_the_block_only():
+    with i18n.speaking("ru"):
+        assert i18n._("never") == "никогда"
+        with i18n.speaking("kk"):
+            assert i18n._("never") == "ешқашан"
+        assert i18n.current() == "ru"
+    assert i18n._("never") == "never" and i18n.current() == "en"
+    with i18n.speaking("xx"):
+        assert i18n.current() == "en"
+
+
+def test_the_device_runs_without_babel():
+    """Babel is a dev-time tool: nothing the kiosk imports at run time may need it."""
+    code = ("import sys\n"
+            "import kiosk.cli, kiosk.i18n, kiosk.core.receipt, kiosk.core.messages\n"
+            "import kiosk.doctor.data, kiosk.doctor.devices, kiosk.doctor.network\n"
+            "import kiosk.doctor.system, kiosk.hardware.printer.faults, kiosk.ui.present\n"
+            "assert kiosk.i18n.tr('Printer ready.', 'ru') == 'Принтер готов.'\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'babel'], 'babel imported'\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
