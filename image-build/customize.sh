@@ -154,6 +154,8 @@ install_project() {
   in_root "$VENV/bin/pip" install --no-cache-dir -q \
     --constraint /tmp/kiosk-constraints.txt /tmp/kiosk-src
   in_root "$VENV/bin/python" -c 'import numpy; assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__'
+  # The compiled catalogs (committed .mo files, package data) came along: the kiosk speaks uz, kk, ru.
+  in_root "$VENV/bin/python" -c 'from kiosk.i18n import tr; assert tr("Printer ready.", "ru") == "Принтер готов."'
   mkdir -p "$ROOT/opt/kiosk/docs"
   cp "$SRC"/docs/*.md "$ROOT/opt/kiosk/docs/" 2>/dev/null || true
 }

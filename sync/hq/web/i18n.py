@@ -2,7 +2,7 @@
 
 English is the source text. Catalogs live in ``sync/hq/web/locale/LANG/LC_MESSAGES``
 (``hq.po`` for translators, ``hq.mo`` at run time, read with the stdlib ``gettext``).
-Babel is the dev-time tool: ``make hq-catalogs`` extracts the strings from the
+Babel is the dev-time tool: ``make catalogs`` (kiosk and HQ) extracts the strings from the
 templates and pages (``pybabel extract``), merges them into the ``.po`` files
 (``update``) and compiles them (``compile``); ``tests/test_hq_i18n.py`` fails when a
 catalog misses a string or a ``.mo`` is stale.
@@ -15,11 +15,11 @@ import gettext
 from functools import cache
 from pathlib import Path
 
-from kiosk.config import LANGUAGES
+from kiosk.i18n import LANGUAGE_NAMES as NAMES  # noqa: F401  (the language menu: pages.py)
+from kiosk.i18n import LANGUAGES
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "hq"
-NAMES = {"en": "English", "uz": "O\u02bbzbekcha", "kk": "Қазақша", "ru": "Русский"}
 
 
 def N_(text: str) -> str:
