@@ -32,6 +32,7 @@ from kiosk.core import receipt  # noqa: E402
 from kiosk.errors import PrinterError  # noqa: E402
 from kiosk.hardware.printer import open_printer  # noqa: E402
 from kiosk.hardware.printer.fake_server import PAPER_OUT, FakeNetworkPrinter  # noqa: E402
+from kiosk.i18n import LANGUAGES  # noqa: E402
 
 TITLES = {"en": "Free coffee", "uz": "Bepul qahva", "kk": "Тегін кофе", "ru": "Бесплатный кофе"}
 
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     print(f"{'what':<34} {'p50 ms':>8} {'max ms':>8}  bytes")
-    for lang in ("en", "uz", "kk", "ru"):
+    for lang in LANGUAGES:
         for paper in (80, 58):
             printer = open_printer("dummy://", paper_mm=paper, profile="TM-T20II")
             r = sample(lang)
