@@ -63,7 +63,8 @@ def run_doctor(cfg) -> dict:
     from kiosk.hardware import escpos_setup
 
     escpos_setup.prepare()  # the printer check loads python-escpos in this process
-    checks = run_checks(cfg, skip=set(SKIP), probe_printer=False)
+    # English for HQ's support desk, whatever the counter's language (kiosk doctor --lang en).
+    checks = run_checks(cfg, skip=set(SKIP), probe_printer=False, lang="en")
     return {"status": worst(checks), "checks": [c.to_dict() for c in checks]}
 
 
