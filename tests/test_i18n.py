@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from babel.messages import frontend
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
-from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from fontTools.ttLib import TTFont
@@ -23,6 +23,8 @@ from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None}  # as `make catalogs`
+# Babel >= 2.15 names it parse_mapping_cfg; the dev extra admits 2.12.
+parse_mapping_cfg = getattr(frontend, "parse_mapping_cfg", None) or frontend.parse_mapping
 
 
 def source_ids() -> set[str]:
