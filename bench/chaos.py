@@ -458,7 +458,7 @@ def main() -> int:
         faults.pop("disk")
     recoveries: dict[str, list] = {name: [] for name in ("ui", "link", "disk")}
     stuck: dict[str, int] = dict.fromkeys(recoveries, 0)
-    actions = dict.fromkeys([*faults, "supervisor", "ui died"], 0)
+    actions = dict.fromkeys([*faults, "supervisor", "ui died", "agent died"], 0)
     modes: dict[str, int] = {}
     loads: list[float] = []
     ui = None
@@ -479,11 +479,15 @@ def main() -> int:
             ui = Ui(cfg, args.seed, tmp / "ui.log")
             ui.start()
 
-            def keep_going():  # what systemd does for the collector and the UI
+            def keep_going():  # what systemd does (Restart=always) for every part
                 actions["supervisor"] += collector.supervise()
                 if not ui.alive():
                     actions["ui died"] += 1
                     ui.start()
+                for name, proc in procs.items():
+                    if proc.poll() is not None:  # exited by itself: a finding, see its log
+                        actions["agent died"] += 1
+                        procs[name] = estate.agent_process(name)
 
             started = time.monotonic()
             cycles = 0

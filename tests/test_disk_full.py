@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from helpers import make_device
@@ -20,27 +21,33 @@ from kiosk.errors import DiskFullError
 from kiosk.ui import controller as c
 from kiosk.ui.i18n import LANGUAGES, tr
 from kiosk.ui.settings import UiSettings
+from sync.testing import Broker, Estate, make_signing_key, wait_until
 
 FULL_MSGID = "Not recorded: storage is full. Nothing was redeemed; call a technician."
 CODES = [f"FULL-{i:04d}" for i in range(120)]
 
 
-@pytest.fixture
-def partition(tmp_path):
-    """A 3 MiB tmpfs mounted under tmp_path (the kiosk's data partition)."""
-    mnt = tmp_path / "data-partition"
-    mnt.mkdir()
+@contextmanager
+def tmpfs(path, size: str = "3m"):
+    """A small tmpfs mounted at ``path`` (a data partition of its own)."""
+    path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     name = f"kiosk-full-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", name, str(mnt)],
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", name, str(path)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
-        yield mnt
+        yield path
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def partition(tmp_path):
+    with tmpfs(tmp_path / "data-partition") as mnt:
+        yield mnt
 
 
 def fill(mnt):
@@ -135,3 +142,40 @@ def test_confirm_on_a_full_partition_fails_clearly_loses_nothing_and_recovers(hq
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
     ledger.store.close()
+
+
+def test_sync_agent_on_a_full_partition_keeps_running_and_sends_everything_once(tmp_path):
+    """The agent (re)started while the disk is full must not die at its first status
+    write; it sends the outbox, and once there is room the acks empty it."""
+    data = tmp_path / "estate" / "k1" / "data"
+    with tmpfs(data), Broker(tmp_path / "broker") as broker:
+        estate = Estate(tmp_path / "estate", broker, make_signing_key(tmp_path / "keys"))
+        try:
+            k1 = estate.ledgers["k1"]
+            ids = {k1.confirm(f"C{i:04d}").redemption_id for i in range(3)}
+            filler = fill(data)
+            agent = estate.agent_process("k1")
+            log = tmp_path / "estate" / "k1-agent.log"
+            wait_until(lambda: agent.poll() is not None
+                       or "could not record the sync status" in log.read_text(), 60,
+                       what="the agent started on the full disk")
+            hq_db = tmp_path / "hq.sqlite"
+            estate.collector(hq_db)
+
+            def at_hq():
+                conn = sqlite3.connect(hq_db)
+                try:
+                    return [r[0] for r in conn.execute("SELECT id FROM events WHERE device = 'k1'")]
+                finally:
+                    conn.close()
+
+            wait_until(lambda: agent.poll() is not None or set(at_hq()) == ids, 60,
+                       what="k1's events at HQ while its disk is full")
+            assert agent.poll() is None, log.read_text()[-2000:]
+            assert k1.outbox_depth() == 3  # the acks could not be written yet: nothing lost
+            filler.unlink()
+            wait_until(lambda: k1.outbox_depth() == 0, 60, what="outbox emptied once freed")
+            assert sorted(at_hq()) == sorted(ids) and agent.poll() is None
+            assert "Traceback" not in log.read_text()
+        finally:
+            estate.close()
