@@ -4,6 +4,8 @@ Like gpiozero's ``exc.py``: every error the kiosk raises on purpose derives from
 :class:`KioskError` and also from the matching built-in, so callers can catch either.
 """
 
+import sqlite3
+
 
 class KioskError(Exception):
     """Base of every error the kiosk raises on purpose."""
@@ -35,6 +37,12 @@ class ProtocolError(KioskError, ValueError):
 
 class StoreError(KioskError, RuntimeError):
     """The local database is unusable (corrupt, wrong schema, not writable)."""
+
+
+class DiskFullError(StoreError, sqlite3.OperationalError):
+    """The data partition is full: the change being written was rolled back, nothing
+    recorded before it is touched, and writes work again once there is room. Also a
+    ``sqlite3.OperationalError``, so code that caught the raw error still does."""
 
 
 class VoidError(KioskError, ValueError):

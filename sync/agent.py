@@ -166,8 +166,8 @@ class Agent:
         """Run until :meth:`stop` (or SIGTERM via the CLI)."""
         log.info("kiosk-sync %s: device %s, store %s, program %s, broker %s", __version__,
                  self.cfg.device_id, self.cfg.store, self.cfg.program, self.broker.url)
-        syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC),
-                               broker=self.broker.url, pid=os.getpid(), stopped_at=None)
+        self._write_status(connected=False, seen_at=datetime.now(UTC), broker=self.broker.url,
+                           pid=os.getpid(), stopped_at=None)
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive,
                                   clean_start=False,
                                   properties=connection.session_properties(self.settings.session_expiry_s))
@@ -258,8 +258,7 @@ class Agent:
         self.lists.resubscribe()
         self.sender.reset()  # paho's session is not the truth: resend all unacked
         self.activity.reset()
-        syncstate.write_status(self.store, connected=True, last_error=None,
-                               seen_at=datetime.now(UTC))
+        self._write_status(connected=True, last_error=None, seen_at=datetime.now(UTC))
         self._heartbeat()
 
     def _disconnected(self, reason: str) -> None:
@@ -268,14 +267,13 @@ class Agent:
         self.connected = False
         self.sender.reset()
         self.activity.reset()
-        syncstate.write_status(self.store, connected=False, seen_at=datetime.now(UTC))
+        self._write_status(connected=False, seen_at=datetime.now(UTC))
 
     def _error(self, message: str) -> None:
         if message != self.last_error:
             log.warning("%s (%s); retrying with backoff", message, self.broker.url)
         self.last_error = message
-        syncstate.write_status(self.store, connected=False, last_error=message,
-                               seen_at=datetime.now(UTC))
+        self._write_status(connected=False, last_error=message, seen_at=datetime.now(UTC))
 
     # -- messages -------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -433,8 +431,16 @@ class Agent:
         self.client.disconnect()
         self.client.loop_stop()
         now = datetime.now(UTC)
-        syncstate.write_status(self.store, connected=False, seen_at=now, stopped_at=now)
+        self._write_status(connected=False, seen_at=now, stopped_at=now)
         self.store.close()
+
+    def _write_status(self, **fields) -> None:
+        """The status row for ``kiosk sync status`` and the UI: news, not a reason to stop
+        (on a full disk the agent must start, keep running and send the outbox)."""
+        try:
+            syncstate.write_status(self.store, **fields)
+        except (sqlite3.Error, KioskError, OSError) as exc:
+            log.error("could not record the sync status: %s", exc)
         log.info("kiosk-sync stopped")
 
 

@@ -7,6 +7,7 @@ applied whole inside one ``BEGIN IMMEDIATE`` (plain :mod:`sqlite3`: see
 docs/architecture.md, "Storage").
 """
 
+import errno
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kiosk.errors import StoreError
+from kiosk.errors import DiskFullError, StoreError
 
 DB_NAME = "kiosk.sqlite"
 BUSY_TIMEOUT_S = 10.0
@@ -130,6 +131,15 @@ def statements(script: str) -> list[str]:
     return [s for s in found if s.strip(" \n;")]
 
 
+def disk_full(exc: BaseException) -> bool:
+    """True for SQLite's "database or disk is full" and for ENOSPC/EFBIG."""
+    if isinstance(exc, DiskFullError):
+        return False  # already reported as such
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG)
+
+
 class Store:
     """The database, migrated to the newest schema on open."""
 
@@ -165,10 +175,15 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                if self.conn.in_transaction:  # also when COMMIT itself failed (disk full)
+                    self.conn.execute("ROLLBACK")
+                if disk_full(exc):
+                    raise DiskFullError(
+                        f"database {self.path}: the disk is full; the change was not recorded "
+                        "(everything recorded before is kept); free space and try again") from exc
                 raise
-            self.conn.execute("COMMIT")
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         """The rows of a query as dicts keyed by column name."""

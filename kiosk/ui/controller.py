@@ -38,7 +38,7 @@ from datetime import time as dtime
 
 from kiosk.core import importer, timefmt
 from kiosk.core.verdict import Verdict
-from kiosk.errors import KioskError
+from kiosk.errors import DiskFullError, KioskError
 from kiosk.ui import pin as pins
 from kiosk.ui.i18n import LANGUAGES, N_, next_language, tr
 from kiosk.ui.present import verdict_view
@@ -404,8 +404,13 @@ class Controller:
         self.confirming = False
         if error is not None:
             self._audit("confirm_failed", asked, source=source, note=str(error)[:200])
-            self._fail(tr(N_("Not recorded: {error}. Nothing was redeemed; try again."),
-                          self.lang).format(error=error))
+            if isinstance(error, DiskFullError):  # staff cannot fix this one by trying again
+                full = N_(
+                    "Not recorded: storage is full. Nothing was redeemed; call a technician.")
+                self._fail(tr(full, self.lang))
+            else:
+                self._fail(tr(N_("Not recorded: {error}. Nothing was redeemed; try again."),
+                              self.lang).format(error=error))
             return
         if result.verdict is not Verdict.REDEEMED:  # e.g. redeemed next door a second ago
             self._audit("confirm_failed", result, source=source, note="verdict changed")
