@@ -7,13 +7,17 @@ applied whole inside one ``BEGIN IMMEDIATE`` (plain :mod:`sqlite3`: see
 docs/architecture.md, "Storage").
 """
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kiosk.core import timefmt
+from kiosk.core.bundle import ListInfo
 from kiosk.errors import StoreError
 
 DB_NAME = "kiosk.sqlite"
@@ -130,6 +134,17 @@ def statements(script: str) -> list[str]:
     return [s for s in found if s.strip(" \n;")]
 
 
+@dataclass(frozen=True)
+class CurrentList(ListInfo):
+    """The installed list: its manifest header (the same type as a received one), how
+    many codes it holds, when it came and the files that hold it."""
+
+    code_count: int
+    imported_at: datetime
+    snapshot_file: str | None = None
+    overlay_file: str | None = None
+
+
 class Store:
     """The database, migrated to the newest schema on open."""
 
@@ -169,6 +184,22 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def current_list(self, conn: sqlite3.Connection | None = None) -> CurrentList | None:
+        """Which code list is installed (the ``code_list`` row), or None when none is.
+
+        The one place to ask: the UI, the doctor, the commands, the ledger and the sync
+        agent all read it here. ``conn``: inside a transaction on this database."""
+        row = (conn or self.conn).execute(
+            "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
+            "rewards, code_count, imported_at, snapshot_file, overlay_file FROM code_list WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return CurrentList(
+            row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
+            bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
+        )
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         """The rows of a query as dicts keyed by column name."""

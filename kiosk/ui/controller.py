@@ -230,7 +230,7 @@ class Controller:
 
     def _read_status(self) -> dict:
         info: dict = {}
-        have = importer.current(self.ledger.store)
+        have = self.ledger.store.current_list()
         if have is not None:
             info["list_version"] = have.version
             info["list_age_s"] = (datetime.now(UTC) - have.issued_at).total_seconds()
@@ -548,7 +548,7 @@ class Controller:
 
     def _last_redemption(self) -> dict | None:
         row = self.ledger.last_local_redemption()
-        have = importer.current(self.ledger.store)
+        have = self.ledger.store.current_list()
         if row is not None and have is not None:
             row = dict(row, reward=have.rewards.get(row["reward_id"]))
         return row
@@ -605,7 +605,7 @@ class Controller:
         midnight = datetime.combine(datetime.now().date(), dtime.min).astimezone()
 
         def load():
-            have = importer.current(self.ledger.store)
+            have = self.ledger.store.current_list()
             rewards = have.rewards if have is not None else {}
             rows = self.ledger.history(since=midnight.astimezone(UTC), limit=200)
             if self.audit is not None:  # ready verdicts nobody confirmed
@@ -619,7 +619,7 @@ class Controller:
     def open_sync(self) -> None:
         def load():
             info = self._read_status()
-            have = importer.current(self.ledger.store)
+            have = self.ledger.store.current_list()
             if have is not None:
                 info["list_issued_at"], info["list_codes"] = have.issued_at, have.code_count
             loading = importer.import_progress(self.ledger.store)
