@@ -43,7 +43,7 @@ def render_all(out: Path, sizes: list[tuple[int, int]], langs: list[str], *,
 def _scene(c, scene: str, demo) -> None:
     """Bring the controller to ``scene`` (through its public methods)."""
     if scene == "done-queued":  # the Done screen just shown, then the printer fails
-        c._printed(c.redeemed.redemption_id, None, OSError("printer offline"))
+        c.receipts.printed(c.redeemed.redemption_id, None, OSError("printer offline"))
         return
     c.go_idle()
     p = demo.payloads
