@@ -34,13 +34,7 @@ Rules staff can rely on (docs/ui.md):
   returns the kiosk to the default language.
 """
 
-import logging
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from kiosk.errors import KioskError
-from kiosk.ui.devices import Printer, Signals
 from kiosk.ui.flow import DONE_HOLD, RECENT_WINDOW, TAP_GUARD, WARN_SECONDS, CustomerFlow
 from kiosk.ui.i18n import LANGUAGES, N_, next_language, tr
 from kiosk.ui.names import (
@@ -57,119 +51,27 @@ from kiosk.ui.names import (
     UNDO,
     VERDICT,
 )
-from kiosk.ui.present import verdict_view
 from kiosk.ui.receipts import Receipts
-from kiosk.ui.settings import UiSettings
 from kiosk.ui.staff import StaffSession
+from kiosk.ui.state import ScreenState
 from kiosk.ui.status import STATUS_EVERY, StatusLine
-from kiosk.ui.worker import InlineWorker
 
 __all__ = ["Controller", "IDLE", "VERDICT", "DONE", "PIN", "STAFF", "KEYPAD", "UNDO", "HISTORY",
            "SYNC", "DIAGNOSTICS", "NOT_PROVISIONED", "STAFF_SCREENS", "STATUS_EVERY", "TAP_GUARD",
            "DONE_HOLD", "RECENT_WINDOW", "WARN_SECONDS"]
 
-log = logging.getLogger(__name__)
 
+class Controller(ScreenState):
+    """The screen state (its keyword arguments: :class:`ScreenState`) with the parts
+    that change it; ``status_reader(store)`` gives the sync agent's state."""
 
-class Controller:
-    def __init__(self, ledger=None, *, settings: UiSettings | None = None,
-                 printer: Printer | None = None, signals: Signals | None = None, worker=None,
-                 print_worker=None, post: Callable[[Callable[[], None]], None] | None = None,
-                 now: Callable[[], float] = time.monotonic, status_reader=None,
-                 diagnostics: Callable[[], list] | None = None, problem: str = "", checker=None,
-                 setup=None, audit=None):
-        self.ledger, self.printer, self.signals = ledger, printer, signals
-        self.checker = checker  # a Ledger on its own read connection, for checks in place
-        self.settings = settings or UiSettings()
-        self.worker = worker or InlineWorker()
-        self.print_worker = print_worker or self.worker
-        self.post = post or (lambda fn: fn())
-        self.now = now
-        self.diagnostics = diagnostics  # () -> the doctor's checks (kiosk.doctor.held.in_ui)
-        self.problem = problem
-        self.setup = setup          # not provisioned: submit a scanned setup QR (kiosk.provision)
-        self.setup_message = ""
-        self.audit = audit          # kiosk.core.audit.AuditLog, or None
-        self.listeners: list[Callable[[Controller], None]] = []
-        self.default_lang = self.settings.language if self.settings.language in LANGUAGES else "en"
-        self.lang = self.default_lang
-        self.screen = NOT_PROVISIONED if ledger is None else IDLE
-        self.deadline: float | None = None
-        self.lang_deadline: float | None = None
-        # the customer (kiosk.ui.flow)
-        self.result = None          # the Result on the verdict screen
-        self.token = 0              # changes whenever a new verdict is shown
-        self.confirming = False
-        self.origin = ""            # where the verdict's code came from: camera, keyboard, keypad
-        self.waiting: tuple[str, str] | None = None  # a held newcomer: (payload, source)
-        self.warning = 0            # seconds left on a ready verdict about to time out (0: none)
-        self.guard_until = 0.0      # taps on the current screen count from this time on
-        self.done_at = 0.0          # when Done appeared
-        self.again = False          # Done shows "Redeemed just now here"
-        self.record_error = ""      # staff-facing text when a confirm could not be recorded
-        self.redeemed = None        # the Result of the last confirm, for the Done screen
-        self.scans_seen, self.verdicts_shown = 0, 0
-        # receipts (kiosk.ui.receipts) and the status line (kiosk.ui.status)
-        self.print_state, self.print_message = "", ""
-        self.status: dict = {"camera": "ok", "camera_message": "", "printer": "", "printer_message": ""}
-        # staff (kiosk.ui.staff)
-        self.pin_text, self.pin_message, self.pin_tries, self.locked_until = "", "", 0, 0.0
-        self.code_text, self.staff_message, self.page_data = "", "", None
-        self.undo_asking = False    # the Undo page asks "are you sure?"
-        self.flow, self.staff = CustomerFlow(self), StaffSession(self)
+    def __init__(self, ledger=None, *, status_reader=None, **kwargs):
+        super().__init__(ledger, **kwargs)
         self.receipts, self.status_line = Receipts(self), StatusLine(self, status_reader)
-
-    # -- plumbing (for the parts) -------------------------------------------------
-    def _changed(self) -> None:
-        for listener in list(self.listeners):
-            listener(self)
-
-    def _go(self, screen: str, timeout: float | None) -> None:
-        self.screen = screen
-        self.deadline = None if timeout is None else self.now() + timeout
-        self._changed()
-
-    def _signal(self, kind: str) -> None:
-        if self.signals is not None:
-            try:
-                self.signals.show(kind)
-            except Exception as exc:  # a dead LED must never stop a redemption
-                log.warning("signals.show(%s) failed: %s", kind, exc)
-
-    def _audit(self, kind: str, result=None, **fields) -> None:
-        if self.audit is not None:
-            try:
-                self.audit.record(kind, result, **fields)
-            except Exception as exc:  # the audit trail must never stop a redemption
-                log.warning("audit %s failed: %s", kind, exc)
-
-    @property
-    def guarded(self) -> bool:
-        """True while taps on the screen just shown are ignored (see ``TAP_GUARD``)."""
-        return self.now() < self.guard_until
-
-    @property
-    def provisioned(self) -> bool:
-        return self.ledger is not None
-
-    def view(self):
-        """The verdict screen's texts for the current result and language."""
-        if self.result is None:
-            return None
-        return verdict_view(self.result, self.lang, this_device=self._device(),
-                            now=datetime.now(UTC), device_name=self.settings.device_name)
-
-    def _device(self) -> str:
-        return self.ledger.identity.device if self.ledger is not None else ""
+        self.staff = StaffSession(self, self.receipts, self.status_line, scan=self.scan)
+        self.flow = CustomerFlow(self, self.receipts, after_typed=self.staff.open_keypad)
 
     # -- time ---------------------------------------------------------------
-    def activity(self) -> None:
-        """A touch anywhere: staff screens and the chosen language stay a while longer."""
-        if self.screen in STAFF_SCREENS:
-            self.deadline = self.now() + self.settings.staff_timeout
-        if self.lang != self.default_lang and self.screen == IDLE:
-            self.lang_deadline = self.now() + self.settings.language_timeout
-
     def tick(self) -> None:
         """Called a few times a second by the app: timeouts and the status line."""
         now = self.now()
@@ -190,15 +92,6 @@ class Controller:
         else:
             self.go_idle()
 
-    def go_idle(self) -> None:
-        """Back to the attract screen; the next customer starts in the default language."""
-        self.flow.reset()
-        self.waiting = None
-        self.pin_text = self.code_text = self.staff_message = ""
-        self.page_data, self.lang_deadline = None, None
-        self._signal("idle")
-        self._go(IDLE if self.provisioned else NOT_PROVISIONED, None)
-
     def set_language(self, lang: str, *, staff: bool = False) -> None:
         if lang not in LANGUAGES:
             return
@@ -207,7 +100,7 @@ class Controller:
         self.lang = lang
         if self.screen == IDLE and lang != self.default_lang:
             self.lang_deadline = self.now() + self.settings.language_timeout
-        self._changed()
+        self.changed()
 
     def cycle_language(self) -> None:
         self.set_language(next_language(self.lang))
@@ -262,7 +155,7 @@ class Controller:
         else:
             self.setup_message = tr(N_("Setup accepted: {device} in store {store}. The kiosk restarts in a moment."),
                                     self.lang).format(device=fields.get("device"), store=fields.get("store"))
-        self._changed()
+        self.changed()
 
     # -- staff (kiosk.ui.staff) -----------------------------------------------------
     def open_staff(self) -> None:
@@ -311,7 +204,7 @@ class Controller:
 
     def retry_receipts(self) -> None:
         """Diagnostics: print the receipts waiting in the queue (oldest first)."""
-        self.receipts.retry()
+        self.staff.retry_receipts()
 
     def close(self) -> None:
         """Stop background threads (the app calls this on exit)."""

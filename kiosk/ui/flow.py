@@ -1,23 +1,21 @@
 """The customer flow: a scan becomes a verdict, Confirm records it, Done shows it.
 
-:class:`CustomerFlow` changes the screen state that lives on the
-:class:`~kiosk.ui.controller.Controller` (``result``, ``token``, ``waiting`` ...), so
-screens read one object. The rules it keeps are listed in the controller's docstring
+:class:`CustomerFlow` changes the screen state (:class:`~kiosk.ui.state.ScreenState`:
+``result``, ``token``, ``waiting`` ...) that the screens read. The rules it keeps are listed in the controller's docstring
 and in docs/ui.md: one redemption per verdict and only for the verdict the finger
 touched down on, a pending customer is never replaced without a staff action (the
 newcomer is held), tap guards, the ready verdict's warning and timeout.
 """
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from kiosk.core import timefmt
 from kiosk.core.verdict import Verdict
 from kiosk.ui.i18n import N_, tr
 from kiosk.ui.names import DONE, IDLE, STAFF_SCREENS, VERDICT
-
-if TYPE_CHECKING:
-    from kiosk.ui.controller import Controller
+from kiosk.ui.receipts import Receipts
+from kiosk.ui.state import ScreenState
 
 log = logging.getLogger(__name__)
 
@@ -28,93 +26,94 @@ WARN_SECONDS = 10.0    # s: a ready verdict warns this long before it times out 
 
 
 class CustomerFlow:
-    def __init__(self, ctl: "Controller"):
-        self.ctl = ctl
+    def __init__(self, state: ScreenState, receipts: Receipts, *, after_typed: Callable[[], None]):
+        self.state, self.receipts = state, receipts
+        self.after_typed = after_typed  # a typed code is done: staff go back to the keypad
         self._check_seq = 0
 
     # -- a scan -------------------------------------------------------------
     def scan(self, payload: str, source: str) -> bool:
-        c = self.ctl
-        if c.screen in STAFF_SCREENS and source != "keypad":
+        s = self.state
+        if s.screen in STAFF_SCREENS and source != "keypad":
             return False
-        if c.origin == "keypad" and c.screen in (VERDICT, DONE) and source != "keypad":
+        if s.origin == "keypad" and s.screen in (VERDICT, DONE) and source != "keypad":
             return False  # staff are still working on a typed code: as in the staff menu
-        current = c.result.payload if c.result is not None else None
-        if c.screen == VERDICT and payload == current:
+        current = s.result.payload if s.result is not None else None
+        if s.screen == VERDICT and payload == current:
             return False  # the same card held still
-        if c.screen == DONE and c.redeemed is not None and payload == c.redeemed.payload \
+        if s.screen == DONE and s.redeemed is not None and payload == s.redeemed.payload \
                 and self.holding():
             return False  # the card just redeemed, still in front of the camera
         if self.holding():
-            if c.waiting is None or c.waiting[0] != payload:
-                c.waiting = (payload, source)
-                c._audit("held", source=source, note="next customer waiting")
-                c._changed()
+            if s.waiting is None or s.waiting[0] != payload:
+                s.waiting = (payload, source)
+                s.record_audit("held", source=source, note="next customer waiting")
+                s.changed()
             return False
         self.check(payload, source)
         return True
 
     def holding(self) -> bool:
         """Whether a new code must wait for staff to finish the current customer."""
-        c = self.ctl
-        if c.confirming or self.pending_ready():
+        s = self.state
+        if s.confirming or self.pending_ready():
             return True
-        return c.screen == DONE and c.now() < c.done_at + DONE_HOLD
+        return s.screen == DONE and s.now() < s.done_at + DONE_HOLD
 
     def pending_ready(self) -> bool:
-        c = self.ctl
-        return c.screen == VERDICT and c.result is not None and c.result.verdict is Verdict.READY
+        s = self.state
+        return s.screen == VERDICT and s.result is not None and s.result.verdict is Verdict.READY
 
     def check(self, payload: str, source: str, guard: bool = False) -> None:
-        c = self.ctl
+        s = self.state
         self._check_seq += 1
-        seq, lang = self._check_seq, c.lang
-        if c.checker is not None:  # a read in WAL mode: ~1 ms, never waits for writers
+        seq, lang = self._check_seq, s.lang
+        if s.checker is not None:  # a read in WAL mode: ~1 ms, never waits for writers
             try:
-                result, error = c.checker.check(payload, lang=lang), None
+                result, error = s.checker.check(payload, lang=lang), None
             except Exception as exc:
                 result, error = None, exc
             self._checked(seq, source, result, error, guard)
             return
-        c.worker.submit(lambda: c.ledger.check(payload, lang=lang),
+        s.worker.submit(lambda: s.ledger.check(payload, lang=lang),
                         lambda result, error: self._checked(seq, source, result, error, guard))
 
     def _checked(self, seq: int, source: str, result, error, guard: bool = False) -> None:
-        c = self.ctl
-        if seq != self._check_seq or c.confirming:
+        s = self.state
+        if seq != self._check_seq or s.confirming:
             return
-        if c.screen in STAFF_SCREENS and source not in ("keypad", "confirm"):
+        if s.screen in STAFF_SCREENS and source not in ("keypad", "confirm"):
             return
         if error is not None:
-            self.fail(tr(N_("Could not check the code: {error}"), c.lang).format(error=error))
+            self.fail(tr(N_("Could not check the code: {error}"), s.lang).format(error=error))
             return
         if source != "confirm":
-            c._audit("scan", result, source=source)
+            s.record_audit("scan", result, source=source)
         if self._redeemed_just_now(result):
-            c._audit("again", result, source=source)
-            c.redeemed, c.result, c.again = result, None, True
-            c.origin = source
-            c.token += 1
-            c._signal("redeemed")
+            s.record_audit("again", result, source=source)
+            s.redeemed, s.result, s.again = result, None, True
+            s.origin = source
+            s.token += 1
+            s.signal("redeemed")
             self._show_done()
             return
-        c.result, c.record_error, c.warning, c.again = result, "", 0, False
-        c.origin = source if source != "confirm" else c.origin
-        c.token += 1
-        c.verdicts_shown += 1
-        view = c.view()
-        c._audit("verdict", result, source=c.origin)
-        c._signal(view.signal)
+        s.result, s.record_error, s.warning, s.again = result, "", 0, False
+        s.origin = source if source != "confirm" else s.origin
+        s.token += 1
+        s.verdicts_shown += 1
+        view = s.view()
+        s.record_audit("verdict", result, source=s.origin)
+        s.signal(view.signal)
         ready = result.verdict is Verdict.READY
-        c._go(VERDICT, c.settings.verdict_timeout if ready else c.settings.refusal_timeout)
+        s.go(VERDICT, s.settings.verdict_timeout if ready else s.settings.refusal_timeout)
         if guard:
-            c.guard_until = c.now() + TAP_GUARD
+            s.guard_until = s.now() + TAP_GUARD
 
     def _redeemed_just_now(self, result) -> bool:
         """A card whose last use was on this kiosk a moment ago, shown again."""
         detail = result.detail or {}
         if result.verdict not in (Verdict.ALREADY_REDEEMED, Verdict.EXHAUSTED) or result.at is None \
-                or detail.get("last_device") != self.ctl._device() or not detail.get("last_at"):
+                or detail.get("last_device") != self.state.this_device or not detail.get("last_at"):
             return False
         try:
             ago = (result.at - timefmt.parse(detail["last_at"])).total_seconds()
@@ -123,116 +122,110 @@ class CustomerFlow:
         return -5 <= ago <= RECENT_WINDOW
 
     def _show_done(self) -> None:
-        c = self.ctl
-        c.done_at = c.now()
-        c.guard_until = c.done_at + TAP_GUARD
-        c._go(DONE, c.settings.done_timeout)
-        c._changed()
+        s = self.state
+        s.done_at = s.now()
+        s.guard_until = s.done_at + TAP_GUARD
+        s.go(DONE, s.settings.done_timeout)
+        s.changed()
 
     def fail(self, message: str) -> None:
-        c = self.ctl
+        s = self.state
         log.error("%s", message)
-        c.record_error = message
-        c._signal("error")
-        c._go(VERDICT if c.result is not None else IDLE, c.settings.refusal_timeout)
+        s.record_error = message
+        s.signal("error")
+        s.go(VERDICT if s.result is not None else IDLE, s.settings.refusal_timeout)
 
     # -- Confirm and Cancel ---------------------------------------------------
     def confirm(self, token: int | None, source: str) -> bool:
-        c = self.ctl
-        if c.screen != VERDICT or c.confirming or c.result is None:
+        s = self.state
+        if s.screen != VERDICT or s.confirming or s.result is None:
             return False
-        if c.result.verdict is not Verdict.READY or (token is not None and token != c.token):
+        if s.result.verdict is not Verdict.READY or (token is not None and token != s.token):
             return False
-        if source == "touch" and c.guarded:
+        if source == "touch" and s.guarded:
             return False
-        c.confirming, c.record_error, c.warning = True, "", 0
-        c.deadline = None
-        payload, lang, result = c.result.payload, c.lang, c.result
-        c._changed()
-        c.worker.submit(lambda: c.ledger.confirm(payload, lang=lang),
+        s.confirming, s.record_error, s.warning = True, "", 0
+        s.deadline = None
+        payload, lang, result = s.result.payload, s.lang, s.result
+        s.changed()
+        s.worker.submit(lambda: s.ledger.confirm(payload, lang=lang),
                         lambda done, error: self._confirmed(result, source, done, error))
         return True
 
     def _confirmed(self, asked, source: str, result, error) -> None:
-        c = self.ctl
-        c.confirming = False
+        s = self.state
+        s.confirming = False
         if error is not None:
-            c._audit("confirm_failed", asked, source=source, note=str(error)[:200])
+            s.record_audit("confirm_failed", asked, source=source, note=str(error)[:200])
             self.fail(tr(N_("Not recorded: {error}. Nothing was redeemed; try again."),
-                         c.lang).format(error=error))
+                         s.lang).format(error=error))
             return
         if result.verdict is not Verdict.REDEEMED:  # e.g. redeemed next door a second ago
-            c._audit("confirm_failed", result, source=source, note="verdict changed")
+            s.record_audit("confirm_failed", result, source=source, note="verdict changed")
             self._checked(self._check_seq, "confirm", result, None)
             return
-        c._audit("confirm", result, source=source)
-        c.redeemed, c.result, c.again = result, None, False
-        c.token += 1
-        c._signal("redeemed")
+        s.record_audit("confirm", result, source=source)
+        s.redeemed, s.result, s.again = result, None, False
+        s.token += 1
+        s.signal("redeemed")
         self._show_done()
-        c.receipts.print(result.redemption_id, reprint=False)
+        self.receipts.print(result.redemption_id, reprint=False)
 
     def cancel(self, token: int | None, source: str) -> bool:
-        c = self.ctl
-        if c.confirming or c.screen not in (VERDICT, DONE):
+        s = self.state
+        if s.confirming or s.screen not in (VERDICT, DONE):
             return False
-        if (token is not None and token != c.token) or (source == "touch" and c.guarded):
+        if (token is not None and token != s.token) or (source == "touch" and s.guarded):
             return False
-        if c.screen == VERDICT and c.result is not None:
-            c._audit("cancel", c.result, source=c.origin)
+        if s.screen == VERDICT and s.result is not None:
+            s.record_audit("cancel", s.result, source=s.origin)
         self.finish()
         return True
 
     # -- time -----------------------------------------------------------------
     def tick(self, now: float) -> None:
         """Tap guards that ran out, and the held newcomer's turn after Done."""
-        c = self.ctl
-        if c.guard_until and now >= c.guard_until:
-            c.guard_until = 0.0
-            c._changed()  # Done's button comes alive
-        if c.screen == DONE and c.waiting is not None and now >= c.done_at + DONE_HOLD:
+        s = self.state
+        if s.guard_until and now >= s.guard_until:
+            s.guard_until = 0.0
+            s.changed()  # Done's button comes alive
+        if s.screen == DONE and s.waiting is not None and now >= s.done_at + DONE_HOLD:
             self.finish()  # the held newcomer's turn
 
     def warn(self, left: float) -> None:
         """The last seconds of a ready verdict: the screen flashes and counts down."""
-        c = self.ctl
-        window = min(WARN_SECONDS, c.settings.verdict_timeout / 3)
+        s = self.state
+        window = min(WARN_SECONDS, s.settings.verdict_timeout / 3)
         seconds = int(left) + 1 if left <= window else 0
-        if seconds != c.warning:
-            if seconds and not c.warning:
-                c._signal("ready")
-            c.warning = seconds
-            c._changed()
+        if seconds != s.warning:
+            if seconds and not s.warning:
+                s.signal("ready")
+            s.warning = seconds
+            s.changed()
 
     def timed_out(self) -> None:
         """The verdict or Done screen timed out: a ready verdict is recorded as
         unconfirmed (or confirmed with ``[ui] auto_confirm``)."""
-        c = self.ctl
-        if c.screen == VERDICT and self.pending_ready():
-            if c.settings.auto_confirm and not c.record_error:  # no endless retries
+        s = self.state
+        if s.screen == VERDICT and self.pending_ready():
+            if s.settings.auto_confirm and not s.record_error:  # no endless retries
                 self.confirm(None, source="auto")
                 return
-            c._audit("timeout", c.result, source=c.origin, note="unconfirmed")
-            log.warning("ready verdict for code …%s timed out unconfirmed", c.result.masked_code)
+            s.record_audit("timeout", s.result, source=s.origin, note="unconfirmed")
+            log.warning("ready verdict for code …%s timed out unconfirmed", s.result.masked_code)
         self.finish()
-
-    def reset(self) -> None:
-        c = self.ctl
-        c.result, c.redeemed, c.confirming, c.record_error = None, None, False, ""
-        c.origin, c.warning, c.again, c.guard_until = "", 0, False, 0.0
-        c.lang = c.default_lang
 
     def finish(self) -> None:
         """The current customer is done (confirmed, cancelled, timed out): show the held
         newcomer, or return staff to the keypad after a typed code, or go to Idle."""
-        c = self.ctl
-        waiting, typed = c.waiting, c.origin == "keypad"
-        c.waiting = None
+        s = self.state
+        waiting, typed = s.waiting, s.origin == "keypad"
+        s.waiting = None
         if waiting is not None:
-            self.reset()
+            s.reset_customer()
             self.check(*waiting, guard=True)
         elif typed:
-            self.reset()
-            c.staff.open_keypad()
+            s.reset_customer()
+            self.after_typed()
         else:
-            c.go_idle()
+            s.go_idle()

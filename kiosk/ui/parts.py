@@ -18,7 +18,10 @@ from kiosk.core.store import Store
 from kiosk.core.syncstate import read_status
 from kiosk.doctor import held
 from kiosk.errors import ConfigError
-from kiosk.hardware import camera, decoder, scanner, signals, wedge
+from kiosk.hardware import camera, decoder
+from kiosk.hardware import scanner as scanning
+from kiosk.hardware.signals import Signals
+from kiosk.hardware.wedge import KeyboardWedge
 from kiosk.ui import settings as ui_settings
 from kiosk.ui.controller import Controller
 from kiosk.ui.sounds import Sounds, Together
@@ -29,8 +32,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Parts:
     controller: Controller
-    scanner: object = None
-    wedge: object = None
+    scanner: scanning.Scanner | None = None
+    wedge: KeyboardWedge | None = None
     problems: list = field(default_factory=list)
     closers: list = field(default_factory=list)
     deliver: object = None
@@ -39,7 +42,7 @@ class Parts:
         """Start the camera; ``deliver(payload, source)`` must be thread-safe."""
         self.deliver = deliver
         if self.scanner is not None:
-            if not getattr(self.scanner.source, "available", True):
+            if not self.scanner.source.available:
                 self.controller.camera_problem("no camera configured ([camera] source = none)")
             self.scanner.start()
 
@@ -47,7 +50,7 @@ class Parts:
         """False only when a camera is configured and its scanner died or hangs (the
         UI's watchdog ping depends on it); a replay that simply ended is not a failure."""
         scanner = self.scanner
-        if scanner is None or not getattr(scanner.source, "available", True):
+        if scanner is None or not scanner.source.available:
             return True
         if scanner.error is None and scanner.wait(0) and not scanner.running:
             return True
@@ -73,9 +76,9 @@ def _printer(cfg, store, problems) -> printing.PrintService | None:
         return None
 
 
-def _signals(cfg, problems, pin_factory=None) -> signals.Signals | None:
+def _signals(cfg, problems, pin_factory=None) -> Signals | None:
     try:
-        gpio = signals.Signals.from_config(cfg.section("gpio"), pin_factory=pin_factory)
+        gpio = Signals.from_config(cfg.section("gpio"), pin_factory=pin_factory)
     except ConfigError:
         raise
     except Exception as exc:  # GPIO that cannot be opened: staff see it
@@ -116,7 +119,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
         controller.status.update(printer="ready")
     if with_camera:
         _camera(cfg, parts, post)
-    parts.wedge = wedge.KeyboardWedge(
+    parts.wedge = KeyboardWedge(
         lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
         max_gap=controller.settings.scanner_key_gap)
     parts.closers += [controller.checker.store.close, trail.close]
@@ -131,7 +134,7 @@ def _camera(cfg, parts: Parts, post) -> None:
 
     def on_event(event):
         controller_scan = parts.deliver or (lambda p, s: post(lambda: controller.scan(p, s)))
-        controller_scan(event.payload, getattr(event, "source", "camera"))
+        controller_scan(event.payload, event.source)
 
     def on_error(exc):
         post(lambda: controller.camera_problem(str(exc)))
@@ -140,7 +143,7 @@ def _camera(cfg, parts: Parts, post) -> None:
         post(controller.camera_ok)
 
     try:
-        parts.scanner = scanner.from_config(cfg, on_event, on_error=on_error, on_recover=on_recover)
+        parts.scanner = scanning.from_config(cfg, on_event, on_error=on_error, on_recover=on_recover)
     except ConfigError:
         raise
     except Exception as exc:  # no camera: codes can still be typed
@@ -151,7 +154,7 @@ def setup_scanner(spec: str, controller, post):
     """A scanner on camera ``spec`` for the not-provisioned screen (None if unavailable)."""
     try:
         source = camera.open_source(spec)
-        return scanner.Scanner(
+        return scanning.Scanner(
             source, decoder.make_decoder("auto"),
             lambda ev: post(lambda: controller.scan(ev.payload, "camera")),
             on_error=lambda exc: post(lambda: controller.camera_problem(str(exc))))

@@ -2,69 +2,58 @@
 
 :class:`Receipts` prints on the controller's ``print_worker`` and keeps what Done,
 Undo and the status line show (``print_state``/``print_message`` and the printer
-part of ``status`` on the :class:`~kiosk.ui.controller.Controller`).
+part of ``status`` in the :class:`~kiosk.ui.state.ScreenState`).
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from kiosk.ui.i18n import N_, tr
-from kiosk.ui.names import DIAGNOSTICS, DONE, STAFF_SCREENS
-
-if TYPE_CHECKING:
-    from kiosk.ui.controller import Controller
+from kiosk.ui.names import DONE, STAFF_SCREENS
+from kiosk.ui.state import ScreenState
 
 
 class Receipts:
-    def __init__(self, ctl: "Controller"):
-        self.ctl = ctl
+    def __init__(self, state: ScreenState):
+        self.state = state
 
     def print(self, redemption_id: str, *, reprint: bool) -> None:
-        c = self.ctl
-        if c.printer is None:
-            c.print_state, c.print_message = "no_printer", ""
-            c._changed()
+        s = self.state
+        if s.printer is None:
+            s.print_state, s.print_message = "no_printer", ""
+            s.changed()
             return
-        c.print_state, c.print_message = "printing", ""
-        lang = c.lang
-        c.print_worker.submit(
-            lambda: c.printer.print_redemption(redemption_id, reprint=reprint, lang=lang),
+        s.print_state, s.print_message = "printing", ""
+        lang = s.lang
+        s.print_worker.submit(
+            lambda: s.printer.print_redemption(redemption_id, reprint=reprint, lang=lang),
             lambda outcome, error: self.printed(redemption_id, outcome, error))
-        c._changed()
+        s.changed()
 
     def printed(self, redemption_id: str, outcome, error) -> None:
-        c = self.ctl
+        s = self.state
         if error is not None:
             state, message = "failed", str(error)
         else:
             state, message = outcome.state, outcome.message
-        c.status.update(printer=state, printer_message=message)
-        current = c.redeemed is not None and c.redeemed.redemption_id == redemption_id
-        if current or c.screen in STAFF_SCREENS:
-            c.print_state, c.print_message = state, message
-        if current and c.screen == DONE and state != "printed":
-            c.deadline = c.now() + c.settings.done_timeout * 2  # staff must see it
-        c._changed()
+        s.status.update(printer=state, printer_message=message)
+        current = s.redeemed is not None and s.redeemed.redemption_id == redemption_id
+        if current or s.screen in STAFF_SCREENS:
+            s.print_state, s.print_message = state, message
+        if current and s.screen == DONE and state != "printed":
+            s.deadline = s.now() + s.settings.done_timeout * 2  # staff must see it
+        s.changed()
 
-    def retry(self) -> None:
-        """Diagnostics: print the receipts waiting in the queue (oldest first)."""
-        c = self.ctl
-        if c.screen != DIAGNOSTICS or c.printer is None:
-            return
-        c.staff_message = tr(N_("Printing waiting receipts…"), c.lang)
-        c._changed()
-        c.print_worker.submit(c.printer.retry_pending, self._retried)
+    def retry(self, then: Callable[[int], None]) -> None:
+        """Print the receipts waiting in the queue (oldest first); ``then(printed)``."""
+        s = self.state
+        s.print_worker.submit(s.printer.retry_pending,
+                              lambda outcomes, error: then(self._retried(outcomes, error)))
 
-    def _retried(self, outcomes, error) -> None:
-        c = self.ctl
+    def _retried(self, outcomes, error) -> int:
+        s = self.state
         outcomes = outcomes or []
-        printed = sum(1 for o in outcomes if o.ok)
         if error is not None or (outcomes and not outcomes[-1].ok):
             problem = str(error) if error is not None else outcomes[-1].message
-            c.status.update(printer="queued", printer_message=problem)
+            s.status.update(printer="queued", printer_message=problem)
         elif outcomes:
-            c.status.update(printer="printed", printer_message="")
-        c.staff_message = tr(N_("Receipts printed: {n}"), c.lang).format(n=printed)
-        if c.screen == DIAGNOSTICS:
-            c.staff.open_diagnostics(keep_message=True)
-        else:
-            c._changed()
+            s.status.update(printer="printed", printer_message="")
+        return sum(1 for o in outcomes if o.ok)

@@ -62,7 +62,7 @@ def _scene(c, scene: str, demo) -> None:
     elif scene == "verdict-recording":  # the Confirm button while the write runs
         c.scan(p["ready-ten-percent"])
         c.confirming = True
-        c._changed()
+        c.changed()
     elif scene == "done":
         c.scan(p["ready-syrup-5-uses"])
         c.confirm()

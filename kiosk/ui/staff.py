@@ -2,22 +2,21 @@
 
 :class:`StaffSession` handles the PIN keypad (with its lock-out), the code keypad,
 Undo (asking first) and reprint, today's history, the sync page and Diagnostics.
-Each page's data is read on the controller's worker by the functions below and
-kept in the controller's ``page_data``; the page shows ``staff_message``.
+Each page's data is read on the worker by the functions below and kept in the
+screen state's ``page_data``; the page shows ``staff_message``.
 """
 
 from collections.abc import Callable
 from datetime import UTC, datetime
 from datetime import time as dtime
-from typing import TYPE_CHECKING
 
 from kiosk.core import importer
 from kiosk.ui import pin as pins
 from kiosk.ui.i18n import N_, tr
 from kiosk.ui.names import DIAGNOSTICS, HISTORY, KEYPAD, PIN, STAFF, SYNC, UNDO
-
-if TYPE_CHECKING:
-    from kiosk.ui.controller import Controller
+from kiosk.ui.receipts import Receipts
+from kiosk.ui.state import ScreenState
+from kiosk.ui.status import StatusLine
 
 MAX_CODE = 40  # characters typed on the code keypad
 
@@ -60,154 +59,173 @@ def sync_page(store, info: dict) -> dict:
 
 
 class StaffSession:
-    def __init__(self, ctl: "Controller"):
-        self.ctl = ctl
+    def __init__(self, state: ScreenState, receipts: Receipts, status_line: StatusLine, *,
+                 scan: Callable[..., bool]):
+        self.state, self.receipts, self.status_line = state, receipts, status_line
+        self.scan = scan  # a typed code goes where a scanned one goes (the customer flow)
 
     # -- PIN --------------------------------------------------------------------
     def open(self) -> None:
-        c = self.ctl
-        c.pin_text, c.pin_message = "", ""
-        if not c.settings.pin_hash:
-            c.pin_message = tr(N_("No staff PIN is set. Technician: kiosk pin-hash"), c.lang)
-        c._go(PIN, c.settings.staff_timeout)
+        s = self.state
+        s.pin_text, s.pin_message = "", ""
+        if not s.settings.pin_hash:
+            s.pin_message = tr(N_("No staff PIN is set. Technician: kiosk pin-hash"), s.lang)
+        s.go(PIN, s.settings.staff_timeout)
 
     def pin_key(self, key: str) -> None:
-        c = self.ctl
-        c.activity()
+        s = self.state
+        s.activity()
         if key == "back":
-            c.pin_text = c.pin_text[:-1]
+            s.pin_text = s.pin_text[:-1]
         elif key == "ok":
             self._check_pin()
             return
-        elif key.isdigit() and len(c.pin_text) < pins.MAX_DIGITS:
-            c.pin_text += key
-        c._changed()
+        elif key.isdigit() and len(s.pin_text) < pins.MAX_DIGITS:
+            s.pin_text += key
+        s.changed()
 
     def _check_pin(self) -> None:
-        c = self.ctl
-        now = c.now()
-        if now < c.locked_until:
-            wait = int(c.locked_until - now) + 1
-            c.pin_message = tr(N_("Too many tries: wait {n} s"), c.lang).format(n=wait)
-        elif not c.settings.pin_hash:
-            c.pin_message = tr(N_("No staff PIN is set. Technician: kiosk pin-hash"), c.lang)
-        elif pins.verify(c.pin_text, c.settings.pin_hash):
-            c.pin_tries, c.pin_text = 0, ""
+        s = self.state
+        now = s.now()
+        if now < s.locked_until:
+            wait = int(s.locked_until - now) + 1
+            s.pin_message = tr(N_("Too many tries: wait {n} s"), s.lang).format(n=wait)
+        elif not s.settings.pin_hash:
+            s.pin_message = tr(N_("No staff PIN is set. Technician: kiosk pin-hash"), s.lang)
+        elif pins.verify(s.pin_text, s.settings.pin_hash):
+            s.pin_tries, s.pin_text = 0, ""
             self.menu()
             return
         else:
-            c.pin_tries += 1
-            c.pin_message = tr(N_("Wrong PIN"), c.lang)
-            if c.pin_tries >= c.settings.max_pin_tries:
-                c.pin_tries, c.locked_until = 0, now + c.settings.pin_lockout
-        c.pin_text = ""
-        c._changed()
+            s.pin_tries += 1
+            s.pin_message = tr(N_("Wrong PIN"), s.lang)
+            if s.pin_tries >= s.settings.max_pin_tries:
+                s.pin_tries, s.locked_until = 0, now + s.settings.pin_lockout
+        s.pin_text = ""
+        s.changed()
 
     # -- menu and pages -----------------------------------------------------------
     def menu(self) -> None:
-        c = self.ctl
-        c.staff_message, c.page_data = "", None
-        c._go(STAFF, c.settings.staff_timeout)
+        s = self.state
+        s.staff_message, s.page_data = "", None
+        s.go(STAFF, s.settings.staff_timeout)
 
     def _page(self, screen: str, load: Callable[[], object] | None) -> None:
-        c = self.ctl
-        c.staff_message, c.page_data, c.print_state = "", None, ""
-        c.undo_asking = False
-        c._go(screen, c.settings.staff_timeout)
+        s = self.state
+        s.staff_message, s.page_data, s.print_state = "", None, ""
+        s.undo_asking = False
+        s.go(screen, s.settings.staff_timeout)
         if load is not None:
-            c.worker.submit(load, lambda data, error: self._page_loaded(screen, data, error))
+            s.worker.submit(load, lambda data, error: self._page_loaded(screen, data, error))
 
     def _page_loaded(self, screen: str, data, error) -> None:
-        c = self.ctl
-        if c.screen != screen:
+        s = self.state
+        if s.screen != screen:
             return
-        c.page_data = data if error is None else None
+        s.page_data = data if error is None else None
         if error is not None:
-            c.staff_message = str(error)
-        c._changed()
+            s.staff_message = str(error)
+        s.changed()
 
     def open_keypad(self) -> None:
-        self.ctl.code_text = ""
+        self.state.code_text = ""
         self._page(KEYPAD, None)
 
     def code_key(self, key: str) -> None:
-        c = self.ctl
-        c.activity()
+        s = self.state
+        s.activity()
         if key == "ok":
-            code = c.code_text.strip()
+            code = s.code_text.strip()
             if code:
-                c.scan(code, source="keypad")
+                self.scan(code, source="keypad")
             return
         if key == "back":
-            c.code_text = c.code_text[:-1]
+            s.code_text = s.code_text[:-1]
         elif key == "clear":
-            c.code_text = ""
-        elif len(key) == 1 and len(c.code_text) < MAX_CODE:
-            c.code_text += key
-        c._changed()
+            s.code_text = ""
+        elif len(key) == 1 and len(s.code_text) < MAX_CODE:
+            s.code_text += key
+        s.changed()
 
     # -- Undo and reprint -----------------------------------------------------------
     def open_undo(self) -> None:
-        self._page(UNDO, lambda: last_redemption(self.ctl.ledger))
+        self._page(UNDO, lambda: last_redemption(self.state.ledger))
 
     def undo_last(self) -> None:
-        c = self.ctl
-        row = c.page_data
-        if c.screen != UNDO or not row or row.get("voided_by"):
+        s = self.state
+        row = s.page_data
+        if s.screen != UNDO or not row or row.get("voided_by"):
             return
-        c.undo_asking = True
-        c._changed()
+        s.undo_asking = True
+        s.changed()
 
     def undo_keep(self) -> None:
-        self.ctl.undo_asking = False
-        self.ctl._changed()
+        self.state.undo_asking = False
+        self.state.changed()
 
     def undo_really(self) -> None:
-        c = self.ctl
-        row = c.page_data
-        if c.screen != UNDO or not c.undo_asking or not row or row.get("voided_by"):
+        s = self.state
+        row = s.page_data
+        if s.screen != UNDO or not s.undo_asking or not row or row.get("voided_by"):
             return
-        c.undo_asking = False
-        c.worker.submit(lambda: c.ledger.void(row["id"], staff="staff-menu"),
+        s.undo_asking = False
+        s.worker.submit(lambda: s.ledger.void(row["id"], staff="staff-menu"),
                         lambda event, error: self._undone(row, event, error))
-        c._changed()
+        s.changed()
 
     def _undone(self, row, event, error) -> None:
-        c = self.ctl
+        s = self.state
         if error is not None:
-            c._audit("undo_failed", redemption_id=row["id"], masked_code=row.get("masked_code"),
+            s.record_audit("undo_failed", redemption_id=row["id"], masked_code=row.get("masked_code"),
                      note=str(error)[:200])
-            c.staff_message = tr(N_("Cannot undo: {reason}"), c.lang).format(reason=error)
+            s.staff_message = tr(N_("Cannot undo: {reason}"), s.lang).format(reason=error)
         else:
-            c._audit("undo", redemption_id=row["id"], code_hash=row.get("code_hash"),
+            s.record_audit("undo", redemption_id=row["id"], code_hash=row.get("code_hash"),
                      masked_code=row.get("masked_code"), reward_id=row.get("reward_id"),
                      source="staff-menu")
-            c.staff_message = tr(N_("Undone: the reward can be used again"), c.lang)
-            c._signal("idle")
-        if c.screen == UNDO:
-            c.worker.submit(lambda: last_redemption(c.ledger),
+            s.staff_message = tr(N_("Undone: the reward can be used again"), s.lang)
+            s.signal("idle")
+        if s.screen == UNDO:
+            s.worker.submit(lambda: last_redemption(s.ledger),
                             lambda data, err: self._page_loaded(UNDO, data, err))
-        c._changed()
+        s.changed()
 
     def reprint_last(self) -> None:
-        c = self.ctl
-        row = c.page_data
-        if c.screen != UNDO or not row or row.get("voided_by") or c.undo_asking:
+        s = self.state
+        row = s.page_data
+        if s.screen != UNDO or not row or row.get("voided_by") or s.undo_asking:
             return
-        c.receipts.print(row["id"], reprint=True)
+        self.receipts.print(row["id"], reprint=True)
 
     # -- history, sync, diagnostics -----------------------------------------------------
     def open_history(self) -> None:
-        self._page(HISTORY, lambda: todays_history(self.ctl.ledger, self.ctl.audit))
+        self._page(HISTORY, lambda: todays_history(self.state.ledger, self.state.audit))
 
     def open_sync(self) -> None:
-        c = self.ctl
-        self._page(SYNC, lambda: sync_page(c.ledger.store, c.status_line.read()))
+        s = self.state
+        self._page(SYNC, lambda: sync_page(s.ledger.store, self.status_line.read()))
 
     def open_diagnostics(self, keep_message: bool = False) -> None:
-        """The doctor's checks (``diagnostics``: kiosk.doctor.held.in_ui from parts)."""
-        c = self.ctl
-        message = c.staff_message if keep_message else ""
-        diagnostics = c.diagnostics
+        """The doctor's checks (``diagnostics``: kiosk.doctor.held.in_ui, given by parts)."""
+        s = self.state
+        message = s.staff_message if keep_message else ""
+        diagnostics = s.diagnostics
         self._page(DIAGNOSTICS, lambda: list(diagnostics()) if diagnostics is not None else [])
-        c.staff_message = message
+        s.staff_message = message
+
+    def retry_receipts(self) -> None:
+        """Diagnostics: print the receipts waiting in the queue (oldest first)."""
+        s = self.state
+        if s.screen != DIAGNOSTICS or s.printer is None:
+            return
+        s.staff_message = tr(N_("Printing waiting receipts…"), s.lang)
+        s.changed()
+        self.receipts.retry(self._retried)
+
+    def _retried(self, printed: int) -> None:
+        s = self.state
+        s.staff_message = tr(N_("Receipts printed: {n}"), s.lang).format(n=printed)
+        if s.screen == DIAGNOSTICS:
+            self.open_diagnostics(keep_message=True)
+        else:
+            s.changed()

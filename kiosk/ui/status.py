@@ -7,10 +7,8 @@ what the camera and the printer report.
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from kiosk.ui.controller import Controller
+from kiosk.ui.state import ScreenState
 
 log = logging.getLogger(__name__)
 
@@ -18,19 +16,19 @@ STATUS_EVERY = 30.0  # s
 
 
 class StatusLine:
-    def __init__(self, ctl: "Controller", status_reader=None):
-        self.ctl = ctl
+    def __init__(self, state: ScreenState, status_reader=None):
+        self.state = state
         self.status_reader = status_reader  # store -> the sync agent's state (kiosk.core.syncstate)
         self.next_at = 0.0
 
     def refresh(self) -> None:
-        c = self.ctl
-        self.next_at = c.now() + STATUS_EVERY
-        c.worker.submit(self.read, self._read_done)
+        s = self.state
+        self.next_at = s.now() + STATUS_EVERY
+        s.worker.submit(self.read, self._read_done)
 
     def read(self) -> dict:
         """The list, sync and outbox figures (on the worker: it reads the database)."""
-        ledger = self.ctl.ledger
+        ledger = self.state.ledger
         info: dict = {}
         have = ledger.store.current_list()
         if have is not None:
@@ -49,19 +47,19 @@ class StatusLine:
         return info
 
     def _read_done(self, info, error) -> None:
-        c = self.ctl
+        s = self.state
         if error is None:
             for key in ("list_version", "list_age_s", "list_expired", "online", "last_sync"):
-                c.status.pop(key, None)
-            c.status.update(info)
-            c._changed()
+                s.status.pop(key, None)
+            s.status.update(info)
+            s.changed()
 
     def camera_problem(self, message: str) -> None:
-        c = self.ctl
-        c.status.update(camera="missing", camera_message=message)
-        c._changed()
+        s = self.state
+        s.status.update(camera="missing", camera_message=message)
+        s.changed()
 
     def camera_ok(self) -> None:
-        c = self.ctl
-        c.status.update(camera="ok", camera_message="")
-        c._changed()
+        s = self.state
+        s.status.update(camera="ok", camera_message="")
+        s.changed()
