@@ -5,7 +5,7 @@ kiosk's sounds (:class:`kiosk.ui.sounds.Together`); tests pass small fakes that
 have the same methods. Either may be None: no printer, no LED/buzzer.
 """
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class PrintOutcome(Protocol):
@@ -14,6 +14,7 @@ class PrintOutcome(Protocol):
     message: str  # what staff see when it did not print
 
 
+@runtime_checkable
 class Printer(Protocol):
     """Prints a redemption's receipt; what fails waits in a queue until retried."""
 
@@ -23,6 +24,7 @@ class Printer(Protocol):
     def retry_pending(self) -> list[PrintOutcome]: ...
 
 
+@runtime_checkable
 class Signals(Protocol):
     """The counter's feedback (LED, buzzer, sounds) for a kind: "ready", "redeemed",
     "refused", "error", "idle"."""
