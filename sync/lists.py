@@ -196,8 +196,8 @@ class ListReceiver:
             self._fallback(BundleError("missing_file", f"no retained manifest on {topic}"))
 
     def _installed_sha(self) -> str | None:
-        row = self.store.conn.execute("SELECT manifest_sha256 FROM code_list WHERE id = 1").fetchone()
-        return row[0] if row else None
+        have = self.store.current_list()
+        return have.manifest_sha256 if have is not None else None
 
     def _start_download(self, manifest: Manifest, signature: bytes) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,7 @@ class CurrentList(ListInfo):
     imported_at: datetime
     snapshot_file: str | None = None
     overlay_file: str | None = None
+    manifest_sha256: str | None = None  # of the signed manifest it came with
 
 
 class Store:
@@ -192,13 +193,15 @@ class Store:
         agent all read it here. ``conn``: inside a transaction on this database."""
         row = (conn or self.conn).execute(
             "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
-            "rewards, code_count, imported_at, snapshot_file, overlay_file FROM code_list WHERE id = 1"
+            "rewards, code_count, imported_at, snapshot_file, overlay_file, manifest_sha256 "
+            "FROM code_list WHERE id = 1"
         ).fetchone()
         if row is None:
             return None
         return CurrentList(
             row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
             bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
+            row[12],
         )
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
