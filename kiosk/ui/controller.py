@@ -1,7 +1,7 @@
 """The kiosk's state machine: what is on screen and what a tap or a scan does.
 
-Screens read the state kept here and call only the public methods; each method hands
-the work to the part that does it: :mod:`kiosk.ui.flow` (the customer: scan, verdict,
+Screens read the state kept here (:class:`~kiosk.ui.state.ScreenState`) and call only
+the public methods; each method hands the work to the part that does it: :mod:`kiosk.ui.flow` (the customer: scan, verdict,
 Confirm, Done), :mod:`kiosk.ui.staff` (PIN, staff menu and pages),
 :mod:`kiosk.ui.receipts` (printing) and :mod:`kiosk.ui.status` (the status line).
 They call the ledger, the receipt printer and the signals (LED/buzzer) the

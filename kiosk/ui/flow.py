@@ -1,10 +1,11 @@
 """The customer flow: a scan becomes a verdict, Confirm records it, Done shows it.
 
 :class:`CustomerFlow` changes the screen state (:class:`~kiosk.ui.state.ScreenState`:
-``result``, ``token``, ``waiting`` ...) that the screens read. The rules it keeps are listed in the controller's docstring
-and in docs/ui.md: one redemption per verdict and only for the verdict the finger
-touched down on, a pending customer is never replaced without a staff action (the
-newcomer is held), tap guards, the ready verdict's warning and timeout.
+``result``, ``token``, ``waiting`` ...) that the screens read. The rules it keeps
+are listed in the controller's docstring and in docs/ui.md: one redemption per
+verdict and only for the verdict the finger touched down on, a pending customer is
+never replaced without a staff action (the newcomer is held), tap guards, the ready
+verdict's warning and timeout.
 """
 
 import logging

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class ScreenState:
+    """The screen, what it shows, and the ledger, devices and workers behind it."""
+
     def __init__(self, ledger=None, *, settings: UiSettings | None = None,
                  printer: Printer | None = None, signals: Signals | None = None, worker=None,
                  print_worker=None, post: Callable[[Callable[[], None]], None] | None = None,
