@@ -200,7 +200,7 @@ def main() -> int:
         b = run_child(db, delta, pub)
         p50, p99, mean, cpu99 = time_lookups(db, args.codes, args.lookups)
         db_mb = db.stat().st_size / 1e6
-        have = importer.current(Store(db))
+        have = Store(db).current_list()
         folder = codelist.list_dir(db)
         snap_bytes = (folder / have.snapshot_file).stat().st_size
         overlay_bytes = (folder / have.overlay_file).stat().st_size if have.overlay_file else 0

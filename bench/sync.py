@@ -146,7 +146,7 @@ def fanout(args) -> int:
                 else:
                     downloaders.append(Downloader(broker, name, password, 2))
             for ledger in ledgers:
-                poll(lambda ledger=ledger: (c := importer.current(ledger.store)) is not None
+                poll(lambda ledger=ledger: (c := ledger.store.current_list()) is not None
                      and c.version == 1, 300, interval=0.05)
             print(f"setup: {args.devices} devices connected, {args.agents} agents on version 1 "
                   f"({args.base:,} codes) in {time.perf_counter() - t:.0f} s")
@@ -159,7 +159,7 @@ def fanout(args) -> int:
             t_net = max((d.done_at for d in downloaders), default=t0) - t0
             done_at = []
             for ledger in ledgers:
-                done_at.append(poll(lambda ledger=ledger: importer.current(ledger.store).version == 2,
+                done_at.append(poll(lambda ledger=ledger: ledger.store.current_list().version == 2,
                                     300, interval=0.01))
                 assert ledger.check(f"D{args.delta - 1:08d}").verdict == "ready"
             t_agents = max(done_at) - t0
@@ -249,7 +249,7 @@ def main() -> int:
             t_pub = time.perf_counter()
             t_got = poll(lambda: (store.get_meta("sync.list_state") or "").startswith("importing"),
                          300, interval=0.01)
-            t1 = poll(lambda: (c := importer.current(store)) is not None and c.version == 2, 300,
+            t1 = poll(lambda: (c := store.current_list()) is not None and c.version == 2, 300,
                       interval=0.02)
             assert ledger.check(f"M{args.codes - 1:09d}").verdict == "ready"
             print(f"list: {args.codes:,} codes from publish to usable on the device in "

@@ -19,7 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kiosk.config import LANGUAGES, Config, Section
-from kiosk.core import importer, receipt, timefmt
+from kiosk.core import receipt, timefmt
 from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
 from kiosk.errors import ConfigError, KioskError, PrinterError
@@ -155,7 +155,7 @@ class PrintService:
             row = self.store.conn.execute(
                 "SELECT reward_id, masked_code, at, clock, store, device, voided_by FROM redemptions "
                 "WHERE id = ? AND kind = 'redeem'", (redemption_id,)).fetchone()
-            have = importer.current(self.store)
+            have = self.store.current_list()
         if row is None:
             raise KioskError(f"no redemption {redemption_id} on this device")
         if row[6]:

@@ -395,7 +395,7 @@ class Agent:
 
     # -- heartbeat ----------------------------------------------------------------------
     def heartbeat_body(self) -> dict:
-        have = importer.current(self.store)
+        have = self.store.current_list()
         loading = importer.import_progress(self.store)
         device = syncstate.read_device_state(self.store)
         return {

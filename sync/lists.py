@@ -101,7 +101,7 @@ class ListReceiver:
                 self.report(ListEvent("current", f"version {manifest.version} is installed",
                                       version=manifest.version))
                 return
-            have = importer.current(self.store)
+            have = self.store.current_list()
             try:
                 importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
             except BundleError as exc:
@@ -160,7 +160,7 @@ class ListReceiver:
             if (manifest.version, manifest.base_version) != (entry["version"], entry["base_version"]):
                 raise BundleError("wrong_base", f"{topic} holds version {manifest.version}, "
                                   f"the chain index says {entry['version']}")
-            have = importer.current(self.store)
+            have = self.store.current_list()
             importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
             importer.salt_gate(self.store, self.store.conn, manifest, have)
         except BundleError as exc:
@@ -178,7 +178,7 @@ class ListReceiver:
 
     def _fallback(self, exc: BundleError) -> None:
         """A chain step failed: take the snapshot path (once), else report the failure."""
-        have = importer.current(self.store)
+        have = self.store.current_list()
         steps = plan_path(self.chain, have.version if have else None, self.target or 0,
                           deltas_from_have=False) if self.chain else None
         self.chain, self.plan, self.step = [], [], None
@@ -196,8 +196,8 @@ class ListReceiver:
             self._fallback(BundleError("missing_file", f"no retained manifest on {topic}"))
 
     def _installed_sha(self) -> str | None:
-        row = self.store.conn.execute("SELECT manifest_sha256 FROM code_list WHERE id = 1").fetchone()
-        return row[0] if row else None
+        have = self.store.current_list()
+        return have.manifest_sha256 if have is not None else None
 
     def _start_download(self, manifest: Manifest, signature: bytes) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +292,7 @@ class ListReceiver:
 
     # -- helpers ----------------------------------------------------------------
     def _reject(self, exc: BundleError) -> None:
-        have = importer.current(self.store)
+        have = self.store.current_list()
         keep = f"version {have.version} stays in use" if have else "no list is installed"
         self.report(ListEvent("rejected", f"{exc} [{exc.reason}]; {keep}", exc.reason))
 

@@ -101,6 +101,22 @@ def test_import_then_status(hq, device):
     assert device.verdict("CCCC-3333")["verdict"] == "revoked"
 
 
+def test_the_installed_list_is_asked_of_the_store(hq, device):
+    cfg = device.config()
+    store = Store.in_dir(cfg.data_dir)
+    try:
+        assert store.current_list() is None
+        manifest = importer.import_bundle(store, DirSource(hq.bundle(["AAAA-1111", "BBBB-2222"], 1)),
+                                          cfg.trusted_keys, cfg.program)
+        have = store.current_list()
+    finally:
+        store.close()
+    assert (have.program, have.version, have.code_count) == (cfg.program, 1, 2)
+    assert (have.key_id, have.code_salt, have.rewards) == (manifest.key_id, manifest.code_salt,
+                                                           manifest.rewards)
+    assert have.manifest_sha256 == manifest.sha256 and have.snapshot_file
+
+
 def test_status_without_a_list(device):
     run = device.run("codes", "status")
     assert run.rc == 0 and "no code list installed" in run.out

@@ -5,7 +5,7 @@ table becomes a list file first), and the old table is emptied."""
 import base64
 import json
 
-from kiosk.core import codelist, codes, importer, timefmt
+from kiosk.core import codelist, codes, timefmt
 from kiosk.core.store import Store
 
 
@@ -42,7 +42,7 @@ def test_legacy_list_answers_then_a_delta_moves_it_into_a_file(hq, device):
     expect = {"OLD-0001": "revoked", "OLD-0002": "already_redeemed", "GONE-0003": "revoked",
               "NEW-0004": "ready", "NONE-0005": "unknown"}
     assert {c: device.verdict(c)["verdict"] for c in expect} == expect
-    have = importer.current(store)
+    have = store.current_list()
     assert have.snapshot_file and have.overlay_file and have.code_count == 2
     assert store.conn.execute("SELECT count(*) FROM codes").fetchone()[0] == 0
     folder = codelist.list_dir(store.path)

@@ -51,7 +51,7 @@ def write_bundle(path, records, version, base, canonical, per_chunk=7):
 
 def table(store):
     """Every stored code with its attributes (overlay over snapshot), and the count."""
-    have = importer.current(store)
+    have = store.current_list()
     view = codelist.open_view(store.path, store.conn, have.snapshot_file, have.overlay_file)
     keys_ = set()
     for conn in view.conns:

@@ -2,7 +2,7 @@
 must not stop the kiosk from sending and acking what it recorded: verdicts say there
 is no list (nothing can be verified), the outbox and the clock keep working."""
 
-from kiosk.core import codelist, importer
+from kiosk.core import codelist
 from kiosk.core.verdict import Verdict
 
 
@@ -12,7 +12,7 @@ def test_a_lost_list_file_means_no_list_not_a_stuck_outbox(device, hq):
     try:
         done = ledger.confirm("AAAA-1111")
         assert done.redemption_id and ledger.outbox_depth() == 1
-        have = importer.current(ledger.store)
+        have = ledger.store.current_list()
         (codelist.list_dir(ledger.store.path) / have.snapshot_file).unlink()
         ledger.store.close()
         ledger = device.ledger()  # the kiosk restarts (or the sync agent starts)

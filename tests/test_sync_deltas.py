@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from kiosk import config, context
-from kiosk.core import bundle_writer, importer
+from kiosk.core import bundle_writer
 from kiosk.core.codes import code_hash
 from kiosk.core.verdict import Verdict
 from sync import protocol
@@ -111,7 +111,7 @@ def world(tmp_path, broker, signing):
 
 
 def version_of(ledger):
-    have = importer.current(ledger.store)
+    have = ledger.store.current_list()
     return have.version if have else None
 
 
@@ -121,7 +121,7 @@ def test_offline_device_catches_up_over_deltas_without_the_snapshot(world):
     world.publish(world.full(1, ["OLD1", "OLD2", "OLD3"]))
     world.start(cfg)
     wait_until(lambda: version_of(ledger) == 1, 60, what="v1 installed")
-    snapshot_file = importer.current(ledger.store).snapshot_file
+    snapshot_file = ledger.store.current_list().snapshot_file
     world.stop_all()  # the kiosk goes offline for a while
 
     world.publish(world.delta(2, ["NEW2"], revokes=["OLD1"]))
@@ -137,7 +137,7 @@ def test_offline_device_catches_up_over_deltas_without_the_snapshot(world):
 
     world.start(cfg)
     wait_until(lambda: version_of(ledger) == 4, 60, what="v4 over three deltas")
-    have = importer.current(ledger.store)
+    have = ledger.store.current_list()
     assert have.snapshot_file == snapshot_file  # the snapshot was not fetched again
     assert have.base_version == 3 and have.code_count == 4
     expect = {"OLD1": Verdict.REVOKED, "OLD2": Verdict.READY, "NEW2": Verdict.REVOKED,
@@ -164,7 +164,7 @@ def test_device_whose_deltas_were_pruned_takes_the_snapshot_then_deltas(world):
     expect = {"OLD1": Verdict.UNKNOWN, "SNAP1": Verdict.REVOKED, "SNAP2": Verdict.READY,
               "NEW3": Verdict.READY, "NEW4": Verdict.READY}
     assert {c: ledger.check(c).verdict for c in expect} == expect
-    assert importer.current(ledger.store).code_count == 3
+    assert ledger.store.current_list().code_count == 3
 
 
 def test_new_snapshot_prunes_the_chain_and_its_chunks(world):

@@ -56,7 +56,7 @@ def test_offline_redemption_survives_a_salt_rotation(tmp_path):
             hq_publish.publish(hq_settings(broker), hq.bundle(codes, 1), log=lambda *_: None)
             agent = Agent(cfg)
             thread = start(agent.run)
-            wait_until(lambda: (c := importer.current(ledger.store)) and c.version == 1, 60,
+            wait_until(lambda: (c := ledger.store.current_list()) and c.version == 1, 60,
                        what="v1 over MQTT")
             agent.stop()
             thread.join(15)
@@ -66,7 +66,7 @@ def test_offline_redemption_survives_a_salt_rotation(tmp_path):
             rotated = hq.bundle(codes, 2, extra=["--rotate-salt", "--uses-from", hq_db])
             imported = _kiosk(cfg_path, "codes", "import", rotated)
             assert imported.rc == 1 and "[salt_wait]" in imported.err
-            assert importer.current(ledger.store).version == 1
+            assert ledger.store.current_list().version == 1
             assert ledger.check("AAAA-1111").verdict is Verdict.ALREADY_REDEEMED
             waiting = importer.salt_wait(ledger.store)
             assert waiting["version"] == 2 and waiting["pending"] == 1
@@ -83,13 +83,13 @@ def test_offline_redemption_survives_a_salt_rotation(tmp_path):
             wait_until(lambda: ledger.outbox_depth() == 0, 60, what="redemption acked by HQ")
             wait_until(lambda: "signed" in ((w := importer.salt_wait(ledger.store)) and w["why"] or ""),
                        90, what="the agent tried v2 again after the ack")
-            assert importer.current(ledger.store).version == 1
+            assert ledger.store.current_list().version == 1
             assert ledger.check("AAAA-1111").verdict is Verdict.ALREADY_REDEEMED
 
             # HQ signs again with the use it now knows: the kiosk switches and still refuses
             again = hq.bundle(codes, 3, extra=["--rotate-salt", "--uses-from", hq_db])
             hq_publish.publish(hq_settings(broker), again, log=lambda *_: None)
-            wait_until(lambda: importer.current(ledger.store).version == 3, 60, what="v3 installed")
+            wait_until(lambda: ledger.store.current_list().version == 3, 60, what="v3 installed")
             assert ledger.check("AAAA-1111").verdict is Verdict.ALREADY_REDEEMED
             assert ledger.check("BBBB-2222").verdict is Verdict.READY
             assert importer.salt_wait(ledger.store) is None

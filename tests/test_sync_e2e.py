@@ -96,7 +96,7 @@ def test_bundle_to_device_and_redemption_to_hq(tmp_path, broker, signing, runnin
     hq_publish.publish(hq_settings(broker), bundle_dir, log=lambda *_: None)
 
     ledger = context.open_ledger(cfg)
-    have = wait_until(lambda: importer.current(ledger.store), 60, what="list installed by agent")
+    have = wait_until(lambda: ledger.store.current_list(), 60, what="list installed by agent")
     assert have.version == 1 and have.code_count == 2500
     assert ledger.check("CODE0042").verdict is Verdict.READY
 
@@ -116,7 +116,7 @@ def test_bundle_to_device_and_redemption_to_hq(tmp_path, broker, signing, runnin
     bundle2 = make_bundle(tmp_path / "b2", signing[0], key_id="hq1", program=program, version=2,
                           codes=["NEWCODE1"], per_chunk=1000)
     hq_publish.publish(hq_settings(broker), bundle2, log=lambda *_: None)
-    wait_until(lambda: importer.current(ledger.store).version == 2, 60, what="list v2")
+    wait_until(lambda: ledger.store.current_list().version == 2, 60, what="list v2")
     assert ledger.check("NEWCODE1").verdict is Verdict.READY
     assert ledger.check("CODE0001").verdict is Verdict.UNKNOWN
     assert retained_chunks(broker, program) == {
@@ -154,7 +154,7 @@ def test_store_fanout_refuses_code_redeemed_next_door(tmp_path, broker, signing,
     running.collector(broker, tmp_path / "hq.sqlite", program)  # HQ relays the fan-out
     one, two = (context.open_ledger(config.load(p)) for p in paths)
     for ledger in (one, two):
-        wait_until(lambda ledger=ledger: importer.current(ledger.store), 60, what="list on both")
+        wait_until(lambda ledger=ledger: ledger.store.current_list(), 60, what="list on both")
         wait_until(lambda ledger=ledger: syncstate.read_status(ledger.store)["connected"], 30,
                    what="both connected")
 
@@ -216,7 +216,7 @@ def test_hq_command_line_publish_collect_once_report(tmp_path, broker, signing, 
     db = str(tmp_path / "hq.sqlite")
     assert hq_cli.main(["publish", str(bundle_dir), *opts, "--db", db]) == 0
     assert "published" in capsys.readouterr().out
-    wait_until(lambda: importer.current(ledger.store), 60, what="list installed")
+    wait_until(lambda: ledger.store.current_list(), 60, what="list installed")
     ids = {ledger.confirm("CLI00002").redemption_id for _ in range(2)}
     assert hq_cli.main(["collect", *opts, "--db", db, "--program", program, "--once",
                         "--idle", "8"]) == 0

@@ -219,7 +219,7 @@ def test_forged_stale_and_broken_lists_are_rejected(world, broker, signing, tmp_
         hq_publish.publish(hq_settings(broker), world.bundle, log=lambda *_: None)
         wait_until(list_error_says("rollback"), 30, what="stale list rejected")
 
-        have = importer.current(store)
+        have = store.current_list()
         assert have.version == 2  # every rejection left the current list in place
         assert world.ledger.check("GOOD2").verdict is Verdict.READY
         assert world.ledger.check("EVIL1").verdict is Verdict.UNKNOWN

@@ -156,7 +156,7 @@ def test_the_same_card_after_done_is_redeemed_just_now_not_refused(flow, monkeyp
     ctl.go_idle()
     ctl.scan(built.payloads["already-used"])  # used at counter-2 95 min ago: a refusal
     assert ctl.screen == c.VERDICT and ctl.result.verdict is Verdict.ALREADY_REDEEMED
-    monkeypatch.setattr(c, "RECENT_WINDOW", 0.0)  # later than "just now"
+    monkeypatch.setattr("kiosk.ui.flow.RECENT_WINDOW", 0.0)  # later than "just now"
     ctl.go_idle()
     time.sleep(0.01)
     ctl.scan(built.payloads["ready-coffee"])

@@ -306,3 +306,52 @@ def test_not_provisioned_kiosk_queues_a_genuine_setup_qr(tmp_path):
     assert "counter-7" in controller.setup_message and "tashkent-1" in controller.setup_message
     assert spool.read_text().startswith(provision.SETUP_PREFIX)
     assert controller.screen == c.NOT_PROVISIONED
+
+
+# -- what the UI needs of its devices; the Diagnostics page's own lines ------------------
+def test_the_print_service_and_the_signals_meet_the_ui_protocols(kiosk):
+    from gpiozero.pins.mock import MockFactory
+
+    from kiosk import printing
+    from kiosk.hardware.signals import Signals
+    from kiosk.ui import devices, sounds
+
+    built, ledger = kiosk
+    service = printing.from_config(config.load(built.config), ledger.store)
+    gpio = Signals.from_config({"green_led": 17, "buzzer": 18}, pin_factory=MockFactory())
+    try:
+        assert isinstance(service, devices.Printer)
+        assert isinstance(sounds.Together(gpio, sounds.Sounds(mute=True)), devices.Signals)
+        assert isinstance(sounds.Together(None, sounds.Sounds(mute=True)), devices.Signals)
+        assert not isinstance(object(), devices.Printer)
+    finally:
+        gpio.close()
+        service.close()
+
+
+def test_diagnostics_in_the_ui_use_the_parts_it_holds(kiosk):
+    from gpiozero.pins.mock import MockFactory
+
+    from kiosk import printing
+    from kiosk.doctor import held
+    from kiosk.hardware.signals import Signals
+
+    built, ledger = kiosk
+    cfg = config.load(built.config)
+    service = printing.from_config(cfg, ledger.store)
+    gpio = Signals.from_config({"green_led": 17, "buzzer": 18, "button": 27},
+                               pin_factory=MockFactory())
+    try:
+        checks = {check.name: check for check in held.in_ui(cfg, signals=gpio, printer=service)}
+    finally:
+        gpio.close()
+        service.close()
+    assert "camera" not in checks and "decode" not in checks  # the UI holds the camera
+    assert checks["database"].status == "OK"
+    gpio_line = checks["gpio"]
+    assert gpio_line.status == "OK" and "buzzer" in gpio_line.message
+    assert "confirm button" in gpio_line.message and gpio_line.message.startswith("LED ")
+    assert tuple(checks["receipts"]) == ("receipts", "OK", "0 receipt(s) waiting to print", "")
+    assert held.gpio_in_use({"problem": "no GPIO here"})[:3] == ("gpio", "WARN", "no GPIO here")
+    assert held.gpio_in_use({})[2] == "none configured"
+    assert held.receipts_waiting(2)[:3] == ("receipts", "WARN", "2 receipt(s) waiting to print")

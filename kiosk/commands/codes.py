@@ -8,6 +8,7 @@ from kiosk import context
 from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
 from kiosk.commands import print_json
 from kiosk.core import bundle, importer, timefmt
+from kiosk.core.store import CurrentList
 from kiosk.errors import BundleError
 
 
@@ -64,7 +65,7 @@ def cmd_import(args) -> int:
             now=ledger.clock.read(), progress=progress)
     except BundleError as exc:
         progress.end()
-        have = importer.current(ledger.store)
+        have = ledger.store.current_list()
         keep = f"version {have.version} stays in use" if have else "no list is installed"
         print(f"kiosk: rejected {args.path}: {exc} [{exc.reason}]; {keep}", file=sys.stderr)
         return EXIT_FAIL
@@ -78,7 +79,7 @@ def cmd_import(args) -> int:
     return EXIT_OK
 
 
-def status_dict(have: importer.CurrentList | None, program: str,
+def status_dict(have: CurrentList | None, program: str,
                 clock_floor: str | None = None) -> dict:
     """What ``codes status`` shows; ``clock_floor`` is the device's newest trusted time
     (a floor far ahead of the real time needs HQ's clock-reset list)."""
@@ -99,7 +100,7 @@ def status_dict(have: importer.CurrentList | None, program: str,
 def cmd_status(args) -> int:
     cfg = load_config(args)
     store = context.open_store(cfg)
-    info = status_dict(importer.current(store), cfg.program, store.get_meta("clock_floor"))
+    info = status_dict(store.current_list(), cfg.program, store.get_meta("clock_floor"))
     info["salt_wait"] = importer.salt_wait(store)
     loading = importer.import_progress(store)
     info["loading"] = {"version": loading.version, "percent": loading.percent} if loading else None

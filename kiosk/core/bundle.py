@@ -75,7 +75,7 @@ class Chunk:
 @dataclass(frozen=True)
 class ListInfo:
     """Which code list version this is: the signed manifest's header. A received
-    :class:`Manifest` and the installed list (``importer.CurrentList``) are both one."""
+    :class:`Manifest` and the installed list (``store.CurrentList``) are both one."""
 
     program: str
     version: int

@@ -26,38 +26,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import atomic, bundle, clock, codelist, listwriter, timefmt
-from kiosk.core.bundle import ListInfo, Manifest
-from kiosk.core.store import Store
+from kiosk.core.bundle import Manifest
+from kiosk.core.store import CurrentList, Store
 from kiosk.errors import BundleError
 
 BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
 STAGE_SHARE = 0.8  # of the progress figure: reading and staging; the rest is sorting
-
-
-@dataclass(frozen=True)
-class CurrentList(ListInfo):
-    """The installed list: its manifest header (the same type as a received one), how
-    many codes it holds, when it came and the files that hold it."""
-
-    code_count: int
-    imported_at: datetime
-    snapshot_file: str | None = None
-    overlay_file: str | None = None
-
-
-def current(store: Store, conn: sqlite3.Connection | None = None) -> CurrentList | None:
-    """The installed code list's manifest details, or None when none is installed."""
-    row = (conn or store.conn).execute(
-        "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
-        "rewards, code_count, imported_at, snapshot_file, overlay_file FROM code_list WHERE id = 1"
-    ).fetchone()
-    if row is None:
-        return None
-    return CurrentList(
-        row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
-        bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
-    )
 
 
 def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
@@ -237,7 +212,7 @@ def salt_wait(store: Store) -> dict | None:
         version = int(data["version"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    have = current(store)
+    have = store.current_list()
     if have is not None and have.version >= version:
         return None
     pending = store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
@@ -252,7 +227,7 @@ def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay
             expect: CurrentList | None) -> None:
     """The one short transaction on the ledger's database: name the new files."""
     with store.transaction() as tx:
-        have = current(store, tx)
+        have = store.current_list(tx)
         check_applicable(manifest, have, manifest.program)
         salt_gate(store, tx, manifest, have)
         if (have and expect) and (have.snapshot_file, have.overlay_file) != (
@@ -323,7 +298,7 @@ def _convert_legacy(store: Store, have: CurrentList) -> CurrentList:
         tx.execute("UPDATE code_list SET snapshot_file = ?, overlay_file = NULL WHERE id = 1 "
                    "AND version = ?", (name, have.version))
     _clear_legacy(store)
-    return current(store)
+    return store.current_list()
 
 
 @dataclass(frozen=True)
@@ -357,7 +332,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
                   progress: Progress | None = None) -> Manifest:
     """Verify and import a bundle; on any rejection the current list stays as it was."""
     manifest = bundle.read_manifest(source, trusted)
-    check_applicable(manifest, current(store), program, now)
+    check_applicable(manifest, store.current_list(), program, now)
     with open(store.path.with_name(store.path.name + ".import-lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -365,7 +340,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             raise BundleError("busy", "another code list import is running; try again when it ends") from None
         folder = codelist.list_dir(store.path)
         folder.mkdir(exist_ok=True)
-        have = current(store)
+        have = store.current_list()
         check_applicable(manifest, have, program)
         salt_gate(store, store.conn, manifest, have)
         codelist.remove_unused(store.path, _names(have))  # leftovers of a crash
@@ -389,7 +364,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
             raise
         report.close()
         (folder / SALT_WAIT).unlink(missing_ok=True)
-        codelist.remove_unused(store.path, _names(current(store)))
+        codelist.remove_unused(store.path, _names(store.current_list()))
         if store.conn.execute("SELECT 1 FROM codes LIMIT 1").fetchone():
             _clear_legacy(store)
     return manifest

@@ -98,7 +98,7 @@ class Ledger:
         key = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
         if key != self._cache_key:
             value = self.store.get_meta("clock_floor")
-            have = importer.current(self.store)
+            have = self.store.current_list()
             try:
                 self._view = self._open_view(have)
                 self.list_problem = None
@@ -121,7 +121,7 @@ class Ledger:
             return codelist.open_view(self.store.path, self.store.conn, have.snapshot_file,
                                       have.overlay_file)
         except sqlite3.Error as exc:  # replaced and removed between reading the row and here
-            again = importer.current(self.store)
+            again = self.store.current_list()
             if again is None or (again.snapshot_file, again.overlay_file) == (
                     have.snapshot_file, have.overlay_file):
                 raise StoreError(f"code list file {have.snapshot_file} cannot be read: {exc}") from exc

@@ -8,13 +8,17 @@ docs/architecture.md, "Storage").
 """
 
 import errno
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kiosk.core import timefmt
+from kiosk.core.bundle import ListInfo
 from kiosk.errors import DiskFullError, StoreError
 
 DB_NAME = "kiosk.sqlite"
@@ -139,6 +143,17 @@ def disk_full(exc: BaseException) -> bool:
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG)
 
+@dataclass(frozen=True)
+class CurrentList(ListInfo):
+    """The installed list: its manifest header (the same type as a received one), how
+    many codes it holds, when it came and the files that hold it."""
+
+    code_count: int
+    imported_at: datetime
+    snapshot_file: str | None = None
+    overlay_file: str | None = None
+    manifest_sha256: str | None = None  # of the signed manifest it came with
+
 
 class Store:
     """The database, migrated to the newest schema on open."""
@@ -184,6 +199,24 @@ class Store:
                         f"database {self.path}: the disk is full; the change was not recorded "
                         "(everything recorded before is kept); free space and try again") from exc
                 raise
+
+    def current_list(self, conn: sqlite3.Connection | None = None) -> CurrentList | None:
+        """Which code list is installed (the ``code_list`` row), or None when none is.
+
+        The one place to ask: the UI, the doctor, the commands, the ledger and the sync
+        agent all read it here. ``conn``: inside a transaction on this database."""
+        row = (conn or self.conn).execute(
+            "SELECT program, version, base_version, issued_at, expires_at, key_id, code_salt, "
+            "rewards, code_count, imported_at, snapshot_file, overlay_file, manifest_sha256 "
+            "FROM code_list WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return CurrentList(
+            row[0], row[1], row[2], timefmt.parse(row[3]), timefmt.parse(row[4]), row[5],
+            bytes(row[6]), json.loads(row[7]), row[8], timefmt.parse(row[9]), row[10], row[11],
+            row[12],
+        )
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         """The rows of a query as dicts keyed by column name."""

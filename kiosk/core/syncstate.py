@@ -12,7 +12,7 @@ returns. Both sides go through this module, so the ``meta`` keys live in one pla
 
 from datetime import UTC, datetime, timedelta
 
-from kiosk.core import importer, timefmt
+from kiosk.core import timefmt
 from kiosk.core.ledger import outbox_depth
 from kiosk.core.store import Store
 
@@ -77,7 +77,7 @@ def read_status(store: Store, now: datetime | None = None) -> dict:
     # A clean stop says so at once; a killed agent is noticed when seen_at grows stale.
     running = (seen is not None and now - seen <= STALE_AFTER
                and not meta.get("stopped_at"))
-    have = importer.current(store)
+    have = store.current_list()
     return {
         "connected": bool(running and meta.get("connected") == "1"),
         "last_sync": meta.get("last_sync"),

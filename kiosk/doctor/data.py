@@ -121,7 +121,7 @@ def database(ctx) -> Check:
 
 def code_list(ctx) -> Check:
     from kiosk.core import importer, timefmt
-    have = importer.current(ctx.store)
+    have = ctx.store.current_list()
     if have is None:
         return Check("code_list", FAIL, _("no code list installed: every scan is refused"),
                      _("connect the network (kiosk-sync fetches it) or "

@@ -5,8 +5,6 @@ Importing this module opens Kivy's window machinery: call
 controller's state; hardware threads reach it only through ``kivyconf.post``.
 """
 
-import importlib
-import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -18,19 +16,13 @@ from kivy.lang import Builder
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
+from kiosk import watchdog
 from kiosk.ui import screens
 from kiosk.ui.i18n import LANGUAGE_NAMES, tr
 from kiosk.ui.kivyconf import post
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
-
-
-def _watchdog():
-    """kiosk.watchdog (systemd notify) when the appliance part is installed."""
-    if importlib.util.find_spec("kiosk.watchdog") is None:
-        return None
-    return importlib.import_module("kiosk.watchdog")
 
 
 class KioskApp(App):
@@ -60,7 +52,7 @@ class KioskApp(App):
         self._ready_sent = False
         self.scan_posted_at: float | None = None
         self.last_verdict_latency_ms: float | None = None
-        self.watchdog = _watchdog()
+        self.watchdog = watchdog  # systemd notify (does nothing outside systemd)
 
     # -- building -------------------------------------------------------------
     def tr(self, text: str) -> str:

@@ -3,18 +3,25 @@
 Each hardware part comes from its owner's factory (``kiosk.printing.from_config``,
 ``kiosk.hardware.signals.Signals.from_config``, ``kiosk.hardware.scanner.from_config``,
 ``kiosk.hardware.wedge.KeyboardWedge``) and is handed to the :class:`Controller` by
-argument. A part whose module is not installed is left out (the screen says so in
-Diagnostics); a part that fails to open is reported to staff, never fatal: the
-kiosk can still check and record codes typed on the keypad.
+argument. A part that fails to open is reported to staff, never fatal: the kiosk
+can still check and record codes typed on the keypad. A bad config value is not a
+hardware failure: its ConfigError stops the start with the key named. Optional
+libraries (picamera2, OpenCV) are imported by the camera source that needs them.
 """
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 
-from kiosk import context
+from kiosk import context, printing
 from kiosk.core import audit
 from kiosk.core.store import Store
+from kiosk.core.syncstate import read_status
+from kiosk.doctor import held
+from kiosk.errors import ConfigError
+from kiosk.hardware import camera, decoder
+from kiosk.hardware import scanner as scanning
+from kiosk.hardware.signals import Signals
+from kiosk.hardware.wedge import KeyboardWedge
 from kiosk.ui import settings as ui_settings
 from kiosk.ui.controller import Controller
 from kiosk.ui.sounds import Sounds, Together
@@ -22,21 +29,11 @@ from kiosk.ui.sounds import Sounds, Together
 log = logging.getLogger(__name__)
 
 
-def optional(module: str):
-    """``module`` if it is installed, else None (other import errors still raise)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 @dataclass
 class Parts:
     controller: Controller
-    scanner: object = None
-    wedge: object = None
+    scanner: scanning.Scanner | None = None
+    wedge: KeyboardWedge | None = None
     problems: list = field(default_factory=list)
     closers: list = field(default_factory=list)
     deliver: object = None
@@ -45,7 +42,7 @@ class Parts:
         """Start the camera; ``deliver(payload, source)`` must be thread-safe."""
         self.deliver = deliver
         if self.scanner is not None:
-            if not getattr(self.scanner.source, "available", True):
+            if not self.scanner.source.available:
                 self.controller.camera_problem("no camera configured ([camera] source = none)")
             self.scanner.start()
 
@@ -53,7 +50,7 @@ class Parts:
         """False only when a camera is configured and its scanner died or hangs (the
         UI's watchdog ping depends on it); a replay that simply ended is not a failure."""
         scanner = self.scanner
-        if scanner is None or not getattr(scanner.source, "available", True):
+        if scanner is None or not scanner.source.available:
             return True
         if scanner.error is None and scanner.wait(0) and not scanner.running:
             return True
@@ -69,49 +66,27 @@ class Parts:
                 log.warning("closing a part failed: %s", exc)
 
 
-def _printer(cfg, store, problems):
-    printing = optional("kiosk.printing")
-    if printing is None:
-        problems.append("printing module not installed")
-        return None
+def _printer(cfg, store, problems) -> printing.PrintService | None:
     try:
         return printing.from_config(cfg, store)
-    except Exception as exc:
-        if type(exc).__name__ == "ConfigError":
-            raise
+    except ConfigError:
+        raise
+    except Exception as exc:  # a printer that cannot be opened: staff see it
         problems.append(f"printer: {exc}")
         return None
 
 
-def _signals(cfg, problems, pin_factory=None):
-    mod = optional("kiosk.hardware.signals")
-    if mod is None:
-        return None
+def _signals(cfg, problems, pin_factory=None) -> Signals | None:
     try:
-        signals = mod.Signals.from_config(cfg.section("gpio"), pin_factory=pin_factory)
-    except Exception as exc:
-        if type(exc).__name__ == "ConfigError":
-            raise
+        gpio = Signals.from_config(cfg.section("gpio"), pin_factory=pin_factory)
+    except ConfigError:
+        raise
+    except Exception as exc:  # GPIO that cannot be opened: staff see it
         problems.append(f"LED/buzzer/button: {exc}")
         return None
-    if signals.problem:
-        problems.append(f"LED/buzzer/button: {signals.problem}")
-    return signals
-
-
-def _status_reader():
-    from kiosk.core.syncstate import read_status
-    return read_status
-
-
-def _diagnostics(cfg):
-    doctor = optional("kiosk.doctor")
-    if doctor is None:
-        return None
-    # The UI already holds the camera, the printer and the GPIO pins: its own lines
-    # (camera, printer, LED/buzzer/button) replace those checks.
-    return lambda: doctor.run_checks(cfg, skip={"camera_and_decode", "gpio"},
-                                     probe_printer=False)
+    if gpio.problem:
+        problems.append(f"LED/buzzer/button: {gpio.problem}")
+    return gpio
 
 
 def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True,
@@ -126,30 +101,27 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
     trail = audit.AuditLog(ledger.store.path, keep=audit.keep_days(cfg))
     problems: list[str] = []
     printer = _printer(cfg, ledger.store, problems)
-    signals = _signals(cfg, problems, pin_factory)
+    gpio = _signals(cfg, problems, pin_factory)
     settings = ui_settings.from_config(cfg)
     sounds = Sounds(volume=settings.sound_volume, mute=settings.mute)  # the screen's own speaker
     controller = Controller(
-        ledger, settings=settings, printer=printer, signals=Together(signals, sounds),
+        ledger, settings=settings, printer=printer, signals=Together(gpio, sounds),
         worker=worker or Worker(post, "kiosk-db"),
         print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
-        status_reader=_status_reader(), diagnostics=_diagnostics(cfg),
+        status_reader=read_status, diagnostics=lambda: held.in_ui(cfg, signals=gpio, printer=printer),
         checker=context.open_ledger(cfg, store=Store(ledger.store.path)), audit=trail)
     parts = Parts(controller, problems=problems)
-    if signals is not None:
-        signals.on_confirm = lambda: post(controller.button_pressed)
-        parts.closers.append(signals.close)
-    if printer is not None and hasattr(printer, "close"):
-        parts.closers.append(printer.close)
+    if gpio is not None:
+        gpio.on_confirm = lambda: post(controller.button_pressed)
+        parts.closers.append(gpio.close)
     if printer is not None:
+        parts.closers.append(printer.close)
         controller.status.update(printer="ready")
     if with_camera:
         _camera(cfg, parts, post)
-    wedge_mod = optional("kiosk.hardware.wedge")
-    if wedge_mod is not None:
-        parts.wedge = wedge_mod.KeyboardWedge(
-            lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
-            max_gap=controller.settings.scanner_key_gap)
+    parts.wedge = KeyboardWedge(
+        lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
+        max_gap=controller.settings.scanner_key_gap)
     parts.closers += [controller.checker.store.close, trail.close]
     controller.status["problems"] = problems
     for problem in problems:
@@ -158,15 +130,11 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
 
 
 def _camera(cfg, parts: Parts, post) -> None:
-    scanner_mod = optional("kiosk.hardware.scanner")
     controller = parts.controller
-    if scanner_mod is None:
-        controller.camera_problem("scanning module not installed")
-        return
 
     def on_event(event):
         controller_scan = parts.deliver or (lambda p, s: post(lambda: controller.scan(p, s)))
-        controller_scan(event.payload, getattr(event, "source", "camera"))
+        controller_scan(event.payload, event.source)
 
     def on_error(exc):
         post(lambda: controller.camera_problem(str(exc)))
@@ -175,24 +143,18 @@ def _camera(cfg, parts: Parts, post) -> None:
         post(controller.camera_ok)
 
     try:
-        parts.scanner = scanner_mod.from_config(cfg, on_event, on_error=on_error,
-                                                on_recover=on_recover)
-    except Exception as exc:
-        if type(exc).__name__ == "ConfigError":
-            raise
+        parts.scanner = scanning.from_config(cfg, on_event, on_error=on_error, on_recover=on_recover)
+    except ConfigError:
+        raise
+    except Exception as exc:  # no camera: codes can still be typed
         controller.camera_problem(str(exc))
 
 
 def setup_scanner(spec: str, controller, post):
     """A scanner on camera ``spec`` for the not-provisioned screen (None if unavailable)."""
-    camera = optional("kiosk.hardware.camera")
-    scanner_mod = optional("kiosk.hardware.scanner")
-    decoder = optional("kiosk.hardware.decoder")
-    if camera is None or scanner_mod is None or decoder is None:
-        return None
     try:
         source = camera.open_source(spec)
-        return scanner_mod.Scanner(
+        return scanning.Scanner(
             source, decoder.make_decoder("auto"),
             lambda ev: post(lambda: controller.scan(ev.payload, "camera")),
             on_error=lambda exc: post(lambda: controller.camera_problem(str(exc))))

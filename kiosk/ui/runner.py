@@ -112,20 +112,19 @@ def _stop_after(app, seconds: float) -> None:
 def _run_not_provisioned(settings, problem: str, post, camera: str) -> int:
     """The not-provisioned screen; a setup QR shown to ``camera`` (or typed by a USB
     scanner) is verified and queued by ``kiosk.provision.submit_setup_qr``."""
+    from kiosk import provision
+    from kiosk.hardware.wedge import KeyboardWedge
     from kiosk.ui import parts as kparts
     from kiosk.ui.app import KioskApp
     from kiosk.ui.controller import Controller
     from kiosk.ui.worker import Worker
 
-    provision = kparts.optional("kiosk.provision")
-    setup = provision.submit_and_wait if provision is not None else None
-    controller = Controller(None, settings=settings, problem=problem, setup=setup,
+    controller = Controller(None, settings=settings, problem=problem,
+                            setup=provision.submit_and_wait,
                             worker=Worker(post, "kiosk-setup"), post=post)
     scanner = kparts.setup_scanner(camera, controller, post)
-    wedge_mod = kparts.optional("kiosk.hardware.wedge")
-    wedge = wedge_mod.KeyboardWedge(lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
-                                    max_gap=settings.scanner_key_gap) \
-        if wedge_mod is not None else None
+    wedge = KeyboardWedge(lambda ev: post(lambda: controller.scan(ev.payload, ev.source)),
+                          max_gap=settings.scanner_key_gap)
     app = KioskApp(controller, wedge=wedge,
                    on_start_hooks=[lambda a: scanner.start()] if scanner else [],
                    on_stop_hooks=[lambda a: scanner.stop()] if scanner else [])

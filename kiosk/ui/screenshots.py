@@ -43,7 +43,7 @@ def render_all(out: Path, sizes: list[tuple[int, int]], langs: list[str], *,
 def _scene(c, scene: str, demo) -> None:
     """Bring the controller to ``scene`` (through its public methods)."""
     if scene == "done-queued":  # the Done screen just shown, then the printer fails
-        c._printed(c.redeemed.redemption_id, None, OSError("printer offline"))
+        c.receipts.printed(c.redeemed.redemption_id, None, OSError("printer offline"))
         return
     c.go_idle()
     p = demo.payloads
@@ -62,7 +62,7 @@ def _scene(c, scene: str, demo) -> None:
     elif scene == "verdict-recording":  # the Confirm button while the write runs
         c.scan(p["ready-ten-percent"])
         c.confirming = True
-        c._changed()
+        c.changed()
     elif scene == "done":
         c.scan(p["ready-syrup-5-uses"])
         c.confirm()
