@@ -22,7 +22,7 @@ from kiosk.ui import i18n as ui_i18n
 from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None}  # as `make catalogs`
+KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None, "Msg": None}  # as `make catalogs`
 # Babel >= 2.15 names it parse_mapping_cfg; the dev extra admits 2.12.
 parse_mapping_cfg = getattr(frontend, "parse_mapping_cfg", None) or frontend.parse_mapping
 
