@@ -106,7 +106,7 @@ class Section:
         try:
             p = Path(value).expanduser()
         except RuntimeError as exc:  # "~nosuchuser/..."
-            raise self.error(key, f"{value!r}: {exc}") from None
+            raise self.error(key, Msg("{value}: {error}", value=repr(value), error=exc)) from None
         return p if p.is_absolute() else (self.path.parent / p)
 
     def choice(self, key: str, choices: tuple, default: Any = _MISSING) -> Any:

@@ -3,6 +3,7 @@
 committed .mo files are what their .po files say, the font draws every glyph, and the
 run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
 
+import ast
 import io
 import string
 import subprocess
@@ -64,8 +65,67 @@ def test_extraction_reaches_every_part_of_the_kiosk():
                  "Ready to redeem", "valid until {date}",  # kiosk redeem
                  "no code list installed: every scan is refused",  # doctor (_)
                  "under-voltage",  # doctor tables (N_)
-                 "Printer is out of paper: load a new roll.", "Printer ready."):  # printer
+                 "Printer is out of paper: load a new roll.", "Printer ready.",  # printer
+                 "The receipt is saved: reprint it from the staff menu.",  # print outcomes (Msg)
+                 "Receipts are saved as PNG files in {folder}.",  # the preview printer
+                 "no redemptions today", "redemption {id} was already undone",  # void, history
+                 "printed -> {file}", "print queue is empty",  # print-test, print-queue
+                 "{path}: config file not found (set --config or KIOSK_CONFIG)", "missing (required)",
+                 "setup QR signature does not verify: forged or altered",  # provisioning
+                 "provisioning refused [{reason}]: {problem}"):
         assert text in SOURCE, text
+
+
+# Where a technician or staff reads the words: errors a command or screen shows, and the
+# lines the CLI prints. Their text must be marked (Msg, _, tr, N_), never a bare English
+# literal; tests/test_config.py, test_provision.py, test_ledger.py, test_printer_*.py
+# show each of them in another language.
+SHOWN_ERRORS = {"ConfigError", "VoidError", "ProvisionError"}
+NOT_SECTIONS = {"log", "logger", "logging"}
+CLI_MODULES = ["cli.py", "commands/redeem.py", "commands/printing.py", "commands/provision.py",
+               "commands/doctor.py"]
+
+
+def _literal_parts(node):
+    """The literal text of a string expression built from constants, f-strings and +."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.JoinedStr):
+        for part in node.values:
+            yield from _literal_parts(part)
+    elif isinstance(node, ast.BinOp):
+        yield from _literal_parts(node.left)
+        yield from _literal_parts(node.right)
+
+
+def test_errors_shown_to_people_are_marked_for_translation():
+    bare = []
+    for path in sorted((ROOT / "kiosk").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            shown = isinstance(func, ast.Name) and func.id in SHOWN_ERRORS
+            section = (isinstance(func, ast.Attribute) and func.attr == "error" and len(node.args) == 2
+                       and not (isinstance(func.value, ast.Name) and func.value.id in NOT_SECTIONS))
+            if (shown or section) and any(_literal_parts(node.args[-1])):
+                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bare, f"English-only error text (use kiosk.i18n.Msg): {bare}"
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_cli_lines_are_marked_for_translation(module):
+    """A print() of the CLI may hold punctuation and the program name around marked text,
+    never English words of its own."""
+    path = ROOT / "kiosk" / module
+    words = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            for arg in node.args:
+                text = "".join(_literal_parts(arg)).replace("kiosk:", "")
+                if any(ch.isalpha() for ch in text):
+                    words.append(f"{module}:{node.lineno}: {text!r}")
+    assert not words, f"English-only CLI output (use _()): {words}"
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)

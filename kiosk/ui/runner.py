@@ -18,9 +18,9 @@ from kiosk.ui.settings import UiSettings
 log = logging.getLogger(__name__)
 
 
-def _not_provisioned_problem(path: Path) -> tuple[object | None, object]:
-    """(Config or None, technician-facing problem or ""): a ConfigError or Msg, said in
-    the screen's language by the not-provisioned screen (``str()`` is English, for logs).
+def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
+    """(Config or None, technician-facing problem or ""): the text is English, usually a
+    :class:`kiosk.i18n.Msg` the not-provisioned screen says in its own language.
 
     Anything that would make the normal screens fail at start (an unreadable file, a
     data partition that did not mount or is read-only) is a problem shown on the
@@ -29,7 +29,7 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, object]:
     try:
         cfg = kconfig.load(path)
     except (ConfigError, OSError) as exc:
-        return None, exc
+        return None, getattr(exc, "msg", None) or str(exc)
     if not cfg.trusted_keys:
         return cfg, Msg("{path}: [trust.keys] lists no trusted public key", path=path)
     from kiosk.doctor.data import data_partition
@@ -113,7 +113,7 @@ def _stop_after(app, seconds: float) -> None:
     Clock.schedule_once(stop, seconds)
 
 
-def _run_not_provisioned(settings, problem, post, camera: str) -> int:
+def _run_not_provisioned(settings, problem: str, post, camera: str) -> int:
     """The not-provisioned screen; a setup QR shown to ``camera`` (or typed by a USB
     scanner) is verified and queued by ``kiosk.provision.submit_setup_qr``."""
     from kiosk.ui import parts as kparts

@@ -11,5 +11,5 @@ class NotProvisionedScreen(KioskScreen):
     setup = StringProperty("")
 
     def refresh(self, controller) -> None:
-        self.problem = say(controller.problem, controller.lang)  # a ConfigError or Msg (ui.runner)
+        self.problem = say(controller.problem, controller.lang)  # a Msg from ui.runner: in the screen's language
         self.setup = controller.setup_message
