@@ -1,7 +1,8 @@
 """The kiosk's words in its four languages: one gettext domain, ``kiosk``.
 
-Every human-facing string of the device (touch screen, receipts, ``kiosk redeem``,
-``kiosk doctor``, printer faults) is English source text marked in the code and
+Every human-facing string of the device (touch screen, receipts, the ``kiosk`` commands,
+``kiosk doctor``, printer faults and print outcomes, config and provisioning errors) is
+English source text marked in the code and
 translated in ``kiosk/assets/locale/LANG/LC_MESSAGES/kiosk.po`` (``kiosk.mo`` at run
 time, read with the stdlib :mod:`gettext`; Babel is only the dev-time tool:
 ``make catalogs``, see docs/ui.md "Translations"). ``tests/test_i18n.py`` fails when a

@@ -1,5 +1,6 @@
 """The kiosk's one gettext domain: every marked string of the device (screens, receipts,
-``kiosk redeem``, ``kiosk doctor``, printer faults) is translated in every catalog, the
+the CLI, ``kiosk doctor``, printer faults, config/provisioning errors) is translated in
+every catalog, errors and CLI lines people read are marked at all, the
 committed .mo files are what their .po files say, the font draws every glyph, and the
 run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
 
@@ -202,3 +203,21 @@ def test_the_device_runs_without_babel():
             "assert not [m for m in sys.modules if m.split('.')[0] == 'babel'], 'babel imported'\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_msg_is_the_english_text_and_says_itself_in_any_language():
+    from kiosk.errors import VoidError
+
+    inner = i18n.Msg("redemption {id} was already undone", id="r1")
+    outer = i18n.Msg("cannot undo: {reason}", reason=inner)
+    assert isinstance(outer, str) and outer == "cannot undo: redemption r1 was already undone"
+    assert i18n.say(outer, "ru") == "отменить нельзя: погашение r1 уже отменено"
+    err = VoidError(inner)
+    assert str(err) == inner and err.msg is inner
+    assert i18n.say(i18n.Msg("cannot undo: {reason}", reason=err), "kk") == \
+        "болдырмау мүмкін емес: r1 пайдалануы бұрын болдырылмаған"
+    assert i18n.say(ValueError(inner), "uz") == "r1 foydalanishi allaqachon bekor qilingan"
+    assert i18n.say(ValueError("plain words"), "ru") == "plain words"
+    with i18n.speaking("ru"):
+        assert i18n.say(inner) == "погашение r1 уже отменено"
+    assert inner.map(str.upper).render("ru") == "погашение R1 уже отменено"
