@@ -158,6 +158,7 @@ CONFIG_ERRORS = {
     "window size": _section_error("[ui]\nwidth = 10\n", settings.from_config),
     "timeout": _section_error("[ui]\nverdict_timeout = 0\n", settings.from_config),
     "volume": _section_error("[ui]\nsound_volume = 3\n", settings.from_config),
+    "pin hash": _section_error('[ui]\npin_hash = "md5$1$x$y"\n', settings.from_config),
     "broker url": _section_error('[mqtt]\nbroker = "http://x"\n', _mqtt),
     "keepalive": _section_error('[mqtt]\nbroker = "mqtt://h"\nkeepalive = 1\n', _mqtt),
     "camera fps": _section_error("[camera]\nfps = -1\n", _camera),

@@ -65,7 +65,7 @@ def from_config(cfg) -> UiSettings:
         try:
             pin.parse_hash(s.pin_hash)
         except ValueError as exc:
-            raise ui.error("pin_hash", str(exc)) from None
+            raise ui.error("pin_hash", exc) from None
     s.logo = ui.path_value("logo", None)
     s.camera_position = ui.choice("camera_position", ("top", "bottom"), "top")
     for key in _TIMEOUTS:
