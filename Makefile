@@ -57,7 +57,7 @@ bench: venv
 KIOSK_LOCALE := kiosk/assets/locale
 HQ_LOCALE := sync/hq/web/locale
 catalogs: venv
-	$(BIN)/pybabel -q extract -F babel.cfg -k tr -k N_ -k _ --no-location --omit-header --sort-output -o $(KIOSK_LOCALE)/kiosk.pot .
+	$(BIN)/pybabel -q extract -F babel.cfg -k tr -k N_ -k _ -k Msg --no-location --omit-header --sort-output -o $(KIOSK_LOCALE)/kiosk.pot .
 	$(BIN)/pybabel -q update -D kiosk -i $(KIOSK_LOCALE)/kiosk.pot -d $(KIOSK_LOCALE) --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel -q compile -D kiosk -d $(KIOSK_LOCALE)
 	$(BIN)/pybabel -q extract -F babel-hq.cfg -k N_ --no-location --omit-header -o $(HQ_LOCALE)/hq.pot .

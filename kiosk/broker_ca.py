@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from kiosk.errors import ProvisionError
+from kiosk.i18n import Msg
 
 
 def pin_of(pem_or_der: bytes) -> str:
@@ -69,7 +70,7 @@ def fetch(host: str, port: int, pin: str, *, wait_s: float = 60.0, timeout: floa
     raises :class:`ProvisionError` (``broker_unreachable``, ``ca_not_presented``,
     ``ca_mismatch``) with a sentence for the technician.
     """
-    pin = pin.lower()
+    pin, where = pin.lower(), f"{host}:{port}"
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -77,22 +78,24 @@ def fetch(host: str, port: int, pin: str, *, wait_s: float = 60.0, timeout: floa
             break
         except (OSError, ssl.SSLError) as exc:
             if time.monotonic() + 2 > deadline:
-                raise ProvisionError(
-                    "broker_unreachable", f"cannot reach the broker {host}:{port} to confirm "
-                    f"its certificate ({exc}); check the network and show the QR again") from None
+                raise ProvisionError("broker_unreachable", Msg(
+                    "cannot reach the broker {broker} to confirm its certificate ({error}); check the "
+                    "network and show the QR again", broker=where, error=exc)) from None
             sleep(2)
     der = next((c for c in chain if hashlib.sha256(c).hexdigest() == pin), None)
     if der is None:
-        raise ProvisionError(
-            "ca_not_presented", f"the broker {host}:{port} did not present the CA this QR "
-            f"pins (sha256 {pin[:16]}...): its certfile must hold the server certificate "
-            "followed by the CA; or provision from the boot partition")
+        raise ProvisionError("ca_not_presented", Msg(
+            "the broker {broker} did not present the CA this QR pins (sha256 {pin}...): its certfile "
+            "must hold the server certificate followed by the CA; or provision from the boot partition",
+            broker=where, pin=pin[:16]))
     pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
     try:
         _verify(host, port, pem, timeout)
     except ssl.SSLCertVerificationError as exc:
-        raise ProvisionError("ca_mismatch", f"the broker {host}:{port}'s certificate is not "
-                             f"signed by the pinned CA for this name ({exc.verify_message})") from None
+        raise ProvisionError("ca_mismatch", Msg(
+            "the broker {broker}'s certificate is not signed by the pinned CA for this name ({error})",
+            broker=where, error=exc.verify_message)) from None
     except (OSError, ssl.SSLError) as exc:
-        raise ProvisionError("broker_unreachable", f"broker {host}:{port}: {exc}") from None
+        raise ProvisionError("broker_unreachable", Msg("broker {broker}: {error}", broker=where,
+                                                       error=exc)) from None
     return pem

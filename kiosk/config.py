@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.core import ids, keys, payload
 from kiosk.errors import ConfigError
-from kiosk.i18n import LANGUAGES  # noqa: F401  (config.LANGUAGES: the settings' choices)
+from kiosk.i18n import LANGUAGES, Msg  # config.LANGUAGES: the settings' choices
 
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 # Every key the kiosk reads, per section: anything else is almost always a typo
@@ -58,31 +58,45 @@ def locate(cli_path: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
+def language_hint(path: Path) -> str:
+    """``[device] language`` of the file at ``path`` when it can be read at all, else
+    English: the language to explain a config that does not load (a bad key
+    elsewhere, no trusted key) to the technician."""
+    try:
+        lang = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("device", {}).get("language")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, AttributeError):
+        return "en"
+    return lang if lang in LANGUAGES else "en"
+
+
 class Section:
     """One ``[table]`` of the file, with typed getters that explain bad values."""
 
     def __init__(self, path: Path, name: str, data: dict):
         self.path, self.name, self.data = path, name, data
 
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: [{self.name}] {key}: {problem}")
+    def error(self, key: str, problem: "str | Msg") -> ConfigError:
+        """``PATH: [section] key: problem``; a :class:`Msg` problem is translated where shown."""
+        return ConfigError(Msg("{path}: [{section}] {key}: {problem}", path=self.path, section=self.name,
+                               key=key, problem=problem))
 
     def get(self, key: str, kind: type | tuple = str, default: Any = _MISSING) -> Any:
         if key not in self.data:
             if default is _MISSING:
-                raise self.error(key, "missing (required)")
+                raise self.error(key, Msg("missing (required)"))
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
             want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.error(key, f"must be {want}, not {type(value).__name__} {value!r}")
+            raise self.error(key, Msg("must be {want}, not {kind} {value}", want=want,
+                                          kind=type(value).__name__, value=repr(value)))
         return value
 
     def ident(self, key: str) -> str:
         value = self.get(key)
         if not ids.is_name(value):
-            raise self.error(key, f"{value!r} must be {ids.NAME_RULE}")
+            raise self.error(key, Msg("{value} must be {rule}", value=repr(value), rule=Msg(ids.NAME_RULE)))
         return value
 
     def path_value(self, key: str, default: Any = _MISSING) -> Path | None:
@@ -92,13 +106,14 @@ class Section:
         try:
             p = Path(value).expanduser()
         except RuntimeError as exc:  # "~nosuchuser/..."
-            raise self.error(key, f"{value!r}: {exc}") from None
+            raise self.error(key, Msg("{value}: {error}", value=repr(value), error=exc)) from None
         return p if p.is_absolute() else (self.path.parent / p)
 
     def choice(self, key: str, choices: tuple, default: Any = _MISSING) -> Any:
         value = self.get(key, type(choices[0]), default)
         if value not in choices:
-            raise self.error(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
+            raise self.error(key, Msg("{value} is not one of {choices}", value=repr(value),
+                                          choices=", ".join(map(str, choices))))
         return value
 
 
@@ -115,14 +130,14 @@ class Config:
     void_window: timedelta
     pattern: re.Pattern[str] | None
     raw: dict = field(repr=False, default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # Msg: str() English, say() translated
     name: str = ""  # [device] name: how staff and technicians call this counter
 
     def section(self, name: str) -> Section:
         """Any section (``camera``, ``printer``, ``mqtt`` ...); empty if absent."""
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
-            raise ConfigError(f"{self.path}: [{name}] must be a table")
+            raise ConfigError(Msg("{path}: [{section}] must be a table", path=self.path, section=name))
         return Section(self.path, name, value)
 
 
@@ -133,28 +148,32 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
         try:
             result[key_id] = keys.load_public(pem)
         except FileNotFoundError:
-            raise section.error(key_id, f"public key file {pem} does not exist") from None
+            raise section.error(key_id, Msg("public key file {file} does not exist", file=pem)) from None
         except OSError as exc:  # a directory, no permission, an I/O error
-            raise section.error(key_id, f"cannot read public key file {pem}: {exc.strerror or exc}") from None
+            raise section.error(key_id, Msg("cannot read public key file {file}: {error}", file=pem,
+                                            error=exc.strerror or exc)) from None
         except (ValueError, TypeError) as exc:
-            raise section.error(key_id, f"{pem} is not an Ed25519 public key PEM ({exc})") from None
+            raise section.error(key_id, Msg("{file} is not an Ed25519 public key PEM ({error})", file=pem,
+                                            error=exc)) from None
     return result
 
 
-def _did_you_mean(word: str, choices) -> str:
+def _did_you_mean(word: str, choices) -> "Msg | str":
     close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return Msg("; did you mean {name}?", name=repr(close[0])) if close else ""
 
 
-def unknown_keys(path: Path, raw: dict) -> list[str]:
-    """A warning for each section or key the kiosk does not read (typos, mostly)."""
+def unknown_keys(path: Path, raw: dict) -> list[Msg]:
+    """A warning for each section or key the kiosk does not read (typos, mostly);
+    ``str()`` of one is English, ``kiosk.i18n.say`` translates it."""
     found = []
     for name, value in raw.items():
         if name not in KNOWN_KEYS:
-            found.append(f"{path}: unknown section [{name}] is ignored{_did_you_mean(name, KNOWN_KEYS)}")
+            found.append(Msg("{path}: unknown section [{section}] is ignored{hint}", path=path,
+                             section=name, hint=_did_you_mean(name, KNOWN_KEYS)))
         elif isinstance(value, dict):
-            found += [f"{path}: [{name}] unknown key {key!r} is ignored"
-                      f"{_did_you_mean(key, KNOWN_KEYS[name])}"
+            found += [Msg("{path}: [{section}] unknown key {key} is ignored{hint}", path=path, section=name,
+                          key=repr(key), hint=_did_you_mean(key, KNOWN_KEYS[name]))
                       for key in value if key not in KNOWN_KEYS[name]]
     return found
 
@@ -164,29 +183,29 @@ def load(path: Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+        raise ConfigError(Msg("{path}: not valid TOML: nested too deeply", path=path)) from None
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (set --config or KIOSK_CONFIG)") from None
+        raise ConfigError(Msg("{path}: config file not found (set --config or KIOSK_CONFIG)", path=path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        raise ConfigError(Msg("{path}: cannot read config: {error}", path=path, error=exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(Msg("{path}: not valid TOML: {error}", path=path, error=exc)) from None
     for name in ("device", "trust", "redeem"):
         if not isinstance(raw.get(name, {}), dict):
-            raise ConfigError(f"{path}: [{name}] must be a table")
+            raise ConfigError(Msg("{path}: [{section}] must be a table", path=path, section=name))
     device = Section(path, "device", raw.get("device", {}))
     trust = raw.get("trust", {}).get("keys", {})
     if not isinstance(trust, dict):
-        raise ConfigError(f"{path}: [trust.keys] must be a table of key id = PEM path")
+        raise ConfigError(Msg("{path}: [trust.keys] must be a table of key id = PEM path", path=path))
     redeem = Section(path, "redeem", raw.get("redeem", {}))
     minutes = redeem.get("void_window_minutes", (int, float), 10)
     if not 0 <= minutes <= MAX_VOID_WINDOW_MINUTES:  # also refuses nan and inf
-        raise redeem.error("void_window_minutes",
-                           f"must be a number of minutes from 0 to {MAX_VOID_WINDOW_MINUTES}, not {minutes!r}")
+        raise redeem.error("void_window_minutes", Msg("must be a number of minutes from 0 to {most}, not {value}",
+                                                      most=MAX_VOID_WINDOW_MINUTES, value=repr(minutes)))
     try:
         pattern = payload.compile_pattern(redeem.get("pattern", str, ""))
     except (re.error, ValueError) as exc:
-        raise redeem.error("pattern", f"bad regular expression: {exc}") from None
+        raise redeem.error("pattern", Msg("bad regular expression: {error}", error=exc)) from None
     return Config(
         path=path,
         device_id=device.ident("id"),

@@ -15,6 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.errors import ConfigError
+from kiosk.i18n import Msg
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -40,11 +41,11 @@ def parse_url(url: str) -> BrokerSettings:
     """``mqtt://host[:port]`` or ``mqtts://host[:port]``; user:password in it are allowed."""
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"broker URL {url!r} must look like mqtts://host:8883 or mqtt://host:1883")
+        raise ConfigError(Msg("broker URL {url} must look like mqtts://host:8883 or mqtt://host:1883", url=repr(url)))
     try:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
-        raise ConfigError(f"broker URL {url!r} has a bad port") from None
+        raise ConfigError(Msg("broker URL {url} has a bad port", url=repr(url))) from None
     return BrokerSettings(parts.hostname, port, parts.scheme == "mqtts",
                           username=parts.username, password=parts.password)
 
@@ -53,7 +54,7 @@ def read_password(path: Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read MQTT password file {path}: {exc}") from None
+        raise ConfigError(Msg("cannot read MQTT password file {file}: {error}", file=path, error=exc)) from None
 
 
 def from_section(section, default_username: str | None = None) -> BrokerSettings:
@@ -63,13 +64,13 @@ def from_section(section, default_username: str | None = None) -> BrokerSettings
     for key in ("ca", "cert", "key"):
         path = section.path_value(key, None)
         if path is not None and not path.exists():
-            raise section.error(key, f"file {path} does not exist")
+            raise section.error(key, Msg("file {file} does not exist", file=path))
     cert, key = section.path_value("cert", None), section.path_value("key", None)
     if bool(cert) != bool(key):
-        raise section.error("cert" if key else "key", "a client certificate needs both cert and key")
+        raise section.error("cert" if key else "key", Msg("a client certificate needs both cert and key"))
     keepalive = section.get("keepalive", int, 60)
     if not 5 <= keepalive <= 3600:
-        raise section.error("keepalive", "must be between 5 and 3600 seconds")
+        raise section.error("keepalive", Msg("must be between 5 and 3600 seconds"))
     return replace(
         settings, ca=section.path_value("ca", None), cert=cert, key=key, keepalive=keepalive,
         username=section.get("username", str, settings.username or default_username),

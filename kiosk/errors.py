@@ -6,9 +6,19 @@ Like gpiozero's ``exc.py``: every error the kiosk raises on purpose derives from
 
 import sqlite3
 
+from kiosk.i18n import Msg
+
 
 class KioskError(Exception):
-    """Base of every error the kiosk raises on purpose."""
+    """Base of every error the kiosk raises on purpose.
+
+    Made with a :class:`kiosk.i18n.Msg` as its message, ``str(exc)`` is English (logs,
+    ``--json``) and ``kiosk.i18n.say(exc, lang)`` the same words in ``lang``; ``msg``
+    is that Msg (None for a plain string message)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.msg = args[0] if args and isinstance(args[0], Msg) else None
 
 
 class ConfigError(KioskError, ValueError):

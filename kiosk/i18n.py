@@ -1,18 +1,24 @@
 """The kiosk's words in its four languages: one gettext domain, ``kiosk``.
 
-Every human-facing string of the device (touch screen, receipts, ``kiosk redeem``,
-``kiosk doctor``, printer faults) is English source text marked in the code and
+Every human-facing string of the device (touch screen, receipts, the ``kiosk`` commands,
+``kiosk doctor``, printer faults and print outcomes, config and provisioning errors) is
+English source text marked in the code and
 translated in ``kiosk/assets/locale/LANG/LC_MESSAGES/kiosk.po`` (``kiosk.mo`` at run
 time, read with the stdlib :mod:`gettext`; Babel is only the dev-time tool:
 ``make catalogs``, see docs/ui.md "Translations"). ``tests/test_i18n.py`` fails when a
 catalog misses a marked string, has an empty one, or a ``.mo`` is stale.
 
-Three ways to mark a string:
+Four ways to mark a string:
 
 * ``tr(text, lang)``: translate into ``lang`` now (the screens, receipts, the CLI);
 * ``N_(text)``: mark only, translated where it is shown (tables of texts);
 * ``_(text)``: translate into the language of the current :func:`speaking` block
-  (the doctor's messages, built deep inside the checks).
+  (the doctor's messages, built deep inside the checks; the CLI's commands, which
+  :func:`kiosk.cli.main` runs inside ``speaking(the command's language)``);
+* ``Msg(text, **values)``: a text and its values kept apart until shown, for words
+  made where the language is not known yet: errors (``ConfigError(Msg(...))``,
+  ``str(exc)`` stays English for logs and ``--json``), print outcomes, the printer's
+  status. :func:`say` puts one into words in a language.
 """
 
 import gettext
@@ -68,3 +74,42 @@ def speaking(lang: str | None) -> Iterator[str]:
         yield _current.get()
     finally:
         _current.reset(token)
+
+
+class Msg(str):
+    """A marked text with its ``{named}`` values, put into words when shown.
+
+    It *is* the English text (a ``str``: logs, ``--json``, an exception's ``str``,
+    code that compares or searches it); :meth:`render` or :func:`say` give another
+    language. A value may be a :class:`Msg` itself (or an error carrying one): it is
+    rendered in the same language. String operations give plain (English) strings."""
+
+    def __new__(cls, text: str, /, **values):
+        self = super().__new__(cls, _fill(text, values, "en"))
+        self.text, self.values = text, values
+        return self
+
+    def render(self, lang: str = "en") -> str:
+        return _fill(self.text, self.values, lang)
+
+    def map(self, fn) -> "Msg":
+        """The same text with ``fn`` applied to each plain value (nested too)."""
+        return Msg(self.text, **{k: v.map(fn) if isinstance(v, Msg) else fn(v) for k, v in self.values.items()})
+
+
+def _fill(text: str, values: dict, lang: str) -> str:
+    said = {k: say(v, lang) if isinstance(v, Msg | Exception) else v for k, v in values.items()}
+    return tr(text, lang).format(**said) if values else tr(text, lang)
+
+
+def say(thing, lang: str | None = None) -> str:
+    """``thing`` in ``lang`` (default: the current :func:`speaking` language): a
+    :class:`Msg`, an error made with one (``KioskError.msg``, or any exception whose
+    only argument is a Msg, e.g. ``ValueError(Msg(...))``), else its ``str``."""
+    lang = current() if lang is None else lang
+    msg = thing
+    if isinstance(thing, BaseException):
+        msg = getattr(thing, "msg", None) or (thing.args[0] if len(thing.args) == 1 else None)
+    if isinstance(msg, Msg):
+        return msg.render(lang)
+    return str(thing)

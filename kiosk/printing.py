@@ -26,16 +26,19 @@ from kiosk.errors import ConfigError, KioskError, PrinterError
 from kiosk.hardware.printer import DEFAULT_TIMEOUT_S, ReceiptPrinter, open_printer
 from kiosk.hardware.printer import faults as printer_faults
 from kiosk.hardware.printer.transports import AutoUsbTransport
+from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
 
 PRINTED, QUEUED, NO_PRINTER = "printed", "queued", "no_printer"
-SAVED = "The receipt is saved: reprint it from the staff menu."
+SAVED = Msg("The receipt is saved: reprint it from the staff menu.")
 
 
 @dataclass(frozen=True)
 class PrintOutcome:
-    """What happened to one receipt. ``state``: ``printed``, ``queued`` or ``no_printer``."""
+    """What happened to one receipt. ``state``: ``printed``, ``queued`` or ``no_printer``;
+    ``message``: what to tell staff, a :class:`kiosk.i18n.Msg` (English as a ``str``,
+    ``kiosk.i18n.say(outcome.message, lang)`` in another language)."""
 
     ok: bool
     state: str
@@ -62,7 +65,7 @@ class PrintService:
         """Print the receipt of a recorded redemption; queue it if the printer fails."""
         data = self.receipt_data(redemption_id, reprint=reprint)
         if not self.printer.available:
-            return self._remember(PrintOutcome(False, NO_PRINTER, "No printer is configured; no receipt printed."))
+            return self._remember(PrintOutcome(False, NO_PRINTER, Msg("No printer is configured; no receipt printed.")))
         with self._lock:
             job_id, reprint = self._job(redemption_id, reprint, lang)
             return self._remember(self._attempt(job_id, data, reprint, lang))
@@ -92,9 +95,9 @@ class PrintService:
             if not isinstance(exc, PrinterError):
                 log.exception("unexpected error printing receipt %s", data.redemption_id)
             self._failed(job_id, err)
-            return PrintOutcome(False, QUEUED, f"{err} {SAVED}", err.fault, job_id)
+            return PrintOutcome(False, QUEUED, Msg("{problem} {saved}", problem=err, saved=SAVED), err.fault, job_id)
         self._finish(job_id, "printed")
-        message = "Receipt printed." + (f" Saved as {where}." if where else "")
+        message = Msg("Receipt printed. Saved as {file}.", file=where) if where else Msg("Receipt printed.")
         return PrintOutcome(True, PRINTED, message, None, job_id, where)
 
     def _remember(self, outcome: PrintOutcome) -> PrintOutcome:
@@ -157,9 +160,9 @@ class PrintService:
                 "WHERE id = ? AND kind = 'redeem'", (redemption_id,)).fetchone()
             have = self.store.current_list()
         if row is None:
-            raise KioskError(f"no redemption {redemption_id} on this device")
+            raise KioskError(Msg("no redemption {id} on this device", id=redemption_id))
         if row[6]:
-            raise KioskError(f"redemption {redemption_id} was undone; no receipt")
+            raise KioskError(Msg("redemption {id} was undone; no receipt", id=redemption_id))
         reward = have.rewards.get(row[0]) if have and row[0] else None
         return receipt.ReceiptData(
             redemption_id=redemption_id, business_name=self.settings.get("business_name", ""),
@@ -238,7 +241,7 @@ def printer_from_config(cfg: Config | None, *, url: str | None = None,
     profile = profile or section.get("profile", str, "default")
     timeout = section.get("timeout_s", (int, float), DEFAULT_TIMEOUT_S)
     if not 0 < timeout <= 60:
-        raise section.error("timeout_s", f"must be more than 0 and at most 60 seconds, not {timeout}")
+        raise section.error("timeout_s", Msg("must be more than 0 and at most 60 seconds, not {value}", value=timeout))
     text = section.choice("text", ("auto", "raster"), "auto")
     if url.startswith("preview://") and not url.startswith("preview:///") and not from_args:
         url = "preview://" + str(section.path_value("_", url[len("preview://"):]) or "")
@@ -246,8 +249,8 @@ def printer_from_config(cfg: Config | None, *, url: str | None = None,
         return open_printer(url, paper_mm=paper, profile=profile, timeout_s=timeout, text=text)
     except ValueError as exc:
         if from_args:
-            raise ConfigError(f"--printer {url}: {exc}") from None
-        raise section.error("profile" if "profile" in str(exc) else "url", str(exc)) from None
+            raise ConfigError(Msg("--printer {url}: {problem}", url=url, problem=exc)) from None
+        raise section.error("profile" if "profile" in str(exc) else "url", exc) from None
 
 
 def settings_from_config(cfg: Config) -> dict:
@@ -256,10 +259,10 @@ def settings_from_config(cfg: Config) -> dict:
     footer = section.get("footer", (str, dict), None)
     logo = section.path_value("logo", None)
     if logo is not None and not logo.is_file():
-        raise section.error("logo", f"{logo} is not a file")
+        raise section.error("logo", Msg("{file} is not a file", file=logo))
     zone = section.get("timezone", str, "")
     if zone and _zone(zone) is None:
-        raise section.error("timezone", f"{zone!r} is not a known time zone (e.g. Asia/Tashkent)")
+        raise section.error("timezone", Msg("{zone} is not a known time zone (e.g. Asia/Tashkent)", zone=repr(zone)))
     return {"business_name": cfg.business_name, "footer": footer,
             "logo": str(logo) if logo else None, "timezone": zone or None,
             "lang": cfg.language if cfg.language in LANGUAGES else "en"}

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from kiosk import broker_ca, config, wifi
 from kiosk.core import atomic, b64url, keys
 from kiosk.errors import ConfigError, ProvisionError
+from kiosk.i18n import Msg, _, say
 
 SETUP_PREFIX = "KIOSK-SETUP:2:"
 SETUP_FAMILY = "KIOSK-SETUP:"
@@ -77,7 +78,7 @@ def parse_size(text: str) -> tuple[int, int]:
     width, sep, height = str(text).lower().partition("x")
     if not (sep and width.isdigit() and height.isdigit()
             and 240 <= int(width) <= 4096 and 240 <= int(height) <= 4096):
-        raise ValueError(f"screen size {text!r} must be WIDTHxHEIGHT in pixels, e.g. 800x480")
+        raise ValueError(Msg("screen size {value} must be WIDTHxHEIGHT in pixels, e.g. 800x480", value=repr(text)))
     return int(width), int(height)
 
 
@@ -85,17 +86,17 @@ def check_site(settings: Mapping[str, Any]) -> None:
     """``ValueError`` naming the first bad site setting (camera, printer, ui, language)."""
     camera, printer = settings.get("camera"), settings.get("printer")
     if camera and not str(camera).startswith(CAMERA_KINDS):
-        raise ValueError(f"camera {camera!r}: use picamera2, opencv:N, replay:PATH or none")
+        raise ValueError(Msg("camera {value}: use picamera2, opencv:N, replay:PATH or none", value=repr(camera)))
     if printer and not str(printer).startswith(PRINTER_SCHEMES):
-        raise ValueError(f"printer {printer!r}: use auto, usb://VID:PID, "
-                         "serial:///dev/ttyUSB0, tcp://HOST:9100, file:///dev/usb/lp0 or none")
+        raise ValueError(Msg("printer {value}: use auto, usb://VID:PID, serial:///dev/ttyUSB0, "
+                             "tcp://HOST:9100, file:///dev/usb/lp0 or none", value=repr(printer)))
     if settings.get("rotation") not in (None, 0, 90, 180, 270):
-        raise ValueError(f"rotation {settings['rotation']!r} must be 0, 90, 180 or 270")
+        raise ValueError(Msg("rotation {value} must be 0, 90, 180 or 270", value=repr(settings["rotation"])))
     if settings.get("size"):
         parse_size(settings["size"])
     if settings.get("language") and settings["language"] not in config.LANGUAGES:
-        raise ValueError(f"language {settings['language']!r} must be one of "
-                         f"{', '.join(config.LANGUAGES)}")
+        raise ValueError(Msg("language {value} must be one of {choices}", value=repr(settings["language"]),
+                             choices=", ".join(config.LANGUAGES)))
 
 
 def site_config(settings: Mapping[str, Any]) -> dict:
@@ -205,11 +206,10 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
     ``bad_signature``, ``expired``, ``not_yet_valid``, ``missing_field``, ``invalid``.
     """
     if not is_setup_qr(payload):
-        raise ProvisionError("not_setup_qr", "this QR is not a kiosk setup code")
+        raise ProvisionError("not_setup_qr", Msg("this QR is not a kiosk setup code"))
     text = payload.strip().upper()
     if not text.startswith(SETUP_PREFIX):
-        raise ProvisionError("malformed", "this setup QR is of an older format; "
-                             "ask HQ for a new one")
+        raise ProvisionError("malformed", Msg("this setup QR is of an older format; ask HQ for a new one"))
     try:
         encoded = text[len(SETUP_PREFIX):]
         blob = base64.b32decode(encoded + "=" * (-len(encoded) % 8))
@@ -218,7 +218,7 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
         data, signature = blob[:-SIGNATURE_BYTES], blob[-SIGNATURE_BYTES:]
         body = _decode_body(data)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ProvisionError("malformed", f"setup QR is damaged or incomplete ({exc})") from None
+        raise ProvisionError("malformed", Msg("setup QR is damaged or incomplete ({error})", error=exc)) from None
     _check_signature(SETUP_PREFIX.encode("ascii") + data, signature, body.get("key_id"),
                      trusted_keys)
     _check_fields(body)
@@ -227,7 +227,7 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
     try:
         check_site(body)
     except ValueError as exc:
-        raise ProvisionError("invalid", f"setup QR: {exc}") from None
+        raise ProvisionError("invalid", Msg("setup QR: {problem}", problem=exc)) from None
     wifi_from(body)
     return body
 
@@ -235,31 +235,30 @@ def verify_setup_qr(payload: str, trusted_keys: Mapping[str, Ed25519PublicKey], 
 def _check_signature(message: bytes, signature: bytes, key_id: Any,
                      trusted: Mapping[str, Ed25519PublicKey]) -> None:
     if not trusted:
-        raise ProvisionError("unknown_key", "this device trusts no HQ key; cannot accept a setup QR")
+        raise ProvisionError("unknown_key", Msg("this device trusts no HQ key; cannot accept a setup QR"))
     if key_id is not None and key_id not in trusted:
-        raise ProvisionError("unknown_key", f"setup QR was signed by key {key_id!r}, "
-                             f"which this device does not trust ({', '.join(sorted(trusted))})")
+        raise ProvisionError("unknown_key", Msg("setup QR was signed by key {key}, which this device does not "
+                                                "trust ({trusted})", key=repr(key_id), trusted=", ".join(sorted(trusted))))
     candidates = [trusted[key_id]] if key_id is not None else list(trusted.values())
     if not any(keys.verify(k, signature, message) for k in candidates):
-        raise ProvisionError("bad_signature", "setup QR signature does not verify: forged or altered")
+        raise ProvisionError("bad_signature", Msg("setup QR signature does not verify: forged or altered"))
 
 
 def _check_fields(body: dict) -> None:
     missing = [f for f in REQUIRED_FIELDS if not isinstance(body.get(f), str) or not body[f]]
     if missing:
-        raise ProvisionError("missing_field", f"setup QR lacks {', '.join(missing)}")
+        raise ProvisionError("missing_field", Msg("setup QR lacks {fields}", fields=", ".join(missing)))
     for name in ("issued_at", "expires_at"):
         if not isinstance(body.get(name), int):
-            raise ProvisionError("missing_field", f"setup QR lacks a numeric {name}")
+            raise ProvisionError("missing_field", Msg("setup QR lacks a numeric {field}", field=name))
 
 
 def _check_time(body: dict, now: float) -> None:
     if now > body["expires_at"] + CLOCK_SKEW_S:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(body["expires_at"]))
-        raise ProvisionError("expired", f"setup QR expired at {when}; ask HQ for a new one")
+        raise ProvisionError("expired", Msg("setup QR expired at {when}; ask HQ for a new one", when=when))
     if now < body["issued_at"] - CLOCK_SKEW_S:
-        raise ProvisionError("not_yet_valid", "setup QR is issued in the future: "
-                             "check the device clock")
+        raise ProvisionError("not_yet_valid", Msg("setup QR is issued in the future: check the device clock"))
 
 
 def load_trusted_keys(key_dir: Path) -> dict[str, Ed25519PublicKey]:
@@ -295,7 +294,7 @@ def _referenced_files(data: Any, base: Path) -> list[PurePosixPath]:
             if rel.is_absolute() or not (base / rel).is_file():
                 continue
             if ".." in rel.parts:
-                raise ProvisionError("invalid", f"{value!r} points outside the provisioning folder")
+                raise ProvisionError("invalid", Msg("{path} points outside the provisioning folder", path=repr(value)))
             found.append(rel)
     return sorted(set(found))
 
@@ -352,14 +351,14 @@ def _group_id(group: str | None) -> int | None:
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ProvisionError("system", f"group {group!r} does not exist on this system") from None
+        raise ProvisionError("system", Msg("group {group} does not exist on this system", group=repr(group))) from None
 
 
 def _note_error(boot_dir: Path, message: str) -> None:
     """Leave the reason on the boot partition, where the technician will look."""
     with contextlib.suppress(OSError):
         (boot_dir / ERROR_NOTE).write_text(
-            f"kiosk provisioning failed; the files were left untouched.\n{message}\n")
+            _("kiosk provisioning failed; the files were left untouched.") + f"\n{message}\n")
 
 
 def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_DIR,
@@ -379,13 +378,13 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
     """
     boot_file = Path(boot_file) if boot_file else find_boot_file()
     if boot_file is None or not boot_file.is_file():
-        raise ProvisionError("no_file", "no kiosk.toml on the boot partition "
-                             f"(looked for {', '.join(map(str, BOOT_FILE_CANDIDATES))})")
+        raise ProvisionError("no_file", Msg("no kiosk.toml on the boot partition (looked for {paths})",
+                                            paths=", ".join(map(str, BOOT_FILE_CANDIDATES))))
     base = boot_file.parent
     try:
         files, net = _stage_and_install(boot_file, Path(config_dir), _group_id(group))
     except ProvisionError as exc:
-        _note_error(base, str(exc))
+        _note_error(base, say(exc))
         raise
     joined = wifi.apply(net, Path(root)) if net else None
     removed = [boot_file] + [base / rel for rel in files]
@@ -406,18 +405,25 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
             "removed_from_boot": [str(p) for p in removed], "wifi": joined}
 
 
+def _staged(exc: ConfigError, stage: Path, folder: Path) -> "Msg | str":
+    """The loader's complaint about the staged copy, naming the boot partition's folder."""
+    def moved(value):
+        return str(value).replace(str(stage), str(folder))
+    return exc.msg.map(moved) if exc.msg is not None else moved(exc)
+
+
 def _stage_and_install(boot_file: Path, config_dir: Path,
                        gid: int | None) -> tuple[list[PurePosixPath], "wifi.Wifi | None"]:
     try:
         raw = boot_file.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProvisionError("invalid", f"{boot_file}: not a readable TOML file ({exc})") from None
+        raise ProvisionError("invalid", Msg("{file}: not a readable TOML file ({error})", file=boot_file, error=exc)) from None
     net = None
     if "wifi" in data:
         table = data.pop("wifi")
         if not isinstance(table, dict) or not table.get("ssid"):
-            raise ProvisionError("invalid", f"{boot_file}: [wifi] needs ssid, psk and country")
+            raise ProvisionError("invalid", Msg("{file}: [wifi] needs ssid, psk and country", file=boot_file))
         net = wifi_from(table)
         raw = tomli_w.dumps(data).encode("utf-8")  # the Wi-Fi password stays out of /etc/kiosk
     files = _referenced_files(data, boot_file.parent)
@@ -430,7 +436,7 @@ def _stage_and_install(boot_file: Path, config_dir: Path,
         try:
             config.load(stage / "kiosk.toml")
         except ConfigError as exc:
-            raise ProvisionError("invalid", str(exc).replace(str(stage), str(boot_file.parent))) from None
+            raise ProvisionError("invalid", _staged(exc, stage, boot_file.parent)) from None
         _private_dirs(config_dir, config_dir, gid)
         for rel in [*files, PurePosixPath("kiosk.toml")]:  # kiosk.toml last
             _private_dirs((config_dir / rel).parent, config_dir, gid)

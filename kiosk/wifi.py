@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiosk.errors import ProvisionError
+from kiosk.i18n import Msg
 
 CONNECTION_ID = "kiosk-wifi"
 CONNECTIONS = Path("etc/NetworkManager/system-connections")
@@ -41,14 +42,14 @@ class Wifi:
     def check(self) -> "Wifi":
         """Self, or :class:`ProvisionError` naming what is wrong."""
         if not 1 <= len(self.ssid.encode()) <= 32 or any(ord(c) < 32 for c in self.ssid):
-            raise ProvisionError("invalid", "Wi-Fi name (SSID) must be 1-32 bytes, no control characters")
+            raise ProvisionError("invalid", Msg("Wi-Fi name (SSID) must be 1-32 bytes, no control characters"))
         hex64 = len(self.psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in self.psk)
         if not (hex64 or (8 <= len(self.psk) <= 63 and all(32 <= ord(c) < 127 for c in self.psk))):
-            raise ProvisionError("invalid", "Wi-Fi password must be 8-63 printable ASCII "
-                                 "characters (WPA2/WPA3 personal)")
+            raise ProvisionError("invalid", Msg("Wi-Fi password must be 8-63 printable ASCII characters "
+                                                "(WPA2/WPA3 personal)"))
         if not valid_country(self.country):
-            raise ProvisionError("invalid", f"Wi-Fi country {self.country!r} is not an ISO 3166 "
-                                 "two-letter code (e.g. UZ, KZ, RU)")
+            raise ProvisionError("invalid", Msg("Wi-Fi country {country} is not an ISO 3166 two-letter code "
+                                                "(e.g. UZ, KZ, RU)", country=repr(self.country)))
         return self
 
 

@@ -89,3 +89,112 @@ def test_integer_keys_still_take_integers(tmp_path):
 def test_boolean_for_a_text_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"\[device\] language: must be str"):
         load(tmp_path, "language = true\n")
+
+
+# -- The technician reads config errors in the device's language ------------------------
+#
+# Each case is a real bad config read by the code that reads that section; the error
+# must exist in every language (a message that goes back to an English-only f-string
+# fails here), and str() of it stays the English line of the logs.
+
+def _device_errors(tmp_path, text):
+    path = tmp_path / "kiosk.toml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def _section_error(extra, read):
+    def make(tmp_path):
+        return read(config.load(_write(tmp_path, extra)))
+    return make
+
+
+def _camera(cfg):
+    from kiosk.hardware.camera import settings_from_section
+    return settings_from_section(cfg.section("camera"))
+
+
+def _gpio(cfg):
+    from kiosk.hardware.signals import Signals
+    return Signals.from_config(cfg.section("gpio"))
+
+
+def _mqtt(cfg):
+    from kiosk.connection import from_section
+    return from_section(cfg.section("mqtt"))
+
+
+def _printer(cfg):
+    from kiosk import printing
+    return printing.printer_from_config(cfg)
+
+
+def _receipt(cfg):
+    from kiosk import printing
+    return printing.settings_from_config(cfg)
+
+
+def _audit(cfg):
+    from kiosk.core import audit
+    return audit.keep_days(cfg)
+
+
+CONFIG_ERRORS = {
+    "not toml": lambda p: _device_errors(p, "[device\n"),
+    "no file": lambda p: config.load(p / "missing.toml"),
+    "bad id": lambda p: _device_errors(p, '[device]\nid = "bad id!"\n'),
+    "missing id": lambda p: _device_errors(p, '[device]\nstore = "s"\n'),
+    "wrong type": lambda p: _device_errors(p, '[device]\nid = 7\n'),
+    "language": lambda p: _device_errors(p, '[device]\nid = "k"\nstore = "s"\nprogram = "p"\n'
+                                            'data_dir = "d"\nlanguage = "xx"\n'),
+    "not a table": lambda p: _device_errors(p, 'device = 3\n'),
+    "void window": _section_error("[redeem]\nvoid_window_minutes = 99999999\n", lambda c: c),
+    "pattern": _section_error('[redeem]\npattern = "("\n', lambda c: c),
+    "key file": _section_error('hq1 = "missing.pem"\n', lambda c: c),
+    "printer url": _section_error('[printer]\nurl = "usb://zz"\n', _printer),
+    "printer scheme": _section_error('[printer]\nurl = "lpt://1"\n', _printer),
+    "printer timeout": _section_error("[printer]\ntimeout_s = 99\n", _printer),
+    "time zone": _section_error('[receipt]\ntimezone = "Mars/Base"\n', _receipt),
+    "window size": _section_error("[ui]\nwidth = 10\n", settings.from_config),
+    "timeout": _section_error("[ui]\nverdict_timeout = 0\n", settings.from_config),
+    "volume": _section_error("[ui]\nsound_volume = 3\n", settings.from_config),
+    "pin hash": _section_error('[ui]\npin_hash = "md5$1$x$y"\n', settings.from_config),
+    "broker url": _section_error('[mqtt]\nbroker = "http://x"\n', _mqtt),
+    "keepalive": _section_error('[mqtt]\nbroker = "mqtt://h"\nkeepalive = 1\n', _mqtt),
+    "camera fps": _section_error("[camera]\nfps = -1\n", _camera),
+    "gpio buzzer": _section_error('[gpio]\nbuzzer = 17\nbuzzer_type = "loud"\n', _gpio),
+    "audit": _section_error("[audit]\nkeep_days = 0\n", _audit),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_ERRORS)
+def test_config_errors_exist_in_every_language(tmp_path, case):
+    from kiosk.i18n import say
+
+    with pytest.raises(ConfigError) as caught:
+        CONFIG_ERRORS[case](tmp_path)
+    english = str(caught.value)
+    assert say(caught.value, "en") == english and english.isascii()
+    for lang in ("uz", "kk", "ru"):
+        said = say(caught.value, lang)
+        assert said != english, f"{case}: English only: {english}"
+        if lang != "uz":
+            assert any("\u0400" <= ch <= "\u04ff" for ch in said), said
+
+
+def test_the_cli_says_config_errors_and_warnings_in_the_configured_language(tmp_path):
+    path = _write(tmp_path, '[redeem]\nvoid_window_minute = 5\n').read_text()
+    good = tmp_path / "kiosk.toml"
+    good.write_text(path.replace("[trust.keys]", 'language = "ru"\n[trust.keys]'))
+    run = run_main(cli.main, ["--config", good, "codes", "status"])
+    assert "kiosk: предупреждение конфигурации: " in run.err and "неизвестный ключ 'void_window_minute'" in run.err
+    assert "может быть, 'void_window_minutes'?" in run.err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[device]\nlanguage = "uz"\nid = "bad id!"\n')
+    run = run_main(cli.main, ["--config", bad, "history"])
+    assert run.rc == 2 and run.err.startswith("kiosk: konfiguratsiya xatosi: ") and "boʻlishi kerak" in run.err
+    run = run_main(cli.main, ["--config", bad, "history", "--lang", "en"])
+    assert run.err == f"kiosk: config error: {bad}: [device] id: 'bad id!' must be 1-64 letters, " \
+                      "digits, '.', '_' or '-'\n"
+    run = run_main(cli.main, ["--config", bad, "doctor", "--skip", "camera", "--lang", "kk"])
+    assert "FAIL  config" in run.out and "болуы керек" in run.out

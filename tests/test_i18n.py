@@ -1,8 +1,10 @@
 """The kiosk's one gettext domain: every marked string of the device (screens, receipts,
-``kiosk redeem``, ``kiosk doctor``, printer faults) is translated in every catalog, the
+the CLI, ``kiosk doctor``, printer faults, config/provisioning errors) is translated in
+every catalog, errors and CLI lines people read are marked at all, the
 committed .mo files are what their .po files say, the font draws every glyph, and the
 run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
 
+import ast
 import io
 import string
 import subprocess
@@ -22,7 +24,7 @@ from kiosk.ui import i18n as ui_i18n
 from kiosk.ui.kivyconf import FONT_BOLD, FONT_REGULAR
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None}  # as `make catalogs`
+KEYWORDS = {**DEFAULT_KEYWORDS, "tr": None, "N_": None, "_": None, "Msg": None}  # as `make catalogs`
 # Babel >= 2.15 names it parse_mapping_cfg; the dev extra admits 2.12.
 parse_mapping_cfg = getattr(frontend, "parse_mapping_cfg", None) or frontend.parse_mapping
 
@@ -64,8 +66,67 @@ def test_extraction_reaches_every_part_of_the_kiosk():
                  "Ready to redeem", "valid until {date}",  # kiosk redeem
                  "no code list installed: every scan is refused",  # doctor (_)
                  "under-voltage",  # doctor tables (N_)
-                 "Printer is out of paper: load a new roll.", "Printer ready."):  # printer
+                 "Printer is out of paper: load a new roll.", "Printer ready.",  # printer
+                 "The receipt is saved: reprint it from the staff menu.",  # print outcomes (Msg)
+                 "Receipts are saved as PNG files in {folder}.",  # the preview printer
+                 "no redemptions today", "redemption {id} was already undone",  # void, history
+                 "printed -> {file}", "print queue is empty",  # print-test, print-queue
+                 "{path}: config file not found (set --config or KIOSK_CONFIG)", "missing (required)",
+                 "setup QR signature does not verify: forged or altered",  # provisioning
+                 "provisioning refused [{reason}]: {problem}"):
         assert text in SOURCE, text
+
+
+# Where a technician or staff reads the words: errors a command or screen shows, and the
+# lines the CLI prints. Their text must be marked (Msg, _, tr, N_), never a bare English
+# literal; tests/test_config.py, test_provision.py, test_ledger.py, test_printer_*.py
+# show each of them in another language.
+SHOWN_ERRORS = {"ConfigError", "VoidError", "ProvisionError"}
+NOT_SECTIONS = {"log", "logger", "logging"}
+CLI_MODULES = ["cli.py", "commands/redeem.py", "commands/printing.py", "commands/provision.py",
+               "commands/doctor.py"]
+
+
+def _literal_parts(node):
+    """The literal text of a string expression built from constants, f-strings and +."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.JoinedStr):
+        for part in node.values:
+            yield from _literal_parts(part)
+    elif isinstance(node, ast.BinOp):
+        yield from _literal_parts(node.left)
+        yield from _literal_parts(node.right)
+
+
+def test_errors_shown_to_people_are_marked_for_translation():
+    bare = []
+    for path in sorted((ROOT / "kiosk").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            shown = isinstance(func, ast.Name) and func.id in SHOWN_ERRORS
+            section = (isinstance(func, ast.Attribute) and func.attr == "error" and len(node.args) == 2
+                       and not (isinstance(func.value, ast.Name) and func.value.id in NOT_SECTIONS))
+            if (shown or section) and any(_literal_parts(node.args[-1])):
+                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bare, f"English-only error text (use kiosk.i18n.Msg): {bare}"
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_cli_lines_are_marked_for_translation(module):
+    """A print() of the CLI may hold punctuation and the program name around marked text,
+    never English words of its own."""
+    path = ROOT / "kiosk" / module
+    words = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            for arg in node.args:
+                text = "".join(_literal_parts(arg)).replace("kiosk:", "")
+                if any(ch.isalpha() for ch in text):
+                    words.append(f"{module}:{node.lineno}: {text!r}")
+    assert not words, f"English-only CLI output (use _()): {words}"
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
@@ -142,3 +203,21 @@ def test_the_device_runs_without_babel():
             "assert not [m for m in sys.modules if m.split('.')[0] == 'babel'], 'babel imported'\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_msg_is_the_english_text_and_says_itself_in_any_language():
+    from kiosk.errors import VoidError
+
+    inner = i18n.Msg("redemption {id} was already undone", id="r1")
+    outer = i18n.Msg("cannot undo: {reason}", reason=inner)
+    assert isinstance(outer, str) and outer == "cannot undo: redemption r1 was already undone"
+    assert i18n.say(outer, "ru") == "отменить нельзя: погашение r1 уже отменено"
+    err = VoidError(inner)
+    assert str(err) == inner and err.msg is inner
+    assert i18n.say(i18n.Msg("cannot undo: {reason}", reason=err), "kk") == \
+        "болдырмау мүмкін емес: r1 пайдалануы бұрын болдырылмаған"
+    assert i18n.say(ValueError(inner), "uz") == "r1 foydalanishi allaqachon bekor qilingan"
+    assert i18n.say(ValueError("plain words"), "ru") == "plain words"
+    with i18n.speaking("ru"):
+        assert i18n.say(inner) == "погашение r1 уже отменено"
+    assert inner.map(str.upper).render("ru") == "погашение R1 уже отменено"

@@ -15,6 +15,7 @@ from kiosk.core import timefmt
 from kiosk.core.clock import SOURCES, Clock, FixedClock
 from kiosk.core.verdict import Verdict
 from kiosk.errors import VoidError
+from kiosk.i18n import say
 
 N = 8
 EVENT_FIELDS = {"id", "seq", "device", "store", "kind", "voids", "code_hash", "reward_id",
@@ -255,6 +256,43 @@ def test_history_today_and_json(listed):
 
 def test_history_empty(device):
     assert device.run("history", "--today").out.strip() == "no redemptions today"
+    assert device.run("history", "--lang", "uz").out.strip() == "foydalanishlar yoʻq"
+
+
+def test_void_and_history_speak_the_chosen_or_configured_language(listed):
+    """kiosk void and kiosk history in Russian (--lang) and Kazakh (configured); the
+    refusals (VoidError) too; --json keeps its English error."""
+    done = listed.ledger().confirm("SOLO-0001", staff="ana")
+    rid = done.redemption_id
+    run = listed.run("void", rid, "--lang", "ru")
+    assert run.rc == 0 and run.out.startswith(f"отменено: погашение {rid} (событие отмены "), run.out
+    run = listed.run("void", rid, "--lang", "ru")
+    assert run.rc == 1 and run.out.strip() == f"kiosk: отменить нельзя: погашение {rid} уже отменено"
+    assert listed.run("void", rid, "--json", "--lang", "ru").json()["error"] == \
+        f"redemption {rid} was already undone"
+    text = listed.run("history", "--lang", "ru").out
+    assert "ОТМЕНЕНО" in text and "погашение" in text and "отмена" in text and "VOIDED" not in text
+    listed.path.write_text(listed.path.read_text().replace(
+        "[trust.keys]", 'language = "kk"\n\n[trust.keys]'))
+    assert "БОЛДЫРЫЛМАДЫ" in listed.run("history").out
+    assert "VOIDED" in listed.run("history", "--lang", "en").out
+    run = listed.run("void", "nope")
+    assert run.rc == 1 and "болдырмау мүмкін емес: бұл құрылғыда nope пайдалануы жоқ" in run.out
+
+
+def test_void_refusals_exist_in_every_language(listed):
+    ledger = listed.ledger()
+    wall = Wall(datetime.now(UTC) + timedelta(minutes=30))
+    done = ledger.confirm("TRIO-0003")
+    late = listed.ledger(clock=Clock(wall=wall, synced_flag=None, rtc_device=None))
+    refusals = []
+    for action in (lambda: ledger.void("nope"), lambda: late.void(done.redemption_id)):
+        with pytest.raises(VoidError) as exc:
+            action()
+        refusals.append(exc.value)
+    for exc in refusals:
+        for lang in ("uz", "kk", "ru"):
+            assert say(exc, lang) != str(exc) and "redemption" not in say(exc, lang)
 
 
 # -- clock policy ----------------------------------------------------------------------------

@@ -158,3 +158,33 @@ def test_importing_the_printer_changes_nothing_and_the_cli_prepares_escpos(tmp_p
     assert lines[1].startswith(str(tmp_path / "cache" / "redeem-kiosk" / "escpos-")), lines
     assert lines[1].endswith(" []")  # python-escpos' basicConfig() took no hold
     assert list((tmp_path / "p").glob("*.png"))
+
+
+def test_print_commands_speak_the_chosen_or_configured_language(hq, tmp_path):
+    """print-test, reprint and print-queue in Russian (--lang) and Kazakh (configured);
+    --json stays as it is."""
+    with FakeNetworkPrinter(PAPER_OUT) as fake:
+        dev = make_device(tmp_path / "ru", hq, extra=f'[printer]\nurl = "{fake.url}"\n')
+        run = dev.run("print-test", "--lang", "ru")
+        assert run.rc == 1
+        assert "ОШИБКА [paper_out]: В принтере закончилась бумага" in run.out, run.out
+        assert "out of paper" not in run.out and "FAILED" not in run.out
+        assert dev.import_(hq.bundle(["COFFEE-0001"])).rc == 0
+        rid = dev.verdict("COFFEE-0001", "--confirm")["redemption_id"]
+        run = dev.run("reprint", rid, "--lang", "ru")
+        assert run.rc == 1 and run.out.startswith("queued: В принтере закончилась бумага"), run.out
+        assert "Чек сохранён: напечатайте его повторно из меню персонала." in run.out
+        assert dev.run("reprint", rid, "--json", "--lang", "ru").json()["message"].startswith(
+            "Printer is out of paper")  # machine-readable output stays English
+        run = dev.run("print-queue", "--lang", "ru")
+        assert run.rc == 1 and "попыток: 2" in run.out and " КОПИЯ " in run.out
+    dev.path.write_text(dev.path.read_text().replace(fake.url, f"preview://{tmp_path}/p").replace(
+        "[trust.keys]", 'language = "kk"\n\n[trust.keys]'))
+    run = dev.run("print-queue", "--retry")
+    assert run.rc == 0 and run.out.startswith("printed: Чек басылды.") and "басып шығару кезегі бос" in run.out
+    run = dev.run("reprint", "no-such-id")
+    assert run.rc == 1 and "бұл құрылғыда no-such-id пайдалануы жоқ" in run.err
+    run = dev.run("print-test", "--printer", "usb://zz", "--lang", "ru")
+    assert run.rc == 2 and "ошибка конфигурации: --printer usb://zz: адрес USB-принтера" in run.err
+    run = dev.run("print-test", "--printer", f"preview://{tmp_path}/p")
+    assert run.rc == 0 and "басылды ->" in run.out

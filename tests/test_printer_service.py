@@ -25,6 +25,7 @@ from kiosk.hardware.printer.escpos_printer import EscposPrinter
 from kiosk.hardware.printer.fake_server import COVER_OPEN, OFFLINE, PAPER_OUT, FakeNetworkPrinter
 from kiosk.hardware.printer.render import Layout
 from kiosk.hardware.printer.transports import DummyTransport
+from kiosk.i18n import say, tr
 
 SAVED = "reprint it from the staff menu"
 
@@ -124,6 +125,10 @@ def assert_queued(svc, ledger, rid, outcome, fault, words):
     assert job["redemption_id"] == rid and job["fault"] == fault and job["attempts"] == 1
     assert words in job["error"]
     assert svc.last == outcome
+    for lang in ("uz", "kk", "ru"):  # staff read it in their language: fault and what to do
+        said = say(outcome.message, lang)
+        assert tr(faults.MESSAGES[fault], lang) in said and tr(printing.SAVED, lang) in said, said
+        assert faults.MESSAGES[fault] not in said and SAVED not in said
 
 
 # -- the happy path -----------------------------------------------------------------------
@@ -133,6 +138,7 @@ def test_receipt_prints_and_the_job_is_recorded_as_printed(counter):
     svc = service(ledger, printer)
     outcome = svc.print_redemption(rid, lang="ru")
     assert outcome.ok and outcome.state == "printed" and outcome.message == "Receipt printed."
+    assert say(outcome.message, "ru") == "Чек напечатан."
     assert decoded_qr(printer.jobs[0]) == [rid]
     assert "Бесплатный кофе".encode("cp866") in printer.jobs[0]
     assert svc.pending() == []
@@ -155,17 +161,20 @@ def test_no_printer_prints_nothing_and_queues_nothing(counter):
     svc = service(ledger, open_printer("none"))
     outcome = svc.print_redemption(rid)
     assert outcome.state == "no_printer" and not outcome.ok and svc.pending() == []
+    assert say(outcome.message, "kk") == "Принтер бапталмаған; чек басылмады."
     assert svc.status(probe=True)["state"] == "none"
 
 
 def test_unknown_or_undone_redemption_is_a_clear_error(counter):
     ledger, rid = counter
     svc = service(ledger, open_printer("dummy://"))
-    with pytest.raises(KioskError, match="no redemption nope"):
+    with pytest.raises(KioskError, match="no redemption nope") as exc:
         svc.print_redemption("nope")
+    assert say(exc.value, "uz") == "bu qurilmada nope foydalanishi yoʻq"
     ledger.void(rid)
-    with pytest.raises(KioskError, match="was undone"):
+    with pytest.raises(KioskError, match="was undone") as exc:
         svc.print_redemption(rid)
+    assert say(exc.value, "ru") == f"погашение {rid} отменено; чека нет"
 
 
 def test_preview_printer_writes_a_png_with_the_qr(counter, tmp_path):
@@ -173,6 +182,11 @@ def test_preview_printer_writes_a_png_with_the_qr(counter, tmp_path):
     svc = service(ledger, open_printer(f"preview://{tmp_path}/out"))
     outcome = svc.print_redemption(rid, lang="kk")
     assert outcome.ok and outcome.path == str(tmp_path / "out" / f"receipt-{rid}.png")
+    assert outcome.message == f"Receipt printed. Saved as {outcome.path}."
+    assert say(outcome.message, "kk") == f"Чек басылды. {outcome.path} ретінде сақталды."
+    status = svc.status(probe=True)  # the preview printer's status line, as doctor says it
+    assert status["message"] == f"Receipts are saved as PNG files in {tmp_path / 'out'}."
+    assert faults.translate(status["message"], "ru") == f"Чеки сохраняются как PNG-файлы в {tmp_path / 'out'}."
     from PIL import Image
 
     with Image.open(outcome.path) as img:

@@ -14,6 +14,7 @@ from helpers import run_main
 from kiosk import cli, config, context, provision, wifi
 from kiosk.core import keys
 from kiosk.errors import ProvisionError
+from kiosk.i18n import say
 from sync import hq_cli
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -73,6 +74,28 @@ def test_a_broken_file_is_refused_and_nothing_is_lost(boot, tmp_path):
     assert (boot / "kiosk.toml").exists() and (boot / "mqtt-password").exists()
     note = (boot / provision.ERROR_NOTE).read_text()
     assert "hq1" in note and str(tmp_path / "etc-kiosk.staging") not in note
+
+
+def test_refusals_speak_the_language_of_the_file_or_lang(boot, tmp_path):
+    """The technician reads why in the language they wrote into the file (or --lang)."""
+    text = (boot / "kiosk.toml").read_text()
+    assert 'language = "en"' in text  # kiosk-hq enroll's default
+    (boot / "kiosk.toml").write_text(text.replace('language = "en"', 'language = "uz"'))
+    (boot / "keys" / "hq1.pub.pem").write_text("not a key")
+    etc = tmp_path / "etc-kiosk"
+    run = run_main(cli.main, ["provision", "apply", "--boot-file", boot / "kiosk.toml",
+                              "--config-dir", etc, "--group", GROUP])
+    assert run.rc == 1 and run.err.startswith("kiosk: sozlash rad etildi [invalid]: "), run.err
+    assert "Ed25519 ochiq kaliti PEM emas" in run.err and "staging" not in run.err
+    note = (boot / provision.ERROR_NOTE).read_text()
+    assert note.startswith("kioskni sozlash amalga oshmadi") and "hq1" in note
+    run = run_main(cli.main, ["provision", "apply", "--boot-file", boot / "kiosk.toml",
+                              "--config-dir", etc, "--group", GROUP, "--lang", "ru"])
+    assert run.rc == 1 and run.err.startswith("kiosk: настройка отклонена [invalid]: ")
+    assert "не PEM открытого ключа Ed25519" in run.err
+    run = run_main(cli.main, ["provision", "qr", "WIFI:S:shop;;", "--lang", "kk"])
+    assert run.rc == 1
+    assert run.err == "kiosk: баптау QR коды қабылданбады [not_setup_qr]: бұл QR киоскіні баптау коды емес\n"
 
 
 def test_not_toml_and_escaping_paths_are_refused(tmp_path):
@@ -144,6 +167,8 @@ def test_bad_setup_qrs_are_refused_with_a_reason(hq_key, case, reason):
         provision.verify_setup_qr(text, trusted, now=now)
     assert exc.value.reason == reason
     assert str(exc.value)  # a sentence for the screen
+    for lang in ("uz", "kk", "ru"):  # ... in every language
+        assert say(exc.value, lang) != str(exc.value), (lang, str(exc.value))
 
 
 def test_make_setup_qr_refuses_incomplete_fields(hq_key):

@@ -7,6 +7,7 @@ from helpers import ManualWorker
 
 from kiosk import config, context
 from kiosk.core.verdict import Verdict
+from kiosk.i18n import say
 from kiosk.ui import controller as c
 from kiosk.ui import demo, i18n, pin, present
 from kiosk.ui.settings import UiSettings
@@ -267,12 +268,14 @@ def test_runner_detects_missing_config_and_missing_keys(tmp_path):
 
     cfg, problem = runner._not_provisioned_problem(tmp_path / "absent.toml")
     assert cfg is None and "config file not found" in problem
+    assert say(problem, "ru").endswith("файл конфигурации не найден (задайте --config или KIOSK_CONFIG)")
     built = demo.build(tmp_path / "d", cards=False)
     text = built.config.read_text()
     start = text.index("[trust.keys]")
     built.config.write_text(text[:start] + text[text.index("[ui]"):])
     cfg, problem = runner._not_provisioned_problem(built.config)
     assert "no trusted public key" in problem
+    assert "бірде-бір сенімді ашық кілт жоқ" in say(problem, "kk")
 
 
 def test_status_line_texts(ctl):

@@ -331,6 +331,26 @@ def test_not_provisioned_screen(window):
         h.close()
 
 
+def test_not_provisioned_screen_explains_in_the_configured_language(window, tmp_path):
+    """The runner's problem (a config error) is said in the screen's language."""
+    from kiosk.i18n import tr
+    from kiosk.ui import runner
+    from kiosk.ui.harness import Harness
+    from kiosk.ui.settings import UiSettings
+
+    (tmp_path / "kiosk.toml").write_text('[device]\nlanguage = "ru"\nid = "bad id!"\n')
+    cfg, problem = runner._not_provisioned_problem(tmp_path / "kiosk.toml")
+    assert cfg is None and "[device] id: 'bad id!' must be 1-64 letters" in problem
+    settings = UiSettings(language=config.language_hint(tmp_path / "kiosk.toml"))
+    h = Harness(c.Controller(None, settings=settings, problem=problem))
+    try:
+        assert h.screen.ids.headline.text == tr("This kiosk is not set up yet", "ru")
+        assert h.screen.ids.problem.text.endswith("[device] id: 'bad id!': должно быть 1–64 буквы, "
+                                                  "цифры, '.', '_' или '-'")
+    finally:
+        h.close()
+
+
 SIZES = [(800, 480), (1024, 600), (1280, 720), (720, 1280), (480, 800)]
 
 

@@ -9,10 +9,10 @@ import sys
 
 from kiosk import config
 from kiosk.cli import EXIT_FAIL, EXIT_OK
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.doctor import FAIL, Options, run_checks, skip_name, worst
 from kiosk.errors import ConfigError
-from kiosk.i18n import LANGUAGES, tr
+from kiosk.i18n import _, current
 
 MARKS = {"OK": "  OK ", "WARN": " WARN", "FAIL": " FAIL"}
 
@@ -28,8 +28,7 @@ def register(sub) -> None:
     p.add_argument("--skip", action="append", default=[], metavar="CHECK", type=_skip,
                    help="skip a check (database, code_list, outbox, sync, broker, camera, "
                         "printer, gpio, disk, clock, temperature, throttling)")
-    p.add_argument("--lang", choices=LANGUAGES,
-                   help="language of the messages (default: the configured [device] language)")
+    add_lang_option(p, "the messages")
     p.set_defaults(handler=cmd_doctor)
 
 
@@ -45,10 +44,9 @@ def cmd_doctor(args) -> int:
     try:
         cfg = config.load(config.locate(args.config))
     except ConfigError as exc:
-        error = str(exc)
+        error = exc  # said in the command's language by the config check
     checks = run_checks(cfg, Options(decode_wait_s=max(args.wait, 0.0), skip=set(args.skip)),
-                        config_error=error, lang=args.lang)
-    lang = args.lang or (cfg.language if cfg is not None else "en")
+                        config_error=error, lang=current())  # --lang or configured (kiosk.cli)
     if args.json:
         print_json({"status": worst(checks), "checks": [c.to_dict() for c in checks]})
     else:
@@ -56,7 +54,7 @@ def cmd_doctor(args) -> int:
             print(f"{MARKS[c.status]}  {c.name:<12} {c.message}")
             if c.hint and c.status != "OK":
                 print(f"{'':19}-> {c.hint}")
-        summary = tr("{failed} failed, {warnings} warnings", lang).format(
+        summary = _("{failed} failed, {warnings} warnings").format(
             failed=sum(c.status == FAIL for c in checks),
             warnings=sum(c.status == "WARN" for c in checks))
         print(f"\n{worst(checks)}: {summary}", file=sys.stderr)

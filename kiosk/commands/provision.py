@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk import provision
+from kiosk import config, provision
 from kiosk.cli import EXIT_FAIL, EXIT_OK
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.errors import ProvisionError
+from kiosk.i18n import Msg, _, say, speaking
 
 SECRET_FIELDS = ("credential", "wifi_psk")  # never printed
 
@@ -36,16 +37,27 @@ def register(sub) -> None:
                        help="seconds to keep trying the broker for the pinned CA (setup QR)")
     apply.add_argument("--restart", action="store_true",
                        help="restart kiosk.service and kiosk-sync.service afterwards")
+    add_lang_option(apply, "the messages (default: the provisioning file's [device] language)")
     apply.add_argument("--json", action="store_true")
     apply.set_defaults(handler=cmd_apply)
     qr = psub.add_parser("qr", help="verify a setup QR text and show what it holds")
     qr.add_argument("payload")
     qr.add_argument("--key-dir", type=Path, default=provision.KEY_DIR)
+    add_lang_option(qr)
     qr.add_argument("--json", action="store_true")
     qr.set_defaults(handler=cmd_qr)
 
 
 def cmd_apply(args) -> int:
+    if args.lang is None and not args.qr_file:  # the technician's language is in the file they wrote
+        boot_file = args.boot_file or provision.find_boot_file()
+        if boot_file is not None:
+            with speaking(config.language_hint(boot_file)):
+                return _apply(args)
+    return _apply(args)
+
+
+def _apply(args) -> int:
     group = args.group or None
     try:
         if args.qr_file:
@@ -54,7 +66,8 @@ def cmd_apply(args) -> int:
             result = provision.apply_boot_file(args.boot_file, config_dir=args.config_dir,
                                                group=group, root=args.root)
     except ProvisionError as exc:
-        print(f"kiosk: provisioning refused [{exc.reason}]: {exc}", file=sys.stderr)
+        print("kiosk: " + _("provisioning refused [{reason}]: {problem}").format(
+            reason=exc.reason, problem=say(exc)), file=sys.stderr)
         return EXIT_FAIL
     if args.restart:
         subprocess.run(["systemctl", "try-restart", "kiosk.service", "kiosk-sync.service"],
@@ -62,11 +75,13 @@ def cmd_apply(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(f"provisioned {result['device']} (store {result['store']}, program "
-              f"{result['program']}): {result['config']}")
+        print(_("provisioned {device} (store {store}, program {program}): {config}").format(
+            device=result["device"], store=result["store"], program=result["program"],
+            config=result["config"]))
         if result.get("wifi"):
-            print(f"Wi-Fi {result['wifi']['ssid']!r} (country {result['wifi']['country']}): "
-                  f"{result['wifi']['connection']}")
+            print(_("Wi-Fi {ssid} (country {country}): {connection}").format(
+                ssid=repr(result["wifi"]["ssid"]), country=result["wifi"]["country"],
+                connection=result["wifi"]["connection"]))
     return EXIT_OK
 
 
@@ -74,7 +89,7 @@ def _apply_qr_file(path: Path, args, group: str | None) -> dict:
     try:
         payload = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProvisionError("no_file", f"cannot read {path}: {exc}") from None
+        raise ProvisionError("no_file", Msg("cannot read {file}: {error}", file=path, error=exc)) from None
     try:
         result = provision.apply_setup_qr(payload, config_dir=args.config_dir,
                                           key_dir=args.key_dir, group=group, root=args.root,
@@ -92,7 +107,8 @@ def cmd_qr(args) -> int:
     try:
         fields = provision.verify_setup_qr(args.payload, provision.load_trusted_keys(args.key_dir))
     except ProvisionError as exc:
-        print(f"kiosk: setup QR refused [{exc.reason}]: {exc}", file=sys.stderr)
+        print("kiosk: " + _("setup QR refused [{reason}]: {problem}").format(
+            reason=exc.reason, problem=say(exc)), file=sys.stderr)
         return EXIT_FAIL
     shown = {k: v for k, v in fields.items() if k not in SECRET_FIELDS}
     if args.json:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from kiosk.core import timefmt
 from kiosk.core.store import Store
+from kiosk.i18n import Msg
 
 log = logging.getLogger("kiosk.audit")
 log.setLevel(logging.INFO)  # recorded even when the kiosk logs only warnings
@@ -48,7 +49,7 @@ def keep_days(cfg) -> int:
     section = cfg.section("audit")
     days = section.get("keep_days", int, DEFAULT_KEEP_DAYS)
     if days < 1:
-        raise section.error("keep_days", "must be a whole number of days, at least 1")
+        raise section.error("keep_days", Msg("must be a whole number of days, at least 1"))
     return days
 
 

@@ -10,8 +10,10 @@ import re
 import time
 import uuid
 
+from kiosk.i18n import N_
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-NAME_RULE = "1-64 letters, digits, '.', '_' or '-'"
+NAME_RULE = N_("1-64 letters, digits, '.', '_' or '-'")  # marked: config errors say it in the device's language
 
 
 def is_name(text: str) -> bool:

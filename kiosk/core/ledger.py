@@ -21,6 +21,7 @@ from kiosk.core.ids import uuid7
 from kiosk.core.store import Store
 from kiosk.core.verdict import Verdict, decide
 from kiosk.errors import StoreError, VoidError
+from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -213,15 +214,16 @@ class Ledger:
                 "SELECT kind, origin, voided_by, at, code_hash, reward_id, list_version, masked_code "
                 "FROM redemptions WHERE id = ?", (redemption_id,)).fetchone()
             if row is None or row[0] != "redeem":
-                raise VoidError(f"no redemption {redemption_id} on this device")
+                raise VoidError(Msg("no redemption {id} on this device", id=redemption_id))
             if row[1] != "local":
-                raise VoidError(f"redemption {redemption_id} was made on another device; void it there")
+                raise VoidError(Msg("redemption {id} was made on another device; void it there", id=redemption_id))
             if row[2]:
-                raise VoidError(f"redemption {redemption_id} was already undone")
+                raise VoidError(Msg("redemption {id} was already undone", id=redemption_id))
             reading = self.clock.read()
             if reading.now - timefmt.parse(row[3]) > self.void_window:
                 minutes = int(self.void_window.total_seconds() // 60)
-                raise VoidError(f"redemption {redemption_id} is older than the {minutes}-minute undo window")
+                raise VoidError(Msg("redemption {id} is older than the {minutes}-minute undo window",
+                                     id=redemption_id, minutes=minutes))
             result = Result(Verdict.REDEEMED, "", code_hash=row[4], reward_id=row[5],
                             masked_code=row[7], detail={"list_version": row[6]},
                             at=reading.now, clock=reading.source)

@@ -20,6 +20,7 @@ from pathlib import Path
 from kiosk.core import timefmt
 from kiosk.core.bundle import ListInfo
 from kiosk.errors import DiskFullError, StoreError
+from kiosk.i18n import Msg
 
 DB_NAME = "kiosk.sqlite"
 BUSY_TIMEOUT_S = 10.0
@@ -195,9 +196,10 @@ class Store:
                 if self.conn.in_transaction:  # also when COMMIT itself failed (disk full)
                     self.conn.execute("ROLLBACK")
                 if disk_full(exc):
-                    raise DiskFullError(
-                        f"database {self.path}: the disk is full; the change was not recorded "
-                        "(everything recorded before is kept); free space and try again") from exc
+                    raise DiskFullError(Msg(
+                        "database {path}: the disk is full; the change was not recorded "
+                        "(everything recorded before is kept); free space and try again",
+                        path=self.path)) from exc
                 raise
 
     def current_list(self, conn: sqlite3.Connection | None = None) -> CurrentList | None:

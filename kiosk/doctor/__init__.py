@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kiosk.errors import ConfigError
-from kiosk.i18n import _, speaking
+from kiosk.i18n import _, current, speaking
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)
@@ -64,7 +64,7 @@ def skip_name(name: str) -> str:
     return group
 
 
-def run_checks(cfg, options: Options | None = None, *, config_error: str | None = None,
+def run_checks(cfg, options: Options | None = None, *, config_error: "str | Exception | None" = None,
                lang: str | None = None, **kwargs) -> list["Check"]:
     """All checks for ``cfg`` (a loaded :class:`kiosk.config.Config`, or None when it
     could not be loaded: pass the loader's message as ``config_error`` and only the
@@ -72,15 +72,17 @@ def run_checks(cfg, options: Options | None = None, *, config_error: str | None 
 
     Inside the running UI the camera and printer are already open: call it there as
     ``run_checks(cfg, skip={"camera_and_decode"}, probe_printer=False)``.
-    ``lang``: the language of the messages (default: the configured one, else English).
+    ``lang``: the language of the messages (default: the configured one, else the
+    current :func:`kiosk.i18n.speaking` language). ``config_error``: a message or the
+    loader's :class:`ConfigError` (then said in ``lang``).
     """
-    if lang is None and cfg is not None:
-        lang = cfg.language
+    if lang is None:
+        lang = cfg.language if cfg is not None else current()
     with speaking(lang):
         return _run(cfg, options or Options(**kwargs), config_error)
 
 
-def _run(cfg, options: Options, config_error: str | None) -> list["Check"]:
+def _run(cfg, options: Options, config_error) -> list["Check"]:
     from kiosk.doctor import data, devices, network, system
 
     ctx = data.Context(cfg, options)

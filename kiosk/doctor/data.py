@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kiosk.doctor import FAIL, OK, WARN, Check
-from kiosk.i18n import N_, _
+from kiosk.i18n import N_, _, say
 
 FSTAB = Path("/etc/fstab")
 SKIPPED = N_("; database, code list, outbox, sync, print queue and clock checks not run")
@@ -46,16 +46,16 @@ class Context:
             self._ledger.store.close()
 
 
-def config_check(cfg, error: str | None) -> Check:
+def config_check(cfg, error) -> Check:
     if cfg is None:
-        return Check("config", FAIL, error or _("no configuration loaded"),
+        return Check("config", FAIL, say(error) if error else _("no configuration loaded"),
                      _("fix the named key, or re-provision: put the kiosk.toml from "
                        "`kiosk-hq enroll` on the boot partition and reboot"))
     if not cfg.trusted_keys:
         return Check("config", WARN, _("{path}: no [trust.keys]; no code list can be verified")
                      .format(path=cfg.path), _("re-provision with `kiosk-hq enroll --trust KEY_ID=PEM`"))
     if cfg.warnings:
-        return Check("config", WARN, "; ".join(cfg.warnings),
+        return Check("config", WARN, "; ".join(say(w) for w in cfg.warnings),
                      _("fix or remove the key: an ignored key means its setting is not in effect"))
     named = f" ({cfg.name!r})" if cfg.name else ""
     return Check("config", OK, _("device {device}{name}, store {store}, program {program}, "

@@ -22,6 +22,7 @@ import numpy as np
 from kiosk.errors import ConfigError, HardwareError
 from kiosk.hardware import enhance
 from kiosk.hardware.enhance import half_size
+from kiosk.i18n import Msg
 
 NAMES = ("auto", "zxing", "zxing-global", "pyzbar", "pyzbar-fast")
 AUTO_FALLBACK = ("pyzbar-fast",)  # auto without zxing-cpp
@@ -455,8 +456,8 @@ def _backend(name: str) -> Decoder:
         return PyzbarDecoder(invert=True)
     if name == "pyzbar-fast":  # the last stage of auto: half size above 480 px
         return PyzbarDecoder(invert=True, max_side=FAST_MAX_SIDE)
-    raise ConfigError(f"unknown decoder {name!r}: use one of {', '.join(NAMES)} "
-                      "or a comma-separated chain such as 'zxing,pyzbar'")
+    raise ConfigError(Msg("unknown decoder {name}: use one of {names} or a comma-separated chain "
+                          "such as 'zxing,pyzbar'", name=repr(name), names=", ".join(NAMES)))
 
 
 def make_decoder(name: str = "auto", **plan_options) -> Decoder:

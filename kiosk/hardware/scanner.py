@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from kiosk.errors import HardwareError, KioskError
 from kiosk.hardware.camera.base import Frame, FrameSource
+from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
 DEFAULT_REPEAT_WINDOW = 3.0
@@ -349,7 +350,7 @@ def from_config(cfg, on_event, *, on_error=None, on_recover=None, camera: str | 
     spec = camera or section.get("source", str, "none")
     window = section.get("repeat_window", (int, float), DEFAULT_REPEAT_WINDOW)
     if window < 0:
-        raise section.error("repeat_window", "must not be negative")
+        raise section.error("repeat_window", Msg("must not be negative"))
     settings = settings_from_section(section)
     source = open_source(spec, settings, once=once, **source_options)
     name = decoder or section.get("decoder", str, "auto")

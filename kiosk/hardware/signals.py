@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kiosk.errors import ConfigError
+from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -257,21 +258,21 @@ class _Keys:
         self.data = section.data if hasattr(section, "data") else dict(section or {})
         self.section = section if hasattr(section, "error") else None
 
-    def error(self, key: str, problem: str) -> ConfigError:
+    def error(self, key: str, problem) -> ConfigError:
         if self.section is not None:
             return self.section.error(key, problem)
-        return ConfigError(f"[gpio] {key}: {problem}")
+        return ConfigError(Msg("[gpio] {key}: {problem}", key=key, problem=problem))
 
     def pin(self, key: str):
         value = self.data.get(key)
         if value is None or (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str):
             return value
-        raise self.error(key, f"must be a GPIO number or pin name like \"GPIO17\", not {value!r}")
+        raise self.error(key, Msg("must be a GPIO number or pin name like \"GPIO17\", not {value}", value=repr(value)))
 
     def get(self, key: str, kind: type, default):
         value = self.data.get(key, default)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise self.error(key, f"must be {kind.__name__}, not {value!r}")
+            raise self.error(key, Msg("must be {want}, not {value}", want=kind.__name__, value=repr(value)))
         return value
 
 
@@ -279,10 +280,10 @@ def _build(keys: _Keys, pin_factory) -> Signals:
     green, red, buzzer, button = (keys.pin(k) for k in ("green_led", "red_led", "buzzer", "button"))
     rgb = keys.data.get("rgb_led")
     if rgb is not None and (not isinstance(rgb, list) or len(rgb) != 3):
-        raise keys.error("rgb_led", "must be a list of three pins [red, green, blue]")
+        raise keys.error("rgb_led", Msg("must be a list of three pins [red, green, blue]"))
     buzzer_type = keys.get("buzzer_type", str, "active")
     if buzzer_type not in ("active", "tonal"):
-        raise keys.error("buzzer_type", f"must be active or tonal, not {buzzer_type!r}")
+        raise keys.error("buzzer_type", Msg("must be active or tonal, not {value}", value=repr(buzzer_type)))
     bounce_s = keys.get("bounce_ms", int, 50) / 1000
     if not any(p is not None for p in (green, red, rgb, buzzer, button)):
         return Signals(bounce_s=bounce_s)

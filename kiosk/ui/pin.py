@@ -9,6 +9,7 @@ import hmac
 import os
 
 from kiosk.core import b64url
+from kiosk.i18n import Msg
 
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 120_000
@@ -18,7 +19,7 @@ MIN_DIGITS, MAX_DIGITS = 4, 8
 def check_pin_format(pin: str) -> None:
     """Raise ValueError unless the PIN is 4-8 digits (what the on-screen keypad types)."""
     if not (pin.isdigit() and pin.isascii() and MIN_DIGITS <= len(pin) <= MAX_DIGITS):
-        raise ValueError(f"a staff PIN must be {MIN_DIGITS}-{MAX_DIGITS} digits")
+        raise ValueError(Msg("a staff PIN must be {least}-{most} digits", least=MIN_DIGITS, most=MAX_DIGITS))
 
 
 def make_hash(pin: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
@@ -32,11 +33,11 @@ def parse_hash(text: str) -> tuple[int, bytes, bytes]:
     """(iterations, salt, digest); ValueError says what is wrong with the string."""
     parts = text.split("$")
     if len(parts) != 4 or parts[0] != SCHEME or not parts[1].isdigit():
-        raise ValueError(f"must look like {SCHEME}$ITERATIONS$SALT$HASH (see: kiosk pin-hash)")
+        raise ValueError(Msg("must look like {scheme}$ITERATIONS$SALT$HASH (see: kiosk pin-hash)", scheme=SCHEME))
     try:
         return int(parts[1]), b64url.decode(parts[2]), b64url.decode(parts[3])
     except ValueError:
-        raise ValueError("salt or hash is not base64 (see: kiosk pin-hash)") from None
+        raise ValueError(Msg("salt or hash is not base64 (see: kiosk pin-hash)")) from None
 
 
 def verify(pin: str, stored: str) -> bool:

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from kiosk import config as kconfig
 from kiosk.errors import ConfigError
+from kiosk.i18n import Msg, speaking
 from kiosk.ui.settings import UiSettings
 
 log = logging.getLogger(__name__)
 
 
 def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
-    """(Config or None, technician-facing problem text or "").
+    """(Config or None, technician-facing problem or ""): the text is English, usually a
+    :class:`kiosk.i18n.Msg` the not-provisioned screen says in its own language.
 
     Anything that would make the normal screens fail at start (an unreadable file, a
     data partition that did not mount or is read-only) is a problem shown on the
@@ -27,12 +29,13 @@ def _not_provisioned_problem(path: Path) -> tuple[object | None, str]:
     try:
         cfg = kconfig.load(path)
     except (ConfigError, OSError) as exc:
-        return None, str(exc)
+        return None, getattr(exc, "msg", None) or str(exc)
     if not cfg.trusted_keys:
-        return cfg, f"{path}: [trust.keys] lists no trusted public key"
+        return cfg, Msg("{path}: [trust.keys] lists no trusted public key", path=path)
     from kiosk.doctor.data import data_partition
 
-    data = data_partition(cfg)
+    with speaking(cfg.language):  # the doctor's words are made in the language spoken
+        data = data_partition(cfg)
     if data.status == "FAIL":
         return None, data.message
     for warning in cfg.warnings:
@@ -48,7 +51,8 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
     from kiosk.ui import settings as ui_settings
 
     cfg, problem = _not_provisioned_problem(config_path)
-    settings = ui_settings.from_config(cfg) if cfg is not None and not problem else UiSettings()
+    settings = ui_settings.from_config(cfg) if cfg is not None and not problem else \
+        UiSettings(language=kconfig.language_hint(config_path))
     if size:
         settings.width, settings.height = size
     if fullscreen is not None:

@@ -14,6 +14,7 @@ counter's friendly name, "Front counter", shown instead of its id).
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiosk.i18n import Msg
 from kiosk.ui import pin
 
 
@@ -56,7 +57,7 @@ def from_config(cfg) -> UiSettings:
     for key in ("width", "height"):
         value = ui.get(key, int, getattr(s, key))
         if not 240 <= value <= 4096:
-            raise ui.error(key, f"{value} is not a sensible window size in pixels")
+            raise ui.error(key, Msg("{value} is not a sensible window size in pixels", value=value))
         setattr(s, key, value)
     s.rotation = ui.choice("rotation", (0, 90, 180, 270), 0)
     s.pin_hash = ui.get("pin_hash", str, "")
@@ -64,22 +65,22 @@ def from_config(cfg) -> UiSettings:
         try:
             pin.parse_hash(s.pin_hash)
         except ValueError as exc:
-            raise ui.error("pin_hash", str(exc)) from None
+            raise ui.error("pin_hash", exc) from None
     s.logo = ui.path_value("logo", None)
     s.camera_position = ui.choice("camera_position", ("top", "bottom"), "top")
     for key in _TIMEOUTS:
         value = ui.get(key, (int, float), getattr(s, key))
         if value <= 0:
-            raise ui.error(key, "must be a positive number of seconds")
+            raise ui.error(key, Msg("must be a positive number of seconds"))
         setattr(s, key, float(value))
     s.max_pin_tries = ui.get("max_pin_tries", int, s.max_pin_tries)
     s.auto_confirm = ui.get("auto_confirm", bool, s.auto_confirm)
     s.sound_volume = float(ui.get("sound_volume", (int, float), s.sound_volume))
     if not 0 <= s.sound_volume <= 1:
-        raise ui.error("sound_volume", f"{s.sound_volume} is not between 0 and 1")
+        raise ui.error("sound_volume", Msg("{value} is not between 0 and 1", value=s.sound_volume))
     s.mute = ui.get("mute", bool, s.mute)
     gap_ms = ui.get("scanner_key_gap_ms", (int, float), s.scanner_key_gap * 1000)
     if not 10 <= gap_ms <= 1000:
-        raise ui.error("scanner_key_gap_ms", f"{gap_ms} is not between 10 and 1000 ms")
+        raise ui.error("scanner_key_gap_ms", Msg("{value} is not between 10 and 1000 ms", value=gap_ms))
     s.scanner_key_gap = gap_ms / 1000
     return s

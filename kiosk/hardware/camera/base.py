@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from kiosk.errors import ConfigError, HardwareError
+from kiosk.i18n import Msg
 
 SPEC_FORMS = "picamera2, opencv:N, replay:PATH[?fps=30&loop=1] or none"
 
@@ -207,7 +208,7 @@ def merged_settings(settings: dict | None, query: dict[str, str], spec: str) -> 
     result.update({k: v for k, v in (settings or {}).items() if v is not None})
     for key, text in query.items():
         if key not in SETTINGS:
-            raise ConfigError(f"camera source {spec!r}: unknown option {key!r}")
+            raise ConfigError(Msg("camera source {spec}: unknown option {key}", spec=repr(spec), key=repr(key)))
         result[key] = _parse_option(spec, key, text)
     return result
 
@@ -223,7 +224,8 @@ def _parse_option(spec: str, key: str, text: str):
             return text
         return int(text) if kind is int else float(text)
     except ValueError:
-        raise ConfigError(f"camera source {spec!r}: {key}={text!r} is not valid") from None
+        raise ConfigError(Msg("camera source {spec}: {key}={value} is not valid", spec=repr(spec), key=key,
+                               value=repr(text))) from None
 
 
 def settings_from_section(section) -> dict:
@@ -232,11 +234,11 @@ def settings_from_section(section) -> dict:
     for key, (kind, default) in SETTINGS.items():
         value = section.get(key, kind, default)
         if value is not None and key in _POSITIVE and value <= 0:
-            raise section.error(key, "must be greater than 0")
+            raise section.error(key, Msg("must be greater than 0"))
         if value is not None and key in _NOT_NEGATIVE and value < 0:
-            raise section.error(key, "must not be negative")
+            raise section.error(key, Msg("must not be negative"))
         if key in CHOICES and value not in CHOICES[key]:
-            raise section.error(key, f"must be one of {', '.join(CHOICES[key])}")
+            raise section.error(key, Msg("must be one of {choices}", choices=", ".join(CHOICES[key])))
         result[key] = value
     return result
 
@@ -269,4 +271,4 @@ def open_source(spec: str, settings: dict | None = None, *, once: bool = False,
         from kiosk.hardware.camera.picamera2_source import Picamera2Source
 
         return Picamera2Source(options, **backend_options)
-    raise ConfigError(f"camera source {spec!r} is not one of: {SPEC_FORMS}")
+    raise ConfigError(Msg("camera source {spec} is not one of: {forms}", spec=repr(spec), forms=SPEC_FORMS))

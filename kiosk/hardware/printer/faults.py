@@ -4,15 +4,16 @@ python-escpos wraps the real cause (``ConnectionRefusedError``, ``TimeoutError``
 pyusb ``USBError`` with an errno, ``PermissionError``...) in ``DeviceNotFoundError``
 without chaining it explicitly, so the cause is found on ``__context__``.
 
-A fault's message is English (logs, ``PrinterError``); :func:`translate` gives it in one
-of the kiosk's languages (``kiosk doctor``), from the gettext catalogs.
+A fault's message is a :class:`kiosk.i18n.Msg`: ``str(err)`` is English (logs, the
+print queue's ``error`` column), ``kiosk.i18n.say(err, lang)`` or :func:`translate`
+give it in one of the kiosk's languages (``kiosk doctor``, ``kiosk print-test``).
 """
 
 import errno
 import socket
 
 from kiosk.errors import PrinterError
-from kiosk.i18n import N_, tr
+from kiosk.i18n import N_, Msg, say, tr
 
 MESSAGES = {
     "unplugged": N_("Printer not found: check that it is plugged in and switched on."),
@@ -70,19 +71,25 @@ def classify(exc: BaseException, where: str) -> PrinterError:
     for link in reversed(list(_chain(exc))):  # the original cause says most
         kind = _kind_of(link)
         if kind:
-            return PrinterError(kind, f"{MESSAGES[kind]} ({where})")
+            return fault(kind, where)
     detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return PrinterError("error", f"{MESSAGES['error']}: {detail} ({where})")
+    return fault("error", where, detail)
 
 
-def fault(kind: str, where: str, detail: str = "") -> PrinterError:
-    extra = f": {detail}" if detail else ""
-    return PrinterError(kind, f"{MESSAGES[kind]}{extra} ({where})")
+def fault(kind: str, where, detail: str = "") -> PrinterError:
+    """``where``: the printer's URL (or a Msg naming it); ``detail``: the cause's own words."""
+    if detail:
+        return PrinterError(kind, Msg("{problem}: {detail} ({printer})", problem=Msg(MESSAGES[kind]),
+                                      detail=detail, printer=where))
+    return PrinterError(kind, Msg("{problem} ({printer})", problem=Msg(MESSAGES[kind]), printer=where))
 
 
-def translate(message: str, lang: str) -> str:
-    """A fault message (English, as raised) in ``lang``: its fault sentence translated,
-    the detail and the printer's address kept as they are."""
+def translate(message, lang: str) -> str:
+    """A fault or status message in ``lang``: a Msg (or an error made with one) said in
+    it; an English string (as older code and the queue's ``error`` column hold it) with
+    its fault sentence translated, the detail and the printer's address kept."""
+    if isinstance(message, Msg):
+        return say(message, lang)
     for english in sorted([*MESSAGES.values(), *STATES.values()], key=len, reverse=True):
         if message.startswith(english):
             return tr(english, lang) + message[len(english):]

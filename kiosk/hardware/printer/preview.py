@@ -14,6 +14,7 @@ from kiosk.core.receipt import Line, Logo, QRCode, Receipt, Rule
 from kiosk.hardware.printer import faults, raster, render
 from kiosk.hardware.printer.base import ReceiptPrinter
 from kiosk.hardware.printer.status import PrinterStatus
+from kiosk.i18n import Msg
 
 
 class PreviewPrinter(ReceiptPrinter):
@@ -50,7 +51,7 @@ class PreviewPrinter(ReceiptPrinter):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
-            raise faults.classify(exc, f"preview folder {self.directory}") from exc
+            raise faults.classify(exc, Msg("preview folder {folder}", folder=self.directory)) from exc
         self.last_path = target
         return str(target)
 
@@ -58,5 +59,5 @@ class PreviewPrinter(ReceiptPrinter):
         d = self.directory
         probe = d if d.exists() else d.parent
         if os.access(probe, os.W_OK):
-            return PrinterStatus("ok", f"Receipts are saved as PNG files in {d}.")
-        return PrinterStatus("permission", f"Cannot write receipt previews to {d}.")
+            return PrinterStatus("ok", Msg("Receipts are saved as PNG files in {folder}.", folder=d))
+        return PrinterStatus("permission", Msg("Cannot write receipt previews to {folder}.", folder=d))

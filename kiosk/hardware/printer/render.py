@@ -23,6 +23,7 @@ from escpos.printer import Dummy
 
 from kiosk.core.receipt import Line, Logo, QRCode, Receipt, Rule
 from kiosk.hardware.printer import raster
+from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ class Layout:
 
     def __post_init__(self):
         if self.paper_mm not in PAPER_DOTS:
-            raise ValueError(f"paper width must be 58 or 80 mm, not {self.paper_mm}")
+            raise ValueError(Msg("paper width must be 58 or 80 mm, not {value}", value=self.paper_mm))
         if self.profile not in CAPABILITIES["profiles"]:
-            raise ValueError(f"unknown python-escpos profile {self.profile!r}; "
-                             f"known: {', '.join(profile_names())}")
+            raise ValueError(Msg("unknown python-escpos profile {profile}; known: {known}",
+                                 profile=repr(self.profile), known=", ".join(profile_names())))
         if self.text not in ("auto", "raster"):
-            raise ValueError(f"text mode must be auto or raster, not {self.text!r}")
+            raise ValueError(Msg("text mode must be auto or raster, not {value}", value=repr(self.text)))
 
     @cached_property
     def dots(self) -> int:

@@ -24,7 +24,7 @@ class PrinterStatus:
     """``state`` is ``ok``, ``paper_low``, ``unknown``, ``none`` or a fault word."""
 
     state: str
-    message: str
+    message: str  # may be a kiosk.i18n.Msg: said in the reader's language by faults.translate
 
     @property
     def fault(self) -> str | None:

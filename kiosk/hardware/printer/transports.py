@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from escpos.escpos import Escpos
 
 from kiosk.hardware.printer.status import QUERY
+from kiosk.i18n import Msg
 
 
 class Transport:
@@ -306,22 +307,24 @@ def parse_url(url: str, timeout_s: float, profile: str) -> Transport | None:
         try:
             return UsbTransport(int(vid, 16), int(pid, 16), timeout_s, profile)
         except ValueError:
-            raise ValueError(f"USB printer URL must be usb://VID:PID in hex, e.g. usb://04b8:0e15, not {url!r}") from None
+            raise ValueError(Msg("USB printer URL must be usb://VID:PID in hex, e.g. usb://04b8:0e15, not {url}",
+                                 url=repr(url))) from None
     if scheme == "serial":
         query = parse_qs(parts.query)
         baud = query.get("baudrate", ["19200"])[0]
         if not baud.isdigit() or not parts.path:
-            raise ValueError(f"serial printer URL must be serial:///dev/ttyUSB0?baudrate=19200, not {url!r}")
+            raise ValueError(Msg("serial printer URL must be serial:///dev/ttyUSB0?baudrate=19200, not {url}",
+                                 url=repr(url)))
         return SerialTransport(parts.path, int(baud), timeout_s, profile)
     if scheme == "tcp":
         if not parts.hostname:
-            raise ValueError(f"network printer URL must be tcp://HOST:PORT, not {url!r}")
+            raise ValueError(Msg("network printer URL must be tcp://HOST:PORT, not {url}", url=repr(url)))
         return NetworkTransport(parts.hostname, parts.port or 9100, timeout_s, profile)
     if scheme == "file":
         if not parts.path:
-            raise ValueError(f"device file URL must be file:///dev/usb/lp0, not {url!r}")
+            raise ValueError(Msg("device file URL must be file:///dev/usb/lp0, not {url}", url=repr(url)))
         return FileTransport(parts.path, profile)
     if scheme == "dummy":
         return DummyTransport(profile)
-    raise ValueError(f"unknown printer URL {url!r}: use auto, usb://VID:PID, serial:///dev/ttyUSB0?baudrate=19200, "
-                     "tcp://HOST:9100, file:///dev/usb/lp0, preview://DIR, dummy:// or none")
+    raise ValueError(Msg("unknown printer URL {url}: use auto, usb://VID:PID, serial:///dev/ttyUSB0?baudrate=19200, "
+                         "tcp://HOST:9100, file:///dev/usb/lp0, preview://DIR, dummy:// or none", url=repr(url)))

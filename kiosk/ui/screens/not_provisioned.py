@@ -2,6 +2,7 @@
 
 from kivy.properties import StringProperty
 
+from kiosk.i18n import say
 from kiosk.ui.screens.base import KioskScreen
 
 
@@ -10,5 +11,5 @@ class NotProvisionedScreen(KioskScreen):
     setup = StringProperty("")
 
     def refresh(self, controller) -> None:
-        self.problem = controller.problem
+        self.problem = say(controller.problem, controller.lang)  # a Msg from ui.runner: in the screen's language
         self.setup = controller.setup_message
