@@ -338,6 +338,7 @@ def test_diagnostics_in_the_ui_use_the_parts_it_holds(kiosk):
     from kiosk import printing
     from kiosk.doctor import held
     from kiosk.hardware.signals import Signals
+    from kiosk.i18n import tr
 
     built, ledger = kiosk
     cfg = config.load(built.config)
@@ -346,6 +347,8 @@ def test_diagnostics_in_the_ui_use_the_parts_it_holds(kiosk):
                                pin_factory=MockFactory())
     try:
         checks = {check.name: check for check in held.in_ui(cfg, signals=gpio, printer=service)}
+        russian = {check.name: check for check in
+                   held.in_ui(cfg, signals=gpio, printer=service, lang="ru")}
     finally:
         gpio.close()
         service.close()
@@ -355,6 +358,8 @@ def test_diagnostics_in_the_ui_use_the_parts_it_holds(kiosk):
     assert gpio_line.status == "OK" and "buzzer" in gpio_line.message
     assert "confirm button" in gpio_line.message and gpio_line.message.startswith("LED ")
     assert tuple(checks["receipts"]) == ("receipts", "OK", "0 receipt(s) waiting to print", "")
-    assert held.gpio_in_use({"problem": "no GPIO here"})[:3] == ("gpio", "WARN", "no GPIO here")
-    assert held.gpio_in_use({})[2] == "none configured"
-    assert held.receipts_waiting(2)[:3] == ("receipts", "WARN", "2 receipt(s) waiting to print")
+    # the screen's language, the doctor's wording (kiosk.doctor.devices), not English
+    assert russian["receipts"].message == tr("{count} receipt(s) waiting to print", "ru").format(count=0)
+    assert russian["receipts"].message != checks["receipts"].message
+    assert tr("confirm button", "ru") in russian["gpio"].message
+    assert russian["database"].message != checks["database"].message

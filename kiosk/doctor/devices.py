@@ -88,7 +88,7 @@ def printer(ctx) -> Check:
     url = st["url"] + (f" -> {st['chosen']}" if st.get("chosen") else "")
     message = translate(st["message"], current()) if st.get("message") else ""
     text = f"{url}: {state}" + (f" - {message}" if message else "")
-    waiting = _("; {count} receipt(s) waiting to print").format(count=pending) if pending else ""
+    waiting = "; " + receipts_waiting(pending) if pending else ""
     if state == "none":
         return Check("printer", WARN, _("no printer configured"), _("set [printer] url "
                      "(usb://VID:PID, serial:///dev/ttyUSB0, tcp://host:9100)"))
@@ -101,6 +101,10 @@ def printer(ctx) -> Check:
                  "need the kiosk udev rule (`ls -l /dev/usb/lp*`, group lp)"))
 
 
+def receipts_waiting(count: int) -> str:
+    return _("{count} receipt(s) waiting to print").format(count=count)
+
+
 def gpio(ctx) -> Check:
     from kiosk.hardware.signals import Signals
     signals = Signals.from_config(ctx.cfg.section("gpio"))
@@ -108,6 +112,11 @@ def gpio(ctx) -> Check:
         info = signals.describe()
     finally:
         signals.close()
+    return gpio_check(info)
+
+
+def gpio_check(info: dict) -> Check:
+    """The gpio line from ``Signals.describe()`` (also the UI's, from the pins it holds)."""
     if info.get("problem"):
         return Check("gpio", FAIL, info["problem"], _("the kiosk user must be in the gpio group; "
                      "check the pin numbers in [gpio] (BCM numbering)"))

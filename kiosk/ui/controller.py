@@ -35,6 +35,7 @@ Rules staff can rely on (docs/ui.md):
 """
 
 from kiosk.errors import KioskError
+from kiosk.i18n import say
 from kiosk.ui.flow import DONE_HOLD, RECENT_WINDOW, TAP_GUARD, WARN_SECONDS, CustomerFlow
 from kiosk.ui.i18n import LANGUAGES, N_, next_language, tr
 from kiosk.ui.names import (
@@ -151,7 +152,8 @@ class Controller(ScreenState):
         if reason == "not_setup_qr":
             self.setup_message = tr(N_("This is not a setup QR code"), self.lang)
         elif error is not None:
-            self.setup_message = tr(N_("Setup QR refused: {reason}"), self.lang).format(reason=error)
+            self.setup_message = tr(N_("Setup QR refused: {reason}"), self.lang).format(
+                reason=say(error, self.lang))
         else:
             self.setup_message = tr(N_("Setup accepted: {device} in store {store}. The kiosk restarts in a moment."),
                                     self.lang).format(device=fields.get("device"), store=fields.get("store"))

@@ -108,7 +108,7 @@ def build(cfg, *, post, worker=None, print_worker=None, with_camera: bool = True
         ledger, settings=settings, printer=printer, signals=Together(gpio, sounds),
         worker=worker or Worker(post, "kiosk-db"),
         print_worker=print_worker or Worker(post, "kiosk-print"), post=post,
-        status_reader=read_status, diagnostics=lambda: held.in_ui(cfg, signals=gpio, printer=printer),
+        status_reader=read_status, diagnostics=lambda lang=None: held.in_ui(cfg, signals=gpio, printer=printer, lang=lang),
         checker=context.open_ledger(cfg, store=Store(ledger.store.path)), audit=trail)
     parts = Parts(controller, problems=problems)
     if gpio is not None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from datetime import time as dtime
 
 from kiosk.core import importer
+from kiosk.i18n import say
 from kiosk.ui import pin as pins
 from kiosk.ui.i18n import N_, tr
 from kiosk.ui.names import DIAGNOSTICS, HISTORY, KEYPAD, PIN, STAFF, SYNC, UNDO
@@ -178,7 +179,7 @@ class StaffSession:
         if error is not None:
             s.record_audit("undo_failed", redemption_id=row["id"], masked_code=row.get("masked_code"),
                      note=str(error)[:200])
-            s.staff_message = tr(N_("Cannot undo: {reason}"), s.lang).format(reason=error)
+            s.staff_message = tr(N_("Cannot undo: {reason}"), s.lang).format(reason=say(error, s.lang))
         else:
             s.record_audit("undo", redemption_id=row["id"], code_hash=row.get("code_hash"),
                      masked_code=row.get("masked_code"), reward_id=row.get("reward_id"),
@@ -210,7 +211,7 @@ class StaffSession:
         s = self.state
         message = s.staff_message if keep_message else ""
         diagnostics = s.diagnostics
-        self._page(DIAGNOSTICS, lambda: list(diagnostics()) if diagnostics is not None else [])
+        self._page(DIAGNOSTICS, lambda: list(diagnostics(lang=s.lang)) if diagnostics is not None else [])
         s.staff_message = message
 
     def retry_receipts(self) -> None:

@@ -30,7 +30,7 @@ class ScreenState:
                  printer: Printer | None = None, signals: Signals | None = None, worker=None,
                  print_worker=None, post: Callable[[Callable[[], None]], None] | None = None,
                  now: Callable[[], float] = time.monotonic,
-                 diagnostics: Callable[[], list] | None = None, problem: str = "", checker=None,
+                 diagnostics: Callable[..., list] | None = None, problem: str = "", checker=None,
                  setup=None, audit=None):
         self.ledger, self.printer, self.signals = ledger, printer, signals
         self.checker = checker  # a Ledger on its own read connection, for checks in place
@@ -39,7 +39,7 @@ class ScreenState:
         self.print_worker = print_worker or self.worker
         self.post = post or (lambda fn: fn())
         self.now = now
-        self.diagnostics = diagnostics  # () -> the doctor's checks (kiosk.doctor.held.in_ui)
+        self.diagnostics = diagnostics  # (lang=) -> the doctor's checks (kiosk.doctor.held.in_ui)
         self.problem = problem
         self.setup = setup          # not provisioned: submit a scanned setup QR (kiosk.provision)
         self.setup_message = ""
