@@ -161,10 +161,19 @@ class KioskApp(App):
         if not self.sm.has_screen(name):
             self.sm.add_widget(screens.create(name, self.controller))
         self.sm.current = name
-        if name in screens.KEPT and not self.sm.transition.is_active:
-            for screen in list(self.sm.screens):
-                if screen.name not in screens.KEPT:
-                    self.sm.remove_widget(screen)
+        if name in screens.KEPT and len(self.sm.screens) > len(screens.KEPT):
+            Clock.schedule_once(self._drop_unkept, 0)
+
+    def _drop_unkept(self, _dt=None) -> None:
+        """Drop the staff and setup screens once the switch to a customer screen is over."""
+        if self.sm.current not in screens.KEPT:
+            return  # staff came back meanwhile
+        if self.sm.transition.is_active:
+            Clock.schedule_once(self._drop_unkept, 0.1)
+            return
+        for screen in list(self.sm.screens):
+            if screen.name not in screens.KEPT:
+                self.sm.remove_widget(screen)
 
     def _on_change(self, controller) -> None:
         self.lang = controller.lang
