@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def child(config: Path, size: str, scans: int, started: float) -> None:
+    payloads = json.loads((config.parent / "bench-payloads.json").read_text())
     from kiosk.ui.kivyconf import configure_kivy, post
 
     w, h = (int(v) for v in size.split("x"))
@@ -55,13 +56,11 @@ def child(config: Path, size: str, scans: int, started: float) -> None:
     before = set(sys.modules)
 
     from kiosk import config as kconfig
-    from kiosk.ui import demo
     from kiosk.ui import parts as kparts
     from kiosk.ui.app import KioskApp
 
     parts = kparts.build(kconfig.load(config), post=post, with_camera=False)
     app = KioskApp(parts.controller)
-    payloads = [demo.payload_of(c) for c in demo.spec()["cards"]]
     result = {"latencies": [], "window_rss_mb": window_mb, "renderer": renderer}
 
     def idle_drawn(_dt):
@@ -141,6 +140,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         built = demo.build(Path(tmp) / "demo", cards=False)
+        # the child imports only what `kiosk ui` imports (not the demo's bundle writer)
+        (built.config.parent / "bench-payloads.json").write_text(
+            json.dumps([demo.payload_of(c) for c in demo.spec()["cards"]]))
         started = time.time()
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(built.config), "--started", str(started),
