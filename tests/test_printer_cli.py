@@ -129,6 +129,38 @@ def test_reprint_and_print_queue_commands(hq, tmp_path):
     assert run.rc == 1 and "no redemption no-such-id" in run.err
 
 
+def test_python_escpos_loads_on_the_first_receipt_prepared(tmp_path):
+    """Opening a printer (as the UI does at start) loads none of python-escpos, pyusb,
+    pyserial, python-barcode or qrcode (the UI's memory: bench/ui.py); the first
+    receipt loads them, prepared (the shared printer-database cache, logging left
+    alone), and renders the whole job."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ESCPOS_CAPABILITIES_PICKLE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    code = ("import logging, os, sys\n"
+            "from kiosk import printing\n"
+            "from kiosk.core import receipt\n"
+            "from kiosk.hardware.printer import open_printer\n"
+            "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'escpos', 'usb', 'serial', 'barcode', 'qrcode'})\n"
+            "p = open_printer('tcp://127.0.0.1:9')\n"
+            "print(heavy())\n"
+            "job = p.render(receipt.build(printing.sample_data({}), 'kk'))\n"
+            "print(heavy(), job[:2].hex(), len(job) > 1000)\n"
+            "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'), logging.getLogger().handlers)\n")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "[]", lines
+    assert lines[1].startswith("['barcode', 'escpos', 'qrcode'") and lines[1].endswith(" 1b40 True"), lines
+    assert lines[2].startswith(str(tmp_path / "cache" / "redeem-kiosk" / "escpos-")), lines
+    assert lines[2].endswith(" []")  # python-escpos' basicConfig() took no hold
+
+
 def test_importing_the_printer_changes_nothing_and_the_cli_prepares_escpos(tmp_path):
     """Importing kiosk.hardware.printer does not prepare python-escpos (no environment
     change of ours); the ``kiosk`` entry point prepares it for a printing command (one

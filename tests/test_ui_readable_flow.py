@@ -148,9 +148,12 @@ def test_each_signal_kind_has_its_sound_and_mute_or_no_device_stays_silent():
     muted = sounds.Sounds(mute=True, loader=loader)
     muted.show("ready")
     assert muted.played == []
-    silent = sounds.Sounds(loader=lambda path: None)  # no audio device
-    silent.show("ready")
+    tried = []
+    silent = sounds.Sounds(loader=lambda path: tried.append(path))  # no audio device
+    for kind in ("ready", "refused", "redeemed", "ready"):
+        silent.show(kind)
     assert silent.played == [] and silent.problem
+    assert len(tried) == 1  # tried once, not again for every tune
 
 
 def test_kivy_plays_the_sounds_through_sdl(tmp_path):

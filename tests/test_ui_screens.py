@@ -244,6 +244,37 @@ def test_pin_keypad_entry_confirm_and_undo(kiosk):
     assert "(Undone)" in h.screen.ids.body.text
 
 
+def test_staff_screens_are_built_when_shown_and_freed_back_at_idle(kiosk):
+    """Only the customer screens stay built (the UI's memory, bench/ui.py): a staff
+    screen is made when staff open it, works, and is freed once the counter is idle."""
+    import gc
+    import weakref
+
+    h, parts, built = kiosk()
+    kept = {c.IDLE, c.VERDICT, c.DONE}
+    assert set(h.app.sm.screen_names) == kept
+    h.tap_id("staff_button")
+    assert on(h, c.PIN)
+    _type_pin(h, built.pin)
+    assert on(h, c.STAFF)
+    h.tap_id("history")
+    assert on(h, c.HISTORY)
+    assert set(h.app.sm.screen_names) == kept | {c.PIN, c.STAFF, c.HISTORY}
+    history = weakref.ref(h.screen)
+    h.tap_id("back")
+    assert on(h, c.STAFF)
+    h.tap_id("close")
+    assert on(h, c.IDLE)
+    assert set(h.app.sm.screen_names) == kept
+    h.frames(3)
+    gc.collect()
+    assert history() is None  # nothing keeps the dropped screen (and its textures) alive
+    h.tap_id("staff_button")  # built again, and works again
+    assert on(h, c.PIN)
+    _type_pin(h, built.pin)
+    assert on(h, c.STAFF)
+
+
 def test_failing_printer_is_shown_and_the_redemption_is_kept(kiosk):
     from kiosk.hardware.printer.fake_server import HEALTHY, PAPER_OUT, FakeNetworkPrinter
 

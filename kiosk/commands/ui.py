@@ -19,7 +19,8 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-USES_PRINTER = True  # kiosk.cli prepares python-escpos first
+# No USES_PRINTER: the touch screen imports python-escpos on its first receipt
+# (kiosk.hardware.escpos_setup.load prepares it then), not at start.
 
 
 def register(sub) -> None:

@@ -9,7 +9,6 @@ ledger's database; :mod:`kiosk.core.importer` decides when a finished file is us
 import secrets
 import sqlite3
 from pathlib import Path
-from urllib.request import pathname2url
 
 from kiosk.core import atomic, codelist
 from kiosk.core.bundle import Manifest
@@ -54,10 +53,6 @@ _LIVE_AFTER = ("SELECT count(*) FROM (SELECT DISTINCT h FROM stage.staging) AS s
                "JOIN main.codes AS c ON c.h = s.h WHERE c.a & 1 = 0")
 
 
-def _uri(path: Path) -> str:
-    return f"file:{pathname2url(str(path))}?mode=ro&immutable=1"
-
-
 class Builder:
     """One new list file, written under a temporary name and published by :meth:`finish`."""
 
@@ -81,7 +76,7 @@ class Builder:
         self.attr_ids: dict[tuple, int] = {}
 
     def attach(self, alias: str, path: Path) -> None:
-        self.conn.execute("ATTACH DATABASE ? AS " + alias, (_uri(path),))
+        self.conn.execute("ATTACH DATABASE ? AS " + alias, (codelist.read_uri(path),))
 
     def load_attrs(self, schema: str | None) -> None:
         """Start from another file's attribute rows (same ids), or a fresh table."""

@@ -1,8 +1,11 @@
 """Loading python-escpos' printer database without its import-time side effects.
 
 Called by the entry points (``kiosk`` commands that open a printer, ``kiosk-sync``,
-the test suite, the printing benchmark) before anything imports python-escpos; the
-printer package itself changes no process state when it is imported.
+the test suite, the printing benchmark) before anything imports python-escpos, and
+by :func:`load`, through which the printer package imports python-escpos on first
+use: importing the printer package changes no process state and loads none of
+python-escpos, pyusb, pyserial or python-barcode (about 4 MB the touch screen does
+not carry until its first receipt).
 
 ``escpos.capabilities`` parses a 400 kB YAML/JSON printer database on import and
 caches it as a pickle in ``$ESCPOS_CAPABILITIES_PICKLE_DIR`` or, if unset, in a *new*
@@ -14,6 +17,7 @@ folder, written atomically (a half-written pickle read by a second process would
 break its import), and imports the module with the root logger left alone.
 """
 
+import importlib
 import logging
 import os
 import shutil
@@ -76,3 +80,12 @@ def prepare() -> None:
             shutil.rmtree(private, ignore_errors=True)
             os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = str(shared)
     _done = True
+
+
+def load(module: str = "escpos.printer"):
+    """python-escpos' ``module`` (e.g. ``escpos.printer``), after :func:`prepare`.
+
+    The printer package imports python-escpos only through here, when a receipt is
+    rendered or a printer opened, so the kiosk starts without it."""
+    prepare()
+    return importlib.import_module(module)

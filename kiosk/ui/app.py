@@ -62,8 +62,8 @@ class KioskApp(App):
         if str(HERE / "widgets.kv") not in Builder.files:
             Builder.load_file(str(HERE / "widgets.kv"))
         self.sm = ScreenManager(transition=NoTransition())
-        for screen in screens.create_all(self.controller):
-            self.sm.add_widget(screen)
+        for name in screens.KEPT:
+            self.sm.add_widget(screens.create(name, self.controller))
         self.controller.listeners.append(self._on_change)
         Window.bind(size=self._resize, on_touch_down=self._on_touch, on_key_down=self._on_key,
                     on_textinput=self._on_text)
@@ -146,13 +146,34 @@ class KioskApp(App):
             self.controller.scan(payload, source)
         post(run)
 
+    def show(self, name: str) -> None:
+        """Switch to screen ``name``, building it if it is a staff or setup screen not
+        shown yet; back on a customer screen, those are dropped again (see
+        :mod:`kiosk.ui.screens`: they cost memory a counter needs only meanwhile)."""
+        if not self.sm.has_screen(name):
+            self.sm.add_widget(screens.create(name, self.controller))
+        self.sm.current = name
+        if name in screens.KEPT and len(self.sm.screens) > len(screens.KEPT):
+            Clock.schedule_once(self._drop_unkept, 0)
+
+    def _drop_unkept(self, _dt=None) -> None:
+        """Drop the staff and setup screens once the switch to a customer screen is over."""
+        if self.sm.current not in screens.KEPT:
+            return  # staff came back meanwhile
+        if self.sm.transition.is_active:
+            Clock.schedule_once(self._drop_unkept, 0.1)
+            return
+        for screen in list(self.sm.screens):
+            if screen.name not in screens.KEPT:
+                self.sm.remove_widget(screen)
+
     def _on_change(self, controller) -> None:
         self.lang = controller.lang
         self.language_name = LANGUAGE_NAMES.get(controller.lang, controller.lang)
         if self.sm is None:
             return
         if self.sm.current != controller.screen:
-            self.sm.current = controller.screen
+            self.show(controller.screen)
         self.sm.current_screen.refresh(controller)
         if controller.screen == "verdict" and self.scan_posted_at is not None:
             started, self.scan_posted_at = self.scan_posted_at, None

@@ -81,6 +81,9 @@ class Sounds:
         self.problem = ""
 
     def _sound(self, name: str):
+        if name not in self._sounds and self.problem:
+            return None  # no audio output: not tried again for every tune (SDL's audio
+            # init on the main thread costs time at a verdict, and it was logged once)
         if name not in self._sounds:
             loader = self._loader
             if loader is None:

@@ -14,9 +14,11 @@
 ``none``                               no printer
 =====================================  ==============================================
 
-Nothing here touches hardware until a receipt is printed. Importing this package
-imports python-escpos: entry points call :func:`kiosk.hardware.escpos_setup.prepare`
-first, so its printer database is cached once and it leaves the logging alone.
+Nothing here touches hardware until a receipt is printed, and neither importing this
+package nor ``open_printer`` imports python-escpos (with pyusb, pyserial and
+python-barcode): that happens on the first receipt or status query, through
+:func:`kiosk.hardware.escpos_setup.load`, which prepares it first (its printer
+database cached once, the logging left alone).
 """
 
 from pathlib import Path

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from kiosk.core.receipt import Line, Logo, QRCode, Receipt, Rule
-from kiosk.hardware.printer import faults, raster, render
+from kiosk.hardware.printer import faults, render
 from kiosk.hardware.printer.base import ReceiptPrinter
 from kiosk.hardware.printer.status import PrinterStatus
 from kiosk.i18n import Msg
@@ -23,6 +23,8 @@ class PreviewPrinter(ReceiptPrinter):
         self.last_path: Path | None = None
 
     def image(self, receipt: Receipt):
+        from kiosk.hardware.printer import raster  # Pillow's fonts and qrcode: first receipt
+
         width = self.layout.dots
         parts = []
         for block in receipt.blocks:

@@ -8,6 +8,11 @@ Each text line is decided on its own: if every character is in one of the profil
 code pages it is sent as text (python-escpos switches code pages with ``ESC t``);
 otherwise (Kazakh letters, Uzbek U+02BB, anything else) the line is drawn with the
 kiosk font and sent as a ``GS v 0`` raster image, so every language prints.
+
+python-escpos and the raster drawing (Pillow's fonts, qrcode) are imported on the
+first receipt (:func:`kiosk.hardware.escpos_setup.load`), not when a :class:`Layout`
+is made at start: the ``default`` profile needs no look-up, another profile name is
+checked against python-escpos' printer database.
 """
 
 import copy
@@ -16,13 +21,8 @@ import textwrap
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from escpos.capabilities import CAPABILITIES, get_profile
-from escpos.constants import QR_ECLEVEL_M
-from escpos.magicencode import Encoder
-from escpos.printer import Dummy
-
 from kiosk.core.receipt import Line, Logo, QRCode, Receipt, Rule
-from kiosk.hardware.printer import raster
+from kiosk.hardware.escpos_setup import load
 from kiosk.i18n import Msg
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,11 @@ CHAR_DOTS = {"small": 9, "normal": 12, "large": 24}  # font B, font A, double wi
 
 
 def profile_names() -> list[str]:
-    return sorted(CAPABILITIES["profiles"])
+    return sorted(load("escpos.capabilities").CAPABILITIES["profiles"])
+
+
+def get_profile(name: str):
+    return load("escpos.capabilities").get_profile(name)
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Layout:
     def __post_init__(self):
         if self.paper_mm not in PAPER_DOTS:
             raise ValueError(Msg("paper width must be 58 or 80 mm, not {value}", value=self.paper_mm))
-        if self.profile not in CAPABILITIES["profiles"]:
+        if self.profile != "default" and self.profile not in profile_names():  # "default" always is
             raise ValueError(Msg("unknown python-escpos profile {profile}; known: {known}",
                                  profile=repr(self.profile), known=", ".join(profile_names())))
         if self.text not in ("auto", "raster"):
@@ -61,8 +65,9 @@ class Layout:
         return min(paper, known) if isinstance(known, int) else paper
 
     @cached_property
-    def encoder(self) -> Encoder:
-        return Encoder(get_profile(self.profile).get_code_pages())
+    def encoder(self):
+        """python-escpos' ``Encoder`` for the profile's code pages."""
+        return load("escpos.magicencode").Encoder(get_profile(self.profile).get_code_pages())
 
     @cached_property
     def small_font(self) -> bool:
@@ -91,9 +96,9 @@ class Layout:
             self.encodable_cache[ch] = any(enc.can_encode(name, ch) for name in enc.codepages)
         return self.encodable_cache[ch]
 
-    def device(self) -> Dummy:
-        """A Dummy with this profile, its paper width filled in (for centring images)."""
-        esc = Dummy(profile=self.profile)
+    def device(self):
+        """A python-escpos Dummy with this profile, its paper width filled in (for centring images)."""
+        esc = load("escpos.printer").Dummy(profile=self.profile)
         data = copy.deepcopy(esc.profile.profile_data)
         data.setdefault("media", {})["width"] = {"mm": self.paper_mm, "pixels": self.dots}
         esc.profile.profile_data = data  # instance attribute: the shared profile stays as is
@@ -114,6 +119,9 @@ class _Writer:
     """Feeds blocks to the Dummy, batching consecutive raster rows into one image."""
 
     def __init__(self, layout: Layout):
+        from kiosk.hardware.printer import raster  # Pillow's fonts and qrcode: first receipt
+
+        self.raster = raster
         self.layout, self.esc, self.pending = layout, layout.device(), []
         self.esc.hw("INIT")
         if "CP437" in layout.encoder.codepages:  # plain ASCII in the common page, whatever its slot
@@ -130,13 +138,14 @@ class _Writer:
             self.flush()
             self.esc.set_with_default()
             box = 6 if self.layout.dots >= 512 else 5
-            self.esc.qr(block.data, ec=QR_ECLEVEL_M, size=box, native=False, center=True)
+            self.esc.qr(block.data, ec=load("escpos.constants").QR_ECLEVEL_M, size=box, native=False,
+                        center=True)
         elif isinstance(block, Logo):
             self.logo(block)
 
     def line(self, line: Line) -> None:
         if not self.layout.encodable(line.text + line.right):
-            self.pending += raster.line_rows(line, self.layout.dots)
+            self.pending += self.raster.line_rows(line, self.layout.dots)
             return
         self.flush()
         big = line.size == "large"
@@ -148,7 +157,7 @@ class _Writer:
     def logo(self, logo: Logo) -> None:
         self.flush()
         try:
-            img = raster.logo_image(logo.path, self.layout.dots)
+            img = self.raster.logo_image(logo.path, self.layout.dots)
         except OSError as exc:  # a bad logo must not stop a receipt
             log.warning("receipt logo %s not printed: %s", logo.path, exc)
             return
@@ -158,7 +167,7 @@ class _Writer:
     def flush(self) -> None:
         if self.pending:
             self.esc.set_with_default()
-            self.esc.image(raster.stack(self.pending, self.layout.dots), impl="bitImageRaster")
+            self.esc.image(self.raster.stack(self.pending, self.layout.dots), impl="bitImageRaster")
             self.pending = []
 
     def finish(self) -> bytes:

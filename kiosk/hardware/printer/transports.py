@@ -7,14 +7,19 @@ the next customer. ``read_status(esc, n)`` sends ``DLE EOT n`` and returns the f
 answer byte, or None when the printer does not answer (which means *unknown*).
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from escpos.escpos import Escpos
-
+from kiosk.hardware.escpos_setup import load
 from kiosk.hardware.printer.status import QUERY
 from kiosk.i18n import Msg
+
+if TYPE_CHECKING:  # python-escpos itself is imported when a printer is first opened
+    from escpos.escpos import Escpos
 
 
 class Transport:
@@ -55,9 +60,8 @@ class UsbTransport(Transport):
         self.target = f"{vendor:04x}:{product:04x}"
 
     def open(self) -> Escpos:
-        from escpos.printer import Usb  # lazy: needs pyusb/libusb
-
-        esc = Usb(self.vendor, self.product, timeout=self.timeout_ms, profile=self.profile)
+        # python-escpos on first use; needs pyusb/libusb
+        esc = load().Usb(self.vendor, self.product, timeout=self.timeout_ms, profile=self.profile)
         esc.open()
         return esc
 
@@ -203,10 +207,9 @@ class SerialTransport(Transport):
         self.target = f"{devfile} at {baudrate} baud"
 
     def open(self) -> Escpos:
-        from escpos.printer import Serial  # lazy: needs pyserial
-
-        esc = Serial(self.devfile, baudrate=self.baudrate, timeout=min(self.timeout_s, 1.0),
-                     profile=self.profile)
+        # python-escpos on first use; needs pyserial
+        esc = load().Serial(self.devfile, baudrate=self.baudrate, timeout=min(self.timeout_s, 1.0),
+                            profile=self.profile)
         esc.open()
         esc.device.write_timeout = self.timeout_s  # python-escpos sets none: never hang
         return esc
@@ -227,9 +230,7 @@ class NetworkTransport(Transport):
         self.target = f"{host}:{port}"
 
     def open(self) -> Escpos:
-        from escpos.printer import Network
-
-        esc = Network(self.host, self.port, timeout=self.timeout_s, profile=self.profile)
+        esc = load().Network(self.host, self.port, timeout=self.timeout_s, profile=self.profile)
         esc.open()
         return esc
 
@@ -255,9 +256,7 @@ class FileTransport(Transport):
         self.path, self.profile, self.target = path, profile, path
 
     def open(self) -> Escpos:
-        from escpos.printer import File
-
-        esc = File(self.path, profile=self.profile)
+        esc = load().File(self.path, profile=self.profile)
         esc.open()
         return esc
 
@@ -283,9 +282,7 @@ class DummyTransport(Transport):
     target = "dummy://"
 
     def __init__(self, profile: str, device: Escpos | None = None):
-        from escpos.printer import Dummy
-
-        self.device = device if device is not None else Dummy(profile=profile)
+        self.device = device if device is not None else load().Dummy(profile=profile)
         self.jobs: list[bytes] = []
 
     def open(self) -> Escpos:

@@ -4,6 +4,12 @@ Each screen module ``kiosk/ui/screens/NAME.py`` defines a class derived from
 :class:`KioskScreen` and its layout lives in ``NAME.kv`` beside it. Screens render
 the controller's state in ``refresh`` and call controller methods from their
 handlers; they hold no logic of their own.
+
+Only the customer screens (:data:`KEPT`) exist all the time, so a verdict never
+waits for a screen to be built; the staff and setup screens are built when first
+shown and dropped when the counter is back on a customer screen (the app does
+both, :meth:`kiosk.ui.app.KioskApp.show`): about 8 MB and a third of the start
+time that a counter needs only while staff use the menu.
 """
 
 import importlib
@@ -29,15 +35,16 @@ SCREENS = {
 }
 
 
-def create_all(controller) -> list:
-    """Load every screen's .kv and return one instance of each, named by state."""
+KEPT = (c.IDLE, c.VERDICT, c.DONE)
+
+
+def create(name: str, controller):
+    """One instance of the screen for state ``name`` (its .kv loaded once)."""
     from kivy.lang import Builder
 
-    screens = []
-    for name, (module, cls_name) in SCREENS.items():
-        kv = HERE / f"{module}.kv"
-        if str(kv) not in Builder.files:
-            Builder.load_file(str(kv))
-        cls = getattr(importlib.import_module(f"kiosk.ui.screens.{module}"), cls_name)
-        screens.append(cls(name=name, controller=controller))
-    return screens
+    module, cls_name = SCREENS[name]
+    kv = HERE / f"{module}.kv"
+    if str(kv) not in Builder.files:
+        Builder.load_file(str(kv))
+    cls = getattr(importlib.import_module(f"kiosk.ui.screens.{module}"), cls_name)
+    return cls(name=name, controller=controller)
