@@ -19,9 +19,6 @@ import socket
 import ssl
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from kiosk.errors import ProvisionError
 from kiosk.i18n import Msg
 
@@ -29,6 +26,9 @@ from kiosk.i18n import Msg
 def pin_of(pem_or_der: bytes) -> str:
     """Lowercase hex SHA-256 of the first certificate in a PEM file (or of DER bytes)."""
     if b"-----BEGIN CERTIFICATE-----" in pem_or_der:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         try:
             cert = x509.load_pem_x509_certificate(pem_or_der)
         except ValueError as exc:
@@ -88,6 +88,9 @@ def fetch(host: str, port: int, pin: str, *, wait_s: float = 60.0, timeout: floa
             "the broker {broker} did not present the CA this QR pins (sha256 {pin}...): its certfile "
             "must hold the server certificate followed by the CA; or provision from the boot partition",
             broker=where, pin=pin[:16]))
+    from cryptography import x509  # only when a setup QR is applied
+    from cryptography.hazmat.primitives import serialization
+
     pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
     try:
         _verify(host, port, pem, timeout)

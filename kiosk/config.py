@@ -6,6 +6,8 @@ relative to the file's folder. Each feature reads its own section through
 :class:`Section`, so its checks and messages stay next to the code that uses them.
 """
 
+from __future__ import annotations
+
 import difflib
 import os
 import re
@@ -13,13 +15,14 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from kiosk.core import ids, keys, payload
 from kiosk.errors import ConfigError
 from kiosk.i18n import LANGUAGES, Msg  # config.LANGUAGES: the settings' choices
+
+if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
 # Every key the kiosk reads, per section: anything else is almost always a typo
@@ -75,7 +78,7 @@ class Section:
     def __init__(self, path: Path, name: str, data: dict):
         self.path, self.name, self.data = path, name, data
 
-    def error(self, key: str, problem: "str | Msg") -> ConfigError:
+    def error(self, key: str, problem: str | Msg) -> ConfigError:
         """``PATH: [section] key: problem``; a :class:`Msg` problem is translated where shown."""
         return ConfigError(Msg("{path}: [{section}] {key}: {problem}", path=self.path, section=self.name,
                                key=key, problem=problem))
@@ -146,7 +149,7 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
     for key_id in section.data:
         pem = section.path_value(key_id)
         try:
-            result[key_id] = keys.load_public(pem)
+            result[key_id] = keys.read_public(pem)
         except FileNotFoundError:
             raise section.error(key_id, Msg("public key file {file} does not exist", file=pem)) from None
         except OSError as exc:  # a directory, no permission, an I/O error
@@ -158,7 +161,7 @@ def _trusted_keys(section: Section) -> dict[str, Ed25519PublicKey]:
     return result
 
 
-def _did_you_mean(word: str, choices) -> "Msg | str":
+def _did_you_mean(word: str, choices) -> Msg | str:
     close = difflib.get_close_matches(word, sorted(choices), n=1)
     return Msg("; did you mean {name}?", name=repr(close[0])) if close else ""
 

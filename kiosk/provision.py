@@ -19,6 +19,8 @@ Nothing here touches hardware; the file-system work takes its paths as arguments
 tests run it against a temporary root.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import contextlib
@@ -29,16 +31,21 @@ import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import tomli_w
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk import broker_ca, config, wifi
 from kiosk.core import atomic, b64url, keys
 from kiosk.errors import ConfigError, ProvisionError
 from kiosk.i18n import Msg, _, say
+
+if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SETUP_PREFIX = "KIOSK-SETUP:2:"
 SETUP_FAMILY = "KIOSK-SETUP:"
@@ -115,7 +122,7 @@ def site_config(settings: Mapping[str, Any]) -> dict:
     return out
 
 
-def wifi_from(fields: Mapping[str, Any]) -> "wifi.Wifi | None":
+def wifi_from(fields: Mapping[str, Any]) -> wifi.Wifi | None:
     """The Wi-Fi a setup QR or a ``[wifi]`` table asks for (checked), or None."""
     ssid = fields.get("wifi_ssid", fields.get("ssid"))
     if not ssid:
@@ -265,7 +272,7 @@ def load_trusted_keys(key_dir: Path) -> dict[str, Ed25519PublicKey]:
     """HQ public keys baked into the image: ``KEY_ID.pub.pem`` files in ``key_dir``."""
     result = {}
     for pem in sorted(Path(key_dir).glob("*.pub.pem")) if Path(key_dir).is_dir() else []:
-        result[pem.name.removesuffix(".pub.pem")] = keys.load_public(pem)
+        result[pem.name.removesuffix(".pub.pem")] = keys.read_public(pem)
     return result
 
 
@@ -405,7 +412,7 @@ def apply_boot_file(boot_file: Path | None = None, *, config_dir: Path = CONFIG_
             "removed_from_boot": [str(p) for p in removed], "wifi": joined}
 
 
-def _staged(exc: ConfigError, stage: Path, folder: Path) -> "Msg | str":
+def _staged(exc: ConfigError, stage: Path, folder: Path) -> Msg | str:
     """The loader's complaint about the staged copy, naming the boot partition's folder."""
     def moved(value):
         return str(value).replace(str(stage), str(folder))
@@ -413,7 +420,7 @@ def _staged(exc: ConfigError, stage: Path, folder: Path) -> "Msg | str":
 
 
 def _stage_and_install(boot_file: Path, config_dir: Path,
-                       gid: int | None) -> tuple[list[PurePosixPath], "wifi.Wifi | None"]:
+                       gid: int | None) -> tuple[list[PurePosixPath], wifi.Wifi | None]:
     try:
         raw = boot_file.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
@@ -474,7 +481,7 @@ def result_path(spool: Path = QR_SPOOL) -> Path:
     return Path(spool).with_name(RESULT_NAME)
 
 
-def record_result(spool: Path, error: "ProvisionError | None", result: dict | None = None) -> None:
+def record_result(spool: Path, error: ProvisionError | None, result: dict | None = None) -> None:
     """Root side: the outcome of applying the queued QR, readable by the kiosk user."""
     body = {"ok": error is None, "reason": getattr(error, "reason", ""),
             "message": str(error) if error else "", "device": (result or {}).get("device", "")}

@@ -198,3 +198,48 @@ def test_the_cli_says_config_errors_and_warnings_in_the_configured_language(tmp_
                       "digits, '.', '_' or '-'\n"
     run = run_main(cli.main, ["--config", bad, "doctor", "--skip", "camera", "--lang", "kk"])
     assert "FAIL  config" in run.out and "болуы керек" in run.out
+
+
+def test_trusted_keys_load_cryptography_only_when_a_signature_is_checked(tmp_path):
+    """The counter UI reads the trusted keys but never verifies: it must not pay the
+    ~10 MB of cryptography's core for them (issue 10's memory goal); the key still
+    verifies exactly as cryptography's own object does once it is used."""
+    import subprocess
+    import sys
+
+    from kiosk.core import keys
+
+    private, public = keys.generate(tmp_path / "keys")
+    path = _write(tmp_path, f'hq = "{public}"\n')
+    signature = keys.load_private(private).sign(b"manifest")
+    child = f"""
+import sys
+from kiosk import config
+import kiosk.ui.app, kiosk.ui.parts, kiosk.ui.runner, kiosk.context
+cfg = config.load({str(path)!r})
+assert "cryptography" not in sys.modules, "loaded before any signature check"
+from kiosk.core import keys
+key = cfg.trusted_keys["hq"]
+assert keys.verify(key, bytes.fromhex({signature.hex()!r}), b"manifest")
+assert not keys.verify(key, bytes.fromhex({signature.hex()!r}), b"another manifest")
+assert keys.public_pem(key) == open({str(public)!r}, "rb").read()
+assert "cryptography" in sys.modules
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "KIVY_NO_ARGS": "1"})
+    assert done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_a_trusted_key_that_is_not_ed25519_is_still_refused_by_name(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    pem = tmp_path / "x25519.pub.pem"
+    pem.write_bytes(X25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(ConfigError, match="is not an Ed25519 public key PEM"):
+        config.load(_write(tmp_path, f'hq = "{pem}"\n'))
+    pem.write_text("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(ConfigError, match="is not an Ed25519 public key PEM"):
+        config.load(_write(tmp_path, f'hq = "{pem}"\n'))

@@ -6,16 +6,17 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiosk.core import bundle, bundle_writer, codelist, importer, keys, timefmt
+from kiosk.core import bundle, bundle_writer, codelist, importer, timefmt
 from kiosk.core.store import Store
 
 SALT = b"k" * 32
 REWARDS = {"coffee": {"type": "item", "value": 1, "title": {"en": "Coffee"}},
            "ten": {"type": "percent", "value": 10, "title": {"en": "10%"}}}
-KEY = keys.Ed25519PrivateKey.generate()
+KEY = Ed25519PrivateKey.generate()
 TRUSTED = {"hq1": KEY.public_key()}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ORDER = ("op", "code_hash", "reward_id", "valid_from", "valid_until", "max_uses", "stores")

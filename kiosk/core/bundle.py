@@ -10,6 +10,8 @@ declares (a gzip bomb stops there). The files themselves are opened by
 stable ``reason``.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import gzip
@@ -21,9 +23,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import IO, TYPE_CHECKING
 
 from kiosk.core import keys, timefmt
 from kiosk.core.bundle_files import MANIFEST, MAX_CHUNK_BYTES, SIGNATURE, Source
@@ -31,6 +31,9 @@ from kiosk.core.bundle_files import DirSource as DirSource  # the bundle's publi
 from kiosk.core.bundle_files import TarSource as TarSource
 from kiosk.core.bundle_files import open_source as open_source
 from kiosk.errors import BundleError
+
+if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "kiosk-codes/1"
 REWARD_TYPES = ("item", "percent", "amount", "addon")

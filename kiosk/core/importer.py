@@ -11,6 +11,8 @@ current list is untouched; a rejection, a crash or a power cut at any step leave
 the old list in use, and the next import deletes the leftovers.
 """
 
+from __future__ import annotations
+
 import fcntl
 import json
 import os
@@ -22,13 +24,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from kiosk.core import atomic, bundle, clock, codelist, listwriter, timefmt
 from kiosk.core.bundle import Manifest
 from kiosk.core.store import CurrentList, Store
 from kiosk.errors import BundleError
+
+if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 BATCH = 50_000
 Progress = Callable[[int, int], None]  # (records done, records total)
@@ -36,7 +40,7 @@ STAGE_SHARE = 0.8  # of the progress figure: reading and staging; the rest is so
 
 
 def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
-                     now: "datetime | clock.Reading | None" = None) -> None:
+                     now: datetime | clock.Reading | None = None) -> None:
     """Reject a wrong program, a rollback, a delta on the wrong base, an expired list,
     and (given the device's time) one issued too far ahead of it."""
     if manifest.program != program:
@@ -52,7 +56,7 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
         _check_time(manifest, clock.as_reading(now))
 
 
-def _check_time(manifest: Manifest, reading: "clock.Reading") -> None:
+def _check_time(manifest: Manifest, reading: clock.Reading) -> None:
     if manifest.clock_reset:  # HQ's signed recovery: judged by the wall clock alone
         reading = reading.of_wall()
     if manifest.expires_at <= reading.now:
