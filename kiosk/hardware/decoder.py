@@ -274,8 +274,14 @@ class ScanPlan(Decoder):
         except HardwareError:
             zbar = zbar_fast = None
         crop_px = 320 * 320  # priors for a typical crop around a phone's code
-        # The whole full-resolution frame: a closer look at every located code at once.
-        self.full_step = Step("zxing", self.first, None, 6.0, 1280 * 960)
+        # The whole full-resolution frame: a closer look at every located code at once,
+        # plain, with local contrast (glare, a dim or washed-out code) and equalized
+        # before the global binarizer (dark frames, low contrast).
+        full_px = 1280 * 960
+        self.full_step = Step("zxing", self.first, None, 6.0, full_px)
+        self.full_steps = [self.full_step,
+                           Step("zxing+contrast", self.first, enhance.local_contrast, 3.5, full_px),
+                           Step("zxing-global+equalize", zx_global, enhance.equalize, 4.0, full_px)]
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                 Step("zxing-global", zx_global, None, 0.3, crop_px)]
@@ -284,20 +290,24 @@ class ScanPlan(Decoder):
         crop += [self.full_step,
                  Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
-                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
+                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
+                 Step("zxing-global+equalize", zx_global, enhance.equalize, 0.5, crop_px),
+                 self.full_steps[1]]
         self.crop_steps = crop
+        self.whole_steps = [s for s in crop if s in self.full_steps]  # crop steps on the whole frame
         wide = [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
         self.wide_steps = wide
         self.regions: list[Region] = []
-        self.turn = 0
+        self.turn = self.more_turn = 0
+        self.previous: set[str] = set()  # the texts read on the last frame
         self.last = FrameReport()
 
     def forget(self) -> None:
         """Drop what earlier frames located (a new presentation starts from scratch)."""
-        self.regions, self.turn = [], 0
+        self.regions, self.turn, self.more_turn, self.previous = [], 0, 0, set()
 
     def decode(self, gray, stop=None, full=None):
         start = self.clock()
@@ -308,14 +318,21 @@ class ScanPlan(Decoder):
         fresh = [(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in _clusters(boxes)]
         self._remember(fresh, reset=bool(codes) and not fresh)
         has_full = full is not None and full.shape != gray.shape
+        seen_before = bool(codes) and {c.text for c in codes} <= self.previous
         if self.regions:
             report.budget_ms = self.budget_ms
-            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report)
+            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report,
+                                       {c.text for c in codes} | self.previous)
         elif not codes:
             report.budget_ms = self.idle_budget_ms
-            codes += self._look_wide(gray, full, start, stop, report)
+            codes += self._look_wide(gray, full if has_full else None, start, stop, report)
         else:
             report.budget_ms = self.budget_ms
+            if seen_before and has_full:
+                # Nothing new to report on this frame (its verdict is not waiting): the
+                # full frame may hold another code the lores frame is too coarse for.
+                codes += self._look_more(full, start, stop, report)
+        self.previous = {c.text for c in codes}
         report.used_ms = (self.clock() - start) * 1000
         return _unique(codes)
 
@@ -342,12 +359,16 @@ class ScanPlan(Decoder):
         report.steps.append((label, ms, len(found)))
         return [Decoded(d.text, label) for d in found]
 
-    def _look_closer(self, big, has_full, start, stop, report) -> list[Decoded]:
+    def _look_closer(self, big, has_full, start, stop, report, known) -> list[Decoded]:
         """The crop steps, in each region's rotation, on crops of ``big`` (the full
-        frame, or the frame itself); the full-frame step once a frame, when there is one."""
+        frame, or the frame itself); the full-frame steps once a frame, when there is
+        one. A step that reads only codes in ``known`` (read on the lores frame, or on
+        the last frame: a neighbour inside the crop, or a code already reported) has
+        not read the region's unread code: the next step runs."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
-        whole_done = not has_full
+        wholes = self.whole_steps
+        whole_done = [] if has_full else list(wholes)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
             steps, first = self.crop_steps, region.turn
@@ -355,17 +376,20 @@ class ScanPlan(Decoder):
                 if stop is not None and stop():
                     return found
                 step = steps[(first + k) % len(steps)]
-                whole = step is self.full_step
-                if whole and whole_done:
+                whole = any(step is w for w in wholes)
+                if whole and any(step is w for w in whole_done):
                     continue
                 image = big if whole else crop
                 if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue
                 region.turn = (first + k + 1) % len(steps)
                 got = self._try(step, image, report, "full" if whole else "crop")
-                whole_done = whole_done or whole
+                found += got
+                got = [d for d in got if d.text not in known]
+                if whole:
+                    whole_done.append(step)
                 if got:
-                    found += got
+                    known = known | {d.text for d in got}
                     if whole:  # the whole frame covers every region
                         self.regions = []
                         return found
@@ -375,21 +399,35 @@ class ScanPlan(Decoder):
         return found
 
     def _look_wide(self, gray, full, start, stop, report) -> list[Decoded]:
+        """No sign of a code: the full-frame steps (when there is a full frame) and
+        the wide steps on the lores frame, in rotation across frames."""
         steps = [(s, gray, "lores") for s in self.wide_steps]
-        if full is not None and full.shape != gray.shape:
-            steps.insert(0, (self.full_step, full, "full"))
-        first = self.turn
+        if full is not None:
+            steps[0:0] = [(s, full, "full") for s in self.full_steps]
+        found, self.turn = self._rotate(steps, self.turn, start, stop, report)
+        return found
+
+    def _look_more(self, full, start, stop, report) -> list[Decoded]:
+        """The full-frame steps, in rotation, on a frame whose codes were all read before."""
+        steps = [(s, full, "full") for s in self.full_steps]
+        found, self.more_turn = self._rotate(steps, self.more_turn, start, stop, report)
+        return found
+
+    def _rotate(self, steps, first, start, stop, report) -> tuple[list[Decoded], int]:
+        """Runs ``steps`` from index ``first`` on while they fit; returns what the first
+        successful one read and where the next frame starts."""
+        turn = first
         for k in range(len(steps)):
             if stop is not None and stop():
-                return []
+                break
             step, image, where = steps[(first + k) % len(steps)]
             if not self._fits(step, image.size, start, report.budget_ms, report):
                 continue
-            self.turn = (first + k + 1) % len(steps)
+            turn = (first + k + 1) % len(steps)
             found = self._try(step, image, report, where)
             if found:
-                return found
-        return []
+                return found, turn
+        return [], turn
 
     def _remember(self, boxes, reset: bool, age: bool = True) -> None:
         """Age remembered regions and merge this frame's located-but-unread codes."""
