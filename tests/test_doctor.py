@@ -273,3 +273,17 @@ def test_last_boot_says_how_the_previous_boot_ended(device, tmp_path):
     assert cut.status == WARN and "power loss" in cut.message
     first = check("")
     assert first.status == OK and "no journal of the previous boot" in first.message
+
+
+def test_decode_check_reads_a_code_only_the_full_resolution_frame_shows(device, tmp_path):
+    """The camera's lores stream is too coarse for this dense code; like the kiosk,
+    doctor looks at the full-resolution frame (replay streams both for a large view)."""
+    dense = "https://loyalty.example.com/r/" + "ABCDEFGHJK" * 8  # version 8: 49 modules
+    view = synthetic.noise(synthetic.blur(synthetic.wallet_card(dense, size=(1280, 960), module_px=3), 1.3), 8)
+    (tmp_path / "dense").mkdir()
+    Image.fromarray(view).save(tmp_path / "dense" / "f0.png")
+    cfg = write_config(device, camera={"source": f"replay:{tmp_path / 'dense'}"})
+    checks = by_name(run_checks(cfg, decode_wait_s=3))
+    assert checks["camera"].status == OK and "1280x960 full resolution" in checks["camera"].message
+    assert checks["decode"].status == OK and dense[:20] in checks["decode"].message
+    assert "@crop" in checks["decode"].message or "@full" in checks["decode"].message

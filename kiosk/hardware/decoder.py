@@ -61,6 +61,11 @@ class Decoder:
     def decode(self, gray: np.ndarray) -> list[Decoded]:
         raise NotImplementedError
 
+    def labels(self) -> list[str]:
+        """Every ``Decoded.decoder`` this decoder can report (``kiosk scan`` sizes its
+        decoder column to the longest)."""
+        return [self.name]
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
 
@@ -149,6 +154,9 @@ class ChainDecoder(Decoder):
         if not decoders:
             raise HardwareError("no QR decoder is available (install zxing-cpp or libzbar0)")
         self.decoders, self.name = decoders, name
+
+    def labels(self):
+        return [label for d in self.decoders for label in d.labels()]
 
     def decode(self, gray, stop=None):
         for i, decoder in enumerate(self.decoders):
@@ -282,28 +290,39 @@ class ScanPlan(Decoder):
         self.full_steps = [self.full_step,
                            Step("zxing+contrast", self.first, enhance.local_contrast, 3.5, full_px),
                            Step("zxing-global+equalize", zx_global, enhance.equalize, 4.0, full_px)]
+        # Equalized, then the global binarizer, on the whole lores frame: cheap, and the
+        # lores frame's 2x2 average has none of the full frame's moire on a phone screen.
+        self.lores_step = Step("zxing-global+equalize", zx_global, enhance.equalize, 1.2)
+        # The crop steps in the order measured to pay (bench/scan.py): the cheap ones, the
+        # whole lores and full frames (a symbol located on the lores frame may be read
+        # there once normalised), then the costlier passes on the crop.
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
-                Step("zxing-global", zx_global, None, 0.3, crop_px)]
-        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px),
-                 Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
-        crop += [self.full_step,
-                 Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
-                 Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
+                Step("zxing-global", zx_global, None, 0.3, crop_px),
+                self.lores_step, self.full_step, self.full_steps[1]]
+        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px)] if zbar else []
+        crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
-                 Step("zxing-global+equalize", zx_global, enhance.equalize, 0.5, crop_px),
-                 self.full_steps[1]]
-        self.crop_steps = crop
+                 Step("zxing-global+equalize", zx_global, enhance.equalize, 0.5, crop_px)]
+        crop += [Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
+        crop += [Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px)]
         self.whole_steps = [s for s in crop if s in self.full_steps]  # crop steps on the whole frame
-        wide = [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
+        wide = [self.lores_step]
+        wide += [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
         self.wide_steps = wide
+        self.crop_steps = crop
         self.regions: list[Region] = []
         self.turn = self.more_turn = 0
         self.previous: set[str] = set()  # the texts read on the last frame
         self.last = FrameReport()
+
+    def labels(self):
+        steps = self.crop_steps + self.wide_steps + self.full_steps
+        return [self.first.name] + sorted({f"{s.name}@{where}" for s in steps
+                                           for where in ("crop", "full", "lores")})
 
     def forget(self) -> None:
         """Drop what earlier frames located (a new presentation starts from scratch)."""
@@ -321,7 +340,7 @@ class ScanPlan(Decoder):
         seen_before = bool(codes) and {c.text for c in codes} <= self.previous
         if self.regions:
             report.budget_ms = self.budget_ms
-            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report,
+            codes += self._look_closer(gray, full if has_full else gray, has_full, start, stop, report,
                                        {c.text for c in codes} | self.previous)
         elif not codes:
             report.budget_ms = self.idle_budget_ms
@@ -359,16 +378,16 @@ class ScanPlan(Decoder):
         report.steps.append((label, ms, len(found)))
         return [Decoded(d.text, label) for d in found]
 
-    def _look_closer(self, big, has_full, start, stop, report, known) -> list[Decoded]:
+    def _look_closer(self, gray, big, has_full, start, stop, report, known) -> list[Decoded]:
         """The crop steps, in each region's rotation, on crops of ``big`` (the full
         frame, or the frame itself); the full-frame steps once a frame, when there is
-        one. A step that reads only codes in ``known`` (read on the lores frame, or on
+        one, and the whole-lores step once a frame. A step that reads only codes in ``known`` (read on the lores frame, or on
         the last frame: a neighbour inside the crop, or a code already reported) has
         not read the region's unread code: the next step runs."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
-        wholes = self.whole_steps
-        whole_done = [] if has_full else list(wholes)
+        wholes = self.whole_steps + [self.lores_step]
+        whole_done = [] if has_full else list(self.whole_steps)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
             steps, first = self.crop_steps, region.turn
@@ -379,11 +398,13 @@ class ScanPlan(Decoder):
                 whole = any(step is w for w in wholes)
                 if whole and any(step is w for w in whole_done):
                     continue
-                image = big if whole else crop
+                image, where = (big, "full") if whole else (crop, "crop")
+                if step is self.lores_step:
+                    image, where = gray, "lores"
                 if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue
                 region.turn = (first + k + 1) % len(steps)
-                got = self._try(step, image, report, "full" if whole else "crop")
+                got = self._try(step, image, report, where)
                 found += got
                 got = [d for d in got if d.text not in known]
                 if whole:
@@ -403,7 +424,7 @@ class ScanPlan(Decoder):
         the wide steps on the lores frame, in rotation across frames."""
         steps = [(s, gray, "lores") for s in self.wide_steps]
         if full is not None:
-            steps[0:0] = [(s, full, "full") for s in self.full_steps]
+            steps[1:1] = [(s, full, "full") for s in self.full_steps]  # after the cheap lores step
         found, self.turn = self._rotate(steps, self.turn, start, stop, report)
         return found
 

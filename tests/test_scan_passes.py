@@ -1,0 +1,101 @@
+"""The auto plan's later passes, each on a real photo (or phone scene) that only it reads.
+
+Each test plays a corpus image through ``replay:`` (lores frame fitting 640x480, full
+frame fitting 1280x960, as the Pi camera streams them), checks that the plain decoders
+miss the code, that the plan reads it, and that the same plan without the pass does not:
+the pass is what reads it. Budgets are unlimited here (no timing in a test); the
+benchmark (bench/scan.py) measures what fits in a frame's budget.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.hardware.camera import open_source
+from kiosk.hardware.camera import synthetic as syn
+from kiosk.hardware.decoder import ZxingDecoder, make_decoder
+from kiosk.hardware.enhance import half_size
+
+CONDITIONS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "qr-conditions"
+needs_corpus = pytest.mark.skipif(not CONDITIONS.is_dir(), reason="shared qr-conditions corpus not present")
+FRAMES = 10  # a customer holding the phone for a third of a second
+
+
+def _frame(name: str):
+    source = open_source(f"replay:{CONDITIONS / name}?fps=0", once=True)
+    try:
+        frame = source.read()
+    finally:
+        source.stop()
+    assert frame.gray.shape[1] <= 640 and frame.gray.shape[0] <= 480
+    assert frame.full is not None and max(frame.full.shape) > 640
+    return frame.gray, frame.full
+
+
+def _plan(without=None):
+    plan = make_decoder("auto", budget_ms=1000, idle_budget_ms=1000)
+    if without is not None:
+        step = without(plan)
+        for steps in (plan.crop_steps, plan.wide_steps, plan.full_steps, plan.whole_steps):
+            steps[:] = [s for s in steps if s is not step]
+    return plan
+
+
+def _read(plan, lores, full, frames=FRAMES) -> dict[str, str]:
+    """text -> the step that read it first, over ``frames`` frames of the same view."""
+    read: dict[str, str] = {}
+    for _ in range(frames):
+        for d in plan.decode(lores, full=full):
+            read.setdefault(d.text, d.decoder)
+    return read
+
+
+def _plain_misses(lores, full):
+    for decoder in (ZxingDecoder("local"), ZxingDecoder("global")):
+        assert decoder.decode(lores) == [] and decoder.decode(full) == []
+
+
+@needs_corpus
+def test_local_contrast_on_the_full_frame_reads_a_code_under_glare():
+    lores, full = _frame("glare/image038.jpg")
+    _plain_misses(lores, full)
+    read = _read(_plan(), lores, full)
+    assert len(read) == 1 and list(read.values()) == ["zxing+contrast@full"]
+    assert _read(_plan(without=lambda p: p.full_steps[1]), lores, full) == {}
+
+
+@needs_corpus
+def test_equalized_full_frame_with_the_global_binarizer_reads_codes_in_a_dim_photo():
+    lores, full = _frame("brightness/image010.jpg")
+    _plain_misses(lores, full)
+    read = _read(_plan(), lores, full)
+    assert "zxing-global+equalize@full" in read.values()
+    without = _read(_plan(without=lambda p: p.full_steps[2]), lores, full)
+    assert len(without) < len(read)
+
+
+def test_equalized_lores_frame_reads_a_phone_screen_the_full_frame_shows_as_moire():
+    payload = "KIOSK-0006-ABCD"
+    full = syn.phone_screen(payload, "moire", seed=6)
+    lores = half_size(full)
+    _plain_misses(lores, full)
+    assert _read(_plan(), lores, full, 1) == {payload: "zxing-global+equalize@lores"}  # first frame
+    # a camera without a full stream: every other pass on the lores frame misses it
+    assert _read(_plan(), lores, None, 1) == {payload: "zxing-global+equalize@lores"}
+    assert _read(_plan(without=lambda p: p.lores_step), lores, None) == {}
+
+
+@needs_corpus
+def test_frames_whose_codes_were_all_reported_look_at_the_full_frame_for_more():
+    lores, full = _frame("rotations/image036.jpg")
+    plan = _plan()
+    first = plan.decode(lores, full=full)
+    assert first and [s[0] for s in plan.last.steps] == ["zxing"]  # a new read: no delay
+    assert all(d.decoder == "zxing" for d in first)
+    read = _read(plan, lores, full, 2)
+    assert len(read) > len(first)
+    more = {t for t, how in read.items() if how.endswith("@full")}
+    assert more and not more & {d.text for d in first}
+    plain = _plan()
+    plain._look_more = lambda *args: []  # the plan without the look for more
+    assert set(_read(plain, lores, full)) == {d.text for d in first}
