@@ -81,20 +81,28 @@ class ZxingDecoder(Decoder):
         self._zx = zxingcpp
         self.name = "zxing" if binarizer == "local" else "zxing-global"
         self._options = {"formats": zxingcpp.BarcodeFormat.QRCode, "try_invert": True}
+        # As a filter, zxing-cpp 3's "QRCode" includes Micro QR and rMQR: their tiny
+        # symbols turn up inside a real code's modules (a phantom "25" in a photo of three
+        # codes) and no wallet shows them. Only a result whose format is QRCode is a read
+        # (the located-but-unread ones of every kind still say where to look closer).
+        self._qr = zxingcpp.BarcodeFormat.QRCode
         if hasattr(zxingcpp, "TextMode"):
             self._options["text_mode"] = zxingcpp.TextMode.Plain
         if binarizer != "local":
             self._options["binarizer"] = zxingcpp.Binarizer.GlobalHistogram
 
+    def _read(self, b) -> bool:
+        return b.valid and b.format == self._qr
+
     def decode(self, gray):
         found = self._zx.read_barcodes(gray, **self._options)
-        return _unique([Decoded(b.text, self.name) for b in found if b.valid])
+        return _unique([Decoded(b.text, self.name) for b in found if self._read(b)])
 
     def decode_with_candidates(self, gray) -> tuple[list[Decoded], list[tuple[float, float, float, float]]]:
         """The codes read, and the boxes ``(x0, y0, x1, y1)`` of QR symbols that were
         located (finder patterns found) but could not be read: where to look closer."""
         found = self._zx.read_barcodes(gray, return_errors=True, **self._options)
-        codes = _unique([Decoded(b.text, self.name) for b in found if b.valid])
+        codes = _unique([Decoded(b.text, self.name) for b in found if self._read(b)])
         boxes = []
         for b in found:
             if b.valid:
