@@ -146,12 +146,13 @@ def test_decoder_names():
     assert [s.name for s in plan.crop_steps] == [
         "zxing", "zxing+half", "zxing-global", "zxing-global+equalize", "zxing", "zxing+contrast",
         "pyzbar+half", "zxing+contrast", "zxing+equalize", "zxing-global+equalize", "pyzbar",
-        "zxing+sharpen"]
+        "zxing+sharpen", "zxing-global+equalize", "zxing+darken"]
     # in the rotation: the whole lores frame, and the whole full-resolution frame plain and
     # with local contrast
     assert plan.crop_steps[3:6] == [plan.lores_step, plan.full_step, plan.full_steps[1]]
-    assert plan.whole_steps == plan.full_steps[:2]
-    assert [s.name for s in plan.full_steps] == ["zxing", "zxing+contrast", "zxing-global+equalize"]
+    assert plan.whole_steps == plan.full_steps and plan.crop_steps[-2:] == plan.full_steps[2:]
+    assert [s.name for s in plan.full_steps] == ["zxing", "zxing+contrast", "zxing-global+equalize",
+                                                 "zxing+darken"]
     assert [s.name for s in plan.wide_steps] == ["zxing-global+equalize", "pyzbar-fast", "zxing+contrast",
                                                  "zxing-global", "pyzbar-fast+invert"]
     assert make_decoder("zxing").name == "zxing"
@@ -306,7 +307,7 @@ def test_pre_processing_passes_keep_the_frame_shape():
     from kiosk.hardware import enhance
 
     gray = syn.glare(syn.wallet_card(PAYLOAD), strength=120)
-    for prep in (enhance.local_contrast, enhance.sharpen, enhance.equalize):
+    for prep in (enhance.local_contrast, enhance.sharpen, enhance.equalize, enhance.darken):
         out = prep(gray)
         assert out.shape == gray.shape and out.dtype == np.uint8 and not np.array_equal(out, gray)
     assert enhance.half_size(gray).shape == (240, 320)

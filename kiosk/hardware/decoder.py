@@ -291,13 +291,14 @@ class ScanPlan(Decoder):
             zbar = zbar_fast = None
         crop_px = 320 * 320  # priors for a typical crop around a phone's code
         # The whole full-resolution frame: a closer look at every located code at once,
-        # plain, with local contrast (glare, a dim or washed-out code) and equalized
-        # before the global binarizer (dark frames, low contrast).
+        # plain, with local contrast (glare, a dim or washed-out code), equalized before
+        # the global binarizer (dark frames, low contrast) and darkened (glare).
         full_px = 1280 * 960
         self.full_step = Step("zxing", self.first, None, 6.0, full_px)
         self.full_steps = [self.full_step,
                            Step("zxing+contrast", self.first, enhance.local_contrast, 3.5, full_px),
-                           Step("zxing-global+equalize", zx_global, enhance.equalize, 4.0, full_px)]
+                           Step("zxing-global+equalize", zx_global, enhance.equalize, 4.0, full_px),
+                           Step("zxing+darken", self.first, enhance.darken, 4.0, full_px)]
         # Equalized, then the global binarizer, on the whole lores frame: cheap, and the
         # lores frame's 2x2 average has none of the full frame's moire on a phone screen.
         self.lores_step = Step("zxing-global+equalize", zx_global, enhance.equalize, 1.2)
@@ -313,7 +314,7 @@ class ScanPlan(Decoder):
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
                  Step("zxing-global+equalize", zx_global, enhance.equalize, 0.5, crop_px)]
         crop += [Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
-        crop += [Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px)]
+        crop += [Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px)] + self.full_steps[2:]
         self.whole_steps = [s for s in crop if s in self.full_steps]  # crop steps on the whole frame
         wide = [self.lores_step]
         wide += [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []

@@ -9,6 +9,7 @@ the plain image fails (docs/scanning.md, "Decoding"):
 ``sharpen``         unsharp mask: a slightly out-of-focus code
 ``half_size``       2x2 average: removes the moire of a phone screen's pixel grid
 ``equalize``        global histogram equalisation: very dark or very bright frames
+``darken``          gamma 2: glare and washed-out codes (the bright end spread out)
 """
 
 import numpy as np
@@ -43,3 +44,12 @@ def sharpen(gray: np.ndarray) -> np.ndarray:
 def equalize(gray: np.ndarray) -> np.ndarray:
     """Global histogram equalisation."""
     return np.asarray(ImageOps.equalize(Image.fromarray(gray)))
+
+
+_DARKEN = (255.0 * (np.arange(256) / 255.0) ** 2.0 + 0.5).astype(np.uint8)
+
+
+def darken(gray: np.ndarray) -> np.ndarray:
+    """Gamma 2 (a lookup table): spreads the bright end, where glare and a washed-out
+    code sit, and crushes the dark end."""
+    return _DARKEN[gray]
