@@ -321,10 +321,12 @@ class Tally:
 
     def __init__(self):
         self.found, self.total, self.ms = defaultdict(int), defaultdict(int), defaultdict(list)
-        self.used, self.over, self.wrong = [], 0, 0
+        self.used, self.over, self.wrong, self.wrong_at = [], 0, 0, []
 
-    def add(self, condition, found, total, ms=None, wrong=0):
+    def add(self, condition, found, total, ms=None, wrong=0, where=""):
         self.wrong += wrong
+        if wrong:
+            self.wrong_at.append(where)
         for key in (condition, "all"):
             self.found[key] += found
             self.total[key] += total
@@ -368,8 +370,9 @@ def run_views(views, budget_ms: float, idle_ms: float):
             tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].ms["all"].append(ms)
             if first is None and found_codes(view, seen):
                 first = k
-        tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].add(view.condition, found_codes(view, seen), n,
-                                                                 wrong=wrong_reads(view, seen))
+        tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].add(
+            view.condition, found_codes(view, seen), n, wrong=wrong_reads(view, seen),
+            where=f"{view.condition}/{view.name} {sorted(t[:24] for t in seen)}")
         if first is not None:
             to_first.append(first)
     return tallies, to_first
@@ -394,6 +397,9 @@ def views_table(title: str, views, budget_ms: float, idle_ms: float) -> None:
         print(f"{label:30}" + "".join(f"{tally.pct(c):>11.1f}%" for c in conditions))
     print(f"{'wrong texts (must be 0)':30}" + "".join(f"{tallies[label].wrong:>12}" for label in VIEW_CONFIGS)
           + "   (per configuration, in the order above)")
+    for label in VIEW_CONFIGS[-1:]:
+        for where in tallies[label].wrong_at:
+            print(f"  {label}: wrong text in {where}")
     print(f"{'ms per frame (median / p95)':30}")
     for label in VIEW_CONFIGS:
         ms = tallies[label].ms
