@@ -124,3 +124,17 @@ def test_no_phantom_micro_qr_inside_a_real_code():
     read = _read(_plan(), lores, full)
     assert len(read) == 3 and "25" not in read
     assert all(len(text) > 10 for text in read)  # the three test-sheet payloads
+
+
+@needs_corpus
+def test_zbar_reads_chinese_utf8_text_as_zxing_does_not_as_shift_jis_mojibake():
+    """zbar guesses Shift_JIS for this UTF-8 payload: '正宗铁观音' came back as
+    '豁｣螳鈴刀隗る浹', a wrong payload and a second text for one code."""
+    from kiosk.hardware.decoder import PyzbarDecoder
+    from kiosk.hardware.enhance import half_size
+
+    lores, full = _frame("glare/image016.jpg")
+    texts = {d.text for d in PyzbarDecoder().decode(full)} | {d.text for d in PyzbarDecoder().decode(half_size(full))}
+    assert len(texts) == 1 and next(iter(texts)).startswith("正宗铁观音茶叶")
+    read = _read(_plan(), lores, full)
+    assert all("豁" not in text for text in read)

@@ -10,7 +10,7 @@ but cannot read it, crops of the full-resolution frame tried with more backends 
 pre-processing passes (:mod:`kiosk.hardware.enhance`), within a per-frame time
 budget and in rotation across frames. Payload text: zxing-cpp's plain text (it
 applies the code's ECI or guesses the character set); pyzbar's bytes as UTF-8, or
-latin-1 when not UTF-8.
+latin-1 when not UTF-8, with zbar's Shift_JIS misreading of UTF-8 text undone.
 """
 
 import time
@@ -42,6 +42,20 @@ def bytes_to_text(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def undo_shift_jis_guess(text: str) -> str:
+    """zbar guesses a byte-mode payload's character set and reads UTF-8 text (Chinese,
+    say) as Shift_JIS: the text comes back as Japanese-looking mojibake, a wrong
+    payload (and another text than zxing-cpp's for the same code). When the text,
+    encoded back to Shift_JIS, is valid UTF-8 with non-ASCII bytes, that was the
+    payload (real Shift_JIS text almost never is valid UTF-8; zxing-cpp guesses alike)."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("shift_jis").decode("utf-8")
+    except UnicodeError:
+        return text
 
 
 def _unique(found: list[Decoded]) -> list[Decoded]:
@@ -136,7 +150,7 @@ class PyzbarDecoder(Decoder):
 
     def _read(self, gray):
         results = self._decode(gray, symbols=self._symbols)
-        return [Decoded(bytes_to_text(r.data), self.name) for r in results]
+        return [Decoded(undo_shift_jis_guess(bytes_to_text(r.data)), self.name) for r in results]
 
     def decode(self, gray):
         if self.max_side and max(gray.shape) > self.max_side:
