@@ -300,6 +300,15 @@ def found_codes(view: View, texts) -> int:
     return min(view.codes, len(texts))
 
 
+def wrong_reads(view: View, texts) -> int:
+    """Texts that cannot be right: any other than the expected text, or distinct texts
+    beyond the annotated count (a phantom code)."""
+    texts = {normalise(t) for t in texts}
+    if view.truth is not None:
+        return len(texts - {view.truth})
+    return max(0, len(texts) - view.codes)
+
+
 def cpu_ms(decode, *args, **kwargs) -> tuple[list, float]:
     """``decode(*args, **kwargs)`` and the CPU ms of this thread it took."""
     start = time.thread_time()
@@ -312,9 +321,12 @@ class Tally:
 
     def __init__(self):
         self.found, self.total, self.ms = defaultdict(int), defaultdict(int), defaultdict(list)
-        self.used, self.over = [], 0
+        self.used, self.over, self.wrong, self.wrong_at = [], 0, 0, []
 
-    def add(self, condition, found, total, ms=None):
+    def add(self, condition, found, total, ms=None, wrong=0, where=""):
+        self.wrong += wrong
+        if wrong:
+            self.wrong_at.append(where)
         for key in (condition, "all"):
             self.found[key] += found
             self.total[key] += total
@@ -338,11 +350,13 @@ def run_views(views, budget_ms: float, idle_ms: float):
                                       ("raw zxing-cpp, full", raw, view.full),
                                       ("previous auto chain, lores", old, view.lores)):
             found, ms = cpu_ms(decoder.decode, image)
-            tallies[label].add(view.condition, found_codes(view, [d.text for d in found]), n, ms)
+            texts = [d.text for d in found]
+            tallies[label].add(view.condition, found_codes(view, texts), n, ms, wrong_reads(view, texts))
         plan.forget()
         found, ms = cpu_ms(plan.decode, view.lores)
-        tallies["auto, lores only, 1 frame"].add(view.condition,
-                                                 found_codes(view, [d.text for d in found]), n, ms)
+        texts = [d.text for d in found]
+        tallies["auto, lores only, 1 frame"].add(view.condition, found_codes(view, texts), n, ms,
+                                                 wrong_reads(view, texts))
         plan.forget()
         seen, first = set(), None
         for k in range(HOLD_FRAMES):
@@ -350,13 +364,15 @@ def run_views(views, budget_ms: float, idle_ms: float):
             seen |= {d.text for d in found}
             if k == 0:
                 tally = tallies["auto, lores + full, 1 frame"]
-                tally.add(view.condition, found_codes(view, seen), n, ms)
+                tally.add(view.condition, found_codes(view, seen), n, ms, wrong_reads(view, seen))
                 tally.used.append(plan.last.used_ms / plan.last.budget_ms)
                 tally.over += plan.last.used_ms > plan.last.budget_ms
             tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].ms["all"].append(ms)
             if first is None and found_codes(view, seen):
                 first = k
-        tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].add(view.condition, found_codes(view, seen), n)
+        tallies[f"auto, lores + full, {HOLD_FRAMES} frames"].add(
+            view.condition, found_codes(view, seen), n, wrong=wrong_reads(view, seen),
+            where=f"{view.condition}/{view.name} {sorted(t[:24] for t in seen)}")
         if first is not None:
             to_first.append(first)
     return tallies, to_first
@@ -379,6 +395,11 @@ def views_table(title: str, views, budget_ms: float, idle_ms: float) -> None:
     for label in VIEW_CONFIGS:
         tally = tallies[label]
         print(f"{label:30}" + "".join(f"{tally.pct(c):>11.1f}%" for c in conditions))
+    print(f"{'wrong texts (must be 0)':30}" + "".join(f"{tallies[label].wrong:>12}" for label in VIEW_CONFIGS)
+          + "   (per configuration, in the order above)")
+    for label in VIEW_CONFIGS[-1:]:
+        for where in tallies[label].wrong_at:
+            print(f"  {label}: wrong text in {where}")
     print(f"{'ms per frame (median / p95)':30}")
     for label in VIEW_CONFIGS:
         ms = tallies[label].ms
@@ -454,6 +475,8 @@ def main(argv=None) -> int:
             print(f"bench/scan.py: corpus folder {folder} not found", file=sys.stderr)
             return 2
     budget = (args.budget, args.idle_budget)
+    if hasattr(os, "getloadavg"):
+        print("load average at start: {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(), os.cpu_count()))
     if "photos" in sections:
         views_table("qr-photos (real phone photos, expected text)", load_views(args.corpus, False), *budget)
     if "conditions" in sections:
@@ -472,6 +495,8 @@ def main(argv=None) -> int:
         frame_table(args.repeat)
     if "cli" in sections:
         cli_table()
+    if hasattr(os, "getloadavg"):
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
 

@@ -307,3 +307,16 @@ def test_printer_faults_are_worded_in_every_language():
     assert faults.translate(refused, "kk").startswith("Принтер қосылымнан бас тартты")
     assert faults.translate(refused, "kk").endswith("(tcp://p:9100)")
     assert faults.translate("something else", "ru") == "something else"
+
+def test_decode_check_reads_a_code_only_the_full_resolution_frame_shows(device, tmp_path):
+    """The camera's lores stream is too coarse for this dense code; like the kiosk,
+    doctor looks at the full-resolution frame (replay streams both for a large view)."""
+    dense = "https://loyalty.example.com/r/" + "ABCDEFGHJK" * 8  # version 8: 49 modules
+    view = synthetic.noise(synthetic.blur(synthetic.wallet_card(dense, size=(1280, 960), module_px=3), 1.3), 8)
+    (tmp_path / "dense").mkdir()
+    Image.fromarray(view).save(tmp_path / "dense" / "f0.png")
+    cfg = write_config(device, camera={"source": f"replay:{tmp_path / 'dense'}"})
+    checks = by_name(run_checks(cfg, decode_wait_s=3))
+    assert checks["camera"].status == OK and "1280x960 full resolution" in checks["camera"].message
+    assert checks["decode"].status == OK and dense[:20] in checks["decode"].message
+    assert "@crop" in checks["decode"].message or "@full" in checks["decode"].message

@@ -91,3 +91,26 @@ def test_the_installed_command_runs(recording):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert [json.loads(x)["payload"] for x in done.stdout.splitlines()] == ["CODE-ONE", "CODE-TWO"]
+
+
+def test_text_columns_stay_aligned_for_the_auto_plans_long_decoder_labels(tmp_path, capsys):
+    dense = "https://loyalty.example.com/r/" + "ABCDEFGHJK" * 8  # read only at full resolution
+    view = syn.noise(syn.blur(syn.wallet_card(dense, size=(1280, 960), module_px=3), 1.3), 8)
+    plain = syn.wallet_card("CODE-ONE", size=(1280, 960), module_px=10)
+    syn.write_frames(tmp_path, [plain] * 3 + [syn.blank((1280, 960))] + [view] * 6)
+    assert cli.main(["scan", "--camera", f"replay:{tmp_path}?fps=0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in out] == ["CODE-ONE", dense]
+    labels = [line.split()[2] for line in out]
+    assert labels[0] == "zxing" and "@" in labels[1]
+    assert len({line.index(" ms  ") for line in out}) == 1  # one column for every label
+    # every label the auto plan can report, the longest too, fits the column
+    from kiosk.commands.scan import _line
+    from kiosk.hardware.decoder import make_decoder
+    from kiosk.hardware.scanner import ScanEvent
+
+    labels = make_decoder("auto").labels()
+    assert "zxing-global+equalize@lores" in labels
+    width = max(map(len, labels))
+    lines = [_line(ScanEvent("X", label, 7, 1.5), width) for label in labels]
+    assert len({line.index(" ms  ") for line in lines}) == 1

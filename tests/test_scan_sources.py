@@ -142,3 +142,26 @@ def test_opencv_source_reads_gray_frames_and_reports_a_dead_stream(tmp_path):
 def test_opencv_source_that_cannot_open_says_so(tmp_path):
     with pytest.raises(HardwareError, match="cannot open the camera"):
         open_source(f"opencv:{tmp_path / 'no-such-device'}").start()
+
+
+def test_replay_of_a_large_recording_streams_lores_and_full_like_the_pi_camera(tmp_path):
+    card = syn.wallet_card("REPLAY-FULL-1", size=(1600, 1200))
+    Image.fromarray(card).save(tmp_path / "big.png")
+    with open_source(f"replay:{tmp_path}?fps=0") as source:
+        frame = source.read()
+    assert frame.gray.shape == (480, 640) and frame.full.shape == (960, 1280)
+    assert [d.text for d in make_decoder().decode(frame.full)] == ["REPLAY-FULL-1"]
+    # the scanner hands the full frame to the auto decoder's closer look
+    events = []
+    Scanner(open_source(f"replay:{tmp_path}?fps=0", once=True), make_decoder(), events.append).run()
+    assert [e.payload for e in events] == ["REPLAY-FULL-1"]
+    with open_source(f"replay:{tmp_path}?fps=0&full_width=0") as source:
+        frame = source.read()
+    assert frame.gray.shape == (480, 640) and frame.full is None  # lores only
+    with open_source(f"replay:{tmp_path}?fps=0&width=320&height=240") as source:
+        frame = source.read()
+    assert frame.gray.shape == (240, 320) and frame.full.shape == (960, 1280)
+    Image.fromarray(syn.wallet_card("SMALL", size=(640, 480))).save(tmp_path / "big.png")
+    with open_source(f"replay:{tmp_path}?fps=0") as source:
+        frame = source.read()
+    assert frame.gray.shape == (480, 640) and frame.full is None  # fits: played as it is

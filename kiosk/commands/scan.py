@@ -59,10 +59,11 @@ class _Usage(Exception):
     pass
 
 
-def _line(event) -> str:
+def _line(event, width: int) -> str:
+    """One event as text; ``width``: the decoder column's (its longest label)."""
     payload = event.payload.encode("unicode_escape").decode("ascii") if any(
         c in event.payload for c in "\r\n\t") else event.payload
-    return f"frame {event.frame_index:>6}  {event.decoder:<12} {event.latency_ms:7.1f} ms  {payload}"
+    return f"frame {event.frame_index:>6}  {event.decoder:<{width}} {event.latency_ms:7.1f} ms  {payload}"
 
 
 def cmd_scan(args) -> int:
@@ -75,7 +76,7 @@ def cmd_scan(args) -> int:
             if args.json:
                 print_json(event.to_json())
             else:
-                print(_line(event))
+                print(_line(event, width))
             sys.stdout.flush()
         except BrokenPipeError:  # `kiosk scan | head -2`: the reader has enough
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -89,6 +90,7 @@ def cmd_scan(args) -> int:
     except _Usage as exc:
         print(f"kiosk scan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    width = max(len(label) for label in scanner.decoder.labels())
     if not scanner.source.available:
         print(f"kiosk scan: camera source {scanner.source.name!r} means no camera; "
               f"pass --camera SOURCE ({SPEC_FORMS})", file=sys.stderr)

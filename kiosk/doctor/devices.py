@@ -27,7 +27,7 @@ def camera_and_decode(ctx) -> list[Check]:
         return [Check("camera", WARN, _('no camera configured ([camera] source = "none")'),
                       _('set [camera] source = "picamera2" (CSI camera) or "opencv:0" (USB)'))]
     from kiosk.hardware.camera import open_source, settings_from_section
-    from kiosk.hardware.decoder import make_decoder
+    from kiosk.hardware.scanner import decoder_from_settings
     settings = settings_from_section(section)
     hint = CAMERA_HINTS.get(spec.split(":", 1)[0])
     hint = _(hint) if hint else ""
@@ -40,9 +40,14 @@ def camera_and_decode(ctx) -> list[Check]:
             return [Check("camera", FAIL, _("{camera}: opened but delivered no frame")
                           .format(camera=spec), hint)]
         h, w = frame.gray.shape
-        checks = [Check("camera", OK, _("{camera}: delivers {width}x{height} frames").format(
-            camera=spec, width=w, height=h))]
-        decoder = make_decoder(section.get("decoder", str, "auto"))
+        if frame.full is None:
+            delivers = _("{camera}: delivers {width}x{height} frames").format(camera=spec, width=w, height=h)
+        else:
+            delivers = _("{camera}: delivers {width}x{height} frames (and {full_width}x{full_height} full "
+                         "resolution)").format(camera=spec, width=w, height=h,
+                                               full_width=frame.full.shape[1], full_height=frame.full.shape[0])
+        checks = [Check("camera", OK, delivers)]
+        decoder = decoder_from_settings(section.get("decoder", str, "auto"), settings)
         checks.append(_decode(source, frame, decoder, ctx.options.decode_wait_s, settings))
         return checks
     except Exception as exc:  # any backend error is the finding itself
@@ -53,12 +58,14 @@ def camera_and_decode(ctx) -> list[Check]:
 
 
 def _decode(source, frame, decoder, wait_s: float, settings) -> Check:
-    """Look for any QR code in the frames for ``wait_s`` (or a short look)."""
+    """Look for any QR code in the frames for ``wait_s`` (or a short look), as the
+    kiosk does: the lores frame and, where it is not enough, the full-resolution one."""
+    from kiosk.hardware.scanner import decode_frame
     deadline = time.monotonic() + (wait_s or SHORT_LOOK_S)
     frames = 0
     while frame is not None:
         frames += 1
-        found = decoder.decode(frame.gray)
+        found = decode_frame(decoder, frame)
         if found:
             text = found[0].text
             shown = text if len(text) <= 40 else text[:37] + "..."

@@ -10,7 +10,7 @@ but cannot read it, crops of the full-resolution frame tried with more backends 
 pre-processing passes (:mod:`kiosk.hardware.enhance`), within a per-frame time
 budget and in rotation across frames. Payload text: zxing-cpp's plain text (it
 applies the code's ECI or guesses the character set); pyzbar's bytes as UTF-8, or
-latin-1 when not UTF-8.
+latin-1 when not UTF-8, with zbar's Shift_JIS misreading of UTF-8 text undone.
 """
 
 import time
@@ -45,6 +45,20 @@ def bytes_to_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def undo_shift_jis_guess(text: str) -> str:
+    """zbar guesses a byte-mode payload's character set and reads UTF-8 text (Chinese,
+    say) as Shift_JIS: the text comes back as Japanese-looking mojibake, a wrong
+    payload (and another text than zxing-cpp's for the same code). When the text,
+    encoded back to Shift_JIS, is valid UTF-8 with non-ASCII bytes, that was the
+    payload (real Shift_JIS text almost never is valid UTF-8; zxing-cpp guesses alike)."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("shift_jis").decode("utf-8")
+    except UnicodeError:
+        return text
+
+
 def _unique(found: list[Decoded]) -> list[Decoded]:
     seen, result = set(), []
     for item in found:
@@ -62,6 +76,11 @@ class Decoder:
     def decode(self, gray: np.ndarray) -> list[Decoded]:
         raise NotImplementedError
 
+    def labels(self) -> list[str]:
+        """Every ``Decoded.decoder`` this decoder can report (``kiosk scan`` sizes its
+        decoder column to the longest)."""
+        return [self.name]
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
 
@@ -77,20 +96,28 @@ class ZxingDecoder(Decoder):
         self._zx = zxingcpp
         self.name = "zxing" if binarizer == "local" else "zxing-global"
         self._options = {"formats": zxingcpp.BarcodeFormat.QRCode, "try_invert": True}
+        # As a filter, zxing-cpp 3's "QRCode" includes Micro QR and rMQR: their tiny
+        # symbols turn up inside a real code's modules (a phantom "25" in a photo of three
+        # codes) and no wallet shows them. Only a result whose format is QRCode is a read
+        # (the located-but-unread ones of every kind still say where to look closer).
+        self._qr = zxingcpp.BarcodeFormat.QRCode
         if hasattr(zxingcpp, "TextMode"):
             self._options["text_mode"] = zxingcpp.TextMode.Plain
         if binarizer != "local":
             self._options["binarizer"] = zxingcpp.Binarizer.GlobalHistogram
 
+    def _read(self, b) -> bool:
+        return b.valid and b.format == self._qr
+
     def decode(self, gray):
         found = self._zx.read_barcodes(gray, **self._options)
-        return _unique([Decoded(b.text, self.name) for b in found if b.valid])
+        return _unique([Decoded(b.text, self.name) for b in found if self._read(b)])
 
     def decode_with_candidates(self, gray) -> tuple[list[Decoded], list[tuple[float, float, float, float]]]:
         """The codes read, and the boxes ``(x0, y0, x1, y1)`` of QR symbols that were
         located (finder patterns found) but could not be read: where to look closer."""
         found = self._zx.read_barcodes(gray, return_errors=True, **self._options)
-        codes = _unique([Decoded(b.text, self.name) for b in found if b.valid])
+        codes = _unique([Decoded(b.text, self.name) for b in found if self._read(b)])
         boxes = []
         for b in found:
             if b.valid:
@@ -124,7 +151,7 @@ class PyzbarDecoder(Decoder):
 
     def _read(self, gray):
         results = self._decode(gray, symbols=self._symbols)
-        return [Decoded(bytes_to_text(r.data), self.name) for r in results]
+        return [Decoded(undo_shift_jis_guess(bytes_to_text(r.data)), self.name) for r in results]
 
     def decode(self, gray):
         if self.max_side and max(gray.shape) > self.max_side:
@@ -150,6 +177,9 @@ class ChainDecoder(Decoder):
         if not decoders:
             raise HardwareError("no QR decoder is available (install zxing-cpp or libzbar0)")
         self.decoders, self.name = decoders, name
+
+    def labels(self):
+        return [label for d in self.decoders for label in d.labels()]
 
     def decode(self, gray, stop=None):
         for i, decoder in enumerate(self.decoders):
@@ -275,30 +305,52 @@ class ScanPlan(Decoder):
         except HardwareError:
             zbar = zbar_fast = None
         crop_px = 320 * 320  # priors for a typical crop around a phone's code
-        # The whole full-resolution frame: a closer look at every located code at once.
-        self.full_step = Step("zxing", self.first, None, 6.0, 1280 * 960)
+        # The whole full-resolution frame: a closer look at every located code at once,
+        # plain, with local contrast (glare, a dim or washed-out code), equalized before
+        # the global binarizer (dark frames, low contrast) and darkened (glare).
+        full_px = 1280 * 960
+        self.full_step = Step("zxing", self.first, None, 6.0, full_px)
+        self.full_steps = [self.full_step,
+                           Step("zxing+contrast", self.first, enhance.local_contrast, 3.5, full_px),
+                           Step("zxing-global+equalize", zx_global, enhance.equalize, 4.0, full_px),
+                           Step("zxing+darken", self.first, enhance.darken, 4.0, full_px)]
+        # Equalized, then the global binarizer, on the whole lores frame: cheap, and the
+        # lores frame's 2x2 average has none of the full frame's moire on a phone screen.
+        self.lores_step = Step("zxing-global+equalize", zx_global, enhance.equalize, 1.2)
+        # The crop steps in the order measured to pay (bench/scan.py): the cheap ones, the
+        # whole lores and full frames (a symbol located on the lores frame may be read
+        # there once normalised), then the costlier passes on the crop.
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
-                Step("zxing-global", zx_global, None, 0.3, crop_px)]
-        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px),
-                 Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
-        crop += [self.full_step,
-                 Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
-                 Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px),
-                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px)]
-        self.crop_steps = crop
-        wide = [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
+                Step("zxing-global", zx_global, None, 0.3, crop_px),
+                self.lores_step, self.full_step, self.full_steps[1]]
+        crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px)] if zbar else []
+        crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
+                 Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
+                 Step("zxing-global+equalize", zx_global, enhance.equalize, 0.5, crop_px)]
+        crop += [Step("pyzbar", zbar, None, 3.0, crop_px)] if zbar else []
+        crop += [Step("zxing+sharpen", self.first, enhance.sharpen, 3.0, crop_px)] + self.full_steps[2:]
+        self.whole_steps = [s for s in crop if s in self.full_steps]  # crop steps on the whole frame
+        wide = [self.lores_step]
+        wide += [Step("pyzbar-fast", zbar_fast, None, 2.5)] if zbar_fast else []
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
         self.wide_steps = wide
+        self.crop_steps = crop
         self.regions: list[Region] = []
-        self.turn = 0
+        self.turn = self.more_turn = 0
+        self.previous: set[str] = set()  # the texts read on the last frame
         self.last = FrameReport()
+
+    def labels(self):
+        steps = self.crop_steps + self.wide_steps + self.full_steps
+        return [self.first.name] + sorted({f"{s.name}@{where}" for s in steps
+                                           for where in ("crop", "full", "lores")})
 
     def forget(self) -> None:
         """Drop what earlier frames located (a new presentation starts from scratch)."""
-        self.regions, self.turn = [], 0
+        self.regions, self.turn, self.more_turn, self.previous = [], 0, 0, set()
 
     def decode(self, gray, stop=None, full=None):
         start = self.clock()
@@ -309,14 +361,21 @@ class ScanPlan(Decoder):
         fresh = [(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in _clusters(boxes)]
         self._remember(fresh, reset=bool(codes) and not fresh)
         has_full = full is not None and full.shape != gray.shape
+        seen_before = bool(codes) and {c.text for c in codes} <= self.previous
         if self.regions:
             report.budget_ms = self.budget_ms
-            codes += self._look_closer(full if has_full else gray, has_full, start, stop, report)
+            codes += self._look_closer(gray, full if has_full else gray, has_full, start, stop, report,
+                                       {c.text for c in codes} | self.previous)
         elif not codes:
             report.budget_ms = self.idle_budget_ms
-            codes += self._look_wide(gray, full, start, stop, report)
+            codes += self._look_wide(gray, full if has_full else None, start, stop, report)
         else:
             report.budget_ms = self.budget_ms
+            if seen_before and has_full:
+                # Nothing new to report on this frame (its verdict is not waiting): the
+                # full frame may hold another code the lores frame is too coarse for.
+                codes += self._look_more(full, start, stop, report)
+        self.previous = {c.text for c in codes}
         report.used_ms = (self.clock() - start) * 1000
         return _unique(codes)
 
@@ -343,12 +402,16 @@ class ScanPlan(Decoder):
         report.steps.append((label, ms, len(found)))
         return [Decoded(d.text, label) for d in found]
 
-    def _look_closer(self, big, has_full, start, stop, report) -> list[Decoded]:
+    def _look_closer(self, gray, big, has_full, start, stop, report, known) -> list[Decoded]:
         """The crop steps, in each region's rotation, on crops of ``big`` (the full
-        frame, or the frame itself); the full-frame step once a frame, when there is one."""
+        frame, or the frame itself); the full-frame steps once a frame, when there is
+        one, and the whole-lores step once a frame. A step that reads only codes in ``known`` (read on the lores frame, or on
+        the last frame: a neighbour inside the crop, or a code already reported) has
+        not read the region's unread code: the next step runs."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
-        whole_done = not has_full
+        wholes = self.whole_steps + [self.lores_step]
+        whole_done = [] if has_full else list(self.whole_steps)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
             steps, first = self.crop_steps, region.turn
@@ -356,17 +419,22 @@ class ScanPlan(Decoder):
                 if stop is not None and stop():
                     return found
                 step = steps[(first + k) % len(steps)]
-                whole = step is self.full_step
-                if whole and whole_done:
+                whole = any(step is w for w in wholes)
+                if whole and any(step is w for w in whole_done):
                     continue
-                image = big if whole else crop
+                image, where = (big, "full") if whole else (crop, "crop")
+                if step is self.lores_step:
+                    image, where = gray, "lores"
                 if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue
                 region.turn = (first + k + 1) % len(steps)
-                got = self._try(step, image, report, "full" if whole else "crop")
-                whole_done = whole_done or whole
+                got = self._try(step, image, report, where)
+                found += got
+                got = [d for d in got if d.text not in known]
+                if whole:
+                    whole_done.append(step)
                 if got:
-                    found += got
+                    known = known | {d.text for d in got}
                     if whole:  # the whole frame covers every region
                         self.regions = []
                         return found
@@ -376,21 +444,35 @@ class ScanPlan(Decoder):
         return found
 
     def _look_wide(self, gray, full, start, stop, report) -> list[Decoded]:
+        """No sign of a code: the full-frame steps (when there is a full frame) and
+        the wide steps on the lores frame, in rotation across frames."""
         steps = [(s, gray, "lores") for s in self.wide_steps]
-        if full is not None and full.shape != gray.shape:
-            steps.insert(0, (self.full_step, full, "full"))
-        first = self.turn
+        if full is not None:
+            steps[1:1] = [(s, full, "full") for s in self.full_steps]  # after the cheap lores step
+        found, self.turn = self._rotate(steps, self.turn, start, stop, report)
+        return found
+
+    def _look_more(self, full, start, stop, report) -> list[Decoded]:
+        """The full-frame steps, in rotation, on a frame whose codes were all read before."""
+        steps = [(s, full, "full") for s in self.full_steps]
+        found, self.more_turn = self._rotate(steps, self.more_turn, start, stop, report)
+        return found
+
+    def _rotate(self, steps, first, start, stop, report) -> tuple[list[Decoded], int]:
+        """Runs ``steps`` from index ``first`` on while they fit; returns what the first
+        successful one read and where the next frame starts."""
+        turn = first
         for k in range(len(steps)):
             if stop is not None and stop():
-                return []
+                break
             step, image, where = steps[(first + k) % len(steps)]
             if not self._fits(step, image.size, start, report.budget_ms, report):
                 continue
-            self.turn = (first + k + 1) % len(steps)
+            turn = (first + k + 1) % len(steps)
             found = self._try(step, image, report, where)
             if found:
-                return found
-        return []
+                return found, turn
+        return [], turn
 
     def _remember(self, boxes, reset: bool, age: bool = True) -> None:
         """Age remembered regions and merge this frame's located-but-unread codes."""

@@ -9,10 +9,11 @@ the plain image fails (docs/scanning.md, "Decoding"):
 ``sharpen``         unsharp mask: a slightly out-of-focus code
 ``half_size``       2x2 average: removes the moire of a phone screen's pixel grid
 ``equalize``        global histogram equalisation: very dark or very bright frames
+``darken``          gamma 2: glare and washed-out codes (the bright end spread out)
 """
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 
 def half_size(gray: np.ndarray) -> np.ndarray:
@@ -24,14 +25,15 @@ def half_size(gray: np.ndarray) -> np.ndarray:
 
 def local_contrast(gray: np.ndarray, cell: int = 8, gain: float = 3.0) -> np.ndarray:
     """``(gray - local mean) * gain + 128``; the local mean is taken on a ``cell``-times
-    smaller copy, blurred and scaled back (cheap on a whole frame)."""
+    smaller copy, blurred and scaled back without interpolation (the blur makes it
+    smooth enough, and a 1280x960 frame takes half the time: about 2 ms here)."""
     h, w = gray.shape
     if h < 2 * cell or w < 2 * cell:
         return gray
     image = Image.fromarray(gray)
-    mean = image.reduce(cell).filter(ImageFilter.BoxBlur(2)).resize((w, h), Image.Resampling.BILINEAR)
-    diff = gray.astype(np.int16) - np.asarray(mean, dtype=np.int16)
-    return np.clip(diff * gain + 128, 0, 255).astype(np.uint8)
+    mean = image.reduce(cell).filter(ImageFilter.BoxBlur(2)).resize((w, h), Image.Resampling.NEAREST)
+    # Pillow computes (image - mean) / scale + offset, clipped, in one C pass
+    return np.asarray(ImageChops.subtract(image, mean, scale=1.0 / gain, offset=128))
 
 
 def sharpen(gray: np.ndarray) -> np.ndarray:
@@ -42,3 +44,12 @@ def sharpen(gray: np.ndarray) -> np.ndarray:
 def equalize(gray: np.ndarray) -> np.ndarray:
     """Global histogram equalisation."""
     return np.asarray(ImageOps.equalize(Image.fromarray(gray)))
+
+
+_DARKEN = (255.0 * (np.arange(256) / 255.0) ** 2.0 + 0.5).astype(np.uint8)
+
+
+def darken(gray: np.ndarray) -> np.ndarray:
+    """Gamma 2 (a lookup table): spreads the bright end, where glare and a washed-out
+    code sit, and crushes the dark end."""
+    return _DARKEN[gray]

@@ -302,13 +302,9 @@ class Scanner:
             self._finished.set()
 
     def _process(self, frame: Frame):
-        options = {}
-        if self.drop_frames and getattr(self.decoder, "accepts_stop", False):
-            options["stop"] = self._slot.has_frame
-        if frame.full is not None and getattr(self.decoder, "accepts_full", False):
-            options["full"] = frame.full
+        stop = self._slot.has_frame if self.drop_frames else None
         try:
-            found = self.decoder.decode(frame.gray, **options)
+            found = decode_frame(self.decoder, frame, stop)
         except Exception:
             log.exception("decoder %r failed on frame %d", self.decoder, frame.index)
             return
@@ -339,12 +335,30 @@ class Scanner:
                 log.exception("on_error handler failed")
 
 
+def decode_frame(decoder, frame: Frame, stop=None) -> list:
+    """``decoder`` on ``frame``: with its full-resolution view and ``stop`` (a newer
+    frame is waiting) when the decoder takes them (the auto plan does)."""
+    options = {}
+    if stop is not None and getattr(decoder, "accepts_stop", False):
+        options["stop"] = stop
+    if frame.full is not None and getattr(decoder, "accepts_full", False):
+        options["full"] = frame.full
+    return decoder.decode(frame.gray, **options)
+
+
+def decoder_from_settings(name: str, settings: dict):
+    """The decoder called ``name``; ``auto`` gets the ``[camera]`` budgets from ``settings``."""
+    from kiosk.hardware.decoder import make_decoder
+
+    budget = {"budget_ms": settings["budget_ms"], "idle_budget_ms": settings["idle_budget_ms"]}
+    return make_decoder(name, **(budget if name.strip().lower() == "auto" else {}))
+
+
 def from_config(cfg, on_event, *, on_error=None, on_recover=None, camera: str | None = None,
                 decoder: str | None = None, once: bool = False, **source_options) -> Scanner:
     """A Scanner built from the ``[camera]`` section of ``cfg`` (source, decoder,
     repeat_window and the camera settings); ``camera``/``decoder`` override it."""
     from kiosk.hardware.camera import open_source, settings_from_section
-    from kiosk.hardware.decoder import make_decoder
 
     section = cfg.section("camera")
     spec = camera or section.get("source", str, "none")
@@ -354,7 +368,6 @@ def from_config(cfg, on_event, *, on_error=None, on_recover=None, camera: str | 
     settings = settings_from_section(section)
     source = open_source(spec, settings, once=once, **source_options)
     name = decoder or section.get("decoder", str, "auto")
-    budget = {"budget_ms": settings["budget_ms"], "idle_budget_ms": settings["idle_budget_ms"]}
-    return Scanner(source, make_decoder(name, **(budget if name.strip().lower() == "auto" else {})),
+    return Scanner(source, decoder_from_settings(name, settings),
                    on_event, repeat_window=float(window), on_error=on_error, on_recover=on_recover,
                    frame_timeout=settings["frame_timeout"])

@@ -262,7 +262,9 @@ def open_source(spec: str, settings: dict | None = None, *, once: bool = False,
     if kind == "replay" and rest:
         from kiosk.hardware.camera.replay import ReplaySource
 
-        return ReplaySource(rest, fps=float(options["fps"]), loop=bool(options["loop"]))
+        return ReplaySource(rest, fps=float(options["fps"]), loop=bool(options["loop"]),
+                            size=(options["width"], options["height"]),
+                            full_size=(options["full_width"], options["full_height"]))
     if kind == "opencv" and rest:
         from kiosk.hardware.camera.opencv_source import OpenCvSource
 

@@ -5,6 +5,12 @@ This is the camera of the demo, the tests and the benchmark. Frames are paced at
 either loops or plays once. Images are read in name order (zero-pad numbers:
 ``frame-0002.png`` before ``frame-0010.png``). Videos need OpenCV (the ``webcam``
 extra); images only need Pillow.
+
+Like the Pi camera's two streams, a recorded frame larger than ``width`` x
+``height`` is played scaled down to fit it (area average, as the camera's ISP
+does), with the frame itself, scaled to fit ``full_width`` x ``full_height``, as
+``Frame.full``: the decoder's closer look sees what it would see on the kiosk.
+Frames that already fit are played as they are, without a full view.
 """
 
 import time
@@ -84,12 +90,27 @@ class _Video:
         self.capture.release()
 
 
-class ReplaySource(FrameSource):
-    """Plays recorded frames as if they came from a camera."""
+def fit(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``gray`` scaled down (area average) to fit ``size`` = (width, height); as it is
+    when it already fits."""
+    h, w = gray.shape[:2]
+    scale = min(size[0] / w, size[1] / h)
+    if scale >= 1:
+        return gray
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(gray).resize(shape, Image.Resampling.BOX))
 
-    def __init__(self, path: str | Path, *, fps: float = 30.0, loop: bool = True):
+
+class ReplaySource(FrameSource):
+    """Plays recorded frames as if they came from a camera: ``size`` is the lores
+    stream's (width, height), ``full_size`` the main stream's (None: no full view)."""
+
+    def __init__(self, path: str | Path, *, fps: float = 30.0, loop: bool = True,
+                 size: tuple[int, int] = (640, 480), full_size: tuple[int, int] | None = (1280, 960)):
         super().__init__(f"replay:{path}")
         self.path, self.fps, self.loop = Path(path).expanduser(), float(fps), bool(loop)
+        self.size = size
+        self.full_size = full_size if full_size and full_size[0] > 0 and full_size[1] > 0 else None
         if self.fps < 0:
             raise HardwareError(f"replay: fps must not be negative, got {fps}")
         self.realtime = self.fps > 0
@@ -118,7 +139,17 @@ class ReplaySource(FrameSource):
         if gray is None:
             return None
         self._pace()
-        return gray
+        return self._streams(gray)
+
+    def _streams(self, gray: np.ndarray):
+        """The lores frame, or ``(lores, full)`` for a frame larger than the lores size."""
+        h, w = gray.shape[:2]
+        if w <= self.size[0] and h <= self.size[1]:
+            return gray
+        lores = fit(gray, self.size)
+        if self.full_size is None:
+            return lores
+        return lores, fit(gray, self.full_size)
 
     def _next_image(self) -> np.ndarray | None:
         media = self._media
