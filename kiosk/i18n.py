@@ -96,6 +96,30 @@ class Msg(str):
         """The same text with ``fn`` applied to each plain value (nested too)."""
         return Msg(self.text, **{k: v.map(fn) if isinstance(v, Msg) else fn(v) for k, v in self.values.items()})
 
+    def to_json(self) -> dict:
+        """``{"text", "values"}`` with only JSON types (nested Msgs, and errors made with
+        one, as the same shape; other values as numbers or their ``str``), for a Msg
+        that crosses a process boundary (:func:`kiosk.provision.record_result`)."""
+        return {"text": self.text, "values": {k: _json_value(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_json(cls, data) -> "Msg":
+        """The Msg :meth:`to_json` wrote (a plain string gives an untranslated Msg)."""
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            return cls("{text}", text=str(data or ""))
+        values = data.get("values") if isinstance(data.get("values"), dict) else {}
+        return cls(data["text"], **{str(k): cls.from_json(v) if isinstance(v, dict) else v
+                                    for k, v in values.items()})
+
+
+def _json_value(value):
+    msg = getattr(value, "msg", None) if isinstance(value, BaseException) else value
+    if isinstance(msg, Msg):
+        return msg.to_json()
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return str(value)
+
 
 def _fill(text: str, values: dict, lang: str) -> str:
     said = {k: say(v, lang) if isinstance(v, Msg | Exception) else v for k, v in values.items()}

@@ -6,6 +6,7 @@ run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
 
 import ast
 import io
+import re
 import string
 import subprocess
 import sys
@@ -81,10 +82,20 @@ def test_extraction_reaches_every_part_of_the_kiosk():
 # lines the CLI prints. Their text must be marked (Msg, _, tr, N_), never a bare English
 # literal; tests/test_config.py, test_provision.py, test_ledger.py, test_printer_*.py
 # show each of them in another language.
-SHOWN_ERRORS = {"ConfigError", "VoidError", "ProvisionError"}
+def _kiosk_errors() -> set[str]:
+    """Every KioskError subclass: each is raised on purpose and its words reach a person."""
+    from kiosk import errors
+
+    return {name for name, obj in vars(errors).items()
+            if isinstance(obj, type) and issubclass(obj, errors.KioskError)}
+
+
+SHOWN_ERRORS = _kiosk_errors()
 NOT_SECTIONS = {"log", "logger", "logging"}
-CLI_MODULES = ["cli.py", "commands/redeem.py", "commands/printing.py", "commands/provision.py",
-               "commands/doctor.py"]
+# Every command module and cli.py. Left out: `kiosk screenshots` (cmd_screenshots), a
+# developer tool that renders the screens for the docs, never run by staff or a technician.
+CLI_MODULES = ["cli.py"] + sorted(f"commands/{p.name}" for p in (ROOT / "kiosk" / "commands").glob("*.py"))
+DEVELOPER_ONLY = {"cmd_screenshots"}
 
 
 def _literal_parts(node):
@@ -99,6 +110,15 @@ def _literal_parts(node):
         yield from _literal_parts(node.right)
 
 
+# Modules whose errors are not converted yet (issue 14); the test below checks they still
+# hold a bare literal, so the list shrinks as they are done.
+ERRORS_PENDING = {"kiosk/context.py", "kiosk/core/bundle.py", "kiosk/core/bundle_files.py",
+                  "kiosk/core/bundle_writer.py", "kiosk/core/importer.py", "kiosk/core/ledger.py",
+                  "kiosk/core/store.py", "kiosk/hardware/camera/base.py",
+                  "kiosk/hardware/camera/opencv_source.py", "kiosk/hardware/camera/picamera2_source.py",
+                  "kiosk/hardware/camera/replay.py", "kiosk/hardware/decoder.py", "kiosk/hardware/scanner.py"}
+
+
 def test_errors_shown_to_people_are_marked_for_translation():
     bare = []
     for path in sorted((ROOT / "kiosk").rglob("*.py")):
@@ -110,20 +130,31 @@ def test_errors_shown_to_people_are_marked_for_translation():
             section = (isinstance(func, ast.Attribute) and func.attr == "error" and len(node.args) == 2
                        and not (isinstance(func.value, ast.Name) and func.value.id in NOT_SECTIONS))
             if (shown or section) and any(_literal_parts(node.args[-1])):
-                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not bare, f"English-only error text (use kiosk.i18n.Msg): {bare}"
+                bare.append((str(path.relative_to(ROOT)), node.lineno))
+    new = [f"{file}:{line}" for file, line in bare if file not in ERRORS_PENDING]
+    assert not new, f"English-only error text (use kiosk.i18n.Msg): {new}"
+    done = ERRORS_PENDING - {file for file, _line in bare}
+    assert not done, f"converted: take them off ERRORS_PENDING: {sorted(done)}"
 
 
-@pytest.mark.parametrize("module", CLI_MODULES)
+# Not converted yet (issue 14): strict, so each one fails here once it is done.
+CLI_PENDING = {"commands/backup.py", "commands/codes.py", "commands/scan.py", "commands/sync_status.py"}
+
+
+@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="not yet marked"))
+                                    if m in CLI_PENDING else m for m in CLI_MODULES])
 def test_cli_lines_are_marked_for_translation(module):
     """A print() of the CLI may hold punctuation and the program name around marked text,
     never English words of its own."""
     path = ROOT / "kiosk" / module
     words = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in DEVELOPER_ONLY]:
+        func.body = []  # not read by staff or a technician (see DEVELOPER_ONLY)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
             for arg in node.args:
-                text = "".join(_literal_parts(arg)).replace("kiosk:", "")
+                text = re.sub(r"kiosk(-sync| [a-z-]+)?:", "", "".join(_literal_parts(arg)))
                 if any(ch.isalpha() for ch in text):
                     words.append(f"{module}:{node.lineno}: {text!r}")
     assert not words, f"English-only CLI output (use _()): {words}"
