@@ -139,7 +139,7 @@ def code_list(ctx) -> Check:
     waiting = importer.salt_wait(ctx.store)
     if waiting:
         return Check("code_list", WARN, _("{list}; version {version} (new code salt) waits: {why}")
-                     .format(list=text, version=waiting["version"], why=waiting["why"]),
+                     .format(list=text, version=waiting["version"], why=say(waiting["why"])),
                      _("this version stays in use meanwhile; check the network and "
                        "`kiosk sync-status` (redemptions must reach HQ)"))
     return Check("code_list", OK, text)
