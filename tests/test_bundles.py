@@ -600,3 +600,15 @@ def test_delta_with_another_code_salt_is_rejected(hq, device, tmp_path):
     assert device.version() == 1
     assert device.verdict("SALT-0002")["verdict"] == "ready"
     assert device.verdict("SALT-0003")["verdict"] == "unknown"
+
+
+def test_an_empty_database_is_explained_in_the_technicians_language(device):
+    """StoreError: the device's database file exists with 0 bytes (a bad copy)."""
+    data = device.config().data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "kiosk.sqlite").write_bytes(b"")
+    run = device.run("codes", "status", "--lang", "ru")
+    assert run.rc != 0 and "пуста (0 байт)" in run.err and "redemption history" not in run.err, run.err
+    run = device.run("codes", "status", "--lang", "en")
+    assert "is empty (0 bytes)" in run.err
+    assert (data / "kiosk.sqlite").stat().st_size == 0  # nothing written over it

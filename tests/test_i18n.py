@@ -120,8 +120,8 @@ def _literal_parts(node):
 
 # Modules whose errors are not converted yet (issue 14); the test below checks they still
 # hold a bare literal, so the list shrinks as they are done.
-ERRORS_PENDING = {"kiosk/context.py", "kiosk/core/ledger.py",
-                  "kiosk/core/store.py", "kiosk/hardware/camera/base.py",
+ERRORS_PENDING = {
+                  "kiosk/hardware/camera/base.py",
                   "kiosk/hardware/camera/opencv_source.py", "kiosk/hardware/camera/picamera2_source.py",
                   "kiosk/hardware/camera/replay.py", "kiosk/hardware/decoder.py", "kiosk/hardware/scanner.py"}
 
@@ -144,12 +144,7 @@ def test_errors_shown_to_people_are_marked_for_translation():
     assert not done, f"converted: take them off ERRORS_PENDING: {sorted(done)}"
 
 
-# Not converted yet (issue 14): strict, so each one fails here once it is done.
-CLI_PENDING = {"commands/scan.py"}
-
-
-@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="not yet marked"))
-                                    if m in CLI_PENDING else m for m in CLI_MODULES])
+@pytest.mark.parametrize("module", CLI_MODULES)
 def test_cli_lines_are_marked_for_translation(module):
     """A print() of the CLI may hold punctuation and the program name around marked text,
     never English words of its own."""

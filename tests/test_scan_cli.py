@@ -74,6 +74,9 @@ def test_usage_and_camera_errors(tmp_path, recording, capsys):
     assert "no camera: pass --camera SOURCE" in capsys.readouterr().err
     assert cli.main(["scan", "--camera", "none"]) == 1
     assert "means no camera" in capsys.readouterr().err
+    assert cli.main(["scan", "--camera", "none", "--lang", "kk"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kiosk scan: ") and "камера жоқ" in err and "means no camera" not in err
     assert cli.main(["scan", "--camera", "webcam"]) == 2
     assert "'webcam' is not one of" in capsys.readouterr().err
     assert cli.main(["scan", "--camera", f"replay:{tmp_path / 'gone'}"]) == 1
