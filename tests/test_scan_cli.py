@@ -81,6 +81,9 @@ def test_usage_and_camera_errors(tmp_path, recording, capsys):
     assert "'webcam' is not one of" in capsys.readouterr().err
     assert cli.main(["scan", "--camera", f"replay:{tmp_path / 'gone'}"]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["scan", "--camera", f"replay:{tmp_path / 'gone'}", "--lang", "ru"]) == 1
+    err = capsys.readouterr().err
+    assert "не существует" in err and "does not exist" not in err
     assert cli.main(["scan", "--camera", f"replay:{recording}", "--decoder", "zbar"]) == 2
     assert "unknown decoder 'zbar'" in capsys.readouterr().err
     bad = write_config(tmp_path, "repeat_window = -1")
