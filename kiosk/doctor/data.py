@@ -111,7 +111,7 @@ def database(ctx) -> Check:
         path = ctx.store.path
         ok = ctx.store.conn.execute("PRAGMA quick_check").fetchone()[0]
     except StoreError as exc:
-        return Check("database", FAIL, str(exc), _("check the data partition (dmesg, fsck); "
+        return Check("database", FAIL, say(exc), _("check the data partition (dmesg, fsck); "
                      "never delete kiosk.sqlite while redemptions are pending"))
     if ok != "ok":
         return Check("database", FAIL, _("{path}: integrity check says {result}").format(
