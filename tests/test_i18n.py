@@ -252,3 +252,15 @@ def test_msg_is_the_english_text_and_says_itself_in_any_language():
     with i18n.speaking("ru"):
         assert i18n.say(inner) == "погашение r1 уже отменено"
     assert inner.map(str.upper).render("ru") == "погашение R1 уже отменено"
+
+
+def test_a_msg_crosses_a_process_boundary_as_json():
+    import json
+
+    inner = i18n.Msg("redemption {id} was already undone", id="r1")
+    outer = i18n.Msg("cannot undo: {reason}", reason=ValueError(inner))
+    back = i18n.Msg.from_json(json.loads(json.dumps(outer.to_json())))
+    assert back == outer and back.render("ru") == outer.render("ru") != str(outer)
+    for bad in ("plain words", None, {"text": "a {b}", "values": {"c": 1}}, {"text": "{0}"},
+                {"text": 5}, {"text": "x {y:d}", "values": {"y": "text"}}):
+        assert isinstance(i18n.Msg.from_json(bad), i18n.Msg)
