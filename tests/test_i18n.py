@@ -74,7 +74,11 @@ def test_extraction_reaches_every_part_of_the_kiosk():
                  "printed -> {file}", "print queue is empty",  # print-test, print-queue
                  "{path}: config file not found (set --config or KIOSK_CONFIG)", "missing (required)",
                  "setup QR signature does not verify: forged or altered",  # provisioning
-                 "provisioning refused [{reason}]: {problem}"):
+                 "provisioning refused [{reason}]: {problem}",
+                 "missing (the sync agent needs a broker URL such as {example})",  # kiosk-sync
+                 "chunk {name}: sha256 does not match the manifest", "line {line}: {problem}",  # bundles
+                 "replay: {path} does not exist",  # camera errors
+                 "put this line in the [ui] section of kiosk.toml"):  # kiosk pin-hash
         assert text in SOURCE, text
 
 
