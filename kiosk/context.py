@@ -7,6 +7,7 @@ from kiosk.core.clock import RTC_DEVICE, SYNCED_FLAG, Clock
 from kiosk.core.ledger import Identity, Ledger
 from kiosk.core.store import DB_NAME, Store
 from kiosk.errors import StoreError
+from kiosk.i18n import Msg
 
 
 def make_clock(cfg: Config) -> Clock:
@@ -28,9 +29,9 @@ def open_store(cfg: Config) -> Store:
     except OSError:
         empty = False  # absent (a new device) or unreadable (Store reports it)
     if empty:
-        raise StoreError(f"database {path} is empty (0 bytes): its redemption history is "
-                         "missing. Restore kiosk.sqlite from a copy (docs/technician.md "
-                         "section 5); only on a new device, delete the empty file")
+        raise StoreError(Msg("database {path} is empty (0 bytes): its redemption history is missing. "
+                             "Restore kiosk.sqlite from a copy (docs/technician.md section 5); only "
+                             "on a new device, delete the empty file", path=path))
     return Store.in_dir(cfg.data_dir)
 
 

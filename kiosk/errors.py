@@ -36,8 +36,8 @@ class BundleError(KioskError, ValueError):
 class CsvError(KioskError, ValueError):
     """A bad row in a codes CSV; ``line`` is the 1-based line number in the file."""
 
-    def __init__(self, line: int, message: str):
-        super().__init__(f"line {line}: {message}")
+    def __init__(self, line: int, message: "Msg | str"):
+        super().__init__(Msg("line {line}: {problem}", line=line, problem=message))
         self.line = line
 
 

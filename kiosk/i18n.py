@@ -96,6 +96,34 @@ class Msg(str):
         """The same text with ``fn`` applied to each plain value (nested too)."""
         return Msg(self.text, **{k: v.map(fn) if isinstance(v, Msg) else fn(v) for k, v in self.values.items()})
 
+    def to_json(self) -> dict:
+        """``{"text", "values"}`` with only JSON types (nested Msgs, and errors made with
+        one, as the same shape; other values as numbers or their ``str``), for a Msg
+        that crosses a process boundary (:func:`kiosk.provision.record_result`)."""
+        return {"text": self.text, "values": {k: _json_value(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_json(cls, data) -> "Msg":
+        """The Msg :meth:`to_json` wrote; anything else (a plain string, a text whose
+        values do not fit it) gives an untranslated Msg, never an exception."""
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            return cls("{text}", text=str(data or ""))
+        values = data.get("values") if isinstance(data.get("values"), dict) else {}
+        try:
+            return cls(data["text"], **{str(k): cls.from_json(v) if isinstance(v, dict) else v
+                                        for k, v in values.items()})
+        except (KeyError, IndexError, ValueError, TypeError):  # text and values do not fit
+            return cls("{text}", text=data["text"])
+
+
+def _json_value(value):
+    msg = _msg_of(value) if isinstance(value, BaseException) else value
+    if isinstance(msg, Msg):
+        return msg.to_json()
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return str(value)
+
 
 def _fill(text: str, values: dict, lang: str) -> str:
     said = {k: say(v, lang) if isinstance(v, Msg | Exception) else v for k, v in values.items()}
@@ -107,9 +135,12 @@ def say(thing, lang: str | None = None) -> str:
     :class:`Msg`, an error made with one (``KioskError.msg``, or any exception whose
     only argument is a Msg, e.g. ``ValueError(Msg(...))``), else its ``str``."""
     lang = current() if lang is None else lang
-    msg = thing
-    if isinstance(thing, BaseException):
-        msg = getattr(thing, "msg", None) or (thing.args[0] if len(thing.args) == 1 else None)
+    msg = _msg_of(thing) if isinstance(thing, BaseException) else thing
     if isinstance(msg, Msg):
         return msg.render(lang)
     return str(thing)
+
+
+def _msg_of(error: BaseException):
+    """The Msg an error was made with (``KioskError.msg``, or its only argument)."""
+    return getattr(error, "msg", None) or (error.args[0] if len(error.args) == 1 else None)

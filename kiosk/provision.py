@@ -483,8 +483,10 @@ def result_path(spool: Path = QR_SPOOL) -> Path:
 
 def record_result(spool: Path, error: ProvisionError | None, result: dict | None = None) -> None:
     """Root side: the outcome of applying the queued QR, readable by the kiosk user."""
+    msg = getattr(error, "msg", None)
     body = {"ok": error is None, "reason": getattr(error, "reason", ""),
-            "message": str(error) if error else "", "device": (result or {}).get("device", "")}
+            "message": str(error) if error else "", "device": (result or {}).get("device", ""),
+            "msg": msg.to_json() if isinstance(msg, Msg) else None}  # the UI says it in its language
     with contextlib.suppress(OSError):
         atomic.write_text(result_path(spool), json.dumps(body) + "\n", mode=0o644)
 
@@ -507,7 +509,9 @@ def submit_and_wait(payload: str, *, trusted_keys: Mapping[str, Ed25519PublicKey
             time.sleep(poll_s)
             continue
         if not verdict.get("ok"):
-            raise ProvisionError(verdict.get("reason") or "refused", verdict.get("message", ""))
+            said = verdict.get("msg")
+            raise ProvisionError(verdict.get("reason") or "refused",
+                                 Msg.from_json(said) if said else verdict.get("message", ""))
         return fields
     return fields
 

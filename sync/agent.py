@@ -22,7 +22,8 @@ import paho.mqtt.client as mqtt
 from kiosk import __version__, connection, context, watchdog
 from kiosk.config import Config
 from kiosk.core import ids, importer, syncstate, timefmt
-from kiosk.errors import ConfigError, KioskError
+from kiosk.errors import KioskError
+from kiosk.i18n import Msg
 from sync import lists, protocol, remote
 from sync.activity import ActivitySender
 from sync.lists import ListEvent, ListReceiver
@@ -60,10 +61,10 @@ class AgentSettings:
                          ("poll_seconds", 0.05), ("reconnect_max_seconds", 1),
                          ("peer_budget_per_hour", 1)):
             if section.get(key, (int, float), low) < low:
-                raise section.error(key, f"must be at least {low}")
+                raise section.error(key, Msg("must be at least {low}", low=low))
         if values["batch_size"] > protocol.MAX_EVENTS:
-            raise section.error("batch_size", f"must be at most {protocol.MAX_EVENTS} (HQ refuses "
-                                "bigger messages)")
+            raise section.error("batch_size", Msg("must be at most {most} (HQ refuses bigger messages)",
+                                                  most=protocol.MAX_EVENTS))
         return cls(**values)
 
 
@@ -71,8 +72,8 @@ class Agent:
     def __init__(self, cfg: Config, settings: AgentSettings | None = None):
         section = cfg.section("mqtt")
         if "broker" not in section.data:
-            raise ConfigError(f"{cfg.path}: [mqtt] broker: missing (the sync agent needs a "
-                              "broker URL such as mqtts://hq.example.com:8883)")
+            raise section.error("broker", Msg("missing (the sync agent needs a broker URL such as "
+                                              "{example})", example="mqtts://hq.example.com:8883"))
         self.cfg = cfg
         self.settings = settings or AgentSettings.from_section(section)
         self.broker = connection.from_section(section, default_username=cfg.device_id)

@@ -14,6 +14,7 @@ import sys
 
 from kiosk import __version__, config
 from kiosk.errors import ConfigError, KioskError
+from kiosk.i18n import Msg, say
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,18 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("paho").setLevel(logging.WARNING)
+    path = config.locate(args.config)
+    lang = config.language_hint(path)  # start-up errors in the kiosk's language; logs stay English
     try:
         from sync.agent import Agent  # imported late so --help works without paho
 
-        cfg = config.load(config.locate(args.config))
+        cfg = config.load(path)
         for warning in cfg.warnings:
             logging.warning("config: %s", warning)
         agent = Agent(cfg)
     except ConfigError as exc:
-        print(f"kiosk-sync: config error: {exc}", file=sys.stderr)
+        print("kiosk-sync:", say(Msg("config error: {error}", error=exc), lang), file=sys.stderr)
         return 2
     except KioskError as exc:
-        print(f"kiosk-sync: {exc}", file=sys.stderr)
+        print("kiosk-sync:", say(exc, lang), file=sys.stderr)
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop())

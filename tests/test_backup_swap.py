@@ -206,6 +206,11 @@ def test_backup_needs_a_real_passphrase_and_a_mounted_stick(tmp_path, device, le
     (tmp_path / "pf").write_text(PASSPHRASE)
     run = device.run("backup", "--to", tmp_path / "not-mounted", "--passphrase-file", tmp_path / "pf")
     assert run.rc == 1 and "[no_target]" in run.err
+    run = device.run("backup", "--to", tmp_path / "not-mounted", "--passphrase-file", tmp_path / "pf",
+                     "--lang", "ru")
+    assert run.rc == 1 and "[no_target]" in run.err and "не папка" in run.err and "not a folder" not in run.err
+    run = device.run("backup", "--to", tmp_path, "--passphrase-file", tmp_path / "short", "--lang", "uz")
+    assert "[weak_passphrase]" in run.err and "kamida" in run.err and "at least" not in run.err
 
 
 def test_a_backup_larger_than_one_chunk_round_trips_and_a_missing_last_chunk_is_caught(

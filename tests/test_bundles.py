@@ -256,6 +256,37 @@ def test_reject_unknown_key(installed, tmp_path):
     assert_rejected(installed, out, "unknown_key", "'hq-unknown', which this device does not trust")
 
 
+def test_a_rejection_is_said_in_the_technicians_language(installed, tmp_path):
+    other = Hq(tmp_path / "other", key_id="hq-unknown")
+    assert other.keygen().rc == 0
+    out = other.bundle(["NEWC-0001"], 3)
+    run = installed.run("codes", "import", out, "--lang", "ru")
+    assert run.rc != 0 and "[unknown_key]" in run.err and "'hq-unknown'" in run.err
+    assert "не доверяет" in run.err and "используется версия 2" in run.err, run.err
+    assert "which this device" not in run.err and "stays in use" not in run.err
+    run = installed.run("codes", "import", tmp_path / "nowhere", "--lang", "kk")
+    assert "[missing_file]" in run.err and "пакет жоқ" in run.err and "no bundle" not in run.err
+    assert installed.version() == 2
+
+
+def test_status_is_said_in_the_chosen_language(installed):
+    run = installed.run("codes", "status", "--lang", "uz")
+    assert run.rc == 0 and "versiya   2" in run.out and "kodlar    2" in run.out, run.out
+    assert "version" not in run.out.split("\n")[1]
+
+
+def test_csv_errors_are_said_in_every_language(hq):
+    from kiosk.errors import CsvError
+    from kiosk.i18n import say
+
+    csv_path = write_csv(hq.dir / "bad.csv", [{"code": "GOOD-0001", "reward_id": "nope"}])
+    with pytest.raises(CsvError) as caught:
+        list(bundle_writer.records_from_csv(csv_path, b"s" * 32, {"coffee": {}}))
+    assert str(caught.value) == "line 2: reward_id 'nope' is not in the rewards table"
+    assert say(caught.value, "ru") == "строка 2: reward_id 'nope' нет в таблице наград"
+    assert say(caught.value, "kk").startswith("2-жол: ") and "'nope'" in say(caught.value, "uz")
+
+
 def test_reject_chunk_hash_mismatch(hq, installed):
     out = hq.bundle(["NEWC-0001"], 3)
     chunk = next(out.glob("chunk-*"))
@@ -569,3 +600,15 @@ def test_delta_with_another_code_salt_is_rejected(hq, device, tmp_path):
     assert device.version() == 1
     assert device.verdict("SALT-0002")["verdict"] == "ready"
     assert device.verdict("SALT-0003")["verdict"] == "unknown"
+
+
+def test_an_empty_database_is_explained_in_the_technicians_language(device):
+    """StoreError: the device's database file exists with 0 bytes (a bad copy)."""
+    data = device.config().data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "kiosk.sqlite").write_bytes(b"")
+    run = device.run("codes", "status", "--lang", "ru")
+    assert run.rc != 0 and "пуста (0 байт)" in run.err and "redemption history" not in run.err, run.err
+    run = device.run("codes", "status", "--lang", "en")
+    assert "is empty (0 bytes)" in run.err
+    assert (data / "kiosk.sqlite").stat().st_size == 0  # nothing written over it

@@ -139,6 +139,16 @@ def _audit(cfg):
     return audit.keep_days(cfg)
 
 
+def _agent(cfg):
+    from sync.agent import Agent
+    return Agent(cfg)
+
+
+def _agent_settings(cfg):
+    from sync.agent import AgentSettings
+    return AgentSettings.from_section(cfg.section("mqtt"))
+
+
 CONFIG_ERRORS = {
     "not toml": lambda p: _device_errors(p, "[device\n"),
     "no file": lambda p: config.load(p / "missing.toml"),
@@ -164,6 +174,9 @@ CONFIG_ERRORS = {
     "camera fps": _section_error("[camera]\nfps = -1\n", _camera),
     "gpio buzzer": _section_error('[gpio]\nbuzzer = 17\nbuzzer_type = "loud"\n', _gpio),
     "audit": _section_error("[audit]\nkeep_days = 0\n", _audit),
+    "sync broker": _section_error("", _agent),
+    "sync heartbeat": _section_error('[mqtt]\nbroker = "mqtt://h"\nheartbeat_seconds = 0\n', _agent_settings),
+    "sync batch": _section_error('[mqtt]\nbroker = "mqtt://h"\nbatch_size = 99999\n', _agent_settings),
 }
 
 
@@ -243,3 +256,14 @@ def test_a_trusted_key_that_is_not_ed25519_is_still_refused_by_name(tmp_path):
     pem.write_text("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n")
     with pytest.raises(ConfigError, match="is not an Ed25519 public key PEM"):
         config.load(_write(tmp_path, f'hq = "{pem}"\n'))
+
+def test_kiosk_sync_says_its_start_up_errors_in_the_configured_language(tmp_path):
+    from sync import agent_cli
+
+    text = _write(tmp_path, "").read_text().replace("[trust.keys]", 'language = "kk"\n[trust.keys]')
+    path = tmp_path / "kiosk.toml"
+    path.write_text(text)
+    run = run_main(agent_cli.main, ["--config", path])
+    assert run.rc == 2 and run.err.startswith("kiosk-sync: конфигурация қатесі: "), run.err
+    assert "[mqtt] broker" in run.err and "mqtts://hq.example.com:8883" in run.err
+    assert "missing" not in run.err and "sync agent" not in run.err

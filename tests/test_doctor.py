@@ -125,6 +125,8 @@ def test_missing_list_camera_without_code_and_dead_camera(device, card, tmp_path
     checks = by_name(run_checks(cfg))
     assert checks["camera"].status == FAIL and checks["camera"].hint
     assert "decode" not in checks
+    russian = by_name(run_checks(cfg, lang="ru"))["camera"]  # the camera's own error, in Russian
+    assert "не существует" in russian.message and "does not exist" not in russian.message
     cfg = write_config(device, camera={"source": f"replay:{card[0]}", "fps": 0})
     camera = by_name(run_checks(cfg))["camera"]
     assert camera.status == FAIL and "[camera] fps" in camera.message and "kiosk.toml" in camera.hint

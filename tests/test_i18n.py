@@ -6,6 +6,7 @@ run time reads them with the stdlib alone (``make catalogs``, docs/ui.md)."""
 
 import ast
 import io
+import re
 import string
 import subprocess
 import sys
@@ -73,7 +74,11 @@ def test_extraction_reaches_every_part_of_the_kiosk():
                  "printed -> {file}", "print queue is empty",  # print-test, print-queue
                  "{path}: config file not found (set --config or KIOSK_CONFIG)", "missing (required)",
                  "setup QR signature does not verify: forged or altered",  # provisioning
-                 "provisioning refused [{reason}]: {problem}"):
+                 "provisioning refused [{reason}]: {problem}",
+                 "missing (the sync agent needs a broker URL such as {example})",  # kiosk-sync
+                 "chunk {name}: sha256 does not match the manifest", "line {line}: {problem}",  # bundles
+                 "replay: {path} does not exist",  # camera errors
+                 "put this line in the [ui] section of kiosk.toml"):  # kiosk pin-hash
         assert text in SOURCE, text
 
 
@@ -81,10 +86,28 @@ def test_extraction_reaches_every_part_of_the_kiosk():
 # lines the CLI prints. Their text must be marked (Msg, _, tr, N_), never a bare English
 # literal; tests/test_config.py, test_provision.py, test_ledger.py, test_printer_*.py
 # show each of them in another language.
-SHOWN_ERRORS = {"ConfigError", "VoidError", "ProvisionError"}
+def _kiosk_errors() -> set[str]:
+    """Every KioskError subclass (kiosk/errors.py and any module's own, e.g. BackupError):
+    each is raised on purpose and its words reach a person."""
+    from kiosk import errors
+
+    names = {name for name, obj in vars(errors).items()
+             if isinstance(obj, type) and issubclass(obj, errors.KioskError)}
+    classes = [node for path in (ROOT / "kiosk").rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ClassDef)]
+    while more := {c.name for c in classes if c.name not in names
+                   and any(isinstance(b, ast.Name) and b.id in names for b in c.bases)}:
+        names |= more
+    return names
+
+
+SHOWN_ERRORS = _kiosk_errors()
 NOT_SECTIONS = {"log", "logger", "logging"}
-CLI_MODULES = ["cli.py", "commands/redeem.py", "commands/printing.py", "commands/provision.py",
-               "commands/doctor.py"]
+# Every command module and cli.py. Left out: `kiosk screenshots` (cmd_screenshots), a
+# developer tool that renders the screens for the docs, never run by staff or a technician.
+CLI_MODULES = ["cli.py"] + sorted(f"commands/{p.name}" for p in (ROOT / "kiosk" / "commands").glob("*.py"))
+DEVELOPER_ONLY = {"cmd_screenshots"}
 
 
 def _literal_parts(node):
@@ -99,6 +122,12 @@ def _literal_parts(node):
         yield from _literal_parts(node.right)
 
 
+# Modules whose errors are not converted yet (issue 14); the test below checks they still
+# hold a bare literal, so the list shrinks as they are done. decoder.py: its owner was
+# reworking it at the same time (scanning); convert its three HardwareErrors next.
+ERRORS_PENDING = {"kiosk/hardware/decoder.py"}
+
+
 def test_errors_shown_to_people_are_marked_for_translation():
     bare = []
     for path in sorted((ROOT / "kiosk").rglob("*.py")):
@@ -106,12 +135,15 @@ def test_errors_shown_to_people_are_marked_for_translation():
             if not isinstance(node, ast.Call) or not node.args:
                 continue
             func = node.func
-            shown = isinstance(func, ast.Name) and func.id in SHOWN_ERRORS
+            shown = getattr(func, "id", None) in SHOWN_ERRORS or getattr(func, "attr", None) in SHOWN_ERRORS
             section = (isinstance(func, ast.Attribute) and func.attr == "error" and len(node.args) == 2
                        and not (isinstance(func.value, ast.Name) and func.value.id in NOT_SECTIONS))
             if (shown or section) and any(_literal_parts(node.args[-1])):
-                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not bare, f"English-only error text (use kiosk.i18n.Msg): {bare}"
+                bare.append((str(path.relative_to(ROOT)), node.lineno))
+    new = [f"{file}:{line}" for file, line in bare if file not in ERRORS_PENDING]
+    assert not new, f"English-only error text (use kiosk.i18n.Msg): {new}"
+    done = ERRORS_PENDING - {file for file, _line in bare}
+    assert not done, f"converted: take them off ERRORS_PENDING: {sorted(done)}"
 
 
 @pytest.mark.parametrize("module", CLI_MODULES)
@@ -120,10 +152,13 @@ def test_cli_lines_are_marked_for_translation(module):
     never English words of its own."""
     path = ROOT / "kiosk" / module
     words = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in DEVELOPER_ONLY]:
+        func.body = []  # not read by staff or a technician (see DEVELOPER_ONLY)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
             for arg in node.args:
-                text = "".join(_literal_parts(arg)).replace("kiosk:", "")
+                text = re.sub(r"kiosk(-sync| [a-z-]+)?:", "", "".join(_literal_parts(arg)))
                 if any(ch.isalpha() for ch in text):
                     words.append(f"{module}:{node.lineno}: {text!r}")
     assert not words, f"English-only CLI output (use _()): {words}"
@@ -221,3 +256,15 @@ def test_msg_is_the_english_text_and_says_itself_in_any_language():
     with i18n.speaking("ru"):
         assert i18n.say(inner) == "погашение r1 уже отменено"
     assert inner.map(str.upper).render("ru") == "погашение R1 уже отменено"
+
+
+def test_a_msg_crosses_a_process_boundary_as_json():
+    import json
+
+    inner = i18n.Msg("redemption {id} was already undone", id="r1")
+    outer = i18n.Msg("cannot undo: {reason}", reason=ValueError(inner))
+    back = i18n.Msg.from_json(json.loads(json.dumps(outer.to_json())))
+    assert back == outer and back.render("ru") == outer.render("ru") != str(outer)
+    for bad in ("plain words", None, {"text": "a {b}", "values": {"c": 1}}, {"text": "{0}"},
+                {"text": 5}, {"text": "x {y:d}", "values": {"y": "text"}}):
+        assert isinstance(i18n.Msg.from_json(bad), i18n.Msg)

@@ -74,10 +74,16 @@ def test_usage_and_camera_errors(tmp_path, recording, capsys):
     assert "no camera: pass --camera SOURCE" in capsys.readouterr().err
     assert cli.main(["scan", "--camera", "none"]) == 1
     assert "means no camera" in capsys.readouterr().err
+    assert cli.main(["scan", "--camera", "none", "--lang", "kk"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kiosk scan: ") and "камера жоқ" in err and "means no camera" not in err
     assert cli.main(["scan", "--camera", "webcam"]) == 2
     assert "'webcam' is not one of" in capsys.readouterr().err
     assert cli.main(["scan", "--camera", f"replay:{tmp_path / 'gone'}"]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["scan", "--camera", f"replay:{tmp_path / 'gone'}", "--lang", "ru"]) == 1
+    err = capsys.readouterr().err
+    assert "не существует" in err and "does not exist" not in err
     assert cli.main(["scan", "--camera", f"replay:{recording}", "--decoder", "zbar"]) == 2
     assert "unknown decoder 'zbar'" in capsys.readouterr().err
     bad = write_config(tmp_path, "repeat_window = -1")

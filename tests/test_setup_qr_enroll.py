@@ -7,6 +7,7 @@ that logs in to that broker, its site settings and its Wi-Fi.
 """
 
 import grp
+import json
 import os
 import shutil
 import stat
@@ -19,8 +20,8 @@ import zxingcpp
 from helpers import run_main
 from PIL import Image
 
-from kiosk import cli, config, connection, provision, wifi
-from kiosk.errors import ProvisionError
+from kiosk import cli, config, connection, i18n, provision, wifi
+from kiosk.errors import ConfigError, ProvisionError
 from kiosk.hardware.camera import synthetic
 from kiosk.hardware.decoder import make_decoder
 from kiosk.ui import settings as ui_settings
@@ -177,6 +178,22 @@ def test_the_waiting_screen_gets_the_root_sides_refusal(hq, tmp_path, broker):
     thread.join(20)
     assert exc.value.reason == "broker_unreachable" and "show the QR again" in str(exc.value)
     assert root_side["run"].rc == 1 and not spool.exists()
+    # root wrote the refusal as text + values: the UI says it in its own language
+    russian = i18n.say(exc.value, "ru")
+    assert "QR" in russian and "брокер" in russian and "127.0.0.1" in russian and "show the QR" not in russian
+    assert i18n.say(exc.value, "en") == str(exc.value)
+
+
+def test_a_refusal_crosses_to_the_ui_as_words_in_any_language(tmp_path):
+    """record_result (root) -> submit_and_wait (UI): the Msg, nested values included,
+    is rebuilt on the UI side, not flattened to English."""
+    spool = tmp_path / "setup-qr.txt"
+    inner = ConfigError(i18n.Msg("missing (required)"))
+    refusal = ProvisionError("invalid", i18n.Msg("provisioning refused [{reason}]: {problem}",
+                                                 reason="invalid", problem=inner))
+    provision.record_result(spool, refusal)
+    msg = i18n.Msg.from_json(json.loads(provision.result_path(spool).read_text())["msg"])
+    assert msg == str(refusal) and msg.render("ru") == i18n.say(refusal, "ru") != str(refusal)
 
 
 def test_enroll_qr_without_a_signing_key_is_refused_and_writes_nothing(hq, tmp_path, broker):

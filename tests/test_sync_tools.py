@@ -254,6 +254,9 @@ def test_sync_status_cli_and_staleness(device_cfg, capsys):
     assert cli.main(["--config", str(path), "sync-status"]) == 0
     out = capsys.readouterr().out
     assert "connected to mqtts://hq:8883" in out and "1 event(s)" in out
+    assert cli.main(["--config", str(path), "sync-status", "--lang", "ru"]) == 0
+    out = capsys.readouterr().out
+    assert "подключено к mqtts://hq:8883" in out and "connected" not in out and "event(s)" not in out
     later = now + syncstate.STALE_AFTER + timedelta(seconds=1)
     assert syncstate.read_status(ledger.store, now=later)["connected"] is False  # agent killed
 

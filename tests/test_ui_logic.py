@@ -46,6 +46,19 @@ def test_pin_hash_command_prints_a_config_line(capsys):
     stored = line.split('"')[1]
     assert line.startswith("pin_hash = ") and pin.verify("13579", stored)
     assert main(["pin-hash", "--pin", "12"]) == 2
+    assert "4-8 digits" in capsys.readouterr().err
+
+
+def test_pin_hash_speaks_the_chosen_language(capsys):
+    from kiosk.cli import main
+
+    assert main(["pin-hash", "--pin", "13579", "--lang", "ru"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith('pin_hash = "') and pin.verify("13579", line.split('"')[1])
+    assert "[ui]" in line and "kiosk.toml" in line and "put this line" not in line
+    assert main(["pin-hash", "--pin", "12", "--lang", "kk"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kiosk pin-hash: ") and "PIN" in err and "digits" not in err
 
 
 # -- catalogs: tests/test_i18n.py (every string translated, .mo fresh, font coverage)

@@ -18,9 +18,10 @@ from pathlib import Path, PurePosixPath
 
 from kiosk import config, provision
 from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.core import backup, codelist
 from kiosk.core.store import DB_NAME, Store
+from kiosk.i18n import Msg, _, say
 
 PASSPHRASE_ENV = "KIOSK_BACKUP_PASSPHRASE"
 
@@ -31,6 +32,7 @@ def register(sub) -> None:
                    help="folder to write to (the mounted USB stick)")
     b.add_argument("--passphrase-file", type=Path, help="file holding the backup passphrase")
     b.add_argument("--json", action="store_true")
+    add_lang_option(b)
     b.set_defaults(handler=cmd_backup)
     r = sub.add_parser("restore", help="make this device the one in a backup (new SD card)")
     r.add_argument("source", type=Path, metavar="DIR",
@@ -39,6 +41,7 @@ def register(sub) -> None:
     r.add_argument("--group", default=provision.SERVICE_GROUP,
                    help="group that may read the credentials ('' to keep the caller's)")
     r.add_argument("--json", action="store_true")
+    add_lang_option(r)
     r.set_defaults(handler=cmd_restore)
 
 
@@ -47,20 +50,21 @@ def _passphrase(args, confirm: bool) -> str:
         try:
             return args.passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise backup.BackupError("no_passphrase", f"cannot read {args.passphrase_file}: {exc}") from None
+            raise backup.BackupError("no_passphrase", Msg("cannot read {file}: {error}",
+                                                                 file=args.passphrase_file, error=exc)) from None
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV]
     if not sys.stdin.isatty():
-        raise backup.BackupError("no_passphrase", "give the passphrase with --passphrase-file "
-                                 f"or ${PASSPHRASE_ENV}")
-    first = getpass.getpass("Backup passphrase: ")
-    if confirm and getpass.getpass("Again: ") != first:
-        raise backup.BackupError("no_passphrase", "the two passphrases differ")
+        raise backup.BackupError("no_passphrase", Msg("give the passphrase with --passphrase-file or "
+                                                      "{variable}", variable="$" + PASSPHRASE_ENV))
+    first = getpass.getpass(_("Backup passphrase: "))
+    if confirm and getpass.getpass(_("Again: ")) != first:
+        raise backup.BackupError("no_passphrase", Msg("the two passphrases differ"))
     return first
 
 
 def _fail(exc: backup.BackupError) -> int:
-    print(f"kiosk: {exc} [{exc.reason}]", file=sys.stderr)
+    print(f"kiosk: {say(exc)} [{exc.reason}]", file=sys.stderr)
     return EXIT_FAIL
 
 
@@ -74,18 +78,20 @@ def cmd_backup(args) -> int:
     except backup.BackupError as exc:
         return _fail(exc)
     except OSError as exc:
-        print(f"kiosk: cannot write the backup to {args.to}: {exc}", file=sys.stderr)
+        print("kiosk:", _("cannot write the backup to {folder}: {error}").format(folder=args.to, error=exc),
+              file=sys.stderr)
         return EXIT_FAIL
     if args.json:
         print_json(info)
         return EXIT_OK
     size = f"{info['bytes'] / 1e6:.1f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.0f} kB"
-    print(f"wrote {info['path']} ({size}), read back and checked")
-    print(f"device {info['device']} (store {info['store']}, program {info['program']}): "
-          f"{info['local_events']} redemption event(s), {info['pending']} not yet sent to HQ, "
-          f"code list v{info['list_version']}")
-    print("Encrypted with your passphrase. On the new card: sudo kiosk restore "
-          f"{Path(info['path']).parent}")
+    print(_("wrote {file} ({size}), read back and checked").format(file=info["path"], size=size))
+    print(_("device {device} (store {store}, program {program}): {events} redemption event(s), "
+            "{pending} not yet sent to HQ, code list v{version}").format(
+              device=info["device"], store=info["store"], program=info["program"],
+              events=info["local_events"], pending=info["pending"], version=info["list_version"]))
+    print(_("Encrypted with your passphrase. On the new card: {command}").format(
+        command=f"sudo kiosk restore {Path(info['path']).parent}"))
     return EXIT_OK
 
 
@@ -104,14 +110,16 @@ def cmd_restore(args) -> int:
     if args.json:
         print_json(result)
         return EXIT_OK
-    print(f"restored device {result['device']} (store {result['store']}, program "
-          f"{result['program']}) from {path.name} of {result['created_at']}")
-    print(f"config in {result['config_dir']}; database {result['database']}: "
-          f"{result['local_events']} redemption event(s), {result['pending']} to send to HQ")
+    print(_("restored device {device} (store {store}, program {program}) from {file} of {created}").format(
+        device=result["device"], store=result["store"], program=result["program"], file=path.name,
+        created=result["created_at"]))
+    print(_("config in {folder}; database {database}: {events} redemption event(s), {pending} to send "
+            "to HQ").format(folder=result["config_dir"], database=result["database"],
+                            events=result["local_events"], pending=result["pending"]))
     if result.get("previous"):
-        print(f"the database this card had is kept as {result['previous']}")
-    print("Start the kiosk: sudo systemctl start kiosk kiosk-sync; then check "
-          "`kiosk sync-status` until pending is 0.")
+        print(_("the database this card had is kept as {file}").format(file=result["previous"]))
+    print(_("Start the kiosk: {start}; then check `{status}` until pending is 0.").format(
+        start="sudo systemctl start kiosk kiosk-sync", status="kiosk sync-status"))
     return EXIT_OK
 
 
@@ -140,7 +148,7 @@ def _install(staged: Path, config_path: Path, group: str | None) -> dict:
     db = data_dir / DB_NAME
     why = backup.newer_here(db, staged / "data" / DB_NAME)
     if why:
-        raise backup.BackupError("newer_here", f"refused: {why}. Nothing was changed.")
+        raise backup.BackupError("newer_here", Msg("refused: {why}. Nothing was changed.", why=why))
     gid = provision.group_id(group)
     files = sorted(p for p in (staged / "config").rglob("*") if p.is_file())
     for src in sorted(files, key=lambda p: p.name == "kiosk.toml"):  # kiosk.toml last

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from kiosk import context
 from kiosk.cli import EXIT_FAIL, EXIT_OK, load_config
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.core import bundle, importer, timefmt
 from kiosk.core.store import CurrentList
 from kiosk.errors import BundleError
+from kiosk.i18n import _, say
 
 
 def register(sub) -> None:
@@ -17,9 +18,11 @@ def register(sub) -> None:
     csub = codes.add_subparsers(dest="codes_command", metavar="ACTION", required=True)
     imp = csub.add_parser("import", help="verify and import a bundle directory or .tar")
     imp.add_argument("path", type=Path)
+    add_lang_option(imp, "the progress and the result")
     imp.set_defaults(handler=cmd_import)
     status = csub.add_parser("status", help="show the installed code list")
     status.add_argument("--json", action="store_true")
+    add_lang_option(status)
     status.set_defaults(handler=cmd_status)
 
 
@@ -39,14 +42,16 @@ class _Progress:
         if self.tty and pct != self.last:
             self.last = pct
             bar = "#" * (pct // 4)
-            after = " - sorting into the new list" if done == total else ""
-            sys.stderr.write(f"\rimporting [{bar:<25}] {pct:3d}% {done:,}/{total:,} codes{after}")
+            after = " - " + _("sorting into the new list") if done == total else ""
+            sys.stderr.write("\r" + _("importing [{bar}] {pct:3d}% {done:,}/{total:,} codes").format(
+                bar=f"{bar:<25}", pct=pct, done=done, total=total) + after)
             sys.stderr.flush()
         elif (not self.tty and total >= self.LINES_FROM and pct >= 10
               and pct // 10 != self.last // 10):
             self.last = pct
-            after = "; sorting into the new list" if done == total else ""
-            print(f"importing: {pct}% ({done:,}/{total:,} codes){after}", file=sys.stderr, flush=True)
+            after = "; " + _("sorting into the new list") if done == total else ""
+            print(_("importing: {pct}% ({done:,}/{total:,} codes)").format(pct=pct, done=done, total=total)
+                  + after, file=sys.stderr, flush=True)
 
     def end(self) -> None:
         if self.tty and self.last >= 0:
@@ -66,16 +71,20 @@ def cmd_import(args) -> int:
     except BundleError as exc:
         progress.end()
         have = ledger.store.current_list()
-        keep = f"version {have.version} stays in use" if have else "no list is installed"
-        print(f"kiosk: rejected {args.path}: {exc} [{exc.reason}]; {keep}", file=sys.stderr)
+        keep = _("version {version} stays in use").format(version=have.version) if have else \
+            _("no list is installed")
+        print("kiosk:", _("rejected {path}: {error} [{reason}]; {keep}").format(
+            path=args.path, error=say(exc), reason=exc.reason, keep=keep), file=sys.stderr)
         return EXIT_FAIL
     finally:
         if source is not None:
             source.close()
     progress.end()
-    kind = f"delta on {manifest.base_version}" if manifest.is_delta else "full list"
-    print(f"imported {cfg.program} version {manifest.version} ({kind}, "
-          f"{manifest.record_count:,} records, key {manifest.key_id})")
+    kind = _("delta on {version}").format(version=manifest.base_version) if manifest.is_delta \
+        else _("full list")
+    print(_("imported {program} version {version} ({kind}, {records:,} records, key {key})").format(
+        program=cfg.program, version=manifest.version, kind=kind, records=manifest.record_count,
+        key=manifest.key_id))
     return EXIT_OK
 
 
@@ -108,18 +117,22 @@ def cmd_status(args) -> int:
         print_json(info)
         return EXIT_OK
     if not info["installed"]:
-        print(f"program {cfg.program}: no code list installed (run: kiosk codes import BUNDLE)")
+        print(_("program {program}: no code list installed (run: {command})").format(
+            program=cfg.program, command="kiosk codes import BUNDLE"))
         return EXIT_OK
-    print(f"program   {info['program']}\nversion   {info['version']}"
-          f"{' (delta on ' + str(info['base_version']) + ')' if info['base_version'] else ''}\n"
-          f"codes     {info['codes']:,}\nissued    {info['issued_at']}\n"
-          f"expires   {info['expires_at']}{'  EXPIRED' if info['expired'] else ''}\n"
-          f"key id    {info['key_id']}\nimported  {info['imported_at']}\n"
-          f"clock floor {info['clock_floor']}")
+    delta = " (" + _("delta on {version}").format(version=info["base_version"]) + ")" \
+        if info["base_version"] else ""
+    print(_("program   {program}\nversion   {version}{delta}\ncodes     {codes:,}\nissued    {issued}\n"
+            "expires   {expires}{expired}\nkey id    {key}\nimported  {imported}\n"
+            "clock floor {floor}").format(
+              program=info["program"], version=info["version"], delta=delta, codes=info["codes"],
+              issued=info["issued_at"], expires=info["expires_at"],
+              expired="  " + _("EXPIRED") if info["expired"] else "", key=info["key_id"],
+              imported=info["imported_at"], floor=info["clock_floor"]))
     if info["loading"]:
-        print(f"loading   version {info['loading']['version']}: {info['loading']['percent']}%")
+        print(_("loading   version {version}: {percent}%").format(**info["loading"]))
     if info["salt_wait"]:
         wait = info["salt_wait"]
-        print(f"waiting   version {wait['version']} (new code salt) is not used yet: {wait['why']}; "
-              f"version {info['version']} stays in use")
+        print(_("waiting   version {version} (new code salt) is not used yet: {why}; version {have} "
+                "stays in use").format(version=wait["version"], why=say(wait["why"]), have=info["version"]))
     return EXIT_OK

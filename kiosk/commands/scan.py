@@ -12,10 +12,11 @@ import sys
 
 from kiosk import config as kiosk_config
 from kiosk.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.hardware.camera import SPEC_FORMS, open_source
 from kiosk.hardware.decoder import NAMES, make_decoder
 from kiosk.hardware.scanner import DEFAULT_REPEAT_WINDOW, Scanner, from_config
+from kiosk.i18n import Msg, _, say
 
 
 def register(sub) -> None:
@@ -29,6 +30,7 @@ def register(sub) -> None:
                       help="same code within this many seconds is one event (default 3)")
     scan.add_argument("--max-events", type=int, metavar="N", help="stop after N events")
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_lang_option(scan, "the messages (the code lines stay as they are)")
     scan.set_defaults(handler=cmd_scan)
 
 
@@ -46,11 +48,11 @@ def build_scanner(args, on_event) -> Scanner:
         scanner = Scanner(open_source(args.camera, once=True), make_decoder(args.decoder or "auto"),
                           on_event, repeat_window=DEFAULT_REPEAT_WINDOW)
     else:
-        raise _Usage("no camera: pass --camera SOURCE "
-                     f"({SPEC_FORMS}) or --config with a [camera] section")
+        raise _Usage(Msg("no camera: pass --camera SOURCE ({forms}) or --config with a [camera] section",
+                         forms=SPEC_FORMS))
     if args.repeat_window is not None:
         if args.repeat_window < 0:
-            raise _Usage("--repeat-window must not be negative")
+            raise _Usage(Msg("--repeat-window must not be negative"))
         scanner.repeats.window = args.repeat_window
     return scanner
 
@@ -88,14 +90,14 @@ def cmd_scan(args) -> int:
     try:
         scanner = build_scanner(args, on_event)
     except _Usage as exc:
-        print(f"kiosk scan: {exc}", file=sys.stderr)
+        print("kiosk scan:", say(exc), file=sys.stderr)
         return EXIT_USAGE
     width = max(len(label) for label in scanner.decoder.labels())
     if not scanner.source.available:
-        print(f"kiosk scan: camera source {scanner.source.name!r} means no camera; "
-              f"pass --camera SOURCE ({SPEC_FORMS})", file=sys.stderr)
+        print("kiosk scan:", _("camera source {name} means no camera; pass --camera SOURCE ({forms})").format(
+            name=repr(scanner.source.name), forms=SPEC_FORMS), file=sys.stderr)
         return EXIT_FAIL
     stats = scanner.run()  # raises the camera's HardwareError: cli prints it, exit 1
-    print(f"kiosk scan: {stats.events} code(s) from {stats.frames_read} frame(s) "
-          f"({stats.frames_dropped} dropped while decoding)", file=sys.stderr)
+    print("kiosk scan:", _("{events} code(s) from {frames} frame(s) ({dropped} dropped while decoding)").format(
+        events=stats.events, frames=stats.frames_read, dropped=stats.frames_dropped), file=sys.stderr)
     return EXIT_OK

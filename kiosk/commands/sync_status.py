@@ -3,13 +3,15 @@ how many recorded events HQ has not acknowledged yet."""
 
 from kiosk import context
 from kiosk.cli import EXIT_OK, load_config
-from kiosk.commands import print_json
+from kiosk.commands import add_lang_option, print_json
 from kiosk.core.syncstate import read_status
+from kiosk.i18n import _
 
 
 def register(sub) -> None:
     p = sub.add_parser("sync-status", help="connection state, last sync, events not yet at HQ")
     p.add_argument("--json", action="store_true")
+    add_lang_option(p)
     p.set_defaults(handler=cmd_sync_status)
 
 
@@ -24,15 +26,16 @@ def cmd_sync_status(args) -> int:
         print_json(info)
         return EXIT_OK
     if info["connected"]:
-        state = f"connected to {info['broker']}"
+        state = _("connected to {broker}").format(broker=info["broker"])
     elif info["agent_running"]:
-        state = f"offline (agent running; {info['last_error'] or 'waiting for the broker'})"
+        state = _("offline (agent running; {error})").format(
+            error=info["last_error"] or _("waiting for the broker"))
     else:
-        state = "offline (sync agent not running)"
-    print(f"sync       {state}\nlast sync  {info['last_sync'] or 'never'}\n"
-          f"pending    {info['pending']} event(s) not yet acknowledged by HQ")
-    if info["list_state"]:
-        print(f"code list  {info['list_state']}")
+        state = _("offline (sync agent not running)")
+    print(_("sync       {state}\nlast sync  {last}\npending    {pending} event(s) not yet acknowledged by HQ")
+          .format(state=state, last=info["last_sync"] or _("never"), pending=info["pending"]))
+    if info["list_state"]:  # the agent's own words (English, as in its log)
+        print(_("code list  {state}").format(state=info["list_state"]))
     if info["list_error"]:
-        print(f"list error {info['list_error']}")
+        print(_("list error {error}").format(error=info["list_error"]))
     return EXIT_OK

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from kiosk import config
 from kiosk.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from kiosk.commands import add_lang_option
+from kiosk.i18n import _, say
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,6 +41,7 @@ def register(sub) -> None:
     demo.add_argument("--verbose", action="store_true")
     demo.add_argument("--exit-after", type=float, metavar="SECONDS",
                       help="close by itself after SECONDS (smoke test)")
+    add_lang_option(demo, "the console lines (the screen starts in English)")
     demo.set_defaults(handler=cmd_demo)
 
     shots = sub.add_parser("screenshots", help="PNG of every screen in every language")
@@ -49,6 +52,7 @@ def register(sub) -> None:
 
     ph = sub.add_parser("pin-hash", help="make the [ui] pin_hash line for a staff PIN")
     ph.add_argument("--pin", help="the PIN (default: asked twice, not echoed)")
+    add_lang_option(ph, "the prompts and the comment")
     ph.set_defaults(handler=cmd_pin_hash)
 
 
@@ -69,21 +73,24 @@ def cmd_demo(args) -> int:
     from kiosk.ui import demo, runner
 
     if no_display():
-        print("kiosk demo: no display (DISPLAY is not set). Run it on a desktop, or headless "
-              "under a virtual display: xvfb-run -a kiosk demo --exit-after 60; "
-              "`kiosk screenshots --out DIR` renders every screen to PNG files.",
+        print("kiosk demo:", _("no display (DISPLAY is not set). Run it on a desktop, or headless "
+                               "under a virtual display: {xvfb}; `{shots}` renders every screen to "
+                               "PNG files.").format(xvfb="xvfb-run -a kiosk demo --exit-after 60",
+                                                    shots="kiosk screenshots --out DIR"),
               file=sys.stderr)
         return EXIT_USAGE
     os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
     base = args.dir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     target = base / "kiosk" if args.dir is None else base
     if target.exists() and any(target.iterdir()):
-        print(f"kiosk demo: {target} is not empty; choose a new --dir", file=sys.stderr)
+        print("kiosk demo:", _("{folder} is not empty; choose a new --dir").format(folder=target),
+              file=sys.stderr)
         return EXIT_USAGE
     built = demo.build(target)
-    print(f"demo kiosk in {built.data_dir}\n  staff PIN {built.pin}\n"
-          f"  receipts -> {built.receipts_dir}\n  cards    -> {built.cards_dir}\n"
-          f"  a card comes {demo.DEAL_PAUSE:.0f} s after each customer; Space shows the next at once")
+    print(_("demo kiosk in {folder}\n  staff PIN {pin}\n  receipts -> {receipts}\n  cards    -> {cards}\n"
+            "  a card comes {pause:.0f} s after each customer; Space shows the next at once").format(
+              folder=built.data_dir, pin=built.pin, receipts=built.receipts_dir, cards=built.cards_dir,
+              pause=demo.DEAL_PAUSE))
     return runner.run(built.config, size=args.size, fullscreen=False, verbose=args.verbose,
                       demo_settings={"pin_hint": built.pin}, exit_after=args.exit_after,
                       demo_deck=built.cards_dir)
@@ -108,14 +115,15 @@ def cmd_pin_hash(args) -> int:
 
     value = args.pin
     if value is None:
-        value = getpass.getpass("staff PIN (4-8 digits): ")
-        if getpass.getpass("again: ") != value:
-            print("kiosk pin-hash: the two PINs differ", file=sys.stderr)
+        value = getpass.getpass(_("staff PIN ({least}-{most} digits): ").format(
+            least=pin.MIN_DIGITS, most=pin.MAX_DIGITS))
+        if getpass.getpass(_("again: ")) != value:
+            print("kiosk pin-hash:", _("the two PINs differ"), file=sys.stderr)
             return EXIT_USAGE
     try:
-        line = pin.make_hash(value)
+        setting = f'pin_hash = "{pin.make_hash(value)}"'  # the TOML line itself, as is
     except ValueError as exc:
-        print(f"kiosk pin-hash: {exc}", file=sys.stderr)
+        print("kiosk pin-hash:", say(exc), file=sys.stderr)
         return EXIT_USAGE
-    print(f'pin_hash = "{line}"   # put this line in the [ui] section of kiosk.toml')
+    print(setting, "  # " + _("put this line in the [ui] section of kiosk.toml"))
     return EXIT_OK

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from kiosk.core import atomic, codelist, timefmt
 from kiosk.core.store import DB_NAME
 from kiosk.errors import KioskError
+from kiosk.i18n import Msg
 
 MAGIC = b"KIOSKBK1\n"
 FORMAT = "kiosk-backup/1"
@@ -71,7 +72,8 @@ class BackupError(KioskError, ValueError):
 def check_passphrase(passphrase: str) -> bytes:
     if len(passphrase) < MIN_PASSPHRASE:
         raise BackupError("weak_passphrase",
-                          f"the backup passphrase must have at least {MIN_PASSPHRASE} characters")
+                          Msg("the backup passphrase must have at least {least} characters",
+                              least=MIN_PASSPHRASE))
     return passphrase.encode("utf-8")
 
 
@@ -140,7 +142,7 @@ def _decrypted_chunks(fh, key: bytes, prefix: bytes, aad: bytes) -> Iterator[byt
     while True:
         size = fh.read(4)
         if len(size) < 4:
-            raise BackupError("damaged", "the backup file is truncated (its last part is missing)")
+            raise BackupError("damaged", Msg("the backup file is truncated (its last part is missing)"))
         sealed = fh.read(struct.unpack(">I", size)[0])
         for last in (False, True):
             nonce = prefix + struct.pack(">IB", counter, int(last))
@@ -150,13 +152,13 @@ def _decrypted_chunks(fh, key: bytes, prefix: bytes, aad: bytes) -> Iterator[byt
             except InvalidTag:
                 continue
         else:
-            raise BackupError("damaged", "the backup file is damaged (a part does not verify); "
-                              "nothing was changed")
+            raise BackupError("damaged", Msg("the backup file is damaged (a part does not verify); "
+                                             "nothing was changed"))
         yield data
         counter += 1
         if last:
             if fh.read(1):
-                raise BackupError("damaged", "the backup file has data after its end")
+                raise BackupError("damaged", Msg("the backup file has data after its end"))
             return
 
 
@@ -183,17 +185,19 @@ def read_header(path: Path) -> tuple[dict, bytes, int]:
     try:
         with open(path, "rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
-                raise BackupError("not_backup", f"{path} is not a kiosk backup file")
+                raise BackupError("not_backup", Msg("{path} is not a kiosk backup file", path=path))
             (size,) = struct.unpack(">I", fh.read(4))
             raw = fh.read(size)
             header = json.loads(raw)
             if header.get("format") != FORMAT:
-                raise BackupError("not_backup", f"{path}: unknown backup format {header.get('format')!r}")
+                raise BackupError("not_backup", Msg("{path}: unknown backup format {format}", path=path,
+                                                       format=repr(header.get("format"))))
             return header, raw, fh.tell()
     except (OSError, struct.error, ValueError) as exc:
         if isinstance(exc, BackupError):
             raise
-        raise BackupError("not_backup", f"{path}: cannot read the backup header ({exc})") from None
+        raise BackupError("not_backup", Msg("{path}: cannot read the backup header ({error})", path=path,
+                                             error=exc)) from None
 
 
 # -- backup ------------------------------------------------------------------------------
@@ -244,10 +248,10 @@ def write(source: Source, out_dir: Path, passphrase: str, *, now: datetime | Non
     """
     check_passphrase(passphrase)
     if not source.db_path.is_file():
-        raise BackupError("no_data", f"no database at {source.db_path}: nothing to back up")
+        raise BackupError("no_data", Msg("no database at {path}: nothing to back up", path=source.db_path))
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        raise BackupError("no_target", f"{out_dir} is not a folder (is the USB stick mounted?)")
+        raise BackupError("no_target", Msg("{folder} is not a folder (is the USB stick mounted?)", folder=out_dir))
     now = now or datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix=".kiosk-backup-", dir=source.db_path.parent) as tmp:
         snap = snapshot_db(source.db_path, Path(tmp))
@@ -299,7 +303,7 @@ def find(path: Path) -> Path:
         return path
     found = sorted(path.glob(f"kiosk-backup-*{SUFFIX}")) if path.is_dir() else []
     if not found:
-        raise BackupError("no_backup", f"no kiosk-backup-*{SUFFIX} file in {path}")
+        raise BackupError("no_backup", Msg("no {pattern} file in {path}", pattern="kiosk-backup-*" + SUFFIX, path=path))
     return max(found, key=lambda p: read_header(p)[0]["created_at"])
 
 
@@ -308,7 +312,7 @@ def _members(path: Path, passphrase: str) -> Iterator[tuple[tarfile.TarInfo, tar
     kdf = header["kdf"]
     key = _key(passphrase, bytes.fromhex(kdf["salt"]), kdf)
     if _key_check(key) != header.get("key_check"):
-        raise BackupError("wrong_passphrase", "wrong passphrase for this backup: nothing was changed")
+        raise BackupError("wrong_passphrase", Msg("wrong passphrase for this backup: nothing was changed"))
     with open(path, "rb") as fh:
         fh.seek(start)
         reader = io.BufferedReader(_ChunkReader(
@@ -318,14 +322,14 @@ def _members(path: Path, passphrase: str) -> Iterator[tuple[tarfile.TarInfo, tar
                 for member in tar:
                     yield member, tar
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BackupError("damaged", f"the backup file is damaged ({exc})") from None
+            raise BackupError("damaged", Msg("the backup file is damaged ({error})", error=exc)) from None
 
 
 def verify(path: Path, passphrase: str) -> dict:
     """Decrypt the whole file and check what it holds; returns its header."""
     names = [m.name for m, _ in _members(path, passphrase)]
     if DB_MEMBER not in names or CONFIG_PREFIX + "kiosk.toml" not in names:
-        raise BackupError("damaged", f"{path} lacks the database or kiosk.toml")
+        raise BackupError("damaged", Msg("{path} lacks the database or kiosk.toml", path=path))
     return read_header(path)[0]
 
 
@@ -334,7 +338,7 @@ def unpack(path: Path, passphrase: str, into: Path) -> dict:
     for member, tar in _members(path, passphrase):
         rel = PurePosixPath(member.name)
         if rel.is_absolute() or ".." in rel.parts or not (member.isfile() or member.isdir()):
-            raise BackupError("damaged", f"unexpected entry {member.name!r} in the backup")
+            raise BackupError("damaged", Msg("unexpected entry {name} in the backup", name=repr(member.name)))
         target = into / rel
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
@@ -346,7 +350,7 @@ def unpack(path: Path, passphrase: str, into: Path) -> dict:
     return read_header(path)[0]
 
 
-def newer_here(current_db: Path, backup_db: Path) -> str | None:
+def newer_here(current_db: Path, backup_db: Path) -> "Msg | None":
     """Why the device's current database must not be replaced by the backup, or None.
 
     Refused when the device recorded redemptions the backup does not have (they
@@ -371,11 +375,12 @@ def newer_here(current_db: Path, backup_db: Path) -> str | None:
         there.close()
     extra = (mine | unsent) - theirs
     if extra:
-        return (f"this device already has {len(extra)} redemption event(s) the backup does not "
-                f"(last at {info['last_at']}, {info['pending']} unsent); restoring would lose them")
+        return Msg("this device already has {count} redemption event(s) the backup does not (last at "
+                   "{last}, {pending} unsent); restoring would lose them", count=len(extra),
+                   last=info["last_at"], pending=info["pending"])
     acked_since = (theirs_pending & mine) - unsent
     if acked_since:
-        return (f"this device has already sent {len(acked_since)} of the backup's pending "
-                "event(s) to HQ: it is newer than the backup")
+        return Msg("this device has already sent {count} of the backup's pending event(s) to HQ: it is "
+                   "newer than the backup", count=len(acked_since))
     return None
 

@@ -31,6 +31,7 @@ from kiosk.core.bundle_files import DirSource as DirSource  # the bundle's publi
 from kiosk.core.bundle_files import TarSource as TarSource
 from kiosk.core.bundle_files import open_source as open_source
 from kiosk.errors import BundleError
+from kiosk.i18n import Msg
 
 if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -123,20 +124,20 @@ class Record:
     uses: int = 0  # optional: uses HQ already knows of (kept across a salt rotation)
 
 
-def _bad(message: str) -> BundleError:
-    return BundleError("bad_manifest", f"manifest: {message}")
+def _bad(message: Msg) -> BundleError:
+    return BundleError("bad_manifest", Msg("manifest: {problem}", problem=message))
 
 
 def _field(obj: Mapping, name: str, kind: type | tuple, *, optional: bool = False):
     if name not in obj:
-        raise _bad(f"missing field {name!r}")
+        raise _bad(Msg("missing field {name}", name=repr(name)))
     value = obj[name]
     if value is None and optional:
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _bad(f"field {name!r} has the wrong type ({type(value).__name__})")
+        raise _bad(Msg("field {name} has the wrong type ({kind})", name=repr(name), kind=type(value).__name__))
     if kind is int and not 0 <= value <= MAX_INT:
-        raise _bad(f"field {name!r} is out of range (0 to 2**63-1)")
+        raise _bad(Msg("field {name} is out of range ({low} to {high})", name=repr(name), low=0, high="2**63-1"))
     return value
 
 
@@ -144,20 +145,22 @@ def _time(obj: Mapping, name: str) -> datetime:
     try:
         value = timefmt.parse(_field(obj, name, str))
     except (ValueError, OverflowError):
-        raise _bad(f"field {name!r} is not an RFC 3339 time") from None
+        raise _bad(Msg("field {name} is not an RFC 3339 time", name=repr(name))) from None
     if not MIN_YEAR <= value.year < MAX_YEAR:
-        raise _bad(f"field {name!r} is out of range (years {MIN_YEAR} to {MAX_YEAR - 1})")
+        raise _bad(Msg("field {name} is out of range (years {low} to {high})", name=repr(name),
+                       low=MIN_YEAR, high=MAX_YEAR - 1))
     return value
 
 
 def _rewards(value: dict) -> dict:
     for reward_id, reward in value.items():
         if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
-            raise _bad(f"reward {reward_id!r} needs a type, one of {', '.join(REWARD_TYPES)}")
+            raise _bad(Msg("reward {reward} needs a type, one of {types}", reward=repr(reward_id),
+                           types=", ".join(REWARD_TYPES)))
         title = reward.get("title")
         if (not isinstance(title, dict) or not title
                 or not all(isinstance(text, str) for text in title.values())):
-            raise _bad(f"reward {reward_id!r} needs a title {{lang: text}}")
+            raise _bad(Msg("reward {reward} needs a title {shape}", reward=repr(reward_id), shape="{lang: text}"))
     return value
 
 
@@ -165,19 +168,19 @@ def _chunks(value: list) -> tuple[Chunk, ...]:
     chunks = []
     for entry in value:
         if not isinstance(entry, dict):
-            raise _bad("chunks must be objects")
+            raise _bad(Msg("chunks must be objects"))
         name = _field(entry, "name", str)
         sha = _field(entry, "sha256", str).lower()
         records = _field(entry, "records", int)
         if not _CHUNK_NAME.match(name) or name in (MANIFEST, SIGNATURE):
-            raise _bad(f"chunk name {name!r} is not a plain file name")
+            raise _bad(Msg("chunk name {name} is not a plain file name", name=repr(name)))
         if not _HEX64.match(sha):
-            raise _bad(f"chunk {name!r} has a bad sha256")
+            raise _bad(Msg("chunk {name} has a bad sha256", name=repr(name)))
         # sizes are optional: manifests signed before they existed get the global caps
         size, ndjson_size = (_field(entry, key, int) if key in entry else None
                              for key in ("size", "ndjson_size"))
         if size is not None and size > MAX_CHUNK_BYTES:
-            raise _bad(f"chunk {name!r} is larger than {MAX_CHUNK_BYTES:,} bytes")
+            raise _bad(Msg("chunk {name} is larger than {limit:,} bytes", name=repr(name), limit=MAX_CHUNK_BYTES))
         chunks.append(Chunk(name, sha, records, size, ndjson_size))
     return tuple(chunks)
 
@@ -188,28 +191,29 @@ def _json(raw: bytes):
     try:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:
-        raise _bad("nested too deeply") from None
+        raise _bad(Msg("nested too deeply")) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _bad(f"not UTF-8 JSON ({exc})") from None
+        raise _bad(Msg("not UTF-8 JSON ({error})", error=exc)) from None
 
 
 def parse_manifest(raw: bytes) -> Manifest:
     """Parse and validate manifest fields (the signature is checked separately)."""
     obj = _json(raw)
     if not isinstance(obj, dict):
-        raise _bad("not a JSON object")
+        raise _bad(Msg("not a JSON object"))
     if obj.get("format") != FORMAT:
-        raise BundleError("bad_format", f"manifest format is {obj.get('format')!r}, expected {FORMAT!r}")
+        raise BundleError("bad_format", Msg("manifest format is {have}, expected {want}",
+                                                 have=repr(obj.get("format")), want=repr(FORMAT)))
     try:
         salt = base64.b64decode(_field(obj, "code_salt", str), validate=True)
     except (binascii.Error, ValueError):
-        raise _bad("code_salt is not base64") from None
+        raise _bad(Msg("code_salt is not base64")) from None
     version = _field(obj, "version", int)
     base = _field(obj, "base_version", int, optional=True)
     if version < 1 or (base is not None and base >= version):
-        raise _bad("version must be positive and newer than base_version")
+        raise _bad(Msg("version must be positive and newer than base_version"))
     if "clock_reset" in obj and not isinstance(obj["clock_reset"], bool):
-        raise _bad("field 'clock_reset' must be true or false")
+        raise _bad(Msg("field {name} must be true or false", name="'clock_reset'"))
     return Manifest(
         raw=raw,
         program=_field(obj, "program", str),
@@ -231,10 +235,12 @@ def verify_manifest(raw: bytes, signature: bytes, trusted: Mapping[str, Ed25519P
     key_id = obj.get("key_id") if isinstance(obj, dict) else None
     key = trusted.get(key_id) if isinstance(key_id, str) else None
     if key is None:
-        known = ", ".join(sorted(trusted)) or "none"
-        raise BundleError("unknown_key", f"signed with key {key_id!r}, which this device does not trust (trusted: {known})")
+        known = ", ".join(sorted(trusted)) or Msg("none")
+        raise BundleError("unknown_key", Msg("signed with key {key}, which this device does not trust (trusted: {known})",
+                                             key=repr(key_id), known=known))
     if len(signature) != 64 or not keys.verify(key, signature, raw):
-        raise BundleError("bad_signature", f"the signature of manifest.json does not verify under key {key_id!r}")
+        raise BundleError("bad_signature", Msg("the signature of manifest.json does not verify under key {key}",
+                                                   key=repr(key_id)))
     return parse_manifest(raw)
 
 
@@ -244,7 +250,7 @@ def _read_small(source: Source, name: str, limit: int) -> bytes:
         data = fh.read(limit + 1)
     if len(data) > limit:
         reason = "bad_signature" if name == SIGNATURE else "bad_manifest"
-        raise BundleError(reason, f"{name} is larger than {limit:,} bytes")
+        raise BundleError(reason, Msg("{name} is larger than {limit:,} bytes", name=name, limit=limit))
     return data
 
 
@@ -254,25 +260,25 @@ def read_manifest(source: Source, trusted: Mapping[str, Ed25519PublicKey]) -> Ma
                            _read_small(source, SIGNATURE, 64), trusted)
 
 
-def _record(line: bytes, where: str) -> Record:
+def _record(line: bytes, chunk: str, lineno: int) -> Record:
     try:
         obj = json.loads(line)
         op, code_hash = obj["op"], obj["code_hash"]
         if not isinstance(code_hash, str) or not _HEX64.match(code_hash):
-            raise ValueError("code_hash must be 64 lowercase hex digits")
+            raise ValueError(Msg("code_hash must be 64 lowercase hex digits"))
         if op == "revoke":
             return Record("revoke", code_hash)
         if op != "put":
-            raise ValueError(f"unknown op {op!r}")
+            raise ValueError(Msg("unknown op {op}", op=repr(op)))
         stores = obj.get("stores")
         max_uses = obj.get("max_uses", 1)
         if not isinstance(max_uses, int) or isinstance(max_uses, bool) or not 1 <= max_uses <= MAX_INT:
-            raise ValueError("max_uses must be a positive integer below 2**63")
+            raise ValueError(Msg("max_uses must be a positive integer below {limit}", limit="2**63"))
         if stores is not None and not (isinstance(stores, list) and all(isinstance(s, str) for s in stores)):
-            raise ValueError("stores must be a list of strings or null")
+            raise ValueError(Msg("stores must be a list of strings or null"))
         uses = obj.get("uses", 0)
         if not isinstance(uses, int) or isinstance(uses, bool) or not 0 <= uses < 2**31:
-            raise ValueError("uses must be a non-negative integer")
+            raise ValueError(Msg("uses must be a non-negative integer"))
         return Record(
             "put",
             code_hash,
@@ -284,9 +290,11 @@ def _record(line: bytes, where: str) -> Record:
             uses=uses,
         )
     except RecursionError:
-        raise BundleError("corrupt_chunk", f"{where}: bad record (nested too deeply)") from None
+        raise BundleError("corrupt_chunk", Msg("chunk {name} line {line}: bad record ({error})", name=chunk,
+                                               line=lineno, error=Msg("nested too deeply"))) from None
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
-        raise BundleError("corrupt_chunk", f"{where}: bad record ({exc})") from None
+        raise BundleError("corrupt_chunk", Msg("chunk {name} line {line}: bad record ({error})", name=chunk,
+                                               line=lineno, error=exc)) from None
 
 
 class _HashingReader:
@@ -302,8 +310,9 @@ class _HashingReader:
         data = self.fh.read(min(want, limit - self.count + 1))
         self.count += len(data)
         if self.count > limit:
-            raise BundleError("chunk_size", f"chunk {self.chunk.name} is larger than the "
-                              f"{limit:,} bytes its manifest allows (altered or damaged)")
+            raise BundleError("chunk_size", Msg("chunk {name} is larger than the {limit:,} bytes its "
+                                                "manifest allows (altered or damaged)",
+                                                name=self.chunk.name, limit=limit))
         self.digest.update(data)
         return data
 
@@ -324,8 +333,9 @@ def _chunk_stream(source: Source, chunk: Chunk) -> Iterator[_HashingReader]:
             yield hashing
         except BundleError as exc:
             if exc.reason == "corrupt_chunk" and hashing.drain() != chunk.sha256:
-                raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match "
-                                  f"the manifest (the file was altered or damaged; {exc})") from None
+                raise BundleError("chunk_hash", Msg("chunk {name}: sha256 does not match the manifest (the "
+                                                    "file was altered or damaged; {error})",
+                                                    name=chunk.name, error=exc)) from None
             raise
 
 
@@ -340,37 +350,42 @@ def _blocks(hashing: _HashingReader, chunk: Chunk) -> Iterator[bytes]:
             while data := gz.read(_BLOCK):
                 unpacked += len(data)
                 if unpacked > limit:
-                    raise BundleError("chunk_size", f"chunk {name} unpacks to more than the "
-                                      f"{limit:,} bytes its manifest allows (altered or damaged)")
+                    raise BundleError("chunk_size", Msg("chunk {name} unpacks to more than the {limit:,} bytes "
+                                                        "its manifest allows (altered or damaged)",
+                                                        name=name, limit=limit))
                 data = tail + data
                 cut = data.rfind(b"\n") + 1
                 tail = data[cut:]
                 if len(tail) > MAX_LINE:
-                    raise BundleError("corrupt_chunk", f"chunk {name} has a line longer than "
-                                      f"{MAX_LINE:,} bytes")
+                    raise BundleError("corrupt_chunk", Msg("chunk {name} has a line longer than {limit:,} bytes",
+                                                           name=name, limit=MAX_LINE))
                 if cut:
                     yield data[:cut]
             if tail:
                 yield tail
     except (OSError, EOFError, zlib.error) as exc:
-        raise BundleError("corrupt_chunk", f"chunk {name} is truncated or not gzip ({exc})") from None
+        raise BundleError("corrupt_chunk", Msg("chunk {name} is truncated or not gzip ({error})",
+                                               name=name, error=exc)) from None
     if chunk.ndjson_size is not None and unpacked != chunk.ndjson_size:
-        raise BundleError("corrupt_chunk", f"chunk {name} unpacks to {unpacked:,} bytes, "
-                          f"its manifest says {chunk.ndjson_size:,}")
+        raise BundleError("corrupt_chunk", Msg("chunk {name} unpacks to {size:,} bytes, its manifest "
+                                               "says {want:,}", name=name, size=unpacked,
+                                               want=chunk.ndjson_size))
 
 
 def _over(chunk: Chunk, count: int) -> None:
     """Fail as soon as a chunk holds more records than its manifest declares."""
     if count > chunk.records:
-        raise BundleError("corrupt_chunk", f"chunk {chunk.name}: more than the "
-                          f"{chunk.records:,} records the manifest says")
+        raise BundleError("corrupt_chunk", Msg("chunk {name}: more than the {want:,} records the "
+                                               "manifest says", name=chunk.name, want=chunk.records))
 
 
 def _finish(hashing: _HashingReader, chunk: Chunk, count: int) -> None:
     if hashing.drain() != chunk.sha256 or (chunk.size is not None and hashing.count != chunk.size):
-        raise BundleError("chunk_hash", f"chunk {chunk.name}: sha256 does not match the manifest")
+        raise BundleError("chunk_hash", Msg("chunk {name}: sha256 does not match the manifest",
+                                            name=chunk.name))
     if count != chunk.records:
-        raise BundleError("corrupt_chunk", f"chunk {chunk.name}: {count} records, manifest says {chunk.records}")
+        raise BundleError("corrupt_chunk", Msg("chunk {name}: {count} records, manifest says {want}",
+                                               name=chunk.name, count=count, want=chunk.records))
 
 
 def _lines(block: bytes, chunk: Chunk, first: int, rewards: Mapping) -> Iterator[Record]:
@@ -378,9 +393,10 @@ def _lines(block: bytes, chunk: Chunk, first: int, rewards: Mapping) -> Iterator
     for lineno, line in enumerate(block.splitlines(), first):
         if not line.strip():
             continue
-        record = _record(line, f"chunk {chunk.name} line {lineno}")
+        record = _record(line, chunk.name, lineno)
         if record.op == "put" and record.reward_id not in rewards:
-            raise BundleError("corrupt_chunk", f"chunk {chunk.name} line {lineno}: unknown reward_id {record.reward_id!r}")
+            raise BundleError("corrupt_chunk", Msg("chunk {name} line {line}: unknown reward_id {reward}",
+                                                   name=chunk.name, line=lineno, reward=repr(record.reward_id)))
         yield record
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from kiosk.errors import BundleError
+from kiosk.i18n import N_, Msg
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -42,19 +43,19 @@ class DirSource:
             return fh.read()
 
     def open(self, name: str) -> IO[bytes]:
-        return open_regular(self.path / name, f"{name} ({self.path})")
+        return open_regular(self.path / name, f"{name} ({self.path})")  # names only, no words
 
     def close(self) -> None:
         pass
 
 
-def _kind(mode: int) -> str:
-    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+def _kind(mode: int) -> Msg:
+    for test, word in ((stat.S_ISDIR, N_("a directory")), (stat.S_ISFIFO, N_("a FIFO")),
+                       (stat.S_ISCHR, N_("a character device")), (stat.S_ISBLK, N_("a block device")),
+                       (stat.S_ISSOCK, N_("a socket")), (stat.S_ISLNK, N_("a symbolic link"))):
         if test(mode):
-            return word
-    return "not a regular file"
+            return Msg(word)
+    return Msg("not a regular file")
 
 
 def open_regular(path: Path, what: str) -> IO[bytes]:
@@ -65,16 +66,18 @@ def open_regular(path: Path, what: str) -> IO[bytes]:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise BundleError("missing_file", f"bundle has no {what}") from None
+        raise BundleError("missing_file", Msg("bundle has no {file}", file=what)) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BundleError("not_a_file", f"{what} is a symbolic link; a bundle holds "
-                              "only regular files") from None
-        raise BundleError("not_a_file", f"cannot open {what}: {exc.strerror}") from None
+            raise BundleError("not_a_file", Msg("{file} is a symbolic link; a bundle holds only "
+                                                "regular files", file=what)) from None
+        raise BundleError("not_a_file", Msg("cannot open {file}: {error}", file=what,
+                                            error=exc.strerror)) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise BundleError("not_a_file", f"{what} is {_kind(mode)}, not a regular file")
+            raise BundleError("not_a_file", Msg("{file} is {kind}, not a regular file", file=what,
+                                                kind=_kind(mode)))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -89,12 +92,14 @@ class TarSource:
         try:
             self._tar = tarfile.open(path, "r:*")
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
+            raise BundleError("bad_archive", Msg("{path}: not a readable tar file ({error})", path=path,
+                                                 error=exc)) from exc
         try:
             self._members = self._index(path)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             self._tar.close()
-            raise BundleError("bad_archive", f"{path}: not a readable tar file ({exc})") from exc
+            raise BundleError("bad_archive", Msg("{path}: not a readable tar file ({error})", path=path,
+                                                 error=exc)) from exc
         except BaseException:
             self._tar.close()
             raise
@@ -107,20 +112,23 @@ class TarSource:
         members, total = {}, 0
         for n, member in enumerate(self._tar, 1):
             if n > MAX_TAR_MEMBERS:
-                raise BundleError("bad_archive", f"{path}: more than {MAX_TAR_MEMBERS:,} "
-                                  "entries; a bundle archive has a few files")
+                raise BundleError("bad_archive", Msg("{path}: more than {most:,} entries; a bundle "
+                                                     "archive has a few files", path=path,
+                                                     most=MAX_TAR_MEMBERS))
             if member.isdir():
                 continue
             if not member.isfile() or member.issparse():
-                kind = ("a sparse file" if member.issparse() else "a link" if member.issym()
-                        or member.islnk() else "a device or FIFO" if member.isdev()
-                        else "not a plain file")
-                raise BundleError("bad_archive", f"{path}: member {member.name!r} is {kind}; "
-                                  "a bundle archive holds only plain files")
+                kind = (N_("a sparse file") if member.issparse() else N_("a link") if member.issym()
+                        or member.islnk() else N_("a device or FIFO") if member.isdev()
+                        else N_("not a plain file"))
+                raise BundleError("bad_archive", Msg("{path}: member {member} is {kind}; a bundle "
+                                                     "archive holds only plain files", path=path,
+                                                     member=repr(member.name), kind=Msg(kind)))
             total += member.size
             if member.size > MAX_CHUNK_BYTES or total > MAX_TAR_BYTES:
-                raise BundleError("bad_archive", f"{path}: member {member.name!r} makes the "
-                                  "archive larger than a bundle can be")
+                raise BundleError("bad_archive", Msg("{path}: member {member} makes the archive larger "
+                                                     "than a bundle can be", path=path,
+                                                     member=repr(member.name)))
             members[Path(member.name).name] = member
         return members
 
@@ -132,7 +140,7 @@ class TarSource:
         member = self._members.get(name)
         fh = self._tar.extractfile(member) if member else None
         if fh is None:
-            raise BundleError("missing_file", f"bundle archive has no {name}")
+            raise BundleError("missing_file", Msg("bundle archive has no {file}", file=name))
         return fh
 
     def close(self) -> None:
@@ -147,6 +155,6 @@ def open_source(path: Path) -> DirSource | TarSource:
     if path.is_file():
         return TarSource(path)
     if path.exists():
-        raise BundleError("not_a_file", f"{path} is {_kind(path.stat().st_mode)}, not a "
-                          "bundle directory or .tar file")
-    raise BundleError("missing_file", f"no bundle at {path}")
+        raise BundleError("not_a_file", Msg("{path} is {kind}, not a bundle directory or .tar file",
+                                            path=path, kind=_kind(path.stat().st_mode)))
+    raise BundleError("missing_file", Msg("no bundle at {path}", path=path))

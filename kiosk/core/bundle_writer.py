@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.core import bundle, codes, timefmt
 from kiosk.errors import CsvError
+from kiosk.i18n import Msg
 
 CHUNK_RECORDS = 100_000
 CSV_COLUMNS = ("code", "reward_id", "valid_from", "valid_until", "max_uses", "stores")
@@ -51,24 +52,25 @@ def _time_or_none(text: str, line: int, name: str) -> str | None:
     try:
         return timefmt.format(timefmt.parse(text))
     except ValueError:
-        raise CsvError(line, f"{name} {text!r} is not a date/time (use RFC 3339, e.g. 2026-12-31T23:59:59Z)") from None
+        raise CsvError(line, Msg("{name} {value} is not a date/time (use RFC 3339, e.g. {example})",
+                                  name=name, value=repr(text), example="2026-12-31T23:59:59Z")) from None
 
 
 def _csv_record(row: dict, line: int, salt: bytes, rewards: Mapping) -> dict:
     op = (row.get("op") or "put").strip().lower()
     code = (row.get("code") or "").strip()
     if not codes.normalise(code):
-        raise CsvError(line, "empty code")
+        raise CsvError(line, Msg("empty code"))
     if op == "revoke":
         return {"op": "revoke", "code_hash": codes.code_hash(salt, code)}
     if op != "put":
-        raise CsvError(line, f"op must be put or revoke, not {op!r}")
+        raise CsvError(line, Msg("op must be put or revoke, not {value}", value=repr(op)))
     reward_id = (row.get("reward_id") or "").strip()
     if reward_id not in rewards:
-        raise CsvError(line, f"reward_id {reward_id!r} is not in the rewards table")
+        raise CsvError(line, Msg("reward_id {value} is not in the rewards table", value=repr(reward_id)))
     max_uses_text = (row.get("max_uses") or "1").strip() or "1"
     if not (max_uses_text.isascii() and max_uses_text.isdigit()) or int(max_uses_text) < 1:
-        raise CsvError(line, f"max_uses must be a positive whole number, not {max_uses_text!r}")
+        raise CsvError(line, Msg("max_uses must be a positive whole number, not {value}", value=repr(max_uses_text)))
     stores = [s.strip() for s in (row.get("stores") or "").split(";") if s.strip()]
     return {
         "op": "put",
@@ -88,10 +90,11 @@ def records_from_csv(path: Path, salt: bytes, rewards: Mapping) -> Iterator[dict
         header = reader.fieldnames or []
         missing = [c for c in ("code",) if c not in header]
         if missing:
-            raise CsvError(1, f"header lacks column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}")
+            raise CsvError(1, Msg("header lacks column(s) {missing}; expected {columns}",
+                                    missing=", ".join(missing), columns=",".join(CSV_COLUMNS)))
         for row in reader:
             if None in row:
-                raise CsvError(reader.line_num, "more fields than the header has")
+                raise CsvError(reader.line_num, Msg("more fields than the header has"))
             yield _csv_record(row, reader.line_num, salt, rewards)
 
 

@@ -30,6 +30,7 @@ from kiosk.core import atomic, bundle, clock, codelist, listwriter, timefmt
 from kiosk.core.bundle import Manifest
 from kiosk.core.store import CurrentList, Store
 from kiosk.errors import BundleError
+from kiosk.i18n import Msg
 
 if TYPE_CHECKING:  # cryptography loads on the first signature check (kiosk.core.keys)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -44,14 +45,18 @@ def check_applicable(manifest: Manifest, have: CurrentList | None, program: str,
     """Reject a wrong program, a rollback, a delta on the wrong base, an expired list,
     and (given the device's time) one issued too far ahead of it."""
     if manifest.program != program:
-        raise BundleError("wrong_program", f"bundle is for program {manifest.program!r}, this device runs {program!r}")
+        raise BundleError("wrong_program", Msg("bundle is for program {bundle}, this device runs {device}",
+                                                  bundle=repr(manifest.program), device=repr(program)))
     have_version = have.version if have else None
     if have_version is not None and manifest.version <= have_version:
-        raise BundleError("rollback", f"bundle version {manifest.version} is not newer than the installed version {have_version}")
+        raise BundleError("rollback", Msg("bundle version {version} is not newer than the installed version {have}",
+                                             version=manifest.version, have=have_version))
     if manifest.is_delta and manifest.base_version != have_version:
-        raise BundleError("wrong_base", f"delta {manifest.version} applies on version {manifest.base_version}, this device has {have_version if have_version is not None else 'no list'}")
+        raise BundleError("wrong_base", Msg("delta {version} applies on version {base}, this device has {have}",
+                                               version=manifest.version, base=manifest.base_version,
+                                               have=have_version if have_version is not None else Msg("no list")))
     if manifest.is_delta and have and manifest.code_salt != have.code_salt:
-        raise BundleError("bad_manifest", "a delta must keep its base list's code_salt")
+        raise BundleError("bad_manifest", Msg("a delta must keep its base list's code_salt"))
     if now is not None:
         _check_time(manifest, clock.as_reading(now))
 
@@ -60,15 +65,16 @@ def _check_time(manifest: Manifest, reading: clock.Reading) -> None:
     if manifest.clock_reset:  # HQ's signed recovery: judged by the wall clock alone
         reading = reading.of_wall()
     if manifest.expires_at <= reading.now:
-        raise BundleError("bundle_expired", f"bundle expired at {timefmt.format(manifest.expires_at)}")
+        raise BundleError("bundle_expired", Msg("bundle expired at {time}", time=timefmt.format(manifest.expires_at)))
     latest = clock.latest_issue(reading)
     if manifest.issued_at > latest:
         raise BundleError(
             "issued_in_future",
-            f"bundle is issued at {timefmt.format(manifest.issued_at)}, later than this "
-            f"device's time {timefmt.format(reading.now)} ({reading.source} clock) allows "
-            f"({timefmt.format(latest)}); importing it would move the clock floor ahead. "
-            "Check the device's and HQ's clocks (docs/technician.md, 'Clock far ahead')")
+            Msg("bundle is issued at {issued}, later than this device's time {now} ({source} clock) "
+                "allows ({latest}); importing it would move the clock floor ahead. Check the device's "
+                "and HQ's clocks (docs/technician.md, 'Clock far ahead')",
+                issued=timefmt.format(manifest.issued_at), now=timefmt.format(reading.now),
+                source=reading.source, latest=timefmt.format(latest)))
 
 
 # -- progress, for a person waiting (CLI bar, staff Sync page, heartbeat) -----------
@@ -194,18 +200,18 @@ def salt_gate(store: Store, conn, manifest: Manifest, have: CurrentList | None) 
     acked = Store.get_meta_conn(conn, ACKED_AT)
     issued = timefmt.format(manifest.issued_at)
     if pending:
-        reason, why = "salt_wait", (f"{pending} local redemption event(s) are not yet confirmed "
-                                    "by HQ; it switches when the sync agent has sent them")
+        reason, why = "salt_wait", Msg("{pending} local redemption event(s) are not yet confirmed by HQ; it "
+                                        "switches when the sync agent has sent them", pending=pending)
     elif acked and acked > issued:
-        reason, why = "salt_stale", (f"HQ confirmed this device's redemptions at {acked}, after "
-                                     f"the list was signed ({issued}): HQ must sign the new "
-                                     "salt's list again so that it counts them")
+        reason, why = "salt_stale", Msg("HQ confirmed this device's redemptions at {acked}, after the "
+                                         "list was signed ({issued}): HQ must sign the new salt's list "
+                                         "again so that it counts them", acked=acked, issued=issued)
     else:
         return
     atomic.write_text(codelist.list_dir(store.path) / SALT_WAIT, json.dumps({
-        "version": manifest.version, "pending": pending, "why": why}), 0o644)
-    raise BundleError(reason, f"version {manifest.version} has a new code salt and {why}; "
-                      f"version {have.version} stays in use")
+        "version": manifest.version, "pending": pending, "why": why, "why_msg": why.to_json()}), 0o644)
+    raise BundleError(reason, Msg("version {version} has a new code salt and {why}; version {have} "
+                                  "stays in use", version=manifest.version, why=why, have=have.version))
 
 
 def salt_wait(store: Store) -> dict | None:
@@ -220,9 +226,10 @@ def salt_wait(store: Store) -> dict | None:
     if have is not None and have.version >= version:
         return None
     pending = store.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    why = str(data.get("why", ""))
+    said = data.get("why_msg")
+    why = Msg.from_json(said) if isinstance(said, dict) else str(data.get("why", ""))
     if data.get("pending") and not pending:
-        why = "HQ has confirmed the redemptions it waited for; the list is tried again shortly"
+        why = Msg("HQ has confirmed the redemptions it waited for; the list is tried again shortly")
     return {"version": version, "pending": pending, "why": why}
 
 
@@ -236,7 +243,7 @@ def _switch(store: Store, manifest: Manifest, count: int, snapshot: str, overlay
         salt_gate(store, tx, manifest, have)
         if (have and expect) and (have.snapshot_file, have.overlay_file) != (
                 expect.snapshot_file, expect.overlay_file):
-            raise BundleError("busy", "the installed list changed during the import; try again")
+            raise BundleError("busy", Msg("the installed list changed during the import; try again"))
         tx.execute("DELETE FROM code_list")
         tx.execute(
             "INSERT INTO code_list (id, program, version, base_version, issued_at, expires_at, "
@@ -341,7 +348,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BundleError("busy", "another code list import is running; try again when it ends") from None
+            raise BundleError("busy", Msg("another code list import is running; try again when it ends")) from None
         folder = codelist.list_dir(store.path)
         folder.mkdir(exist_ok=True)
         have = store.current_list()
@@ -361,7 +368,7 @@ def import_bundle(store: Store, source: bundle.Source, trusted: Mapping[str, Ed2
         except (sqlite3.Error, OSError) as exc:  # e.g. the disk is full
             report.close()
             codelist.remove_unused(store.path, _names(have))
-            raise BundleError("import_failed", f"cannot write the new list in {folder}: {exc}") from exc
+            raise BundleError("import_failed", Msg("cannot write the new list in {folder}: {error}", folder=folder, error=exc)) from exc
         except BaseException:
             report.close()
             codelist.remove_unused(store.path, _names(have))

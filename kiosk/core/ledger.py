@@ -125,7 +125,8 @@ class Ledger:
             again = self.store.current_list()
             if again is None or (again.snapshot_file, again.overlay_file) == (
                     have.snapshot_file, have.overlay_file):
-                raise StoreError(f"code list file {have.snapshot_file} cannot be read: {exc}") from exc
+                raise StoreError(Msg("code list file {file} cannot be read: {error}", file=have.snapshot_file,
+                                     error=exc)) from exc
             return self._open_view(again)
 
     # -- time ---------------------------------------------------------------

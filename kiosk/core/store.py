@@ -167,9 +167,9 @@ class Store:
             self.conn = connect(self.path)
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"database {self.path} is unusable: {exc}") from exc
+            raise StoreError(Msg("database {path} is unusable: {error}", path=self.path, error=exc)) from exc
         except OSError as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+            raise StoreError(Msg("cannot open database {path}: {error}", path=self.path, error=exc)) from exc
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> "Store":

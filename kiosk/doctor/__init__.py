@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kiosk.errors import ConfigError
-from kiosk.i18n import _, current, speaking
+from kiosk.i18n import _, current, say, speaking
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)
@@ -118,7 +118,7 @@ def _flatten(groups, ctx) -> list[Check]:
         except DataUnavailable:  # data_partition's FAIL already says why
             continue
         except ConfigError as exc:  # a bad value in this check's section
-            found = Check(name.replace("_and_decode", ""), FAIL, str(exc),
+            found = Check(name.replace("_and_decode", ""), FAIL, say(exc),
                           _("fix that key in kiosk.toml (docs/technician.md)"))
         except Exception as exc:  # a check that crashes is itself a finding
             found = Check(name.replace("_and_decode", ""), FAIL,

@@ -111,7 +111,7 @@ def database(ctx) -> Check:
         path = ctx.store.path
         ok = ctx.store.conn.execute("PRAGMA quick_check").fetchone()[0]
     except StoreError as exc:
-        return Check("database", FAIL, str(exc), _("check the data partition (dmesg, fsck); "
+        return Check("database", FAIL, say(exc), _("check the data partition (dmesg, fsck); "
                      "never delete kiosk.sqlite while redemptions are pending"))
     if ok != "ok":
         return Check("database", FAIL, _("{path}: integrity check says {result}").format(
@@ -139,7 +139,7 @@ def code_list(ctx) -> Check:
     waiting = importer.salt_wait(ctx.store)
     if waiting:
         return Check("code_list", WARN, _("{list}; version {version} (new code salt) waits: {why}")
-                     .format(list=text, version=waiting["version"], why=waiting["why"]),
+                     .format(list=text, version=waiting["version"], why=say(waiting["why"])),
                      _("this version stays in use meanwhile; check the network and "
                        "`kiosk sync-status` (redemptions must reach HQ)"))
     return Check("code_list", OK, text)

@@ -8,7 +8,7 @@ a camera can be opened by one process at a time.
 import time
 
 from kiosk.doctor import FAIL, OK, WARN, Check
-from kiosk.i18n import N_, _, current
+from kiosk.i18n import N_, _, current, say
 
 SHORT_LOOK_S = 1.5  # decode attempt without --wait: a quick look that only warns
 CAMERA_HINTS = {
@@ -51,7 +51,7 @@ def camera_and_decode(ctx) -> list[Check]:
         checks.append(_decode(source, frame, decoder, ctx.options.decode_wait_s, settings))
         return checks
     except Exception as exc:  # any backend error is the finding itself
-        return [Check("camera", FAIL, f"{spec}: {exc}", hint)]
+        return [Check("camera", FAIL, f"{spec}: {say(exc)}", hint)]
     finally:
         if source is not None:
             source.stop()

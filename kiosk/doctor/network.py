@@ -6,7 +6,7 @@ import threading
 
 from kiosk.doctor import FAIL, OK, WARN, Check
 from kiosk.errors import ConfigError
-from kiosk.i18n import _
+from kiosk.i18n import _, say
 
 
 def broker(ctx) -> Check:
@@ -18,7 +18,7 @@ def broker(ctx) -> Check:
     try:
         settings = connection.from_section(cfg.section("mqtt"), default_username=cfg.device_id)
     except ConfigError as exc:
-        return Check("broker", FAIL, str(exc), _("fix [mqtt] in the config or re-provision"))
+        return Check("broker", FAIL, say(exc), _("fix [mqtt] in the config or re-provision"))
     where = (_("{url} as {user}").format(url=settings.url, user=settings.username)
              if settings.username else f"{settings.url}")
     # Its own client id: connecting as kiosk-sync's id would push the agent off.

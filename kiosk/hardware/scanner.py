@@ -325,7 +325,8 @@ class Scanner:
 
     def _fail(self, exc: BaseException):
         if not isinstance(exc, KioskError):
-            exc = HardwareError(f"camera {self.source.name} failed: {type(exc).__name__}: {exc}")
+            exc = HardwareError(Msg("camera {camera} failed: {kind}: {error}", camera=self.source.name,
+                                    kind=type(exc).__name__, error=exc))
         self.error = exc
         if self.on_error is not None:  # else run() raises it to the caller
             log.error("%s", exc)

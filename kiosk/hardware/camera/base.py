@@ -183,7 +183,7 @@ def as_gray(image: np.ndarray) -> np.ndarray:
         b, g, r = (image[..., i].astype(np.float32) for i in range(3))
         image = (0.114 * b + 0.587 * g + 0.299 * r + 0.5).astype(np.uint8)
     if image.ndim != 2:
-        raise HardwareError(f"frame has shape {image.shape}, expected a grayscale image")
+        raise HardwareError(Msg("frame has shape {shape}, expected a grayscale image", shape=image.shape))
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image)

@@ -9,6 +9,7 @@ import time
 
 from kiosk.errors import HardwareError
 from kiosk.hardware.camera.base import FrameSource
+from kiosk.i18n import Msg
 
 RETRY_PAUSE = 0.01
 
@@ -33,13 +34,13 @@ class OpenCvSource(FrameSource):
         try:
             import cv2
         except ImportError:
-            raise HardwareError(f"{self.name}: OpenCV is not installed; "
-                                "pip install 'redeem-kiosk[webcam]'") from None
+            raise HardwareError(Msg("{camera}: OpenCV is not installed; {fix}", camera=self.name,
+                                    fix="pip install 'redeem-kiosk[webcam]'")) from None
         self._cv2 = cv2
         capture = (self._factory or cv2.VideoCapture)(self.target)
         if not capture.isOpened():
-            raise HardwareError(f"{self.name}: cannot open the camera (is it plugged in, "
-                                "and not used by another program?)")
+            raise HardwareError(Msg("{camera}: cannot open the camera (is it plugged in, and not used "
+                                    "by another program?)", camera=self.name))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.options["width"])
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.options["height"])
         capture.set(cv2.CAP_PROP_FPS, float(self.options["fps"]))
@@ -56,8 +57,8 @@ class OpenCvSource(FrameSource):
                     return image
                 return self._cv2.cvtColor(image, self._cv2.COLOR_BGR2GRAY)
             if time.monotonic() >= limit:
-                raise HardwareError(f"{self.name}: the camera gave no frame "
-                                    f"(unplugged or failed?)")
+                raise HardwareError(Msg("{camera}: the camera gave no frame (unplugged or failed?)",
+                                        camera=self.name))
             time.sleep(RETRY_PAUSE)
         return None
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from kiosk.errors import HardwareError
 from kiosk.hardware.camera.base import FrameSource
+from kiosk.i18n import N_, Msg
 
 # libcamera enum values (control_ids.yaml), used when libcamera's Python enums are absent.
 ENUMS = {
@@ -32,18 +33,19 @@ AF_MODES = ENUMS["AfModeEnum"]
 CHOICES = {"autofocus": ("AfModeEnum", ("off",)), "af_range": ("AfRangeEnum", ()),
            "af_speed": ("AfSpeedEnum", ()), "metering": ("AeMeteringModeEnum", ()),
            "exposure_constraint": ("AeConstraintModeEnum", ())}
-INSTALL_HINT = ("on Raspberry Pi OS run 'sudo apt install python3-picamera2' and make the "
-                "venv with --system-site-packages (see docs/scanning.md)")
+INSTALL_HINT = N_("on Raspberry Pi OS run 'sudo apt install python3-picamera2' and make the "
+                   "venv with --system-site-packages (see docs/scanning.md)")
 
 
 def _import_picamera2():
     try:
         from picamera2 import Picamera2
     except ImportError as exc:
-        raise HardwareError(f"picamera2 is not installed ({exc}): {INSTALL_HINT}") from None
+        raise HardwareError(Msg("picamera2 is not installed ({error}): {hint}", error=exc,
+                                hint=Msg(INSTALL_HINT))) from None
     except ValueError as exc:  # "numpy.dtype size changed": pip numpy over apt picamera2
-        raise HardwareError(f"picamera2 cannot load with this numpy ({exc}): keep numpy "
-                            f"from apt, do not pip-install numpy 2.x in the venv") from None
+        raise HardwareError(Msg("picamera2 cannot load with this numpy ({error}): keep numpy from apt, "
+                                "do not pip-install numpy 2.x in the venv", error=exc)) from None
     return Picamera2
 
 
@@ -81,8 +83,9 @@ class Picamera2Source(FrameSource):
         self.options = options
         for key, (kind, extra) in CHOICES.items():
             if options[key] not in ENUMS[kind] and options[key] not in extra:
-                raise HardwareError(f"picamera2: {key} {options[key]!r} is not one of "
-                                    f"{', '.join(list(ENUMS[kind]) + list(extra))}")
+                raise HardwareError(Msg("picamera2: {key} {value} is not one of {choices}", key=key,
+                                        value=repr(options[key]),
+                                        choices=", ".join(list(ENUMS[kind]) + list(extra))))
         self._factory, self._mapped = picamera2_factory, mapped_array
         self._camera = None
         self.size = (_even(options["width"]), _even(options["height"]))
@@ -97,8 +100,8 @@ class Picamera2Source(FrameSource):
         try:
             camera = factory()
         except (RuntimeError, IndexError, OSError) as exc:
-            raise HardwareError(f"picamera2: no camera found or it is busy ({exc}); check the "
-                                "ribbon cable and that no other program uses it") from None
+            raise HardwareError(Msg("picamera2: no camera found or it is busy ({error}); check the "
+                                    "ribbon cable and that no other program uses it", error=exc)) from None
         try:
             camera.configure(self.configuration(camera))
             controls = self.controls(getattr(camera, "camera_controls", {}) or {})
@@ -107,7 +110,7 @@ class Picamera2Source(FrameSource):
             camera.start()
         except Exception as exc:
             camera.close()
-            raise HardwareError(f"picamera2: cannot start the camera: {exc}") from None
+            raise HardwareError(Msg("picamera2: cannot start the camera: {error}", error=exc)) from None
         self._camera = camera
 
     def configuration(self, camera) -> dict:
@@ -148,10 +151,10 @@ class Picamera2Source(FrameSource):
         try:
             request = self._camera.capture_request(wait=wait)
         except TimeoutError:
-            raise HardwareError(f"picamera2: no frame within {wait:g} s (camera stalled "
-                                "or disconnected)") from None
+            raise HardwareError(Msg("picamera2: no frame within {wait:g} s (camera stalled or "
+                                    "disconnected)", wait=wait)) from None
         except RuntimeError as exc:
-            raise HardwareError(f"picamera2: capture failed: {exc}") from None
+            raise HardwareError(Msg("picamera2: capture failed: {error}", error=exc)) from None
         try:  # copy the two Y planes out, then hand the buffers back to the camera at once
             gray = self._plane(request, "lores", self.size)
             if self.full_size is None:
@@ -175,8 +178,9 @@ class Picamera2Source(FrameSource):
         width, height = size
         buffer = np.asarray(buffer)
         if buffer.ndim != 2 or buffer.shape[0] < height or buffer.shape[1] < width:
-            raise HardwareError(f"picamera2: buffer has shape {buffer.shape}, expected "
-                                f"({height * 3 // 2}, >={width}) YUV420")
+            want = f"({height * 3 // 2}, >={width})"
+            raise HardwareError(Msg("picamera2: buffer has shape {shape}, expected {want} YUV420",
+                                    shape=buffer.shape, want=want))
         return np.array(buffer[:height, :width])  # owns its pixels: the buffer goes back
 
     def _close(self):

@@ -21,6 +21,7 @@ from PIL import Image
 
 from kiosk.errors import HardwareError
 from kiosk.hardware.camera.base import FrameSource
+from kiosk.i18n import Msg
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm"}
 CACHE_PIXELS = 64_000_000  # keep decoded images of a looping replay up to this size
@@ -37,7 +38,7 @@ def load_gray(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"))
     except (OSError, ValueError) as exc:
-        raise HardwareError(f"replay: cannot read image {path}: {exc}") from None
+        raise HardwareError(Msg("replay: cannot read image {path}: {error}", path=path, error=exc)) from None
 
 
 class _Images:
@@ -69,13 +70,13 @@ class _Video:
         try:
             import cv2
         except ImportError:
-            raise HardwareError(
-                f"replay: {path} is a video; playing videos needs OpenCV "
-                "(pip install 'redeem-kiosk[webcam]'), or replay a folder of images") from None
+            raise HardwareError(Msg(
+                "replay: {path} is a video; playing videos needs OpenCV ({fix}), or replay a folder "
+                "of images", path=path, fix="pip install 'redeem-kiosk[webcam]'")) from None
         self.cv2, self.path = cv2, path
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
-            raise HardwareError(f"replay: OpenCV cannot open video {path}")
+            raise HardwareError(Msg("replay: OpenCV cannot open video {path}", path=path))
 
     def next(self) -> np.ndarray | None:
         ok, image = self.capture.read()
@@ -112,7 +113,7 @@ class ReplaySource(FrameSource):
         self.size = size
         self.full_size = full_size if full_size and full_size[0] > 0 and full_size[1] > 0 else None
         if self.fps < 0:
-            raise HardwareError(f"replay: fps must not be negative, got {fps}")
+            raise HardwareError(Msg("replay: fps must not be negative, got {fps}", fps=fps))
         self.realtime = self.fps > 0
         self._media = None
         self._position = 0
@@ -120,12 +121,12 @@ class ReplaySource(FrameSource):
 
     def _open(self):
         if not self.path.exists():
-            raise HardwareError(f"replay: {self.path} does not exist")
+            raise HardwareError(Msg("replay: {path} does not exist", path=self.path))
         if self.path.is_dir():
             paths = list_images(self.path)
             if not paths:
-                raise HardwareError(f"replay: folder {self.path} holds no images "
-                                    f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise HardwareError(Msg("replay: folder {path} holds no images ({kinds})", path=self.path,
+                                        kinds=", ".join(sorted(IMAGE_SUFFIXES))))
             self._media = _Images(paths)
         elif self.path.suffix.lower() in IMAGE_SUFFIXES:
             self._media = _Images([self.path])
