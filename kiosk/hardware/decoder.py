@@ -92,7 +92,7 @@ class ZxingDecoder(Decoder):
         try:
             import zxingcpp
         except ImportError as exc:
-            raise HardwareError(f"zxing-cpp is not installed ({exc}): pip install zxing-cpp") from None
+            raise HardwareError(Msg("zxing-cpp is not installed ({error}): pip install zxing-cpp", error=exc)) from None
         self._zx = zxingcpp
         self.name = "zxing" if binarizer == "local" else "zxing-global"
         self._options = {"formats": zxingcpp.BarcodeFormat.QRCode, "try_invert": True}
@@ -142,8 +142,8 @@ class PyzbarDecoder(Decoder):
         try:
             from pyzbar import pyzbar
         except ImportError as exc:
-            raise HardwareError(f"pyzbar cannot load libzbar ({exc}): on Debian/Raspberry Pi OS "
-                                "run 'sudo apt install libzbar0'") from None
+            raise HardwareError(Msg("pyzbar cannot load libzbar ({error}): on Debian/Raspberry Pi OS "
+                                    "run 'sudo apt install libzbar0'", error=exc)) from None
         self._decode = pyzbar.decode
         self._symbols = [pyzbar.ZBarSymbol.QRCODE]
         self.invert, self.max_side = invert, max_side
@@ -175,7 +175,7 @@ class ChainDecoder(Decoder):
 
     def __init__(self, decoders: list[Decoder], name: str = "auto"):
         if not decoders:
-            raise HardwareError("no QR decoder is available (install zxing-cpp or libzbar0)")
+            raise HardwareError(Msg("no QR decoder is available (install zxing-cpp or libzbar0)"))
         self.decoders, self.name = decoders, name
 
     def labels(self):
