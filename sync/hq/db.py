@@ -35,7 +35,7 @@ from pathlib import Path
 from kiosk.core import bundle, timefmt
 from sync.hq import activity
 from sync.hq.engine import Engine, Migration, open_engine
-from sync.protocol import Event
+from sync.protocol import EVENT_FIELDS
 
 _EVENT_COLUMNS = """
     program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
@@ -142,6 +142,28 @@ MIGRATIONS = [
 REFUSED = ("void_refused", "sender_mismatch")  # flags that keep an event from the store
 
 
+_INSERT_COLUMNS = ("id", "program", "store", "device", "seq", "kind", "voids", "code_hash",
+                   "reward_id", "list_version", "at", "clock", "staff", "received_at")
+_INSERT_TYPES = ("text", "text", "text", "text", "bigint", "text", "text", "text",
+                 "text", "bigint", "text", "text", "text", "text")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One device message: its events and the sender its topic names."""
+
+    program: str
+    store: str
+    device: str
+    events: list[dict]
+
+
+@dataclass(frozen=True)
+class _Found:
+    known: set[str]    # ids HQ already has (resends)
+    refused: set[str]  # of those, the refused ones (never relayed)
+
+
 @dataclass(frozen=True)
 class Stored:
     """Result of storing one batch: ids to ack, ids newly flagged, how many were new, and
@@ -177,66 +199,93 @@ class HqDb:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'collector_group'").fetchone()[0]
 
     def store_batch(self, program: str, store: str, device: str, events: list[dict]) -> Stored:
-        """Store one device batch in one transaction. The topic names the sender.
+        """Store one device batch in one transaction. The topic names the sender."""
+        return self.store_batches([Batch(program, store, device, events)])[0]
 
-        The usual batch (new redemptions of codes still within their uses) is stored
-        with a handful of statements whatever its size (:meth:`_store_clean`); anything
-        else (voids, resends mixed in, a code over its uses, a sender mismatch) goes
-        event by event through the checks."""
+    def store_batches(self, batches: list["Batch"]) -> list[Stored]:
+        """Store several device batches (each as its topic names the sender) in one
+        transaction: a collector commits whatever arrived while it was busy at once.
+
+        The usual group (new redemptions of codes still within their uses, resends) is
+        stored with a fixed handful of statements whatever its size, sent to
+        PostgreSQL in two round trips (:meth:`_store_clean`); anything else (voids, a
+        code over its uses, a sender mismatch, an id twice) goes event by event
+        through the checks (:meth:`_store_each`), in a transaction of its own."""
         now = timefmt.format(datetime.now(UTC))
+        with self.conn.pipeline(), self.conn.write():
+            found = self._lookup(batches)  # one round trip with BEGIN and the write lock
+            if found is not None:
+                return self._store_clean(batches, found, now)  # sent with the COMMIT
         with self.conn.write():
-            known = self._known_ids([e["id"] for e in events])
-            fresh = [e for e in events if e["id"] not in known]
-            if self._all_clean(program, store, device, fresh):
-                return self._store_clean(program, store, device, events, fresh, known, now)
-            return self._store_each(program, store, device, events, now)
+            return [self._store_each(b.program, b.store, b.device, b.events, now)
+                    for b in batches]
 
     def _in(self, values) -> str:
         return ", ".join("?" for _ in values)
 
-    def _known_ids(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        return {r[0] for r in self.conn.execute(
-            f"SELECT id FROM events WHERE id IN ({self._in(ids)})", ids)}
+    def _any(self, column: str, values: list) -> tuple[str, list]:
+        """``column`` is one of ``values``: one array parameter on PostgreSQL (one
+        prepared statement whatever the count), a list of placeholders on SQLite."""
+        if self.engine.kind == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({self._in(values)})", list(values)
 
-    def _all_clean(self, program: str, store: str, device: str, fresh: list[dict]) -> bool:
-        """Whether every new event is a redemption by its sender that flags nothing."""
-        ids = [e["id"] for e in fresh]
-        if len(set(ids)) != len(ids) or any(
-                e["kind"] != "redeem" or (e.get("device") or device) != device
-                or (e.get("store") or store) != store for e in fresh):
-            return False
-        if not fresh:
-            return True
-        if self.conn.execute(f"SELECT 1 FROM events WHERE kind = 'void' AND voids IN "
-                             f"({self._in(ids)}) LIMIT 1", ids).fetchone():
-            return False  # a void came before its redemption
+    def _lookup(self, batches: list["Batch"]) -> "_Found | None":
+        """What the clean path needs to know, read with one round trip; None when the
+        group cannot take it (then every event goes through the checks)."""
+        events = [e for b in batches for e in b.events]
+        ids = [e["id"] for e in events]
+        if not ids or len(set(ids)) != len(ids):
+            return None if ids else _Found(set(), set())
+        programs = {b.program for b in batches}
+        if len(programs) != 1:
+            return None
+        program = programs.pop()
+        hashes = sorted({e["code_hash"] for e in events})
+        id_in, id_args = self._any("id", ids)
+        voids_in, voids_args = self._any("voids", ids)
+        hash_in, hash_args = self._any("code_hash", hashes)
+        ref_in, ref_args = self._any("event_id", ids)
+        queries = [  # all sent before the first result is read (a pipeline)
+            self.conn.execute(f"SELECT id FROM events WHERE {id_in}", id_args),
+            self.conn.execute(f"SELECT voids FROM events WHERE kind = 'void' AND {voids_in}",
+                              voids_args),
+            self.conn.execute(f"SELECT code_hash, max_uses FROM codes WHERE program = ? "
+                              f"AND {hash_in}", [program, *hash_args]),
+            self.conn.execute(f"SELECT code_hash, count(*) FROM events WHERE program = ? AND "
+                              f"kind = 'redeem' AND voided_by IS NULL AND {hash_in} "
+                              f"GROUP BY code_hash", [program, *hash_args]),
+            self.conn.execute(f"SELECT event_id FROM conflicts WHERE {ref_in} AND kind IN "
+                              f"({self._in(REFUSED)})", [*ref_args, *REFUSED]),
+        ]
+        known, voided, limits, used, refused = (q.fetchall() for q in queries)
+        known = {r[0] for r in known}
+        fresh = [(b, e) for b in batches for e in b.events if e["id"] not in known]
+        if any(e["kind"] != "redeem" or (e.get("device") or b.device) != b.device
+               or (e.get("store") or b.store) != b.store for b, e in fresh):
+            return None
+        if any(r[0] not in known for r in voided):
+            return None  # a void came before its redemption
         wanted: dict[str, int] = {}
-        for e in fresh:
+        for _, e in fresh:
             wanted[e["code_hash"]] = wanted.get(e["code_hash"], 0) + 1
-        hashes = list(wanted)
-        limits = dict(self.conn.execute(
-            f"SELECT code_hash, max_uses FROM codes WHERE program = ? AND code_hash IN "
-            f"({self._in(hashes)})", [program, *hashes]).fetchall())
-        used = dict(self.conn.execute(
-            f"SELECT code_hash, count(*) FROM events WHERE program = ? AND kind = 'redeem' "
-            f"AND voided_by IS NULL AND code_hash IN ({self._in(hashes)}) GROUP BY code_hash",
-            [program, *hashes]).fetchall())
-        return all(used.get(h, 0) + n <= limits.get(h, 1) for h, n in wanted.items())
+        limits, used = dict(limits), dict(used)
+        if any(used.get(h, 0) + n > limits.get(h, 1) for h, n in wanted.items()):
+            return None
+        return _Found(known, {r[0] for r in refused})
 
-    def _store_clean(self, program: str, store: str, device: str, events: list[dict],
-                     fresh: list[dict], known: set[str], now: str) -> Stored:
-        self.conn.executemany(
-            "INSERT INTO events (id, program, store, device, seq, kind, voids, "
-            "code_hash, reward_id, list_version, at, clock, staff, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            [(e["id"], program, store, device, e.get("seq"), e["kind"], e.get("voids"),
-              e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
-              e.get("clock"), e.get("staff"), now) for e in fresh])
-        refused = self._refused(sorted(known))
-        relay = [self._relayed(e, store, device) for e in events if e["id"] not in refused]
-        return Stored([e["id"] for e in events], [], len(fresh), relay)
+    def _store_clean(self, batches: list["Batch"], found: "_Found", now: str) -> list[Stored]:
+        rows = [(e["id"], b.program, b.store, b.device, e.get("seq"), e["kind"], e.get("voids"),
+                 e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
+                 e.get("clock"), e.get("staff"), now)
+                for b in batches for e in b.events if e["id"] not in found.known]
+        if rows:
+            self.conn.insert_rows("events", _INSERT_COLUMNS, _INSERT_TYPES, rows, "(id)")
+        return [Stored([e["id"] for e in b.events], [],
+                       sum(e["id"] not in found.known for e in b.events),
+                       [self._relayed(e, b.store, b.device) for e in b.events
+                        if e["id"] not in found.refused])
+                for b in batches]
 
     def _refused(self, ids: list[str]) -> set[str]:
         """Which of these stored events were refused (never relayed to the store)."""
@@ -248,7 +297,7 @@ class HqDb:
 
     @staticmethod
     def _relayed(e: dict, store: str, device: str) -> dict:
-        return {**Event.from_dict(e).to_dict(), "device": device, "store": store}
+        return {**{name: e.get(name) for name in EVENT_FIELDS}, "device": device, "store": store}
 
     def _store_each(self, program: str, store: str, device: str, events: list[dict],
                     now: str) -> Stored:

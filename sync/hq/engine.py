@@ -118,6 +118,30 @@ class Conn:
             with self.raw.cursor() as cur:
                 cur.executemany(self._sql(sql), list(rows))
 
+    def insert_rows(self, table: str, columns: Sequence[str], types: Sequence[str],
+                    rows: list[Sequence], key: str) -> None:
+        """``INSERT ... ON CONFLICT key DO NOTHING`` of many rows: one statement on
+        PostgreSQL (one array per column, ``unnest``), ``executemany`` on SQLite."""
+        names = ", ".join(columns)
+        if self.engine.kind == "sqlite":
+            self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) "
+                                 f"ON CONFLICT {key} DO NOTHING", rows)
+            return
+        arrays = ", ".join(f"%b::{t}[]" for t in types)  # binary: no quoting
+        self.raw.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "
+                         f"ON CONFLICT {key} DO NOTHING", [list(col) for col in zip(*rows, strict=True)])
+
+    @contextmanager
+    def pipeline(self) -> Iterator["Conn"]:
+        """Statements sent to PostgreSQL together: the client waits only when it reads a
+        result (and at the end), so a transaction of many statements costs a round
+        trip or two. Nothing changes on SQLite (no round trips there)."""
+        if self.engine.kind == "postgresql":
+            with self.raw.pipeline():
+                yield self
+        else:
+            yield self
+
     def begin_write(self) -> None:
         if self.engine.kind == "sqlite":
             self.raw.execute("BEGIN IMMEDIATE")
