@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kiosk.core import bundle, timefmt
 from sync.hq import activity
-from sync.hq.engine import Engine, Migration, open_engine
+from sync.hq.engine import Conn, Engine, Migration, open_engine
 from sync.protocol import EVENT_FIELDS
 
 _EVENT_COLUMNS = """
@@ -212,11 +212,12 @@ class HqDb:
         code over its uses, a sender mismatch, an id twice) goes event by event
         through the checks (:meth:`_store_each`), in a transaction of its own."""
         now = timefmt.format(datetime.now(UTC))
-        with self.conn.pipeline(), self.conn.write():
-            found = self._lookup(batches)  # one round trip with BEGIN and the write lock
+        keys = _lock_keys(batches)
+        with self.conn.pipeline(), self.conn.write(keys):
+            found = self._lookup(batches)  # one round trip with BEGIN and the locks
             if found is not None:
                 return self._store_clean(batches, found, now)  # sent with the COMMIT
-        with self.conn.write():
+        with self.conn.write(keys):
             return [self._store_each(b.program, b.store, b.device, b.events, now)
                     for b in batches]
 
@@ -411,6 +412,30 @@ class HqDb:
 
     def rows(self, sql: str, params: Iterable = ()) -> list[dict]:
         return self.conn.rows(sql, params)
+
+
+def events_after(conn: Conn, cursor: int, limit: int, fields: Iterable[str]) -> list[dict]:
+    """The events after ``cursor`` in cursor order, each with its ``cursor``: what the
+    API and the webhook dispatcher page by. Read :meth:`~sync.hq.engine.Conn.settled`,
+    so a row committed late never lands below a cursor already handed out."""
+    col = conn.engine.cursor_column
+    with conn.settled():
+        return conn.rows(f"SELECT {col} AS cursor, {', '.join(fields)} FROM events "
+                         f"WHERE {col} > ? ORDER BY {col} LIMIT ?", (cursor, limit))
+
+
+def _lock_keys(batches: list[Batch]) -> set[str]:
+    """What a transaction storing ``batches`` locks (:meth:`sync.hq.engine.Conn.write`):
+    each code (use counts) and each event id, a void's target too (a void and its
+    redemption stored at once by two collectors see each other)."""
+    keys = set()
+    for b in batches:
+        for e in b.events:
+            keys.add(f"code:{b.program}:{e['code_hash']}")
+            keys.add(f"id:{e['id']}")
+            if e.get("voids"):
+                keys.add(f"id:{e['voids']}")
+    return keys
 
 
 def _batched(items, size: int):

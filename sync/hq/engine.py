@@ -7,15 +7,24 @@ placeholders and the upsert forms both engines share (``ON CONFLICT ... DO``); t
 statements that differ (table options, the cursor column) come from the engine.
 
 Writers take a write lock first (:meth:`Conn.begin_write`): SQLite's ``BEGIN
-IMMEDIATE``, and on PostgreSQL a transaction-scoped advisory lock. Several collectors
-therefore store batches one after the other, which keeps the use-count checks exact
-and makes the events' cursor column grow in commit order (an API reader that pages by
-cursor never skips a row committed late).
+IMMEDIATE`` (one writer at a time), and on PostgreSQL transaction-scoped advisory
+locks. Most writers take the write lock exclusively. Collectors storing events take it
+*shared* plus an exclusive lock per code and per event id they touch (``keys``, taken
+in one sorted statement, so two writers never deadlock on them): collectors whose
+batches share no code store at the same time, and two that race on one code (the same
+single-use code redeemed at two kiosks) take turns, so the second sees the first and
+flags the conflict exactly once. Readers that page by the events' or conflicts' cursor
+column (the API, the webhook dispatcher) read inside :meth:`Conn.settled`, which takes
+the write lock exclusively for the moment of the read: it waits for the event writers
+in flight, so every row below the highest cursor it sees is committed (a bigserial is
+drawn at INSERT, not at COMMIT; without this a reader could pass a row committed late
+and never see it).
 
 Schema changes are named migrations, each applied once and recorded in the table
 ``migrations`` (as on the device), in one transaction with the change.
 """
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +36,7 @@ from urllib.parse import urlsplit
 from kiosk.errors import KioskError
 
 WRITE_LOCK_KEY = 0x6B696F736B  # the advisory lock id of HQ writers ("kiosk")
+KEY_LOCKS = 0x6B69  # first half of the two-int advisory locks on codes and event ids
 
 
 class DbUrlError(KioskError, ValueError):
@@ -142,24 +152,42 @@ class Conn:
         else:
             yield self
 
-    def begin_write(self) -> None:
+    def begin_write(self, keys: Iterable[str] | None = None) -> None:
+        """Begin a write transaction holding the write lock: exclusively, or with
+        ``keys`` shared plus an exclusive lock on each key (PostgreSQL; SQLite has
+        one writer at a time anyway)."""
         if self.engine.kind == "sqlite":
             self.raw.execute("BEGIN IMMEDIATE")
-        else:
-            self.raw.execute("BEGIN")
+            return
+        self.raw.execute("BEGIN")
+        if keys is None:
             self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            return
+        self.raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k "
+                         "ORDER BY k", (KEY_LOCKS, sorted({_key32(k) for k in keys})))
 
     @contextmanager
-    def write(self) -> Iterator["Conn"]:
+    def write(self, keys: Iterable[str] | None = None) -> Iterator["Conn"]:
         """One write transaction (:meth:`begin_write`): committed at the end, rolled
         back on any exception."""
-        self.begin_write()
+        self.begin_write(keys)
         try:
             yield self
         except BaseException:
             self.rollback()
             raise
         self.commit()
+
+    @contextmanager
+    def settled(self) -> Iterator["Conn"]:
+        """Read by cursor: on PostgreSQL inside a transaction that holds the write lock
+        exclusively, so no event writer is in flight (see the module's docstring)."""
+        if self.engine.kind == "sqlite":
+            yield self
+        else:
+            with self.write():
+                yield self
 
     def commit(self) -> None:
         self.raw.execute("COMMIT")
@@ -217,6 +245,12 @@ class Conn:
                                  (m.name, datetime.now(UTC).isoformat(timespec="seconds")))
                     applied.append(m.name)
         return applied
+
+
+def _key32(key: str) -> int:
+    """A signed 32-bit lock key for a text (a collision only makes two writers wait)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big",
+                          signed=True)
 
 
 def _integrity_errors(kind: str) -> tuple[type[BaseException], ...]:
