@@ -228,7 +228,7 @@ class HqDb:
         """``column`` is one of ``values``: one array parameter on PostgreSQL (one
         prepared statement whatever the count), a list of placeholders on SQLite."""
         if self.engine.kind == "postgresql":
-            return f"{column} = ANY(?)", [list(values)]
+            return f"{column} = ANY(%b)", [list(values)]  # binary: no quoting to do
         return f"{column} IN ({self._in(values)})", list(values)
 
     def _lookup(self, batches: list["Batch"]) -> "_Found | None":
