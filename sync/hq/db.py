@@ -97,6 +97,70 @@ _CODE_LISTS = [  # lists uploaded to serve (sync/hq/codelists.py)
 ]
 
 
+# The dashboard at 10 million events (bench/hq_pages.py): indexes for the time-ordered
+# lists, the filters and the code search, and a roll-up per program, day, store and
+# reward that triggers keep exact in the writer's own transaction (the redemptions
+# page sums a few thousand of its rows instead of millions of events).
+_DAILY = """CREATE TABLE daily (
+    program TEXT NOT NULL, day TEXT NOT NULL, store TEXT NOT NULL, reward_id TEXT NOT NULL,
+    redeemed BIGINT NOT NULL, voided BIGINT NOT NULL,
+    PRIMARY KEY (program, day, store, reward_id))"""
+_DAILY_FILL = """INSERT INTO daily (program, day, store, reward_id, redeemed, voided)
+    SELECT program, substr(at, 1, 10), store, coalesce(reward_id, ''), count(*), count(voided_by)
+    FROM events WHERE kind = 'redeem' GROUP BY 1, 2, 3, 4"""
+_DAILY_KEY = ("program = NEW.program AND day = substr(NEW.at, 1, 10) AND store = NEW.store "
+              "AND reward_id = coalesce(NEW.reward_id, '')")
+_DASHBOARD_MIGRATION = Migration(
+    "0007-dashboard-indexes-daily",
+    sqlite=["CREATE INDEX events_at ON events (at, id)",
+            "CREATE INDEX events_store_at ON events (store, at)",
+            _DAILY, _DAILY_FILL,
+            """CREATE TRIGGER events_daily_insert AFTER INSERT ON events WHEN NEW.kind = 'redeem'
+BEGIN
+    INSERT INTO daily (program, day, store, reward_id, redeemed, voided)
+    VALUES (NEW.program, substr(NEW.at, 1, 10), NEW.store, coalesce(NEW.reward_id, ''), 1,
+            NEW.voided_by IS NOT NULL)
+    ON CONFLICT (program, day, store, reward_id)
+    DO UPDATE SET redeemed = redeemed + 1, voided = voided + excluded.voided;
+END""",
+            f"""CREATE TRIGGER events_daily_void AFTER UPDATE OF voided_by ON events
+WHEN NEW.kind = 'redeem' AND (OLD.voided_by IS NULL) != (NEW.voided_by IS NULL)
+BEGIN
+    UPDATE daily SET voided = voided + CASE WHEN NEW.voided_by IS NULL THEN -1 ELSE 1 END
+    WHERE {_DAILY_KEY};
+END"""],
+    postgresql=["CREATE INDEX events_at ON events (at, id)",
+                "CREATE INDEX events_store_at ON events (store, at)",
+                # equality as before, and the dashboard's prefix search (LIKE 'ab12%')
+                # whatever the database's collation
+                "DROP INDEX events_code",
+                "CREATE INDEX events_code ON events (code_hash text_pattern_ops)",
+                _DAILY, _DAILY_FILL,
+                # once per INSERT statement (a whole group of batches), in key order so
+                # two writers never deadlock on the rows they add to
+                """CREATE FUNCTION daily_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO daily AS d (program, day, store, reward_id, redeemed, voided)
+    SELECT program, substr(at, 1, 10), store, coalesce(reward_id, ''), count(*), count(voided_by)
+    FROM new_rows WHERE kind = 'redeem' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (program, day, store, reward_id)
+    DO UPDATE SET redeemed = d.redeemed + excluded.redeemed, voided = d.voided + excluded.voided;
+    RETURN NULL;
+END $$""",
+                """CREATE TRIGGER events_daily_insert AFTER INSERT ON events
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION daily_on_insert()""",
+                f"""CREATE FUNCTION daily_on_void() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE daily SET voided = voided + CASE WHEN NEW.voided_by IS NULL THEN -1 ELSE 1 END
+    WHERE {_DAILY_KEY};
+    RETURN NULL;
+END $$""",
+                """CREATE TRIGGER events_daily_void AFTER UPDATE OF voided_by ON events
+FOR EACH ROW WHEN (NEW.kind = 'redeem' AND (OLD.voided_by IS NULL) <> (NEW.voided_by IS NULL))
+EXECUTE FUNCTION daily_on_void()"""],
+)
+
+
 MIGRATIONS = [
     # The first one is what HQ databases made before migrations already hold
     # (CREATE ... IF NOT EXISTS), so an old hq.sqlite upgrades in place.
@@ -136,6 +200,7 @@ MIGRATIONS = [
     Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
     Migration("0006-code-lists", sqlite=_CODE_LISTS, postgresql=_CODE_LISTS),
     activity.MIGRATION,  # the counters' audit rows (sync/hq/activity.py)
+    _DASHBOARD_MIGRATION,
 ]
 
 
