@@ -113,7 +113,7 @@ _DAILY_KEY = ("program = NEW.program AND day = substr(NEW.at, 1, 10) AND store =
 _DASHBOARD_MIGRATION = Migration(
     "0007-dashboard-indexes-daily",
     sqlite=["CREATE INDEX events_at ON events (at, id)",
-            "CREATE INDEX events_store_at ON events (store, at)",
+            "CREATE INDEX events_store_at ON events (store, at, id)",
             _DAILY, _DAILY_FILL,
             """CREATE TRIGGER events_daily_insert AFTER INSERT ON events WHEN NEW.kind = 'redeem'
 BEGIN
@@ -130,7 +130,7 @@ BEGIN
     WHERE {_DAILY_KEY};
 END"""],
     postgresql=["CREATE INDEX events_at ON events (at, id)",
-                "CREATE INDEX events_store_at ON events (store, at)",
+                "CREATE INDEX events_store_at ON events (store, at, id)",
                 # equality as before, and the dashboard's prefix search (LIKE 'ab12%')
                 # whatever the database's collation
                 "DROP INDEX events_code",

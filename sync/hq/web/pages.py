@@ -146,7 +146,7 @@ def redemptions(request: Request, c: Db, user: User, since: str = "", until: str
                  events=events, totals=totals, args=request.query_params)
 
 
-CSV_CHUNK = 5000  # rows per query of the CSV export (in time order, by (at, id))
+CSV_CHUNKS = (500, 5000)  # rows per query of the CSV export: a small first page, then more
 
 
 @router.get("/redemptions.csv")
@@ -160,7 +160,7 @@ def redemptions_csv(request: Request, user: User, since: str = "", until: str = 
     engine = request.app.state.engine
 
     def lines():
-        """Pages of CSV_CHUNK rows on a connection of its own (the response outlives
+        """Pages of CSV_CHUNKS rows on a connection of its own (the response outlives
         the request's): the first bytes leave at once, memory stays flat."""
         conn = engine.connect()
         try:
@@ -170,14 +170,15 @@ def redemptions_csv(request: Request, user: User, since: str = "", until: str = 
             after: tuple = ()
             while True:
                 more = " AND (at, id) > (?, ?)" if after else ""
+                size = CSV_CHUNKS[1] if after else CSV_CHUNKS[0]
                 rows = conn.rows(f"SELECT {', '.join(fields)} FROM events WHERE {where}{more} "
-                                 f"ORDER BY at, id LIMIT {CSV_CHUNK}", [*params, *after])
+                                 f"ORDER BY at, id LIMIT {size}", [*params, *after])
                 for r in rows:
                     writer.writerow([r[f] if r[f] is not None else "" for f in fields])
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
-                if len(rows) < CSV_CHUNK:
+                if len(rows) < size:
                     break
                 after = (rows[-1]["at"], rows[-1]["id"])
         finally:
