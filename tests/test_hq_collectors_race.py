@@ -163,3 +163,39 @@ def test_a_reader_paging_by_cursor_never_passes_a_row_committed_late(two, monkey
     finally:
         release.set()
         reader.close()
+
+
+class _Message:
+    def __init__(self, topic: str, events: list[dict]):
+        import json
+
+        self.topic, self.payload, self.mid, self.qos = topic, json.dumps(events).encode(), 1, 1
+
+
+class _Client:  # what the collector publishes, recorded (no broker needed here)
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def publish(self, topic, payload, qos=0, properties=None):
+        self.sent.append(topic)
+
+
+def test_a_batch_the_database_refuses_does_not_hold_back_its_group(pg):
+    """One group, one transaction; a batch PostgreSQL refuses (a seq beyond its column)
+    fails the group, and each batch is then stored alone: the others are acked, that
+    one is not (its device sends it again), and the connection goes on working."""
+    from sync.hq.collect import Collector
+
+    db = HqDb(pg.create_db(f"r{uuid.uuid4().hex[:10]}"))
+    try:
+        collector, client = Collector(db, "p", group="g"), _Client()
+        topic = "kiosk/v1/p/stores/s1/devices/{}/redemptions"
+        collector._handle(client, [
+            _Message(topic.format("k1"), [event(1, code="a")]),
+            _Message(topic.format("k2"), [{**event(2, code="b", device="k2"), "seq": 2**40}]),
+            _Message(topic.format("k3"), [event(3, code="c", device="k3")])])
+        assert sorted(r["id"] for r in db.rows("SELECT id FROM events")) == ["e1", "e3"]
+        assert sorted(t.split("/")[-2] for t in client.sent if t.endswith("/acks")) == ["k1", "k3"]
+        assert db.store_batch("p", "s1", "k4", [event(4, code="d", device="k4")]).new == 1
+    finally:
+        db.close()

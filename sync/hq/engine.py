@@ -83,7 +83,10 @@ class Engine:
         except ImportError:  # pragma: no cover - the hq extra is not installed
             raise DbUrlError("PostgreSQL needs psycopg: pip install 'redeem-kiosk[hq]'") from None
         try:
-            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            # no automatic prepared statements: after an error inside a pipeline psycopg
+            # may believe in one the server never made ("_pg3_5 does not exist")
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                  prepare_threshold=None)
         except psycopg.Error as exc:
             raise DbUrlError(f"cannot connect to {self.display}: {exc}".strip()) from None
         return Conn(raw, self)
@@ -146,11 +149,18 @@ class Conn:
         """Statements sent to PostgreSQL together: the client waits only when it reads a
         result (and at the end), so a transaction of many statements costs a round
         trip or two. Nothing changes on SQLite (no round trips there)."""
-        if self.engine.kind == "postgresql":
+        if self.engine.kind != "postgresql":
+            yield self
+            return
+        try:
             with self.raw.pipeline():
                 yield self
-        else:
-            yield self
+        except BaseException:
+            # an error aborts the rest of the pipeline, its COMMIT or ROLLBACK too: end
+            # the failed transaction here, or the connection is stuck in it
+            if not self.raw.closed and self.raw.info.transaction_status != _IDLE():
+                self.raw.execute("ROLLBACK")
+            raise
 
     def begin_write(self, keys: Iterable[str] | None = None) -> None:
         """Begin a write transaction holding the write lock: exclusively, or with
@@ -245,6 +255,12 @@ class Conn:
                                  (m.name, datetime.now(UTC).isoformat(timespec="seconds")))
                     applied.append(m.name)
         return applied
+
+
+def _IDLE():  # noqa: N802 - psycopg's "no transaction open" status
+    from psycopg import pq
+
+    return pq.TransactionStatus.IDLE
 
 
 def _key32(key: str) -> int:
