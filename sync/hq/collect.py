@@ -9,12 +9,14 @@ events. paho's network thread only queues each message; a store thread takes wha
 queued up while it was busy and stores it in one transaction (group commit:
 :meth:`sync.hq.db.HqDb.store_batches`), then publishes each batch's ack and only then
 acknowledges the messages to the broker (manual PUBACK): a crash at any point means a
-resend, never a loss, and the unique event id makes the resend harmless. Acks thus
-leave a few milliseconds after their own commit, while later batches still arrive. The batch's events are then relayed to the store's
-fan-out topic, which only HQ may publish on (resends too, in case the first relay
-died with a collector; kiosks apply each event once). The same shared subscription
-group also takes the devices' low-priority ``.../activity`` (audit rows,
-:mod:`sync.hq.activity`), stored once and acked with the ack field ``activity``.
+resend, never a loss, and the unique event id makes the resend harmless (a device's
+batch counts as delivered only when its ack arrives). Acks thus leave a few
+milliseconds after their own commit, while later batches still arrive. The batch's
+events are then relayed to the store's fan-out topic, which only HQ may publish on
+(resends too, in case the first relay died with a collector; kiosks apply each event
+once). The same shared subscription group also takes the devices' low-priority
+``.../activity`` (audit rows, :mod:`sync.hq.activity`), stored once and acked with the
+ack field ``activity``.
 """
 
 import logging
