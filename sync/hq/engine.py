@@ -9,9 +9,12 @@ statements that differ (table options, the cursor column) come from the engine.
 Writers take a write lock first (:meth:`Conn.begin_write`): SQLite's ``BEGIN
 IMMEDIATE`` (one writer at a time), and on PostgreSQL transaction-scoped advisory
 locks. Most writers take the write lock exclusively. Collectors storing events take it
-*shared* plus an exclusive lock per code and per event id they touch (``keys``, taken
-in one sorted statement, so two writers never deadlock on them): collectors whose
-batches share no code store at the same time, and two that race on one code (the same
+*shared* plus an exclusive lock on each of the codes and event ids they touch
+(``keys``, hashed into :data:`KEY_BUCKETS` buckets: PostgreSQL's lock table holds only
+``max_locks_per_transaction`` x ``max_connections`` locks in all, 6,400 by default, and
+a group of 2,500 events would otherwise take 5,000; taken in one sorted statement, so
+two writers never deadlock on them): collectors whose batches share no bucket store
+at the same time, and two that race on one code (the same
 single-use code redeemed at two kiosks) take turns, so the second sees the first and
 flags the conflict exactly once. Readers that page by the events' or conflicts' cursor
 column (the API, the webhook dispatcher) read inside :meth:`Conn.settled`, which takes
@@ -38,6 +41,7 @@ from kiosk.errors import KioskError
 
 WRITE_LOCK_KEY = 0x6B696F736B  # the advisory lock id of HQ writers ("kiosk")
 KEY_LOCKS = 0x6B69  # first half of the two-int advisory locks on codes and event ids
+KEY_BUCKETS = 256  # at most this many such locks per transaction
 
 
 class DbUrlError(KioskError, ValueError):
@@ -178,7 +182,7 @@ class Conn:
             return
         self.raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
         self.raw.execute("SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k "
-                         "ORDER BY k", (KEY_LOCKS, sorted({_key32(k) for k in keys})))
+                         "ORDER BY k", (KEY_LOCKS, sorted({_bucket(k) for k in keys})))
 
     @contextmanager
     def write(self, keys: Iterable[str] | None = None) -> Iterator["Conn"]:
@@ -266,10 +270,9 @@ def _IDLE():  # noqa: N802 - psycopg's "no transaction open" status
     return pq.TransactionStatus.IDLE
 
 
-def _key32(key: str) -> int:
-    """A signed 32-bit lock key for a text (a collision only makes two writers wait)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big",
-                          signed=True)
+def _bucket(key: str) -> int:
+    """The lock bucket of a text: two keys in one bucket only make two writers wait."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % KEY_BUCKETS
 
 
 def _integrity_errors(kind: str) -> tuple[type[BaseException], ...]:
