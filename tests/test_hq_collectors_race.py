@@ -199,3 +199,29 @@ def test_a_batch_the_database_refuses_does_not_hold_back_its_group(pg):
         assert db.store_batch("p", "s1", "k4", [event(4, code="d", device="k4")]).new == 1
     finally:
         db.close()
+
+
+def test_a_burst_group_takes_a_bounded_number_of_locks(pg, monkeypatch):
+    """PostgreSQL's lock table is shared and small (64 x max_connections by default): a
+    group of 3,000 events must not take a lock per code and id (6,000 locks; four
+    collectors at once ran out of shared memory), but at most KEY_BUCKETS."""
+    from sync.hq.engine import KEY_BUCKETS, KEY_LOCKS
+
+    url = pg.create_db(f"r{uuid.uuid4().hex[:10]}")
+    first, watcher = HqDb(url), HqDb(url)
+    try:
+        release, reached = held(first, monkeypatch, "checked")
+        group = [event(i, code=f"code-{i}") for i in range(3000)]
+        t1, r1 = in_thread(first.store_batch, "p", "s1", "k1", group)
+        assert reached.wait(30), r1
+        held_locks = watcher.conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = ? "
+            "AND objsubid = 2 AND granted", (KEY_LOCKS,)).fetchone()[0]
+        release.set()
+        t1.join(30)
+        assert "error" not in r1 and first.count("events") == 3000
+        assert 0 < held_locks <= KEY_BUCKETS
+    finally:
+        release.set()
+        first.close()
+        watcher.close()
