@@ -10,7 +10,9 @@ shared-subscription group, and ``--kiosks`` MQTT clients in this process (paho, 
 batch on its own topic and waiting for HQ's ack.
 
 Prints: connect time, events stored and acked per second, time until every kiosk's
-outbox is empty, ack latency p50/p99, broker and collector peak RSS. Goals (issue
+outbox is empty, ack latency p50/p99 and how the acks spread over the run, the CPU
+seconds of broker, collectors and the simulated kiosks, the load average, broker and
+collector peak RSS. Goals (issue
 17): 50,000 events drained in under 30 s, ack p99 under 2 s.
 """
 
@@ -112,25 +114,79 @@ class Kiosk:
             self.acked_at = time.monotonic()
 
 
-def pump(kiosks: list[Kiosk], until, timeout: float) -> bool:
-    """Drive every client's socket from one select loop until ``until()`` or timeout."""
-    deadline = time.monotonic() + timeout
-    last_misc = 0.0
-    while time.monotonic() < deadline:
-        if until():
-            return True
-        by_sock = {k.client.socket(): k.client for k in kiosks if k.client.socket() is not None}
-        want_w = [s for s, c in by_sock.items() if c.want_write()]
-        readable, writable, _ = select.select(list(by_sock), want_w, [], 0.05)
-        for s in readable:
-            by_sock[s].loop_read()
-        for s in writable:
-            by_sock[s].loop_write()
-        if time.monotonic() - last_misc > 1:
-            for c in by_sock.values():
-                c.loop_misc()
-            last_misc = time.monotonic()
-    return until()
+class Pump:
+    """Drives every client's socket from one epoll loop (select() stops at fd 1024)."""
+
+    def __init__(self, kiosks: list[Kiosk]):
+        self.kiosks, self.poll = kiosks, select.epoll()
+        self.by_fd: dict[int, Kiosk] = {}
+        self.load_max = os.getloadavg()[0]
+
+    def _register(self) -> None:
+        for k in self.kiosks:
+            sock = k.client.socket()
+            if sock is not None and self.by_fd.get(sock.fileno()) is not k:
+                self.by_fd[sock.fileno()] = k
+                self.poll.register(sock.fileno(), select.EPOLLIN)
+
+    def step(self, wait: float) -> None:
+        """Read what arrived (waiting up to ``wait`` s), write what is queued."""
+        self._register()
+        for fd, _ in self.poll.poll(wait):
+            client = self.by_fd[fd].client
+            client.loop_read()
+            sock = client.socket()
+            while sock is not None and hasattr(sock, "pending") and sock.pending():
+                client.loop_read()  # TLS records already decrypted: epoll sees no more
+        for k in self.kiosks:
+            if k.client.want_write():
+                k.client.loop_write()
+
+    def run(self, until, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        last_misc = 0.0
+        while time.monotonic() < deadline:
+            if until():
+                return True
+            self.step(0.05)
+            if time.monotonic() - last_misc > 1:
+                for k in self.kiosks:
+                    k.client.loop_misc()
+                last_misc = time.monotonic()
+                self.load_max = max(self.load_max, os.getloadavg()[0])
+        return until()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (PostgreSQL's backends)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def ack_histogram(kiosks: list[Kiosk], t1: float) -> list[int]:
+    """How many kiosks got their ack in each second after the publish."""
+    counts: list[int] = []
+    for k in kiosks:
+        if k.acked_at:
+            second = int(k.acked_at - t1)
+            counts += [0] * (second + 1 - len(counts))
+            counts[second] += 1
+    return counts
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -169,14 +225,29 @@ def main() -> int:
         for k in kiosks:
             k.connect(broker)
             k.client.loop_write()
-        pump(kiosks, lambda: all(k.ready for k in kiosks), 120)  # CONNACKs
-        pump(kiosks, lambda: False, 1)  # SUBACKs
+        pump = Pump(kiosks)
+        pump.run(lambda: all(k.ready for k in kiosks), 120)  # CONNACKs
+        pump.run(lambda: False, 1)  # SUBACKs
         connected = time.monotonic() - t0
+        pids = {"broker": broker.proc.pid, **{f"collector {i + 1}": p.pid for i, p in enumerate(procs)}}
+        if pg:
+            master = int((pg.data / "postmaster.pid").read_text().split()[0])
+            pids.update({f"pg{n}": p for n, p in enumerate([master, *children(master)])})
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
+        load0, pump.load_max = os.getloadavg()[0], os.getloadavg()[0]
         t1 = time.monotonic()
-        for k in kiosks:
-            k.publish()
-        done = pump(kiosks, lambda: all(k.acked_at for k in kiosks), args.timeout)
+        for start in range(0, len(kiosks), 25):  # all at once, as far as one process can:
+            for k in kiosks[start:start + 25]:   # the acks of the first are read meanwhile
+                k.publish()
+            pump.step(0)
+        done = pump.run(lambda: all(k.acked_at for k in kiosks), args.timeout)
         drained = time.monotonic() - t1
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu["postgresql"] = sum(cpu.pop(n) for n in [n for n in cpu if n.startswith("pg")])
+        cpu["kiosks (this process)"] = (self1.ru_utime + self1.ru_stime
+                                        - self0.ru_utime - self0.ru_stime)
         total = args.kiosks * args.events
         acked = sum(len(k.acked) for k in kiosks)
         latencies = [k.acked_at - k.sent_at for k in kiosks if k.acked_at]
@@ -190,6 +261,13 @@ def main() -> int:
               f"in {drained:.1f} s = {acked / drained:,.0f} events/s (goal: 50,000 in < 30 s)")
         print(f"  ack latency per kiosk batch: p50 {percentile(latencies, 0.5):.2f} s, "
               f"p99 {percentile(latencies, 0.99):.2f} s (goal p99 < 2 s)")
+        first = min((k.acked_at - t1 for k in kiosks if k.acked_at), default=float("nan"))
+        print(f"  first ack after {first:.2f} s; acks per second of the run: "
+              + " ".join(str(n) for n in ack_histogram(kiosks, t1)))
+        print("  CPU seconds during the drain: "
+              + ", ".join(f"{name} {sec:.1f}" for name, sec in cpu.items()))
+        print(f"  load average (1 min) at start {load0:.1f}, highest during the run "
+              f"{pump.load_max:.1f} ({os.cpu_count()} cores)")
         print(f"  peak RSS: broker {peak_rss_mb(broker.proc.pid):.0f} MB, collectors "
               + ", ".join(f"{peak_rss_mb(p.pid):.0f}" for p in procs) + " MB")
         return 0 if done else 1

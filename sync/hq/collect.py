@@ -5,17 +5,22 @@ Subscribes with an MQTT v5 shared subscription
 collectors in one group split the load. GROUP is a random name kept in the HQ
 database: mosquitto 2.0 does not check SUBSCRIBE against its ACL, so a device that
 knew the group could join it and have the broker hand it (and drop) other stores'
-events. Each batch is stored in one transaction *before* the ack is published and
-before paho acknowledges the message to the broker (the callback returns only
-afterwards): a crash at any point means a resend, never a loss, and the unique event
-id makes the resend harmless. The batch's events are then relayed to the store's
-fan-out topic, which only HQ may publish on (resends too, in case the first relay
-died with a collector; kiosks apply each event once). The same shared subscription
-group also takes the devices' low-priority ``.../activity`` (audit rows,
-:mod:`sync.hq.activity`), stored once and acked with the ack field ``activity``.
+events. paho's network thread only queues each message; a store thread takes whatever
+queued up while it was busy and stores it in one transaction (group commit:
+:meth:`sync.hq.db.HqDb.store_batches`), then publishes each batch's ack and only then
+acknowledges the messages to the broker (manual PUBACK): a crash at any point means a
+resend, never a loss, and the unique event id makes the resend harmless (a device's
+batch counts as delivered only when its ack arrives). Acks thus leave a few
+milliseconds after their own commit, while later batches still arrive. The batch's
+events are then relayed to the store's fan-out topic, which only HQ may publish on
+(resends too, in case the first relay died with a collector; kiosks apply each event
+once). The same shared subscription group also takes the devices' low-priority
+``.../activity`` (audit rows, :mod:`sync.hq.activity`), stored once and acked with the
+ack field ``activity``.
 """
 
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -31,10 +36,11 @@ from sync.hq.common import (
     loop_running,
     settings_from_args,
 )
-from sync.hq.db import HqDb
+from sync.hq.db import Batch, HqDb
 from sync.hq.engine import db_errors
 
 log = logging.getLogger("kiosk.hq.collect")
+GROUP_BYTES = 1_000_000  # what one transaction stores at most (about 2,500 events)
 
 
 def register(sub) -> None:
@@ -66,6 +72,8 @@ class Collector:
         self.stored = self.duplicates = self.flagged = self.rejected = self.relayed = 0
         self.activity_rows = 0
         self.lock = threading.Lock()
+        self._queue: queue.Queue | None = None  # set while run() runs: the store thread's
+        self._manual_ack = False
 
     @property
     def subscription(self) -> str:
@@ -87,51 +95,114 @@ class Collector:
 
     def on_message(self, client, userdata, msg) -> None:
         """paho's network thread runs this: nothing a device sends may escape from it
-        (an exception here would end the thread and silently stop all collection)."""
+        (an exception here would end the thread and silently stop all collection).
+        While :meth:`run` runs, the message only goes on the store thread's queue, so
+        that the network thread keeps reading and sending acks while a batch commits."""
         self.last_message = time.monotonic()
+        if self._queue is not None:
+            self._queue.put(msg)
+            return
+        self._handle(client, [msg])
+
+    def _handle(self, client, messages: list) -> None:
+        """Handle messages in order; runs of redemption messages are stored together."""
+        run: list = []
+        for msg in [*messages, None]:
+            if msg is not None and not msg.topic.endswith(("/status", "/activity")):
+                run.append(msg)
+                continue
+            if run:
+                self._guarded(client, run, self._store_and_ack)
+                run = []
+            if msg is not None:
+                self._guarded(client, [msg], self._handle_one)
+
+    def _guarded(self, client, messages: list, handler) -> None:
         try:
-            if self.fleet and msg.topic.endswith("/status"):
-                self._status(msg.topic, msg.payload)
-            elif msg.topic.endswith("/activity"):
-                self._store_activity(client, msg.topic, msg.payload)
-            else:
-                self._store_and_ack(client, msg.topic, msg.payload)
+            handler(client, messages)
         except Exception as exc:  # a message nobody foresaw: refuse it, keep collecting
-            self._reject(msg.topic, f"{type(exc).__name__}: {str(exc)[:200]}")
+            for msg in messages:
+                self._reject(msg.topic, f"{type(exc).__name__}: {str(exc)[:200]}")
+        if self._manual_ack:  # PUBACK to the broker only now, after the commit
+            for msg in messages:
+                client.ack(msg.mid, msg.qos)
+
+    def _handle_one(self, client, messages: list) -> None:
+        msg = messages[0]
+        if self.fleet and msg.topic.endswith("/status"):
+            self._status(msg.topic, msg.payload)
+        elif msg.topic.endswith("/activity"):
+            self._store_activity(client, msg.topic, msg.payload)
 
     def _reject(self, topic: str, why: str) -> None:
         self.rejected += 1
         if self.rejected <= 20 or self.rejected % 100 == 0:
             log.warning("refused a message on %s (%d so far): %s", topic, self.rejected, why)
 
-    def _store_and_ack(self, client, topic: str, payload: bytes) -> None:
-        try:
-            where = protocol.parse_device_topic(topic)
-            if where.leaf != "redemptions":
-                raise protocol.ProtocolError(f"not a redemptions topic: {topic!r}")
-            events = protocol.decode_events(payload)
-        except protocol.ProtocolError as exc:
-            self._reject(topic, str(exc))
+    def _store_and_ack(self, client, messages: list) -> None:
+        """Store the batches of ``messages`` in one transaction (each alone if that
+        fails), then ack each to its device and relay it to its store."""
+        batches: list[Batch] = []
+        for msg in messages:
+            try:
+                where = protocol.parse_device_topic(msg.topic)
+                if where.leaf != "redemptions":
+                    raise protocol.ProtocolError(f"not a redemptions topic: {msg.topic!r}")
+                batches.append(Batch(where.program, where.store, where.device,
+                                     protocol.decode_events(msg.payload)))
+            except protocol.ProtocolError as exc:
+                self._reject(msg.topic, str(exc))
+        if not batches:
             return
         try:
             with self.lock:
-                result = self.db.store_batch(where.program, where.store, where.device, events)
-        except db_errors() as exc:  # not acked: the device sends the batch again
-            log.error("could not store a batch from %s/%s: %s", where.store, where.device, exc)
-            return
+                results = list(zip(batches, self.db.store_batches(batches), strict=True))
+        except db_errors() as exc:
+            if len(batches) == 1:  # not acked: the device sends the batch again
+                log.error("could not store a batch from %s/%s: %s", batches[0].store,
+                          batches[0].device, exc)
+                return
+            results = []  # one bad batch must not hold back the others
+            for one in batches:
+                try:
+                    with self.lock:
+                        results += [(one, self.db.store_batches([one])[0])]
+                except db_errors() as exc:
+                    log.error("could not store a batch from %s/%s: %s", one.store, one.device, exc)
+        for batch, result in results:
+            self._ack(client, batch, result)
+
+    def _ack(self, client, batch: "Batch", result) -> None:
         self.stored += result.new
-        self.duplicates += len(events) - result.new
+        self.duplicates += len(batch.events) - result.new
         self.flagged += len(result.conflicts)
         for event_id in result.conflicts:
-            log.warning("conflict: event %s from %s/%s", event_id, where.store, where.device)
-        ack_topic = protocol.device_topic(where.program, where.store, where.device, "acks")
+            log.warning("conflict: event %s from %s/%s", event_id, batch.store, batch.device)
+        ack_topic = protocol.device_topic(batch.program, batch.store, batch.device, "acks")
         client.publish(ack_topic, protocol.encode_ack(result.ids, result.conflicts), qos=1)
         if result.relay:  # the store's other kiosks learn of it (only HQ may publish there)
             # (resends are relayed again: the first relay may have died with a collector)
-            client.publish(protocol.live_topic(where.program, where.store),
+            client.publish(protocol.live_topic(batch.program, batch.store),
                            protocol.encode_events(result.relay), qos=1,
-                           properties=protocol.relay_properties(where.device))
+                           properties=protocol.relay_properties(batch.device))
             self.relayed += len(result.relay)
+
+    def _store_loop(self, client, stop: threading.Event) -> None:
+        """The store thread: takes what queued up while it was busy (up to
+        :data:`GROUP_BYTES` of messages) and stores it in one go."""
+        while not stop.is_set():
+            try:
+                messages = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            size = len(messages[0].payload)
+            while size < GROUP_BYTES:
+                try:
+                    messages.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(messages[-1].payload)
+            self._handle(client, messages)
 
     def _store_activity(self, client, topic: str, payload: bytes) -> None:
         """A device's audit rows (:mod:`sync.hq.activity`): stored, then acked."""
@@ -176,19 +247,33 @@ class Collector:
         client = connection.make_client(settings, f"hq-collect-{uuid.uuid4().hex[:8]}")
         client.on_message = self.on_message
         client.reconnect_delay_set(1, 30)
-        self.client = connect(settings, "", client=client)
-        client.on_connect = self.on_connect
-        self._subscribe(client)
-        self.last_message = time.monotonic()
+        client.manual_ack_set(True)  # PUBACK after the commit (:meth:`_guarded`)
+        client.max_inflight_messages_set(1000)  # acks and relays of whole groups
+        self._manual_ack, self._queue = True, queue.Queue()
+        done = threading.Event()
+        store = threading.Thread(target=self._store_loop, args=(client, done),
+                                 name="hq-store", daemon=True)
+        store.start()
         try:
+            self.client = connect(settings, "", client=client)
+            client.on_connect = self.on_connect
+            self._subscribe(client)
+            self.last_message = time.monotonic()
             while not stop.wait(0.2):
                 if not loop_running(client):
                     raise HqError("the MQTT network thread stopped; exiting so that the "
                                   "collector is restarted")
-                if once and time.monotonic() - self.last_message >= idle:
+                if not store.is_alive():
+                    raise HqError("the collector's store thread stopped; exiting so that the "
+                                  "collector is restarted")
+                if once and time.monotonic() - self.last_message >= idle and self._queue.empty():
                     break
         finally:
-            close(client)
+            done.set()
+            store.join(30)
+            if self.client is not None:
+                close(client)
+            self._manual_ack, self._queue = False, None
 
 
 def cmd_collect(args) -> int:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from kiosk.core import bundle, timefmt
 from sync.hq import activity
-from sync.hq.engine import Engine, Migration, open_engine
-from sync.protocol import Event
+from sync.hq.engine import Conn, Engine, Migration, open_engine
+from sync.protocol import EVENT_FIELDS
 
 _EVENT_COLUMNS = """
     program TEXT NOT NULL, store TEXT NOT NULL, device TEXT NOT NULL,
@@ -97,6 +97,70 @@ _CODE_LISTS = [  # lists uploaded to serve (sync/hq/codelists.py)
 ]
 
 
+# The dashboard at 10 million events (bench/hq_pages.py): indexes for the time-ordered
+# lists, the filters and the code search, and a roll-up per program, day, store and
+# reward that triggers keep exact in the writer's own transaction (the redemptions
+# page sums a few thousand of its rows instead of millions of events).
+_DAILY = """CREATE TABLE daily (
+    program TEXT NOT NULL, day TEXT NOT NULL, store TEXT NOT NULL, reward_id TEXT NOT NULL,
+    redeemed BIGINT NOT NULL, voided BIGINT NOT NULL,
+    PRIMARY KEY (program, day, store, reward_id))"""
+_DAILY_FILL = """INSERT INTO daily (program, day, store, reward_id, redeemed, voided)
+    SELECT program, substr(at, 1, 10), store, coalesce(reward_id, ''), count(*), count(voided_by)
+    FROM events WHERE kind = 'redeem' GROUP BY 1, 2, 3, 4"""
+_DAILY_KEY = ("program = NEW.program AND day = substr(NEW.at, 1, 10) AND store = NEW.store "
+              "AND reward_id = coalesce(NEW.reward_id, '')")
+_DASHBOARD_MIGRATION = Migration(
+    "0007-dashboard-indexes-daily",
+    sqlite=["CREATE INDEX events_at ON events (at, id)",
+            "CREATE INDEX events_store_at ON events (store, at, id)",
+            _DAILY, _DAILY_FILL,
+            """CREATE TRIGGER events_daily_insert AFTER INSERT ON events WHEN NEW.kind = 'redeem'
+BEGIN
+    INSERT INTO daily (program, day, store, reward_id, redeemed, voided)
+    VALUES (NEW.program, substr(NEW.at, 1, 10), NEW.store, coalesce(NEW.reward_id, ''), 1,
+            NEW.voided_by IS NOT NULL)
+    ON CONFLICT (program, day, store, reward_id)
+    DO UPDATE SET redeemed = redeemed + 1, voided = voided + excluded.voided;
+END""",
+            f"""CREATE TRIGGER events_daily_void AFTER UPDATE OF voided_by ON events
+WHEN NEW.kind = 'redeem' AND (OLD.voided_by IS NULL) != (NEW.voided_by IS NULL)
+BEGIN
+    UPDATE daily SET voided = voided + CASE WHEN NEW.voided_by IS NULL THEN -1 ELSE 1 END
+    WHERE {_DAILY_KEY};
+END"""],
+    postgresql=["CREATE INDEX events_at ON events (at, id)",
+                "CREATE INDEX events_store_at ON events (store, at, id)",
+                # equality as before, and the dashboard's prefix search (LIKE 'ab12%')
+                # whatever the database's collation
+                "DROP INDEX events_code",
+                "CREATE INDEX events_code ON events (code_hash text_pattern_ops)",
+                _DAILY, _DAILY_FILL,
+                # once per INSERT statement (a whole group of batches), in key order so
+                # two writers never deadlock on the rows they add to
+                """CREATE FUNCTION daily_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO daily AS d (program, day, store, reward_id, redeemed, voided)
+    SELECT program, substr(at, 1, 10), store, coalesce(reward_id, ''), count(*), count(voided_by)
+    FROM new_rows WHERE kind = 'redeem' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (program, day, store, reward_id)
+    DO UPDATE SET redeemed = d.redeemed + excluded.redeemed, voided = d.voided + excluded.voided;
+    RETURN NULL;
+END $$""",
+                """CREATE TRIGGER events_daily_insert AFTER INSERT ON events
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION daily_on_insert()""",
+                f"""CREATE FUNCTION daily_on_void() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE daily SET voided = voided + CASE WHEN NEW.voided_by IS NULL THEN -1 ELSE 1 END
+    WHERE {_DAILY_KEY};
+    RETURN NULL;
+END $$""",
+                """CREATE TRIGGER events_daily_void AFTER UPDATE OF voided_by ON events
+FOR EACH ROW WHEN (NEW.kind = 'redeem' AND (OLD.voided_by IS NULL) <> (NEW.voided_by IS NULL))
+EXECUTE FUNCTION daily_on_void()"""],
+)
+
+
 MIGRATIONS = [
     # The first one is what HQ databases made before migrations already hold
     # (CREATE ... IF NOT EXISTS), so an old hq.sqlite upgrades in place.
@@ -136,10 +200,33 @@ MIGRATIONS = [
     Migration("0005-fleet-resolutions-audit", sqlite=_FLEET_AUDIT, postgresql=_FLEET_AUDIT),
     Migration("0006-code-lists", sqlite=_CODE_LISTS, postgresql=_CODE_LISTS),
     activity.MIGRATION,  # the counters' audit rows (sync/hq/activity.py)
+    _DASHBOARD_MIGRATION,
 ]
 
 
 REFUSED = ("void_refused", "sender_mismatch")  # flags that keep an event from the store
+
+
+_INSERT_COLUMNS = ("id", "program", "store", "device", "seq", "kind", "voids", "code_hash",
+                   "reward_id", "list_version", "at", "clock", "staff", "received_at")
+_INSERT_TYPES = ("text", "text", "text", "text", "bigint", "text", "text", "text",
+                 "text", "bigint", "text", "text", "text", "text")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One device message: its events and the sender its topic names."""
+
+    program: str
+    store: str
+    device: str
+    events: list[dict]
+
+
+@dataclass(frozen=True)
+class _Found:
+    known: set[str]    # ids HQ already has (resends)
+    refused: set[str]  # of those, the refused ones (never relayed)
 
 
 @dataclass(frozen=True)
@@ -177,66 +264,94 @@ class HqDb:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'collector_group'").fetchone()[0]
 
     def store_batch(self, program: str, store: str, device: str, events: list[dict]) -> Stored:
-        """Store one device batch in one transaction. The topic names the sender.
+        """Store one device batch in one transaction. The topic names the sender."""
+        return self.store_batches([Batch(program, store, device, events)])[0]
 
-        The usual batch (new redemptions of codes still within their uses) is stored
-        with a handful of statements whatever its size (:meth:`_store_clean`); anything
-        else (voids, resends mixed in, a code over its uses, a sender mismatch) goes
-        event by event through the checks."""
+    def store_batches(self, batches: list["Batch"]) -> list[Stored]:
+        """Store several device batches (each as its topic names the sender) in one
+        transaction: a collector commits whatever arrived while it was busy at once.
+
+        The usual group (new redemptions of codes still within their uses, resends) is
+        stored with a fixed handful of statements whatever its size, sent to
+        PostgreSQL in two round trips (:meth:`_store_clean`); anything else (voids, a
+        code over its uses, a sender mismatch, an id twice) goes event by event
+        through the checks (:meth:`_store_each`), in a transaction of its own."""
         now = timefmt.format(datetime.now(UTC))
-        with self.conn.write():
-            known = self._known_ids([e["id"] for e in events])
-            fresh = [e for e in events if e["id"] not in known]
-            if self._all_clean(program, store, device, fresh):
-                return self._store_clean(program, store, device, events, fresh, known, now)
-            return self._store_each(program, store, device, events, now)
+        keys = _lock_keys(batches)
+        with self.conn.pipeline(), self.conn.write(keys):
+            found = self._lookup(batches)  # one round trip with BEGIN and the locks
+            if found is not None:
+                return self._store_clean(batches, found, now)  # sent with the COMMIT
+        with self.conn.write(keys):
+            return [self._store_each(b.program, b.store, b.device, b.events, now)
+                    for b in batches]
 
     def _in(self, values) -> str:
         return ", ".join("?" for _ in values)
 
-    def _known_ids(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        return {r[0] for r in self.conn.execute(
-            f"SELECT id FROM events WHERE id IN ({self._in(ids)})", ids)}
+    def _any(self, column: str, values: list) -> tuple[str, list]:
+        """``column`` is one of ``values``: one array parameter on PostgreSQL (one
+        prepared statement whatever the count), a list of placeholders on SQLite."""
+        if self.engine.kind == "postgresql":
+            return f"{column} = ANY(%b)", [list(values)]  # binary: no quoting to do
+        return f"{column} IN ({self._in(values)})", list(values)
 
-    def _all_clean(self, program: str, store: str, device: str, fresh: list[dict]) -> bool:
-        """Whether every new event is a redemption by its sender that flags nothing."""
-        ids = [e["id"] for e in fresh]
-        if len(set(ids)) != len(ids) or any(
-                e["kind"] != "redeem" or (e.get("device") or device) != device
-                or (e.get("store") or store) != store for e in fresh):
-            return False
-        if not fresh:
-            return True
-        if self.conn.execute(f"SELECT 1 FROM events WHERE kind = 'void' AND voids IN "
-                             f"({self._in(ids)}) LIMIT 1", ids).fetchone():
-            return False  # a void came before its redemption
+    def _lookup(self, batches: list["Batch"]) -> "_Found | None":
+        """What the clean path needs to know, read with one round trip; None when the
+        group cannot take it (then every event goes through the checks)."""
+        events = [e for b in batches for e in b.events]
+        ids = [e["id"] for e in events]
+        if not ids or len(set(ids)) != len(ids):
+            return None if ids else _Found(set(), set())
+        programs = {b.program for b in batches}
+        if len(programs) != 1:
+            return None
+        program = programs.pop()
+        hashes = sorted({e["code_hash"] for e in events})
+        id_in, id_args = self._any("id", ids)
+        voids_in, voids_args = self._any("voids", ids)
+        hash_in, hash_args = self._any("code_hash", hashes)
+        ref_in, ref_args = self._any("event_id", ids)
+        queries = [  # all sent before the first result is read (a pipeline)
+            self.conn.execute(f"SELECT id FROM events WHERE {id_in}", id_args),
+            self.conn.execute(f"SELECT voids FROM events WHERE kind = 'void' AND {voids_in}",
+                              voids_args),
+            self.conn.execute(f"SELECT code_hash, max_uses FROM codes WHERE program = ? "
+                              f"AND {hash_in}", [program, *hash_args]),
+            self.conn.execute(f"SELECT code_hash, count(*) FROM events WHERE program = ? AND "
+                              f"kind = 'redeem' AND voided_by IS NULL AND {hash_in} "
+                              f"GROUP BY code_hash", [program, *hash_args]),
+            self.conn.execute(f"SELECT event_id FROM conflicts WHERE {ref_in} AND kind IN "
+                              f"({self._in(REFUSED)})", [*ref_args, *REFUSED]),
+        ]
+        known, voided, limits, used, refused = (q.fetchall() for q in queries)
+        known = {r[0] for r in known}
+        fresh = [(b, e) for b in batches for e in b.events if e["id"] not in known]
+        if any(e["kind"] != "redeem" or (e.get("device") or b.device) != b.device
+               or (e.get("store") or b.store) != b.store for b, e in fresh):
+            return None
+        if any(r[0] not in known for r in voided):
+            return None  # a void came before its redemption
         wanted: dict[str, int] = {}
-        for e in fresh:
+        for _, e in fresh:
             wanted[e["code_hash"]] = wanted.get(e["code_hash"], 0) + 1
-        hashes = list(wanted)
-        limits = dict(self.conn.execute(
-            f"SELECT code_hash, max_uses FROM codes WHERE program = ? AND code_hash IN "
-            f"({self._in(hashes)})", [program, *hashes]).fetchall())
-        used = dict(self.conn.execute(
-            f"SELECT code_hash, count(*) FROM events WHERE program = ? AND kind = 'redeem' "
-            f"AND voided_by IS NULL AND code_hash IN ({self._in(hashes)}) GROUP BY code_hash",
-            [program, *hashes]).fetchall())
-        return all(used.get(h, 0) + n <= limits.get(h, 1) for h, n in wanted.items())
+        limits, used = dict(limits), dict(used)
+        if any(used.get(h, 0) + n > limits.get(h, 1) for h, n in wanted.items()):
+            return None
+        return _Found(known, {r[0] for r in refused})
 
-    def _store_clean(self, program: str, store: str, device: str, events: list[dict],
-                     fresh: list[dict], known: set[str], now: str) -> Stored:
-        self.conn.executemany(
-            "INSERT INTO events (id, program, store, device, seq, kind, voids, "
-            "code_hash, reward_id, list_version, at, clock, staff, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            [(e["id"], program, store, device, e.get("seq"), e["kind"], e.get("voids"),
-              e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
-              e.get("clock"), e.get("staff"), now) for e in fresh])
-        refused = self._refused(sorted(known))
-        relay = [self._relayed(e, store, device) for e in events if e["id"] not in refused]
-        return Stored([e["id"] for e in events], [], len(fresh), relay)
+    def _store_clean(self, batches: list["Batch"], found: "_Found", now: str) -> list[Stored]:
+        rows = [(e["id"], b.program, b.store, b.device, e.get("seq"), e["kind"], e.get("voids"),
+                 e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
+                 e.get("clock"), e.get("staff"), now)
+                for b in batches for e in b.events if e["id"] not in found.known]
+        if rows:
+            self.conn.insert_rows("events", _INSERT_COLUMNS, _INSERT_TYPES, rows, "(id)")
+        return [Stored([e["id"] for e in b.events], [],
+                       sum(e["id"] not in found.known for e in b.events),
+                       [self._relayed(e, b.store, b.device) for e in b.events
+                        if e["id"] not in found.refused])
+                for b in batches]
 
     def _refused(self, ids: list[str]) -> set[str]:
         """Which of these stored events were refused (never relayed to the store)."""
@@ -248,7 +363,7 @@ class HqDb:
 
     @staticmethod
     def _relayed(e: dict, store: str, device: str) -> dict:
-        return {**Event.from_dict(e).to_dict(), "device": device, "store": store}
+        return {**{name: e.get(name) for name in EVENT_FIELDS}, "device": device, "store": store}
 
     def _store_each(self, program: str, store: str, device: str, events: list[dict],
                     now: str) -> Stored:
@@ -362,6 +477,30 @@ class HqDb:
 
     def rows(self, sql: str, params: Iterable = ()) -> list[dict]:
         return self.conn.rows(sql, params)
+
+
+def events_after(conn: Conn, cursor: int, limit: int, fields: Iterable[str]) -> list[dict]:
+    """The events after ``cursor`` in cursor order, each with its ``cursor``: what the
+    API and the webhook dispatcher page by. Read :meth:`~sync.hq.engine.Conn.settled`,
+    so a row committed late never lands below a cursor already handed out."""
+    col = conn.engine.cursor_column
+    with conn.settled():
+        return conn.rows(f"SELECT {col} AS cursor, {', '.join(fields)} FROM events "
+                         f"WHERE {col} > ? ORDER BY {col} LIMIT ?", (cursor, limit))
+
+
+def _lock_keys(batches: list[Batch]) -> set[str]:
+    """What a transaction storing ``batches`` locks (:meth:`sync.hq.engine.Conn.write`):
+    each code (use counts) and each event id, a void's target too (a void and its
+    redemption stored at once by two collectors see each other)."""
+    keys = set()
+    for b in batches:
+        for e in b.events:
+            keys.add(f"code:{b.program}:{e['code_hash']}")
+            keys.add(f"id:{e['id']}")
+            if e.get("voids"):
+                keys.add(f"id:{e['voids']}")
+    return keys
 
 
 def _batched(items, size: int):

@@ -7,15 +7,28 @@ placeholders and the upsert forms both engines share (``ON CONFLICT ... DO``); t
 statements that differ (table options, the cursor column) come from the engine.
 
 Writers take a write lock first (:meth:`Conn.begin_write`): SQLite's ``BEGIN
-IMMEDIATE``, and on PostgreSQL a transaction-scoped advisory lock. Several collectors
-therefore store batches one after the other, which keeps the use-count checks exact
-and makes the events' cursor column grow in commit order (an API reader that pages by
-cursor never skips a row committed late).
+IMMEDIATE`` (one writer at a time), and on PostgreSQL transaction-scoped advisory
+locks. Most writers take the write lock exclusively. Collectors storing events take it
+*shared* plus an exclusive lock on each of the codes and event ids they touch
+(``keys``, hashed into :data:`KEY_BUCKETS` buckets: PostgreSQL's lock table holds only
+``max_locks_per_transaction`` x ``max_connections`` locks in all, 6,400 by default, and
+a group of 2,500 events would otherwise take 5,000; taken in one sorted statement, so
+two writers never deadlock on them): collectors whose batches share no bucket store
+at the same time, and two that race on one code (the same
+single-use code redeemed at two kiosks) take turns, so the second sees the first and
+flags the conflict exactly once. Readers that page by the events' or conflicts' cursor
+column (the API, the webhook dispatcher) read inside :meth:`Conn.settled`, which takes
+the write lock exclusively for the moment of the read: it waits for the event writers
+in flight, so every row below the highest cursor it sees is committed (a bigserial is
+drawn at INSERT, not at COMMIT; without this a reader could pass a row committed late
+and never see it).
 
 Schema changes are named migrations, each applied once and recorded in the table
 ``migrations`` (as on the device), in one transaction with the change.
 """
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +40,8 @@ from urllib.parse import urlsplit
 from kiosk.errors import KioskError
 
 WRITE_LOCK_KEY = 0x6B696F736B  # the advisory lock id of HQ writers ("kiosk")
+KEY_LOCKS = 0x6B69  # first half of the two-int advisory locks on codes and event ids
+KEY_BUCKETS = 256  # at most this many such locks per transaction
 
 
 class DbUrlError(KioskError, ValueError):
@@ -73,7 +88,10 @@ class Engine:
         except ImportError:  # pragma: no cover - the hq extra is not installed
             raise DbUrlError("PostgreSQL needs psycopg: pip install 'redeem-kiosk[hq]'") from None
         try:
-            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            # no automatic prepared statements: after an error inside a pipeline psycopg
+            # may believe in one the server never made ("_pg3_5 does not exist")
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                  prepare_threshold=None)
         except psycopg.Error as exc:
             raise DbUrlError(f"cannot connect to {self.display}: {exc}".strip()) from None
         return Conn(raw, self)
@@ -118,24 +136,75 @@ class Conn:
             with self.raw.cursor() as cur:
                 cur.executemany(self._sql(sql), list(rows))
 
-    def begin_write(self) -> None:
+    def insert_rows(self, table: str, columns: Sequence[str], types: Sequence[str],
+                    rows: list[Sequence], key: str) -> None:
+        """``INSERT ... ON CONFLICT key DO NOTHING`` of many rows: one statement with one
+        JSON parameter on PostgreSQL (a list of rows: ``json.dumps`` is C, where psycopg
+        would build 14 arrays element by element in Python), ``executemany`` on SQLite."""
+        names = ", ".join(columns)
         if self.engine.kind == "sqlite":
-            self.raw.execute("BEGIN IMMEDIATE")
-        else:
-            self.raw.execute("BEGIN")
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) "
+                                 f"ON CONFLICT {key} DO NOTHING", rows)
+            return
+        values = ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(types))
+        self.raw.execute(f"INSERT INTO {table} ({names}) SELECT {values} "
+                         f"FROM jsonb_array_elements(%s::jsonb) AS r ON CONFLICT {key} DO NOTHING",
+                         (json.dumps(rows, separators=(",", ":")),))
 
     @contextmanager
-    def write(self) -> Iterator["Conn"]:
+    def pipeline(self) -> Iterator["Conn"]:
+        """Statements sent to PostgreSQL together: the client waits only when it reads a
+        result (and at the end), so a transaction of many statements costs a round
+        trip or two. Nothing changes on SQLite (no round trips there)."""
+        if self.engine.kind != "postgresql":
+            yield self
+            return
+        try:
+            with self.raw.pipeline():
+                yield self
+        except BaseException:
+            # an error aborts the rest of the pipeline, its COMMIT or ROLLBACK too: end
+            # the failed transaction here, or the connection is stuck in it
+            if not self.raw.closed and self.raw.info.transaction_status != _IDLE():
+                self.raw.execute("ROLLBACK")
+            raise
+
+    def begin_write(self, keys: Iterable[str] | None = None) -> None:
+        """Begin a write transaction holding the write lock: exclusively, or with
+        ``keys`` shared plus an exclusive lock on each key (PostgreSQL; SQLite has
+        one writer at a time anyway)."""
+        if self.engine.kind == "sqlite":
+            self.raw.execute("BEGIN IMMEDIATE")
+            return
+        self.raw.execute("BEGIN")
+        if keys is None:
+            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            return
+        self.raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k "
+                         "ORDER BY k", (KEY_LOCKS, sorted({_bucket(k) for k in keys})))
+
+    @contextmanager
+    def write(self, keys: Iterable[str] | None = None) -> Iterator["Conn"]:
         """One write transaction (:meth:`begin_write`): committed at the end, rolled
         back on any exception."""
-        self.begin_write()
+        self.begin_write(keys)
         try:
             yield self
         except BaseException:
             self.rollback()
             raise
         self.commit()
+
+    @contextmanager
+    def settled(self) -> Iterator["Conn"]:
+        """Read by cursor: on PostgreSQL inside a transaction that holds the write lock
+        exclusively, so no event writer is in flight (see the module's docstring)."""
+        if self.engine.kind == "sqlite":
+            yield self
+        else:
+            with self.write():
+                yield self
 
     def commit(self) -> None:
         self.raw.execute("COMMIT")
@@ -193,6 +262,17 @@ class Conn:
                                  (m.name, datetime.now(UTC).isoformat(timespec="seconds")))
                     applied.append(m.name)
         return applied
+
+
+def _IDLE():  # noqa: N802 - psycopg's "no transaction open" status
+    from psycopg import pq
+
+    return pq.TransactionStatus.IDLE
+
+
+def _bucket(key: str) -> int:
+    """The lock bucket of a text: two keys in one bucket only make two writers wait."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % KEY_BUCKETS
 
 
 def _integrity_errors(kind: str) -> tuple[type[BaseException], ...]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sync import protocol
+from sync.hq.db import events_after
 from sync.hq.engine import Conn, Engine, db_errors
 
 log = logging.getLogger("kiosk.hq.webhooks")
@@ -146,14 +147,12 @@ class Dispatcher:
         return done
 
     def _pending(self, conn: Conn, hook: dict) -> list[tuple[str, int, str, dict]]:
-        ecol = self.engine.cursor_column
         fields = ("program", *protocol.EVENT_FIELDS, "received_at")
-        events = conn.rows(f"SELECT {ecol} AS cursor, {', '.join(fields)} FROM events "
-                           f"WHERE {ecol} > ? ORDER BY {ecol} LIMIT ?",
-                           (hook["event_cursor"], BATCH))
-        conflicts = conn.rows("SELECT n AS cursor, event_id, kind, program, store, device, "
-                              "code_hash, detail, flagged_at FROM conflicts WHERE n > ? "
-                              "ORDER BY n LIMIT ?", (hook["conflict_cursor"], BATCH))
+        events = events_after(conn, hook["event_cursor"], BATCH, fields)
+        with conn.settled():  # no writer in flight (sync/hq/engine.py)
+            conflicts = conn.rows("SELECT n AS cursor, event_id, kind, program, store, device, "
+                                  "code_hash, detail, flagged_at FROM conflicts WHERE n > ? "
+                                  "ORDER BY n LIMIT ?", (hook["conflict_cursor"], BATCH))
         out = []
         for e in events:
             cursor = e.pop("cursor")

@@ -230,9 +230,9 @@ def test_collector_exits_non_zero_when_its_network_thread_dies(estate, tmp_path,
     from sync import hq_cli
 
     def die(*_args, **_kw):
-        raise SystemExit("simulated death of paho's thread")  # not an Exception
+        raise SystemExit("simulated death of the store thread")  # not an Exception
 
-    monkeypatch.setattr(HqDb, "store_batch", die)
+    monkeypatch.setattr(HqDb, "store_batches", die)
     hq = hq_settings(estate.broker)
     k1 = estate.peer("k1")
 
@@ -253,7 +253,7 @@ def test_collector_exits_non_zero_when_its_network_thread_dies(estate, tmp_path,
         "--db", tmp_path / "hq.sqlite", "--program", estate.program])
     finished.set()
     assert run.rc == 1
-    assert "network thread stopped" in run.err
+    assert "store thread stopped" in run.err
 
 
 # -- 5. shared-subscription starvation ---------------------------------------------------

@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 
 from sync import protocol
 from sync.hq import fleet, friction
+from sync.hq.db import events_after
 from sync.hq.engine import db_errors
 from sync.hq.web.deps import Db, Token
 
@@ -36,9 +37,7 @@ def redemptions(request: Request, c: Db, _token: Token,
                 limit: int = Query(500, ge=1, le=MAX_PAGE)):
     if not since.isdigit():
         raise HTTPException(400, "since must be a cursor returned as next (digits)")
-    col = request.app.state.engine.cursor_column
-    rows = c.rows(f"SELECT {col} AS cursor, {', '.join(API_FIELDS)} FROM events "
-                  f"WHERE {col} > ? ORDER BY {col} LIMIT ?", (int(since), limit))
+    rows = events_after(c, int(since), limit, API_FIELDS)
     nxt = str(rows[-1]["cursor"]) if rows else since
     return {"events": [{k: r[k] for k in API_FIELDS} for r in rows], "next": nxt}
 

@@ -81,14 +81,17 @@ def logout(request: Request, csrf: str = Form(...)):
 
 
 # -- redemptions ----------------------------------------------------------------------
-def _filters(user: auth.User, since: str, until: str, store: str, q: str) -> tuple[str, list]:
+def _filters(user: auth.User, since: str, until: str, store: str, q: str, *,
+             daily: bool = False) -> tuple[str, list]:
+    """The WHERE clause of the filters, on ``events`` or (``daily``, no search) on the
+    roll-up ``daily`` whose ``day`` is the events' date."""
     where, params = ["1 = 1"], []
     if since:
-        where.append("at >= ?")
-        params.append(since)
+        where.append("day >= ?" if daily else "at >= ?")
+        params.append(since[:10] if daily else since)
     if until:
-        where.append("at < ?")
-        params.append((date.fromisoformat(until) + timedelta(days=1)).isoformat())
+        where.append("day <= ?" if daily else "at < ?")
+        params.append(until if daily else (date.fromisoformat(until) + timedelta(days=1)).isoformat())
     if store:
         where.append("store = ?")
         params.append(store)
@@ -118,13 +121,22 @@ def redemptions(request: Request, c: Db, user: User, since: str = "", until: str
         return _page(request, "redemptions.html", user, error=N_("Dates are YYYY-MM-DD."),
                      days=[], rows=[], events=[], totals={}, args=request.query_params)
     where, params = _filters(user, since, until, store, q)
-    days = c.rows(f"SELECT substr(at, 1, 10) AS day, count(*) AS n FROM events "
-                  f"WHERE kind = 'redeem' AND {where} GROUP BY substr(at, 1, 10) ORDER BY day",
-                  params)
-    rows = c.rows(f"SELECT store, reward_id, count(*) AS redeemed, "
-                  f"sum(CASE WHEN voided_by IS NOT NULL THEN 1 ELSE 0 END) AS voided "
-                  f"FROM events WHERE kind = 'redeem' AND {where} "
-                  f"GROUP BY store, reward_id ORDER BY store, reward_id", params)
+    if q:  # a search: the few events it finds
+        days = c.rows(f"SELECT substr(at, 1, 10) AS day, count(*) AS n FROM events "
+                      f"WHERE kind = 'redeem' AND {where} GROUP BY substr(at, 1, 10) "
+                      f"ORDER BY day", params)
+        rows = c.rows(f"SELECT store, reward_id, count(*) AS redeemed, "
+                      f"sum(CASE WHEN voided_by IS NOT NULL THEN 1 ELSE 0 END) AS voided "
+                      f"FROM events WHERE kind = 'redeem' AND {where} "
+                      f"GROUP BY store, reward_id ORDER BY store, reward_id", params)
+    else:  # the roll-up (migration 0007): a row per day, store and reward, not per event
+        dwhere, dparams = _filters(user, since, until, store, q, daily=True)
+        days = c.rows(f"SELECT day, CAST(sum(redeemed) AS BIGINT) AS n FROM daily "
+                      f"WHERE {dwhere} GROUP BY day ORDER BY day", dparams)
+        rows = c.rows(f"SELECT store, NULLIF(reward_id, '') AS reward_id, "
+                      f"CAST(sum(redeemed) AS BIGINT) AS redeemed, "
+                      f"CAST(sum(voided) AS BIGINT) AS voided FROM daily WHERE {dwhere} "
+                      f"GROUP BY store, reward_id ORDER BY store, reward_id", dparams)
     events = c.rows(f"SELECT id, at, store, device, kind, reward_id, code_hash, voided_by "
                     f"FROM events WHERE {where} ORDER BY at DESC LIMIT {PAGE_ROWS}", params)
     top = max((d["n"] for d in days), default=0)
@@ -134,27 +146,43 @@ def redemptions(request: Request, c: Db, user: User, since: str = "", until: str
                  events=events, totals=totals, args=request.query_params)
 
 
+CSV_CHUNKS = (500, 5000)  # rows per query of the CSV export: a small first page, then more
+
+
 @router.get("/redemptions.csv")
-def redemptions_csv(c: Db, user: User, since: str = "", until: str = "", store: str = "",
-                    q: str = ""):
+def redemptions_csv(request: Request, user: User, since: str = "", until: str = "",
+                    store: str = "", q: str = ""):
     if not _dates(since, until):
         since = until = ""
     where, params = _filters(user, since, until, store, q)
     fields = ("id", "at", "program", "store", "device", "kind", "voids", "reward_id",
               "code_hash", "list_version", "clock", "staff", "received_at", "voided_by")
-    rows = c.rows(f"SELECT {', '.join(fields)} FROM events WHERE {where} ORDER BY at", params)
+    engine = request.app.state.engine
 
     def lines():
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(fields)
-        for r in rows:
-            writer.writerow([r[f] if r[f] is not None else "" for f in fields])
-            if out.tell() > 65536:
+        """Pages of CSV_CHUNKS rows on a connection of its own (the response outlives
+        the request's): the first bytes leave at once, memory stays flat."""
+        conn = engine.connect()
+        try:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(fields)
+            after: tuple = ()
+            while True:
+                more = " AND (at, id) > (?, ?)" if after else ""
+                size = CSV_CHUNKS[1] if after else CSV_CHUNKS[0]
+                rows = conn.rows(f"SELECT {', '.join(fields)} FROM events WHERE {where}{more} "
+                                 f"ORDER BY at, id LIMIT {size}", [*params, *after])
+                for r in rows:
+                    writer.writerow([r[f] if r[f] is not None else "" for f in fields])
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
-        yield out.getvalue()
+                if len(rows) < size:
+                    break
+                after = (rows[-1]["at"], rows[-1]["id"])
+        finally:
+            conn.close()
 
     return StreamingResponse(lines(), media_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="redemptions.csv"'})
