@@ -57,7 +57,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 from kiosk.core import codes  # noqa: E402
 from sync.testing import SALT, Broker, Estate, hq_settings, make_signing_key, wait_until  # noqa: E402
 
-CODES = 30_000
+CODES = 150_000  # the counter tries about 40 codes a second: enough for 200 cycles
 KEEPALIVE_S = 10  # MQTT keepalive of the agents: a dead link is noticed within 2x this
 DATA_MB = 96      # k1's data partition (the list of 30,000 codes takes a few MB)
 
@@ -178,7 +178,11 @@ class Ui:
             self.kill()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc.poll() is None:
+            return True
+        if self.next_code >= CODES:  # not a crash: the list ran out, and the run means nothing after
+            raise SystemExit(f"chaos: the counter used all {CODES} codes of the list; raise CODES")
+        return False
 
     def first_shown_after(self, since: float) -> str | None:
         with self.lock:
