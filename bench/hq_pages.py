@@ -260,8 +260,8 @@ def main() -> int:
             print(f"  {name:36} {statistics.median(times):10.0f} {p95:8.0f}  {status}", flush=True)
         import os
 
-        check_friction(url)
         print(f"  load average (1 min) {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+        check_friction(url)
         return 0
     finally:
         if server is not None:
