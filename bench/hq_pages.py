@@ -5,7 +5,8 @@
 A throwaway PostgreSQL cluster (``sync.testing_pg``) gets the HQ schema (every
 migration) and ``--events`` redemptions written by ``generate_series`` in the
 database itself (1,000 devices in 50 stores, four rewards, spread over a year, 1 %
-voided), ``--activity`` counter activity rows (the friction report's input), a
+voided), ``--activity`` counter activity rows (the friction report's input: scan,
+verdict, confirm / timeout / cancel per session, through the roll-up's triggers), a
 heartbeat per device and a few hundred conflicts. Then the real FastAPI app
 (``sync.hq.web.make_app``) serves on 127.0.0.1 under uvicorn, an owner signs in, and
 each page and API call is requested ``--repeat`` times over HTTP; printed: median and
@@ -45,17 +46,29 @@ FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g,
      LATERAL (SELECT to_char(timestamp '2026-01-01' + (g * %(step)s) * interval '1 second',
                              'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS stamp) AS t
 """
+# Counter sessions as a kiosk's audit trail sends them: a scan, its verdict (half
+# ready, the rest refused for one of four reasons; every 9th typed on the keypad), then
+# for a ready code its confirm 1.5-26.5 s later (every 10th times out instead) and for
+# a refused one a cancel; 1,000 devices in 50 stores, each device's n rising with time.
 FILL_ACTIVITY = """
 INSERT INTO activity (program, store, device, n, at, kind, source, verdict, reward_id,
                       code_hash, received_at)
-SELECT 'cafe', 's' || lpad((g %% 50)::text, 2, '0'), 'k' || lpad((g %% 1000)::text, 4, '0'), g,
-       stamp, (ARRAY['verdict', 'verdict', 'confirm', 'timeout'])[g %% 4 + 1],
-       CASE WHEN g %% 7 = 0 THEN 'keypad' ELSE 'camera' END,
-       (ARRAY['ready', 'ready', 'already_redeemed', 'expired', 'unknown'])[g %% 5 + 1],
-       'coffee', md5((g / 4)::text), stamp
-FROM generate_series(1, %(n)s::bigint) AS g,
-     LATERAL (SELECT to_char(timestamp '2026-01-01' + (g * %(step)s) * interval '1 second',
-                             'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS stamp) AS t
+SELECT 'cafe', 's' || lpad((s %% 50)::text, 2, '0'), 'k' || lpad((s %% 1000)::text, 4, '0'),
+       3 * s + k, stamp,
+       CASE k WHEN 0 THEN 'scan' WHEN 1 THEN 'verdict'
+              ELSE CASE WHEN verdict <> 'ready' THEN 'cancel'
+                        WHEN s %% 10 = 0 THEN 'timeout' ELSE 'confirm' END END,
+       CASE WHEN k < 2 THEN CASE WHEN s %% 9 = 0 THEN 'keypad' ELSE 'camera' END END,
+       CASE WHEN k = 1 THEN verdict END, 'coffee', md5(s::text), stamp
+FROM generate_series(0, %(n)s::bigint / 3 - 1) AS s,
+     LATERAL (SELECT (ARRAY['ready', 'ready', 'ready', 'ready', 'already_redeemed', 'expired',
+                            'unknown', 'wrong_store'])[s %% 8 + 1] AS verdict) AS v,
+     generate_series(0, 2) AS k,
+     LATERAL (SELECT to_char(timestamp '2026-01-01' + (s * %(step)s) * interval '1 second'
+                             + (CASE k WHEN 0 THEN 0 WHEN 1 THEN 0.2
+                                ELSE 1.5 + (s * 7919 %% 250) / 10.0 + (s %% 1000) / 1000.0 END)
+                               * interval '1 second',
+                             'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS stamp) AS t
 """
 FILL_DEVICES = """
 INSERT INTO devices (program, store, device, state, list_version, outbox, prev_outbox,
@@ -104,7 +117,13 @@ def fill(url: str, events: int, activity: int) -> None:
         conn.execute("SELECT setval(pg_get_serial_sequence('events', 'n'), "
                      "(SELECT coalesce(max(n), 1) FROM events))")
         print(f"  indexed ({time.monotonic() - t0:.0f} s)", flush=True)
-        conn.execute(FILL_ACTIVITY, {"n": activity, "step": DAYS * 86400 / max(activity, 1)})
+        t1 = time.monotonic()
+        conn.execute(FILL_ACTIVITY, {"n": activity, "step": DAYS * 86400 * 3 / max(activity, 1)})
+        rollup = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("friction_daily", "friction_waits")]
+        print(f"  filled {activity:,} activity rows through the friction triggers in "
+              f"{time.monotonic() - t1:.0f} s: roll-up {rollup[0]:,} + {rollup[1]:,} rows",
+              flush=True)
         conn.execute(FILL_DEVICES, {})
         conn.execute(FILL_CONFLICTS, {})
         conn.execute("VACUUM ANALYZE")
@@ -159,6 +178,32 @@ def serve(url: str) -> tuple[str, object]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", server
+
+
+def check_friction(url: str) -> None:
+    """The roll-up's answer against the computation over every activity row."""
+    from sync.hq import friction
+    from sync.hq.engine import open_engine
+
+    conn = open_engine(url).connect()
+    try:
+        t = time.perf_counter()
+        rolled = friction.build(conn)
+        t_rolled = time.perf_counter() - t
+        t = time.perf_counter()
+        raw = friction.from_rows(conn)
+        t_raw = time.perf_counter() - t
+    finally:
+        conn.close()
+    same = [{**s, "median_confirm_s": None} for s in [*rolled["stores"], rolled["totals"]]] == \
+        [{**s, "median_confirm_s": None} for s in [*raw["stores"], raw["totals"]]]
+    worst = max(abs(a["median_confirm_s"] - b["median_confirm_s"])
+                for a, b in zip([*rolled["stores"], rolled["totals"]], [*raw["stores"], raw["totals"]],
+                                strict=True) if a["median_confirm_s"] is not None)
+    print(f"  friction from the roll-up {1000 * t_rolled:.0f} ms, from every activity row "
+          f"{1000 * t_raw:.0f} ms; counts equal: {same}; largest median difference "
+          f"{worst:.1f} s (total median {rolled['totals']['median_confirm_s']} s, "
+          f"{rolled['totals']['confirms']:,} confirms)")
 
 
 def main() -> int:
@@ -216,6 +261,7 @@ def main() -> int:
         import os
 
         print(f"  load average (1 min) {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+        check_friction(url)
         return 0
     finally:
         if server is not None:

@@ -21,14 +21,21 @@ MIGRATION = Migration("0006-device-activity", sqlite=[_TABLE, _INDEX],
                       postgresql=[_TABLE, _INDEX])
 
 
+_COLUMNS = ("program", "store", "device", "n", "at", "kind", "source", "verdict", "reward_id",
+            "code_hash", "received_at")
+_TYPES = ("text", "text", "text", "bigint", *("text",) * 7)
+
+
 def store_rows(conn, program: str, store: str, device: str, rows: list[dict]) -> int:
-    """Store checked rows in one transaction; returns the highest ``n`` (to ack)."""
+    """Store checked rows in one transaction (one statement on PostgreSQL); returns the
+    highest ``n`` (to ack). ``at`` is kept as :func:`kiosk.core.timefmt.format` writes
+    it (UTC, milliseconds), so the friction roll-up's days are UTC days. The roll-up
+    (:mod:`sync.hq.friction`) is kept by triggers in this same transaction."""
     now = timefmt.format(datetime.now(UTC))
     with conn.write():
-        conn.executemany(
-            "INSERT INTO activity (program, store, device, n, at, kind, source, verdict, "
-            "reward_id, code_hash, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (program, store, device, n) DO NOTHING",
-            [(program, store, device, r["n"], r["at"], r["kind"], r.get("source"),
-              r.get("verdict"), r.get("reward_id"), r.get("code_hash"), now) for r in rows])
+        conn.insert_rows("activity", _COLUMNS, _TYPES,
+                         [(program, store, device, r["n"], timefmt.format(timefmt.parse(r["at"])),
+                           r["kind"], r.get("source"), r.get("verdict"), r.get("reward_id"),
+                           r.get("code_hash"), now) for r in sorted(rows, key=lambda r: r["n"])],
+                         "(program, store, device, n)")
     return max(r["n"] for r in rows)

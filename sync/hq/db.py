@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk.core import bundle, timefmt
-from sync.hq import activity
+from sync.hq import activity, friction
 from sync.hq.engine import Conn, Engine, Migration, open_engine
 from sync.protocol import EVENT_FIELDS
 
@@ -201,6 +201,7 @@ MIGRATIONS = [
     Migration("0006-code-lists", sqlite=_CODE_LISTS, postgresql=_CODE_LISTS),
     activity.MIGRATION,  # the counters' audit rows (sync/hq/activity.py)
     _DASHBOARD_MIGRATION,
+    friction.MIGRATION,  # the friction report's roll-up (sync/hq/friction.py)
 ]
 
 
