@@ -464,7 +464,11 @@ def step_scan_touch_print(r: Results, pi: Pi, printer: Printer, hq: Hq) -> bool:
         before, receipts = ledger_count(pi), len(printer.receipts())
         # what the guest's kernel gets from the USB keyboard (evidence if no verdict)
         pi.agent.fire(KEY_LOG)
-        time.sleep(3)
+        # One Enter first, then a pause: under emulation the UI stalls for more than
+        # the wedge's gap after the first key since start (seen: the scan arrived
+        # without its first letters, verdict "unknown ...0001"); an Enter alone is no scan.
+        pi.qmp.type_text("")
+        time.sleep(8)
         pi.qmp.type_text(CODES[0])
         ready = wait_for(lambda: (lambda s: s if s[1]["green"] > 0.4 else None)(
             pi.screenshot("ready")), 30, 1)
@@ -621,26 +625,26 @@ def step_doctor(r: Results, pi: Pi) -> bool:
 
 def step_maintenance(r: Results, pi: Pi) -> bool:
     """The maintenance login (image-build KIOSK_SSH_KEY) and the persistent journal on the
-    data partition, which by now holds the boot before step 5b's reboot."""
+    data partition, which by now holds the boots before steps 6 and 7 reset the guest."""
     name = "9b maintenance SSH login by key only (sudo); the journal keeps earlier boots"
     try:
         check((pi.image_dir / "maint-key").exists(), "the image has no maint-key (build.sh)")
         rc, tail_ = ssh(pi, "maint", "journalctl -b -1 -n 6 -o short-iso --no-pager; "
                         f"sudo -u kiosk {KIOSK} doctor --json --skip camera --skip printer "
                         "--skip broker | grep -A3 last_boot")
-        log(f"the previous boot's last lines and last_boot (step 5b rebooted): {tail_}")
+        log(f"the previous boot's last lines and last_boot: {tail_}")
         rc, out = ssh(pi, "maint", "sudo -n true && echo SUDO-OK; findmnt -n -o SOURCE "
-                      "/var/log/journal; journalctl --list-boots --no-pager | wc -l")
+                      "/var/log/journal; echo BOOTS=$(journalctl --list-boots --no-pager | wc -l)")
         check(rc == 0 and "SUDO-OK" in out, f"ssh maint (rc {rc}): {out}")
-        lines = out.split()
         check("[/journal]" in out, f"/var/log/journal is not the data partition's: {out}")
-        check(int(lines[-1]) >= 2, f"the journal lists {lines[-1]} boot(s): {out}")
+        boots = int(out.split("BOOTS=")[1].split()[0])
+        check(boots >= 2, f"the journal lists {boots} boot(s): {out}")
         rc, pw = ssh(pi, "maint", "true", "-o", "PreferredAuthentications=password,"
                      "keyboard-interactive", "-o", "PubkeyAuthentication=no")
         check(rc != 0 and "publickey" in pw, f"a password login was offered (rc {rc}): {pw}")
         rc, root = ssh(pi, "root", "true")
         check(rc != 0, f"root logs in with the maintenance key: {root}")
-        return r.record(name, True, f"{lines[-1]} boots in the journal")
+        return r.record(name, True, f"{boots} boots in the journal")
     except StepFailed as exc:
         return r.record(name, False, str(exc))
 
@@ -797,9 +801,9 @@ def main(argv=None) -> int:
                               ("5", lambda: step_frozen_ui(r, pi)),
                               ("5b", lambda: step_escalation(r, pi)),
                               ("9", lambda: step_doctor(r, pi)),
-                              ("9b", lambda: step_maintenance(r, pi)),
                               ("6", lambda: step_power_cut(r, pi, hq)),
-                              ("7", lambda: step_hung_kernel(r, pi))):
+                              ("7", lambda: step_hung_kernel(r, pi)),
+                              ("9b", lambda: step_maintenance(r, pi))):
                     if want(n):
                         fn()
             pi.stop()
