@@ -664,6 +664,11 @@ def step_power_cut(r: Results, pi: Pi, hq: Hq) -> bool:
         log(f"power cut after {len(done)} confirmed: {done}")
         pi.start()
         check(pi.wait_agent(BOOT_TIMEOUT), f"no boot after the power cut: {tail(pi.console_log)}")
+        # the agent answers before the data partition is mounted (journal recovery,
+        # fsck, the device wait of a slow boot): the database is there once it is
+        mounted = wait_for(lambda: pi.sh("mountpoint -q /var/lib/kiosk")[0] == 0, 240, 3)
+        check(mounted, "the data partition was not mounted 240 s after the agent answered: "
+                       + pi.sh("systemctl status var-lib-kiosk.mount --no-pager")[1])
         rc, out = pi.sh("python3 -c \"import sqlite3; print(sqlite3.connect("
                         "'file:/var/lib/kiosk/kiosk.sqlite?mode=ro', uri=True)"
                         ".execute('PRAGMA integrity_check').fetchone()[0])\"")
