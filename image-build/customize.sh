@@ -151,8 +151,13 @@ install_project() {
   # dependency demanded another numpy, pip fails here instead of replacing it.
   in_root python3 -c 'import numpy; print("numpy==" + numpy.__version__)' \
     > "$ROOT/tmp/kiosk-constraints.txt"
+  # Every kiosk gets the same versions: image-build/constraints.txt (pip-compile of
+  # pyproject.toml, `make constraints`) pins every dependency the image installs.
+  [[ -f $ROOT/tmp/kiosk-src/image-build/constraints.txt ]] \
+    || die "image-build/constraints.txt missing from $SRC (make constraints)"
   in_root "$VENV/bin/pip" install --no-cache-dir -q \
-    --constraint /tmp/kiosk-constraints.txt /tmp/kiosk-src
+    --constraint /tmp/kiosk-constraints.txt \
+    --constraint /tmp/kiosk-src/image-build/constraints.txt /tmp/kiosk-src
   in_root "$VENV/bin/python" -c 'import numpy; assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__'
   # The compiled catalogs (committed .mo files, package data) came along: the kiosk speaks uz, kk, ru.
   in_root "$VENV/bin/python" -c 'from kiosk.i18n import tr; assert tr("Printer ready.", "ru") == "Принтер готов."'
@@ -197,8 +202,11 @@ data_partition() {
   log "mounting $source on /var/lib/kiosk (ext4, data=journal)"
   sed -i '/[[:space:]]\/var\/lib\/kiosk[[:space:]]/d' "$ROOT/etc/fstab"
   # nofail: a damaged or missing data partition must not drop the Pi into emergency
-  # mode (root locked, no screen); the kiosk boots on and shows the fault.
-  printf '%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro,nofail,x-systemd.device-timeout=20s  0  2\n' \
+  # mode (root locked, no screen); the kiosk boots on and shows the fault. The device
+  # wait counts from systemd's start, before udev's coldplug: 90 s (systemd's default)
+  # rather than 20 s, which a slow boot exceeded with the partition present (the
+  # virtual Pi, ~55 s): it was then not mounted at all that boot.
+  printf '%s  /var/lib/kiosk  ext4  defaults,noatime,data=journal,errors=remount-ro,nofail,x-systemd.device-timeout=90s  0  2\n' \
     "$source" >> "$ROOT/etc/fstab"
   # A small persistent journal on the data partition (journald.conf.d bounds it), so
   # "why did it reboot at 14:03" has an answer after a watchdog reset. Without the

@@ -164,6 +164,25 @@ def test_venv_keeps_the_apt_numpy(built):
     assert not list((built["root"] / "opt/kiosk/venv/lib").glob("python3*/site-packages/numpy"))
 
 
+def test_venv_has_exactly_the_pinned_versions(built):
+    """Every kiosk gets the same versions: customize.sh installs under
+    image-build/constraints.txt, so each package pip put into the venv is pinned there
+    and has that version (pip and setuptools come with the venv, not from pip)."""
+    pins = dict(line.split("==") for line in
+                (REPO / "image-build/constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    pins = {re.sub(r"[-_.]+", "-", k).lower(): v.strip() for k, v in pins.items()}
+    site = next((built["root"] / "opt/kiosk/venv/lib").glob("python3*/site-packages"))
+    installed = {}
+    for info in site.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    installed = {k: v for k, v in installed.items()
+                 if k not in ("pip", "setuptools", "redeem-kiosk")}
+    assert {"kivy", "paho-mqtt", "cryptography", "zxing-cpp"} <= set(installed)
+    assert {k: v for k, v in installed.items() if pins.get(k) != v} == {}, pins
+
+
 def test_units_and_drop_ins_are_placed_and_enabled(built):
     etc = built["root"] / "etc/systemd/system"
     for name in UNITS:

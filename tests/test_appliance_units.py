@@ -7,6 +7,7 @@ without the image. Any warning fails the test (verify exits 0 on ignored lines).
 """
 
 import configparser
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -185,7 +186,8 @@ def test_sync_waits_for_provisioning_instead_of_restarting():
 def test_lgpio_gets_a_writable_working_directory():
     """Issue 12, defect 3: lgpio writes .lgd-nfy* files into its working directory."""
     svc = unit("kiosk.service")["Service"]
-    assert svc["WorkingDirectory"] == "/var/lib/kiosk"
+    # "-": a plain WorkingDirectory= implies RequiresMountsFor= (see the next test)
+    assert svc["WorkingDirectory"] == "-/var/lib/kiosk"
     assert "LG_WD=/var/lib/kiosk" in (UNITS / "kiosk.service").read_text()
     assert "python3-lgpio" in (REPO / "image-build/customize.sh").read_text()
 
@@ -199,3 +201,10 @@ def test_a_damaged_data_partition_does_not_stop_the_boot():
     ui = (UNITS / "kiosk.service").read_text().splitlines()
     assert "After=var-lib-kiosk.mount" in ui
     assert not [line for line in ui if line.startswith("RequiresMountsFor")]
+    # systemd adds RequiresMountsFor= for StateDirectory= and for a WorkingDirectory=
+    # without "-" (the virtual Pi's step 1 checks the loaded unit)
+    assert not [line for line in ui if line.startswith("StateDirectory")]
+    assert [line for line in ui if line.startswith("WorkingDirectory=-")]
+    # the device wait counts from systemd's start: long enough for a slow boot
+    timeout = re.search(r"x-systemd\.device-timeout=(\d+)s", fstab_line)
+    assert timeout and int(timeout.group(1)) >= 60

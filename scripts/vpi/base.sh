@@ -3,7 +3,10 @@
 # a Debian bookworm arm64 root with Debian's arm64 kernel, made by mmdebstrap under
 # qemu-user, plus the test agent overlay; kernel and initramfs copied beside it.
 # The initramfs holds only virtio_pci virtio_blk virtio_net ext4 (MODULES=list, set
-# before the kernel is installed): a full one takes ~25 minutes under emulation.
+# before the kernel is installed): a full one takes ~25 minutes under emulation. And
+# it is made once: during the install update_initramfs=no turns the initramfs-tools
+# trigger's second run (`update-initramfs -u` after the kernel's own `-c`) into a
+# no-op; a customize hook puts the package's update-initramfs.conf back.
 #
 # Usage: scripts/vpi/base.sh OUT_DIR MIRROR DISK_ID WORK_DIR
 set -euo pipefail
@@ -20,7 +23,11 @@ mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"
     echo MODULES=list > "$1/etc/initramfs-tools/conf.d/vpi.conf"
     echo COMPRESS=gzip >> "$1/etc/initramfs-tools/conf.d/vpi.conf"
-    printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" > "$1/etc/initramfs-tools/modules"' \
+    printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" > "$1/etc/initramfs-tools/modules"
+    echo update_initramfs=no > "$1/etc/initramfs-tools/update-initramfs.conf"' \
+  --customize-hook='conf=$1/etc/initramfs-tools/update-initramfs.conf
+    mv "$conf.dpkg-dist" "$conf" 2>/dev/null || echo update_initramfs=yes > "$conf"
+    ls "$1"/boot/initrd.img-* >/dev/null 2>&1 || chroot "$1" update-initramfs -c -k all' \
   --customize-hook="tar -C '$HERE/overlay' --owner=0 --group=0 -cf - . | tar -C \"\$1\" -xf -" \
   --customize-hook='systemctl --root="$1" enable vpi-agent.service systemd-networkd.service' \
   --customize-hook="printf 'proc /proc proc defaults 0 0\nPARTUUID=$DISK_ID-01 /boot/firmware vfat defaults 0 2\nPARTUUID=$DISK_ID-02 / ext4 defaults,noatime 0 1\n' > \"\$1/etc/fstab\"" \
@@ -28,6 +35,8 @@ mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
   bookworm "$ROOT" "$MIRROR" >&2
 cp -L "$ROOT"/boot/vmlinuz-* "$WORK/vmlinuz"
 cp -L "$ROOT"/boot/initrd.img-* "$WORK/initrd.img"
+{ gzip -dc "$WORK/initrd.img" || true; } | grep -aq 'virtio_blk\.ko' \
+  || { log "the initramfs has no virtio_blk module"; exit 1; }
 rm -f "$ROOT"/boot/vmlinuz-* "$ROOT"/boot/initrd.img-* "$ROOT"/boot/System.map-* "$ROOT"/boot/config-*
 rm -rf "$OUT"
 mv "$WORK" "$OUT"

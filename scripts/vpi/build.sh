@@ -47,8 +47,29 @@ BASE_KEY=$(hash_of scripts/vpi/base.sh scripts/vpi/overlay)
 KEY=$(hash_of image-build systemd firmware kiosk sync pyproject.toml scripts/vpi)-$BASE_KEY
 OUT=$CACHE/$KEY
 BASE_DIR=$CACHE/base-$BASE_KEY
+# Old images are pruned: the newest VPI_KEEP (default 3) kiosk images stay, with the
+# bases they were made from, and work folders a killed build left (older than a day).
+prune() {
+  local keep=${VPI_KEEP:-3} d name n=0 bases=" base-$BASE_KEY "
+  while read -r d; do
+    name=$(basename "$d")
+    [[ $name =~ ^[0-9a-f]{16}-([0-9a-f]{16})$ ]] || continue
+    if (( n < keep )) || [[ $d == "$OUT" ]]; then
+      n=$((n + 1)); bases+="base-${BASH_REMATCH[1]} "
+    else
+      log "pruning old image $d"; rm -rf "$d"
+    fi
+  done < <(find "$CACHE" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2-)
+  for d in "$CACHE"/base-*; do
+    [[ -d $d && $bases != *" $(basename "$d") "* ]] || continue
+    log "pruning old base $d"; rm -rf "$d"
+  done
+  find "$CACHE" -maxdepth 1 -name 'work.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+}
 if [[ -f $OUT/done ]]; then
   log "reusing $OUT"
+  touch "$OUT"  # newest for prune
+  prune
   echo "$OUT"
   exit 0
 fi
@@ -91,13 +112,18 @@ MTOOLS_SKIP_CHECK=1 mcopy -i "$WORK/bootfs.img" "$WORK/bootfs/config.txt" "$WORK
 dd if="$WORK/bootfs.img" of="$BASE" bs=512 seek="$BOOT_START" conv=notrunc,sparse status=none
 mkfs.ext4 -q -L rootfs -d "$ROOT" -E offset=$(( ROOT_START * SECTOR )) "$BASE" "$(( root_mb * 1024 ))k"
 
+# The maintenance login (KIOSK_SSH_KEY) with a key made for this image; the run logs
+# in with maint-key over a hostfwd port.
+ssh-keygen -q -t ed25519 -N '' -C vpi-maint -f "$WORK/out/maint-key"
 log "image-build/build-image.sh: the kiosk customisation (pip under emulation: several minutes)"
 ROOT_GROW_MB=${VPI_ROOT_GROW_MB:-1024} DATA_MB=${VPI_DATA_MB:-640} \
+  KIOSK_SSH_KEY="$WORK/out/maint-key.pub" \
   bash "$REPO/image-build/build-image.sh" "$BASE" "$WORK/out/kiosk.img" "$REPO" >&2
 rm -f "$BASE" "$WORK/bootfs.img"
 
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
 echo "built in $((SECONDS - START)) s from $MIRROR" > "$OUT/done"
+prune
 log "built $OUT in $((SECONDS - START)) s"
 echo "$OUT"

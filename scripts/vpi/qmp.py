@@ -94,12 +94,20 @@ class QMP:
         return self.events
 
     # -- input ---------------------------------------------------------------------
-    def type_text(self, text: str, hold_ms: int = 30) -> None:
-        """Types ``text`` and Enter on the USB keyboard, one key per send-key."""
+    def type_text(self, text: str, hold_ms: int = 100, gap_s: float = 0.0) -> None:
+        """Types ``text`` and Enter on the USB keyboard, one key per send-key.
+
+        QEMU's USB keyboard reports its key state when the guest polls it; when a
+        press and its release both come between two polls (an emulated guest late to
+        poll again), the key is lost. Each key is therefore held ``hold_ms`` (a
+        release coalesced with the next key's press loses nothing) and followed by
+        ``gap_s``: about 8 keys a second, a slow scanner, inside the kiosk's
+        ``[ui] scanner_key_gap_ms`` as the harness sets it."""
         for ch in text + "\n":
             keys = [{"type": "qcode", "data": qcode}
                     for qcode in _qcodes(ch)]
             self.cmd("send-key", keys=keys, **{"hold-time": hold_ms})
+            time.sleep(hold_ms / 1000 + gap_s)
 
     def tap(self, x: int, y: int, width: int = 800, height: int = 480) -> None:
         """One touch on the virtio tablet at screen pixel (x, y): move, press, release."""
