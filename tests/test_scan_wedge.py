@@ -100,3 +100,24 @@ def test_a_slow_screen_can_widen_the_keystroke_gap_from_config(tmp_path):
         assert "scanner_key_gap_ms" in str(exc)
     else:
         raise AssertionError("a 5 s gap was accepted")
+
+
+def test_a_slow_frame_does_not_cut_a_scan_in_two():
+    """Keys are timed when the UI handles them: after a frame that took 1.5 s the next
+    key is handled 1.5 s after the one before, though the scanner sent it 20 ms later.
+    The frame's own time is taken off the gap (the virtual Pi lost code prefixes so)."""
+    clock, events = Clock(), []
+    frame = {"took": 0.016}
+    wedge = KeyboardWedge(events.append, clock=clock, lag=lambda: frame["took"])
+    typed(wedge, clock, "KIOSK-", 0.01)
+    frame["took"] = 1.5  # the UI drew a slow frame; the rest arrives in the next one
+    clock.advance(1.5)
+    typed(wedge, clock, "1234", 0.0)
+    frame["took"] = 0.016
+    assert wedge.enter().payload == "KIOSK-1234"
+    # a person who stops typing for 1.5 s on a UI running at full speed still starts over
+    typed(wedge, clock, "xx", 0.01)
+    clock.advance(1.5)
+    typed(wedge, clock, "CODE-77", 0.01)
+    assert wedge.enter().payload == "CODE-77"
+

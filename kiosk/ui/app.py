@@ -47,6 +47,8 @@ class KioskApp(App):
         self.on_start_hooks = on_start_hooks or []
         self.on_stop_hooks = on_stop_hooks or []
         self.wedge = wedge
+        if wedge is not None and wedge.lag is None:  # keys handled a slow frame apart are one burst
+            wedge.lag = lambda: Clock.frametime
         self.sm = None
         self._events = []
         self._ready_sent = False
