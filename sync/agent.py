@@ -23,13 +23,17 @@ from kiosk import __version__, connection, context, watchdog
 from kiosk.config import Config
 from kiosk.core import ids, importer, syncstate, timefmt
 from kiosk.errors import KioskError
-from kiosk.i18n import Msg
+from kiosk.i18n import N_, Msg
 from sync import lists, protocol, remote
 from sync.activity import ActivitySender
 from sync.lists import ListEvent, ListReceiver
 from sync.outbox import OutboxSender
 
 log = logging.getLogger("kiosk.sync")
+# "code list <state>" in `kiosk sync-status`: each state's words, for the catalogs
+LIST_STATES = {"current": N_("current: {message}"), "downloading": N_("downloading: {message}"),
+               "importing": N_("importing: {message}"), "installed": N_("installed: {message}"),
+               "rejected": N_("rejected: {message}")}
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class Agent:
         self.connection = 0  # counts successful connects (network thread)
         self.stop_event = threading.Event()
         self.connected = False
-        self.last_error: str | None = None
+        self.last_error: Msg | None = None
         self.list_state: ListEvent | None = None
         self.topics = self._topics()
         self.client = self._make_client()
@@ -124,7 +128,7 @@ class Agent:
         client.will_set(self.topics["status"], protocol.OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, self.settings.reconnect_max_s)
         client.on_connect = self._on_connect
-        client.on_connect_fail = lambda c, u: self.inbox.put(("error", "cannot reach the broker"))
+        client.on_connect_fail = lambda c, u: self.inbox.put(("error", Msg("cannot reach the broker")))
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_mqtt_message
         # A message is acknowledged to the broker only once the worker has handled it
@@ -136,7 +140,8 @@ class Agent:
     # -- paho callbacks (network thread: enqueue only) -------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.inbox.put(("error", f"broker refused the connection: {reason_code}"))
+            self.inbox.put(("error", Msg("broker refused the connection: {reason}",
+                                             reason=str(reason_code))))
         else:
             self.connection += 1  # acks of messages from an earlier connection are void
             self.inbox.put(("connected", flags.session_present))
@@ -150,7 +155,8 @@ class Agent:
                 if msg.payload:  # (an empty one is a cleared chunk)
                     self.inbox.put(("chunk", sha, lists.spool(self.spool_dir, sha, msg.payload)))
             except OSError as exc:
-                self.inbox.put(("error", f"cannot store a received list chunk: {exc}"))
+                self.inbox.put(("error", Msg("cannot store a received list chunk: {error}",
+                                                 error=str(exc))))
         elif (msg.topic == self.topics["live"]
               and protocol.relay_sender(msg.properties) == self.cfg.device_id):
             client.ack(msg.mid, msg.qos)  # our own events, relayed back: nothing to do
@@ -270,7 +276,7 @@ class Agent:
         self.activity.reset()
         self._write_status(connected=False, seen_at=datetime.now(UTC))
 
-    def _error(self, message: str) -> None:
+    def _error(self, message: Msg) -> None:
         if message != self.last_error:
             log.warning("%s (%s); retrying with backoff", message, self.broker.url)
         self.last_error = message
@@ -384,7 +390,8 @@ class Agent:
         self.list_state = event
         level = logging.WARNING if event.state == "rejected" else logging.INFO
         log.log(level, "code list %s: %s", event.state, event.message)
-        fields = {"list_state": f"{event.state}: {event.message}"}
+        fields = {"list_state": Msg(LIST_STATES.get(event.state, "{state}: {message}"),
+                                    state=event.state, message=event.message)}
         if event.state == "rejected":
             fields["list_error"] = event.message
         elif event.state in ("installed", "current"):
@@ -402,8 +409,8 @@ class Agent:
         return {
             "state": "online", "software": __version__, "device": self.cfg.device_id,
             "store": self.cfg.store, "list_version": have.version if have else None,
-            "outbox": self.ledger.outbox_depth(), "last_error": self.last_error,
-            "list_error": self.list_state.message if self.list_state and
+            "outbox": self.ledger.outbox_depth(), "last_error": _english(self.last_error),
+            "list_error": _english(self.list_state.message) if self.list_state and
             self.list_state.state == "rejected" else None,
             **device,
             "rejected": dict(self.rejected),
@@ -443,6 +450,11 @@ class Agent:
         except (sqlite3.Error, KioskError, OSError) as exc:
             log.error("could not record the sync status: %s", exc)
         log.info("kiosk-sync stopped")
+
+
+def _english(words: Msg | None) -> str | None:
+    """What HQ receives: the English text (HQ's pages translate their own words)."""
+    return None if words is None else str(words)
 
 
 class PeerBudget:

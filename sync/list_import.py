@@ -5,7 +5,9 @@ child process: the import's working set (batches of 20,000 records, SQLite cache
 then never inflates the long-running agent, and a crash here cannot take the agent
 down. The work is exactly ``kiosk codes import``'s:
 :func:`kiosk.core.importer.import_bundle` over a :class:`kiosk.core.bundle.DirSource`.
-Prints one JSON line: ``{"state": "installed"|"rejected", "message", "reason", "version"}``.
+Prints one JSON line: ``{"state": "installed"|"rejected", "message", "msg", "reason",
+"version"}``: ``message`` is the English text, ``msg`` the same words as
+:meth:`kiosk.i18n.Msg.to_json` (for the technician's language).
 """
 
 import json
@@ -17,6 +19,7 @@ def run(config_path: str, folder: str) -> dict:
     from kiosk import config, context
     from kiosk.core import bundle, importer
     from kiosk.errors import BundleError, KioskError
+    from kiosk.i18n import Msg
 
     cfg = config.load(Path(config_path))
     ledger = context.open_ledger(cfg)
@@ -24,15 +27,20 @@ def run(config_path: str, folder: str) -> dict:
         done = importer.import_bundle(ledger.store, bundle.DirSource(Path(folder)),
                                       cfg.trusted_keys, cfg.program, now=ledger.clock.read())
         return {"state": "installed", "version": done.version, "reason": None,
-                "message": f"installed version {done.version} ({done.record_count:,} records)"}
+                **_words(Msg("installed version {version} ({count:,} records)",
+                             version=done.version, count=done.record_count))}
     except BundleError as exc:
         return {"state": "rejected", "reason": exc.reason, "version": None,
-                "message": f"{exc} [{exc.reason}]"}
+                **_words(Msg("{error} [{reason}]", error=exc, reason=exc.reason))}
     except (KioskError, OSError) as exc:
         return {"state": "rejected", "reason": "import_failed", "version": None,
-                "message": f"import failed: {exc}"}
+                **_words(Msg("import failed: {error}", error=exc))}
     finally:
         ledger.store.close()
+
+
+def _words(msg) -> dict:
+    return {"message": str(msg), "msg": msg.to_json()}
 
 
 def main(argv: list[str]) -> int:

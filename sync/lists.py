@@ -36,6 +36,7 @@ from kiosk.core.bundle import Manifest
 from kiosk.core.clock import Clock
 from kiosk.core.store import Store
 from kiosk.errors import BundleError
+from kiosk.i18n import Msg
 from sync import protocol
 
 log = logging.getLogger("kiosk.sync.lists")
@@ -48,10 +49,11 @@ TRANSIENT = ("busy", "import_failed", "salt_wait")  # salt_wait: until HQ acks
 @dataclass(frozen=True)
 class ListEvent:
     """What happened to a list: ``state`` is current, downloading, importing, installed
-    or rejected."""
+    or rejected; ``message`` a :class:`kiosk.i18n.Msg` (the English text, shown in the
+    technician's language by ``kiosk sync-status`` and the doctor)."""
 
     state: str
-    message: str
+    message: Msg
     reason: str | None = None
     version: int | None = None
 
@@ -98,7 +100,8 @@ class ListReceiver:
             raw, signature = protocol.decode_manifest(payload)
             manifest = bundle.verify_manifest(raw, signature, self.cfg.trusted_keys)
             if self._installed_sha() == manifest.sha256:
-                self.report(ListEvent("current", f"version {manifest.version} is installed",
+                self.report(ListEvent("current", Msg("version {version} is installed",
+                                                     version=manifest.version),
                                       version=manifest.version))
                 return
             have = self.store.current_list()
@@ -110,7 +113,7 @@ class ListReceiver:
                 return
             importer.salt_gate(self.store, self.store.conn, manifest, have)  # before downloading
         except protocol.ProtocolError as exc:
-            self._reject(BundleError("bad_message", str(exc)))
+            self._reject(BundleError("bad_message", exc.msg or str(exc)))
             return
         except BundleError as exc:
             self._reject(exc)
@@ -136,9 +139,11 @@ class ListReceiver:
         topic = (protocol.snapshot_topic(self.cfg.program) if base is None
                  else protocol.delta_topic(self.cfg.program, base))
         self.step, self.step_deadline = (topic, entry), time.monotonic() + STEP_WAIT_S
-        what = "full snapshot" if base is None else f"delta on {base}"
-        self.report(ListEvent("downloading", f"version {self.target}: fetching version "
-                              f"{entry['version']} ({what}), {len(self.plan)} step(s) after it",
+        what = Msg("full snapshot") if base is None else Msg("delta on {version}", version=base)
+        self.report(ListEvent("downloading", Msg("version {target}: fetching version {version} "
+                                                 "({what}), {steps} step(s) after it",
+                                                 target=self.target, version=entry["version"],
+                                                 what=what, steps=len(self.plan)),
                               version=entry["version"]))
         self.subscribe([topic])
 
@@ -158,8 +163,9 @@ class ListReceiver:
             raw, signature = protocol.decode_manifest(payload)
             manifest = bundle.verify_manifest(raw, signature, self.cfg.trusted_keys)
             if (manifest.version, manifest.base_version) != (entry["version"], entry["base_version"]):
-                raise BundleError("wrong_base", f"{topic} holds version {manifest.version}, "
-                                  f"the chain index says {entry['version']}")
+                raise BundleError("wrong_base", Msg("{topic} holds version {have}, the chain "
+                                                    "index says {want}", topic=topic,
+                                                    have=manifest.version, want=entry["version"]))
             have = self.store.current_list()
             importer.check_applicable(manifest, have, self.cfg.program, self.clock.read().now)
             importer.salt_gate(self.store, self.store.conn, manifest, have)
@@ -172,7 +178,7 @@ class ListReceiver:
                 self._fallback(exc)
             return
         except protocol.ProtocolError as exc:
-            self._fallback(BundleError("bad_message", str(exc)))
+            self._fallback(BundleError("bad_message", exc.msg or str(exc)))
             return
         self._start_download(manifest, signature)
 
@@ -193,7 +199,8 @@ class ListReceiver:
         if self.step is not None and self.step_deadline is not None and now >= self.step_deadline:
             topic = self.step[0]
             self.unsubscribe([topic])
-            self._fallback(BundleError("missing_file", f"no retained manifest on {topic}"))
+            self._fallback(BundleError("missing_file", Msg("no retained manifest on {topic}",
+                                                           topic=topic)))
 
     def _installed_sha(self) -> str | None:
         have = self.store.current_list()
@@ -206,8 +213,9 @@ class ListReceiver:
         self.manifest = manifest
         for chunk in manifest.chunks:
             self.pending.setdefault(chunk.sha256, []).append(chunk.name)
-        self.report(ListEvent("downloading", f"version {manifest.version}: fetching "
-                              f"{len(self.pending)} chunk(s)", version=manifest.version))
+        self.report(ListEvent("downloading", Msg("version {version}: fetching {count} chunk(s)",
+                                                 version=manifest.version, count=len(self.pending)),
+                              version=manifest.version))
         self.resubscribe()
 
     def resubscribe(self) -> None:
@@ -229,8 +237,8 @@ class ListReceiver:
             return  # a duplicate or a chunk of a list we are not fetching
         if _file_sha256(path) != sha256:
             path.unlink(missing_ok=True)
-            self._reject(BundleError("chunk_hash", f"chunk {names[0]}: received bytes do not "
-                                     "match the sha256 in the manifest"))
+            self._reject(BundleError("chunk_hash", Msg("chunk {name}: received bytes do not match "
+                                                       "the sha256 in the manifest", name=names[0])))
             self._abandon()
             return
         for name in names[1:]:
@@ -244,8 +252,9 @@ class ListReceiver:
     # -- import -----------------------------------------------------------------
     def _start_import(self) -> None:
         manifest = self.manifest
-        self.report(ListEvent("importing", f"version {manifest.version}: all chunks received, "
-                              "importing", version=manifest.version))
+        self.report(ListEvent("importing", Msg("version {version}: all chunks received, importing",
+                                               version=manifest.version),
+                              version=manifest.version))
         self.importing = threading.Thread(target=self._import, args=(manifest,),
                                           name="list-import", daemon=True)
         self.importing.start()
@@ -258,10 +267,12 @@ class ListReceiver:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S)
             stderr = proc.stderr[-500:]
             result = json.loads(proc.stdout.strip().splitlines()[-1])
-            event = ListEvent(result["state"], result["message"], result["reason"],
+            words = Msg.from_json(result["msg"]) if "msg" in result else Msg.from_json(result["message"])
+            event = ListEvent(result["state"], words, result["reason"],
                               result["version"] or manifest.version)
         except (OSError, ValueError, IndexError, KeyError, subprocess.TimeoutExpired) as exc:
-            event = ListEvent("rejected", f"import process failed: {exc} {stderr}".strip(),
+            detail = f"{exc} {stderr}".strip()
+            event = ListEvent("rejected", Msg("import process failed: {error}", error=detail),
                               "import_failed", manifest.version)
         self.done(event)
 
@@ -293,8 +304,10 @@ class ListReceiver:
     # -- helpers ----------------------------------------------------------------
     def _reject(self, exc: BundleError) -> None:
         have = self.store.current_list()
-        keep = f"version {have.version} stays in use" if have else "no list is installed"
-        self.report(ListEvent("rejected", f"{exc} [{exc.reason}]; {keep}", exc.reason))
+        words = (Msg("{error} [{reason}]; version {version} stays in use", error=exc,
+                     reason=exc.reason, version=have.version) if have else
+                 Msg("{error} [{reason}]; no list is installed", error=exc, reason=exc.reason))
+        self.report(ListEvent("rejected", words, exc.reason))
 
     def _abandon(self) -> None:
         if self.step is not None:

@@ -175,6 +175,7 @@ def test_sync_agent_state_comes_from_the_shared_database(device):
     from datetime import UTC, datetime
 
     from kiosk.core import syncstate
+    from kiosk.i18n import Msg
 
     cfg = config.load(device.path)
     ledger = device.ledger()
@@ -183,6 +184,13 @@ def test_sync_agent_state_comes_from_the_shared_database(device):
     syncstate.write_status(ledger.store, seen_at=now, connected=False, last_error="TLS: bad CA")
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == WARN and "TLS: bad CA" in check.message
+    # the agent's own errors are Msgs: the doctor shows them in the technician's language
+    syncstate.write_status(ledger.store, seen_at=now, connected=False,
+                           last_error=Msg("cannot reach the broker"))
+    check = by_name(run_checks(cfg, Options(skip=only), lang="ru"))["sync"]
+    assert check.status == WARN and "брокер недоступен" in check.message, check.message
+    check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
+    assert "cannot reach the broker" in check.message
     syncstate.write_status(ledger.store, seen_at=now, connected=True, last_sync=now)
     check = by_name(run_checks(cfg, Options(skip=only)))["sync"]
     assert check.status == OK and "connected" in check.message

@@ -128,10 +128,30 @@ def _literal_parts(node):
 ERRORS_PENDING: set[str] = set()
 
 
+# The sync agent's words a technician reads: its start-up errors (agent_cli), and what
+# `kiosk sync-status` and `kiosk doctor` show from the sync state: connection errors
+# (the ("error", text) items of its queue) and what happened to a code list (ListEvent).
+SYNC_SHOWN = ["sync/agent.py", "sync/agent_cli.py", "sync/lists.py", "sync/list_import.py"]
+
+
+def _sync_words(node):
+    """The text of a ListEvent(state, message) or a queue's put(("error", text))."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ListEvent":
+        return [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "message")]
+    item = node.args[0] if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "put" else None
+    if (isinstance(item, ast.Tuple) and len(item.elts) == 2 and isinstance(item.elts[0], ast.Constant)
+            and item.elts[0].value == "error"):
+        return [item.elts[1]]
+    return []
+
+
 def test_errors_shown_to_people_are_marked_for_translation():
     bare = []
-    for path in sorted((ROOT / "kiosk").rglob("*.py")):
+    paths = sorted((ROOT / "kiosk").rglob("*.py")) + [ROOT / name for name in SYNC_SHOWN]
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if any(any(_literal_parts(words)) for words in _sync_words(node)):
+                bare.append((str(path.relative_to(ROOT)), node.lineno))
             if not isinstance(node, ast.Call) or not node.args:
                 continue
             func = node.func

@@ -261,6 +261,47 @@ def test_sync_status_cli_and_staleness(device_cfg, capsys):
     assert syncstate.read_status(ledger.store, now=later)["connected"] is False  # agent killed
 
 
+def test_sync_status_shows_the_agents_list_refusal_in_the_technicians_language(device_cfg, tmp_path, capsys):
+    """The agent refuses a list signed by a key the device does not trust: `kiosk
+    sync-status --lang ru` says why in Russian, its --json and the heartbeat to HQ keep
+    the English text; so does the agent's connection error."""
+    from kiosk.i18n import Msg
+    from sync.agent import Agent
+
+    path, ledger = device_cfg
+    with open(path, "a") as fh:
+        fh.write('[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n')  # never dialled here
+    rogue, _pub = make_signing_key(tmp_path / "rogue")
+    forged = make_bundle(tmp_path / "forged", rogue, key_id="rogue", program="p", version=2,
+                         codes=["BETA0001"])
+    agent = Agent(config.load(path))
+    try:
+        agent.lists.on_manifest(protocol.encode_manifest((forged / "manifest.json").read_bytes(),
+                                                         (forged / "manifest.sig").read_bytes()))
+        agent.inbox.put(("error", Msg("cannot reach the broker")))
+        agent._drain(timeout=1)
+        body = agent.heartbeat_body()
+    finally:
+        agent.store.close()
+    english = "signed with key 'rogue', which this device does not trust (trusted: hq1) [unknown_key]; "
+    assert type(body["list_error"]) is str and body["list_error"].startswith(english), body
+    assert type(body["last_error"]) is str and body["last_error"] == "cannot reach the broker"
+    assert cli.main(["--config", str(path), "sync-status", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["list_error"] == english + "version 1 stays in use"
+    assert info["list_state"] == "rejected: " + info["list_error"]
+    assert cli.main(["--config", str(path), "sync-status"]) == 0
+    out = capsys.readouterr().out
+    assert "list error " + english + "version 1 stays in use" in out
+    assert "(agent running; cannot reach the broker)" in out
+    assert cli.main(["--config", str(path), "sync-status", "--lang", "ru"]) == 0
+    out = capsys.readouterr().out
+    assert ("ошибка списка подписан ключом 'rogue'" in out and "[unknown_key]; используется версия 1" in out
+            and "список кодов отклонён: подписан ключом 'rogue'" in out), out
+    assert "брокер недоступен" in out
+    assert "signed with" not in out and "stays in use" not in out and "rejected" not in out
+
+
 def test_kiosk_sync_reports_config_errors(device_cfg, capsys):
     path, _ledger = device_cfg
     assert agent_cli.main(["--config", str(path)]) == 2

@@ -5,7 +5,7 @@ from kiosk import context
 from kiosk.cli import EXIT_OK, load_config
 from kiosk.commands import add_lang_option, print_json
 from kiosk.core.syncstate import read_status
-from kiosk.i18n import _
+from kiosk.i18n import _, say
 
 
 def register(sub) -> None:
@@ -29,13 +29,13 @@ def cmd_sync_status(args) -> int:
         state = _("connected to {broker}").format(broker=info["broker"])
     elif info["agent_running"]:
         state = _("offline (agent running; {error})").format(
-            error=info["last_error"] or _("waiting for the broker"))
+            error=say(info["last_error"]) if info["last_error"] else _("waiting for the broker"))
     else:
         state = _("offline (sync agent not running)")
     print(_("sync       {state}\nlast sync  {last}\npending    {pending} event(s) not yet acknowledged by HQ")
           .format(state=state, last=info["last_sync"] or _("never"), pending=info["pending"]))
-    if info["list_state"]:  # the agent's own words (English, as in its log)
-        print(_("code list  {state}").format(state=info["list_state"]))
+    if info["list_state"]:  # the agent's words, stored as a Msg (kiosk.core.syncstate)
+        print(_("code list  {state}").format(state=say(info["list_state"])))
     if info["list_error"]:
-        print(_("list error {error}").format(error=info["list_error"]))
+        print(_("list error {error}").format(error=say(info["list_error"])))
     return EXIT_OK

@@ -167,7 +167,7 @@ def sync_agent(ctx) -> Check:
         return Check("sync", WARN, _("kiosk-sync is not running (no heartbeat in the database)"),
                      "`systemctl status kiosk-sync`; `journalctl -u kiosk-sync -b`")
     if not st.get("connected"):
-        error = st.get("last_error") or _("not connected")
+        error = say(st["last_error"]) if st.get("last_error") else _("not connected")
         return Check("sync", WARN, _("kiosk-sync runs but is offline: {error}").format(error=error),
                      _("see the broker check below"))
     return Check("sync", OK, _("kiosk-sync connected; last sync {when}").format(
