@@ -302,6 +302,38 @@ def test_sync_status_shows_the_agents_list_refusal_in_the_technicians_language(d
     assert "signed with" not in out and "stays in use" not in out and "rejected" not in out
 
 
+def test_import_child_hands_its_words_over_as_msg_json(device_cfg, tmp_path):
+    """`python -m sync.list_import` prints the English text and the same words as Msg
+    JSON, so a refusal made in the child is shown in Russian too."""
+    from kiosk.i18n import Msg
+    from sync import list_import
+
+    path, ledger = device_cfg
+    ledger.store.close()
+    rogue, _pub = make_signing_key(tmp_path / "rogue")
+    forged = make_bundle(tmp_path / "forged", rogue, key_id="rogue", program="p", version=2,
+                         codes=["BETA0001"])
+    result = list_import.run(str(path), str(forged))
+    assert result["state"] == "rejected" and result["reason"] == "unknown_key"
+    words = Msg.from_json(json.loads(json.dumps(result["msg"])))
+    assert str(words) == result["message"] and result["message"].startswith("signed with key 'rogue'")
+    assert words.render("ru").startswith("подписан ключом 'rogue'") and "[unknown_key]" in words.render("ru")
+
+
+def test_sync_state_keeps_a_msg_only_while_its_text_stands(device_cfg):
+    """A plain text written after a Msg replaces it: no stale translation is shown."""
+    from kiosk.i18n import Msg, say
+
+    _path, ledger = device_cfg
+    syncstate.write_status(ledger.store, last_error=Msg("cannot reach the broker"))
+    assert say(syncstate.read_status(ledger.store)["last_error"], "kk") == "брокерге қосылу мүмкін емес"
+    syncstate.write_status(ledger.store, last_error="TLS: bad CA")
+    assert say(syncstate.read_status(ledger.store)["last_error"], "kk") == "TLS: bad CA"
+    syncstate.write_status(ledger.store, last_error=None)
+    assert syncstate.read_status(ledger.store)["last_error"] is None
+    assert ledger.store.get_meta("sync.last_error.msg") is None
+
+
 def test_kiosk_sync_reports_config_errors(device_cfg, capsys):
     path, _ledger = device_cfg
     assert agent_cli.main(["--config", str(path)]) == 2
