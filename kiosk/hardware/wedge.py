@@ -8,9 +8,9 @@ main thread); ``on_event`` is called synchronously from ``enter()``.
 
 Keys are timed when the UI handles them, not when they were pressed. When the UI's
 loop is late (a slow frame: a busy or emulated machine), keys pressed 50 ms apart are
-handled a whole frame apart; ``lag`` (the UI: how long its last frame took) is taken
-off each gap, so a slow frame never cuts a scan in two (found on the virtual Pi, where
-a frame can take over a second).
+handled a whole frame apart; ``lag`` (the UI: the time since its previous frame
+began) is taken off each gap, so a slow frame never cuts a scan in two (found on the
+virtual Pi, where a frame can take over a second).
 """
 
 import time
@@ -25,7 +25,7 @@ class KeyboardWedge:
                  lag=None):
         self.on_event, self.max_gap, self.min_length = on_event, max_gap, min_length
         self._clock = clock
-        self.lag = lag  # () -> seconds the UI's last frame took (None: keys are handled at once)
+        self.lag = lag  # () -> seconds since the UI's previous frame began (None: keys handled at once)
         self._chars: list[str] = []
         self._first = self._last = 0.0
         self.count = 0

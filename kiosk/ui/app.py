@@ -48,7 +48,9 @@ class KioskApp(App):
         self.on_stop_hooks = on_stop_hooks or []
         self.wedge = wedge
         if wedge is not None and wedge.lag is None:  # keys handled a slow frame apart are one burst
-            wedge.lag = lambda: Clock.frametime
+            # the window reads keys after each frame's tick and draw: a key is at most
+            # (this frame so far + the previous frame) later than a key of the frame before
+            wedge.lag = lambda: Clock.time() - Clock.get_time() + Clock.frametime
         self.sm = None
         self._events = []
         self._ready_sent = False
