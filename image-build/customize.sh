@@ -39,7 +39,9 @@ SRC=$(realpath "${2:-$HERE/..}")
 [[ -f $SRC/pyproject.toml ]] || die "$SRC is not the redeem-kiosk source tree"
 
 VENV=/opt/kiosk/venv
-KIOSK_GROUPS=(video render input gpio lp dialout)
+# systemd-journal: doctor's last_boot and `kiosk-hq remote logs` read the journal (found by the
+# virtual Pi); audio: the kiosk's sounds open /dev/snd
+KIOSK_GROUPS=(video render input gpio lp dialout audio systemd-journal)
 PACKAGES=(
   python3 python3-venv python3-numpy ca-certificates
   libzbar0                                  # pyzbar's QR decoder library

@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKioskMaintenanceKeyForTestsOnly00000000000 tech@laptop"
 MIRROR = os.environ.get("KIOSK_TEST_MIRROR", "http://deb.debian.org/debian")
-GROUPS = {"video", "render", "input", "gpio", "lp", "dialout"}
+GROUPS = {"video", "render", "input", "gpio", "lp", "dialout", "audio", "systemd-journal"}
 UNITS = ("kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
          "kiosk-setup-qr.service", "kiosk-setup-qr.path", "kiosk-partuuid.service")
 ENABLED = ("kiosk.service", "kiosk-sync.service", "kiosk-sync.path", "kiosk-firstboot.service",
