@@ -346,8 +346,8 @@ class HqDb:
                  e["code_hash"], e.get("reward_id"), e.get("list_version"), e.get("at") or now,
                  e.get("clock"), e.get("staff"), now)
                 for b in batches for e in b.events if e["id"] not in found.known]
-        if rows:
-            self.conn.insert_rows("events", _INSERT_COLUMNS, _INSERT_TYPES, rows, "(id)")
+        if rows:  # all new: read under the ids' locks (_lookup), so no ON CONFLICT
+            self.conn.insert_rows("events", _INSERT_COLUMNS, _INSERT_TYPES, rows, None)
         return [Stored([e["id"] for e in b.events], [],
                        sum(e["id"] not in found.known for e in b.events),
                        [self._relayed(e, b.store, b.device) for e in b.events
@@ -364,7 +364,9 @@ class HqDb:
 
     @staticmethod
     def _relayed(e: dict, store: str, device: str) -> dict:
-        return {**{name: e.get(name) for name in EVENT_FIELDS}, "device": device, "store": store}
+        relayed = dict(zip(EVENT_FIELDS, map(e.get, EVENT_FIELDS), strict=True))
+        relayed["device"], relayed["store"] = device, store
+        return relayed
 
     def _store_each(self, program: str, store: str, device: str, events: list[dict],
                     now: str) -> Stored:

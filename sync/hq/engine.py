@@ -137,18 +137,21 @@ class Conn:
                 cur.executemany(self._sql(sql), list(rows))
 
     def insert_rows(self, table: str, columns: Sequence[str], types: Sequence[str],
-                    rows: list[Sequence], key: str) -> None:
+                    rows: list[Sequence], key: str | None) -> None:
         """``INSERT ... ON CONFLICT key DO NOTHING`` of many rows: one statement with one
         JSON parameter on PostgreSQL (a list of rows: ``json.dumps`` is C, where psycopg
-        would build 14 arrays element by element in Python), ``executemany`` on SQLite."""
+        would build 14 arrays element by element in Python), ``executemany`` on SQLite.
+        ``key`` None: a plain INSERT, for rows the caller knows are new (it saves
+        PostgreSQL a speculative insertion per row; a duplicate raises)."""
         names = ", ".join(columns)
+        on_conflict = f" ON CONFLICT {key} DO NOTHING" if key else ""
         if self.engine.kind == "sqlite":
-            self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) "
-                                 f"ON CONFLICT {key} DO NOTHING", rows)
+            self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+                                 f"{on_conflict}", rows)
             return
         values = ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(types))
         self.raw.execute(f"INSERT INTO {table} ({names}) SELECT {values} "
-                         f"FROM jsonb_array_elements(%s::jsonb) AS r ON CONFLICT {key} DO NOTHING",
+                         f"FROM jsonb_array_elements(%s::jsonb) AS r{on_conflict}",
                          (json.dumps(rows, separators=(",", ":")),))
 
     @contextmanager

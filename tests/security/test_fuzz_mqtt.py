@@ -105,6 +105,45 @@ def test_valid_events_survive_the_wire_unchanged(events):
     assert decoded == [{k: e.get(k) for k in protocol.EVENT_FIELDS} for e in events]
 
 
+def _outcome(check, event):
+    try:
+        return check(event)
+    except protocol.ProtocolError as exc:
+        return f"refused: {exc}"
+
+
+@FUZZ
+@given(st.one_of(event_like(), json_values))
+def test_the_fast_event_check_agrees_with_the_field_by_field_one(event):
+    """check_event settles the usual event with a few comparisons; whatever it is given,
+    it accepts, keeps and refuses (with the same words) exactly what the full check does."""
+    fast, full = _outcome(protocol.check_event, event), _outcome(protocol._check_event_fully, event)
+    assert fast == full
+    assert isinstance(fast, str) or list(fast) == list(full)
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+tricky_text = st.text(alphabet='[]{}"\\ab', max_size=8)
+nested = st.recursive(st.one_of(scalars, tricky_text), lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(tricky_text, inner, max_size=4)), max_leaves=30)
+
+
+@FUZZ
+@given(nested, st.integers(1, 4), st.booleans())
+def test_the_depth_bound_measures_json_as_parsed(value, limit, ascii_only):
+    """too_deep skips brackets, quotes and backslashes inside strings: on any JSON it
+    says what the parsed value's nesting says."""
+    payload = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert protocol.too_deep(payload, limit) == (_depth(value) > limit)
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
     """A real agent (config, SQLite, paho client) that never connects: messages go
