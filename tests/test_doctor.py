@@ -277,6 +277,16 @@ def test_last_boot_says_how_the_previous_boot_ended(device, tmp_path):
     clean = check("2026-12-01T14:00:00+0000 pi systemd[1]: Reached target System Reboot.\n"
                   "2026-12-01T14:00:01+0000 pi systemd-shutdown[1]: Syncing filesystems\n")
     assert clean.status == OK and "cleanly" in clean.message
+    # the appliance's journal lives on the data partition and is unmounted before the
+    # "Reached target" lines: what it still holds of a reboot by StartLimitAction
+    escalated = check(
+        "2026-12-01T14:00:00+0000 pi systemd[1]: kiosk.service: Start request repeated too quickly.\n"
+        "2026-12-01T14:00:00+0000 pi systemd[1]: Rebooting: unit kiosk.service failed\n"
+        "2026-12-01T14:00:01+0000 pi systemd[1]: Stopping kiosk-sync.service - redeem-kiosk sync agent...\n")
+    assert escalated.status == OK and "cleanly" in escalated.message
+    flushed = check("2026-12-01T14:00:02+0000 pi systemd[1]: Stopping systemd-journal-flush.service - "
+                    "Flush Journal to Persistent Storage...\n")
+    assert flushed.status == OK
     dog = check("2026-12-01T14:03:10+0000 pi kiosk[812]: audit {}\n", status="32")
     assert dog.status == WARN and "watchdog" in dog.message and "14:03:10" in dog.message
     cut = check("2026-12-01T14:03:10+0000 pi kiosk[812]: audit {}\n")

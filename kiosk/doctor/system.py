@@ -91,9 +91,17 @@ def throttling(ctx) -> Check | None:
 
 WDIOF_CARDRESET = 0x20  # linux/watchdog.h: the last reboot was caused by the watchdog
 # What systemd logs on an orderly shutdown or reboot (the previous boot's last lines).
+# The appliance's persistent journal is a bind mount of the data partition, unmounted
+# before the "Reached target" lines are written (the virtual Pi's orderly reboots all
+# looked like power cuts): so also what is logged while it is still mounted, when the
+# shutdown starts (logind; PID 1's StartLimitAction/FailureAction) and when the journal
+# stops being flushed to it.
 CLEAN_END = ("Reached target System Power Off", "Reached target System Reboot",
              "Reached target System Halt", "Reached target Power-Off",
-             "Reached target Reboot", "systemd-shutdown")
+             "Reached target Reboot", "systemd-shutdown",
+             "System is rebooting", "System is powering down", "System is halting",
+             "Rebooting: unit", "Powering off: unit",
+             "Stopping systemd-journal-flush.service", "Unmounting var-log-journal.mount")
 
 
 def last_boot(ctx) -> Check | None:
