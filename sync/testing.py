@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -286,6 +287,49 @@ def hq_settings(broker: "Broker", user: str | None = None):
         password = broker.add_user(user) if user == "hq" else broker.add_hq_user(user)
     return connection.with_options(connection.parse_url(broker.url), ca=broker.pki["ca"],
                                    username=user, password_file=password)
+
+
+class Running:
+    """Runs device agents and HQ collectors in threads; :meth:`close` (the ``running``
+    fixture in tests/conftest.py) stops them all at the end of a test."""
+
+    def __init__(self):
+        self.stops: list = []  # (stop, thread), in start order
+
+    def agent(self, cfg_path):
+        from kiosk import config
+        from sync.agent import Agent
+
+        agent = Agent(config.load(cfg_path))
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        self.stops.append((agent.stop, thread))
+        return agent
+
+    def halt(self, agent) -> None:
+        """Stop one agent now and wait for its thread (its network is gone)."""
+        for stop, thread in self.stops:
+            if stop == agent.stop:
+                stop()
+                thread.join(15)
+
+    def collector(self, broker, db_path, program):
+        from sync.hq.collect import Collector
+        from sync.hq.db import HqDb
+
+        stop = threading.Event()
+        collector = Collector(HqDb(db_path), program)
+        thread = threading.Thread(target=collector.run, args=(hq_settings(broker),),
+                                  kwargs={"stop": stop}, daemon=True)
+        thread.start()
+        wait_until(lambda: collector.client is not None, 15, what="collector connected")
+        self.stops.append((stop.set, thread))
+        return collector
+
+    def close(self):
+        for stop, thread in reversed(self.stops):
+            stop()
+            thread.join(15)
 
 
 # -- a small estate of kiosks (tests/security, bench/chaos.py) -------------------------

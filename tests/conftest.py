@@ -43,3 +43,13 @@ def pg():
         pytest.skip("PostgreSQL server binaries are not installed (scripts/system-deps.sh)")
     with testing_pg.Postgres() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def running():
+    """Device agents and HQ collectors in threads, stopped at the end (sync.testing.Running)."""
+    from sync.testing import Running
+
+    r = Running()
+    yield r
+    r.close()

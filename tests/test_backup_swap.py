@@ -9,7 +9,6 @@ sends the pending events, and HQ's database holds every event exactly once.
 import grp
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 
@@ -21,9 +20,6 @@ from kiosk import cli, config, context
 from kiosk.commands import backup as backup_cmd
 from kiosk.core import backup
 from kiosk.core.verdict import Verdict
-from sync.agent import Agent
-from sync.hq.collect import Collector
-from sync.hq.db import HqDb
 from sync.testing import Broker, hq_settings, make_bundle, make_signing_key, wait_until
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -36,40 +32,6 @@ def broker(tmp_path_factory):
     with Broker(tmp_path_factory.mktemp("broker")) as b:
         hq_settings(b)
         yield b
-
-
-class Threads:
-    def __init__(self):
-        self.stops = []
-
-    def agent(self, cfg_path):
-        agent = Agent(config.load(cfg_path))
-        thread = threading.Thread(target=agent.run, daemon=True)
-        thread.start()
-        self.stops.append((agent.stop, thread))
-        return agent, thread
-
-    def collector(self, broker, db_path, program):
-        stop = threading.Event()
-        collector = Collector(HqDb(db_path), program)
-        thread = threading.Thread(target=collector.run, args=(hq_settings(broker),),
-                                  kwargs={"stop": stop}, daemon=True)
-        thread.start()
-        wait_until(lambda: collector.client is not None, 15, what="collector connected")
-        self.stops.append((stop.set, thread))
-        return collector
-
-    def close(self):
-        for stop, thread in reversed(self.stops):
-            stop()
-            thread.join(15)
-
-
-@pytest.fixture
-def threads():
-    t = Threads()
-    yield t
-    t.close()
 
 
 def enrolled_device(folder, broker, program, store, device, pub):
@@ -92,22 +54,21 @@ def kiosk(cfg_path, *argv):
     return run_main(cli.main, ["--config", cfg_path, *argv])
 
 
-def test_full_swap_with_pending_redemptions_reaches_hq_exactly_once(tmp_path, broker, threads):
+def test_full_swap_with_pending_redemptions_reaches_hq_exactly_once(tmp_path, broker, running):
     program = f"p{uuid.uuid4().hex[:8]}"
     key, pub = make_signing_key(tmp_path / "hq")
     old = enrolled_device(tmp_path / "old" / "etc-kiosk", broker, program, "s1", "k1", pub)
     bundle = make_bundle(tmp_path / "bundle", key, key_id="hq1", program=program, version=1,
                          codes=CODES)
     assert kiosk(old, "codes", "import", bundle).rc == 0
-    collector = threads.collector(broker, tmp_path / "hq.sqlite", program)
+    collector = running.collector(broker, tmp_path / "hq.sqlite", program)
 
     # The old card sends one redemption while it has a network ...
     ledger = context.open_ledger(config.load(old))
-    agent, thread = threads.agent(old)
+    agent = running.agent(old)
     first = ledger.confirm(CODES[0]).redemption_id
     wait_until(lambda: ledger.outbox_depth() == 0, 30, what="first redemption acked")
-    agent.stop()
-    thread.join(15)
+    running.halt(agent)
     # ... then loses it: two redemptions and an undo stay in its outbox.
     pending = [ledger.confirm(CODES[1]).redemption_id, ledger.confirm(CODES[2]).redemption_id]
     pending.append(ledger.void(pending[1])["id"])
@@ -139,7 +100,7 @@ def test_full_swap_with_pending_redemptions_reaches_hq_exactly_once(tmp_path, br
     assert (new.parent / "mqtt-password").read_text().strip() == password
     assert oct((new.parent / "mqtt-password").stat().st_mode & 0o777) == "0o640"
 
-    agent, _ = threads.agent(new)
+    agent = running.agent(new)
     ledger = context.open_ledger(cfg)
     wait_until(lambda: ledger.outbox_depth() == 0, 30, what="restored outbox acked")
     rows = collector.db.rows("SELECT id, count(*) AS n FROM events WHERE device = 'k1' GROUP BY id")

@@ -10,9 +10,7 @@ from kiosk import config, context
 from kiosk.core import importer, syncstate
 from kiosk.core.verdict import Verdict
 from sync import protocol
-from sync.agent import Agent
 from sync.hq import publish as hq_publish
-from sync.hq.collect import Collector
 from sync.hq.common import close, connect
 from sync.hq.db import HqDb
 from sync.testing import (
@@ -35,43 +33,6 @@ def broker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def signing(tmp_path_factory):
     return make_signing_key(tmp_path_factory.mktemp("keys"))
-
-
-class Running:
-    """Runs an agent or a collector in a thread; stops it at the end of the test."""
-
-    def __init__(self):
-        self.stops = []
-
-    def agent(self, cfg_path):
-        agent = Agent(config.load(cfg_path))
-        thread = threading.Thread(target=agent.run, daemon=True)
-        thread.start()
-        self.stops.append((agent.stop, thread))
-        return agent
-
-    def collector(self, broker, db_path, program):
-        db = HqDb(db_path)
-        stop = threading.Event()
-        collector = Collector(db, program)
-        thread = threading.Thread(target=collector.run, args=(hq_settings(broker),),
-                                  kwargs={"stop": stop}, daemon=True)
-        thread.start()
-        wait_until(lambda: collector.client is not None, 15, what="collector connected")
-        self.stops.append((stop.set, thread))
-        return collector
-
-    def close(self):
-        for stop, thread in reversed(self.stops):
-            stop()
-            thread.join(15)
-
-
-@pytest.fixture
-def running():
-    r = Running()
-    yield r
-    r.close()
 
 
 def device(tmp_path, broker, signing, program, store, name, **mqtt):
