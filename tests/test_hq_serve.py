@@ -406,8 +406,16 @@ def browser():
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(served, browser,
                                                                               tmp_path):
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
+
+    def text_of(tag):
+        """The text of the page's first <tag>, or "" while a submitted form's answer is still
+        loading (no such element yet, or the element was replaced while reading it)."""
+        try:
+            return browser.find_element(By.TAG_NAME, tag).text
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
 
     added = hq("user", "add", "--db", served.db_url, "--name", "owner", stdin="correct horse 1\n")
     assert added.returncode == 0, added.stderr
@@ -420,8 +428,7 @@ def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(serv
     browser.find_element(By.ID, "password").send_keys("correct horse 1")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait_until(lambda: browser.current_url.endswith("/fleet"), 15, what="back on /fleet")
-    wait_until(lambda: "k1" in browser.find_element(By.TAG_NAME, "table").text, 30,
-               what="k1 on the fleet page")
+    wait_until(lambda: "k1" in text_of("table"), 30, what="k1 on the fleet page")
     # an owner uploads a list made offline (kiosk-hq sign --tar): the device gets it
     made = make_bundle(tmp_path / "list-2", served.signing[0], key_id="hq1", program=served.program,
                        version=2, codes=["CODE-0001", "CODE-0002", "CODE-0003", "CODE-0004"])
@@ -431,16 +438,12 @@ def test_owner_in_a_browser_signs_in_and_reads_every_page_in_four_languages(serv
     browser.find_element(By.ID, "bundle").send_keys(str(tmp_path / "list-2.tar"))
     browser.find_element(By.CSS_SELECTOR, "form[action='/lists/upload'] input[type=submit]").click()
 
-    def stored():
-        try:
-            return "is stored and published" in browser.find_element(By.TAG_NAME, "main").text
-        except StaleElementReferenceException:  # the page was replaced while reading it
-            return False
-    wait_until(stored, 30, what="the uploaded list stored and published")
+    wait_until(lambda: "is stored and published" in text_of("main"), 30,
+               what="the uploaded list stored and published")
 
     def k1_on_v2():
         browser.get(served.http.base + "/lists")
-        return "1: k1" in browser.find_element(By.TAG_NAME, "table").text
+        return "1: k1" in text_of("table")
     wait_until(k1_on_v2, 60, interval=1, what="k1 running the uploaded list")
     (tmp_path / "junk.tar").write_bytes(b"not a tar file at all" * 50)
     browser.find_element(By.ID, "bundle").send_keys(str(tmp_path / "junk.tar"))
