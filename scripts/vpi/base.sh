@@ -31,7 +31,8 @@ mmdebstrap --arch=arm64 --variant=minbase --mode=root --dpkgopt=force-confold \
   --customize-hook="tar -C '$HERE/overlay' --owner=0 --group=0 -cf - . | tar -C \"\$1\" -xf -" \
   --customize-hook='systemctl --root="$1" enable vpi-agent.service systemd-networkd.service' \
   --customize-hook="printf 'proc /proc proc defaults 0 0\nPARTUUID=$DISK_ID-01 /boot/firmware vfat defaults 0 2\nPARTUUID=$DISK_ID-02 / ext4 defaults,noatime 0 1\n' > \"\$1/etc/fstab\"" \
-  --customize-hook='echo raspberrypi > "$1/etc/hostname"' \
+  --customize-hook='echo raspberrypi > "$1/etc/hostname"
+    printf "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\traspberrypi\n" > "$1/etc/hosts"' \
   bookworm "$ROOT" "$MIRROR" >&2
 cp -L "$ROOT"/boot/vmlinuz-* "$WORK/vmlinuz"
 cp -L "$ROOT"/boot/initrd.img-* "$WORK/initrd.img"

@@ -628,6 +628,8 @@ def step_maintenance(pi: Pi) -> str | None:
     rc, out = ssh(pi, "maint", "sudo -n true && echo SUDO-OK; findmnt -n -o SOURCE "
                   "/var/log/journal; echo BOOTS=$(journalctl --list-boots --no-pager | wc -l)")
     check(rc == 0 and "SUDO-OK" in out, f"ssh maint (rc {rc}): {out}")
+    # as on Raspberry Pi OS, /etc/hosts names the host (else sudo warns on every command)
+    check("unable to resolve host" not in out, f"sudo: {out}")
     check("[/journal]" in out, f"/var/log/journal is not the data partition's: {out}")
     boots = int(out.split("BOOTS=")[1].split()[0])
     check(boots >= 2, f"the journal lists {boots} boot(s): {out}")
