@@ -110,11 +110,20 @@ def test_scanner_uses_capture_times_for_the_repeat_window(cards, decoder):
 
 
 class EndSignallingReplay(ReplaySource):
+    """A replay that says when it has delivered everything (``ended``), and gives its
+    second frame only once the decoder is busy with the first (``busy``): on a loaded
+    machine the decoder thread may otherwise start after every frame was read, and the
+    first frame it sees is the last."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.ended = threading.Event()
+        self.ended, self.busy = threading.Event(), threading.Event()
+        self.reads = 0
 
     def read(self, timeout=None):
+        if self.reads == 1 and not self.busy.wait(30):
+            raise RuntimeError("the decoder never took the first frame")
+        self.reads += 1
         frame = super().read(timeout)
         if frame is None:
             self.ended.set()
@@ -131,6 +140,7 @@ def test_newest_frame_wins_stale_frames_are_dropped_not_queued(tmp_path, cards, 
 
         def decode(self, gray):
             if not seen:  # the first decode lasts until the camera has delivered everything
+                source.busy.set()
                 assert source.ended.wait(30), "reader thread did not finish"
             seen.append(gray)
             return decoder.decode(gray)
@@ -267,6 +277,7 @@ def test_fallbacks_are_skipped_for_a_frame_that_a_newer_one_replaced(tmp_path, c
 
         def decode(self, gray):
             if not first_pass:  # a slow first frame: every other frame arrives meanwhile
+                source.busy.set()
                 assert source.ended.wait(30)
             first_pass.append(gray)
             return make_decoder("zxing").decode(gray)
