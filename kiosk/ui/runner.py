@@ -89,17 +89,29 @@ def run(config_path: Path, *, size: tuple[int, int] | None = None, fullscreen: b
     return 0
 
 
+# Kivy's own evdev reader for touch screens; mtdev reads type B (slotted) multitouch,
+# as the Raspberry Pi touch displays report it (Kivy's hidinput reads type A only).
+TOUCH_INPUT = "probesysfs,provider=mtdev"
+
+
 def one_touch_path() -> None:
-    """Leave exactly one input path for a touch screen: SDL's (Kivy's ``mouse``
-    provider). On Linux Kivy also adds ``probesysfs`` (``provider=hidinput`` on a Pi),
-    which opens the same touch screen through evdev a second time, so every finger
-    arrived twice: doubled PIN and keypad digits (issue 12, defect 4). Must run
-    before the window exists (input providers are made when the app starts)."""
+    """Exactly one input path for a touch screen, whatever Kivy would guess. On KMS/DRM
+    (the appliance): Kivy's ``probesysfs`` with ``mtdev`` (``TOUCH_INPUT``). SDL attaches
+    no window to evdev touches there, so it makes no mouse events of them, and Kivy's
+    SDL window drops SDL's finger events on Linux: without probesysfs a touch screen
+    does nothing (the virtual Pi: 0 touches for 4 taps); ``SDL_TOUCH_MOUSE_EVENTS=0``
+    keeps an SDL that does make mouse events of touches from doubling every finger.
+    Under X11 or Wayland (a laptop) the window system turns touches into SDL's mouse
+    events, the one path there. A mouse always comes through SDL (Kivy's ``mouse``).
+    Must run before the window exists (input providers are made when the app starts)."""
     from kivy.config import Config
 
     for key in Config.options("input"):
         if key != "mouse":
             Config.remove_option("input", key)
+    if os.environ.get("SDL_VIDEODRIVER") == "kmsdrm":
+        Config.set("input", "%(name)s", TOUCH_INPUT)
+        os.environ["SDL_TOUCH_MOUSE_EVENTS"] = "0"
 
 
 def _stop_after(app, seconds: float) -> None:

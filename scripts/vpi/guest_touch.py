@@ -3,8 +3,10 @@
 Creates /dev/uinput device "vpi-touch" with the capabilities of the official DSI
 display's touch controller (type B multitouch slots, BTN_TOUCH, ABS_X/Y and
 ABS_MT_POSITION_X/Y, INPUT_PROP_DIRECT), then taps at the x,y pairs given on the
-command line (800x480 screen pixels), one tap per pair, or keeps the device alive
-for N seconds with --hold N. Standard library only (the guest has Debian's python3).
+command line (800x480 screen pixels), one tap per pair, and keeps the device alive
+for N seconds with --hold N. With --when-ready LOG the taps wait until the file LOG
+holds a line READY (guest_tap_count.py's window is up; the device exists before the
+window, as a touch screen does). Standard library only (the guest has Debian's python3).
 """
 
 import fcntl
@@ -62,12 +64,32 @@ def tap(fd: int, x: int, y: int, tracking: int) -> None:
     time.sleep(0.4)
 
 
+def wait_ready(log: str, timeout: float = 300.0) -> None:
+    """Until the file ``log`` holds a line READY (guest_tap_count.py's window is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(log) as f:
+                if "READY" in f.read().split():
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    time.sleep(2.0)  # the first frames after READY
+
+
 def main(argv: list[str]) -> int:
-    hold = 0.0
-    if argv[:1] == ["--hold"]:
-        hold, argv = float(argv[1]), argv[2:]
+    hold, ready_log = 0.0, None
+    while argv[:1] in (["--hold"], ["--when-ready"]):
+        if argv[0] == "--hold":
+            hold = float(argv[1])
+        else:
+            ready_log = argv[1]
+        argv = argv[2:]
     fd = create()
     time.sleep(1.0)  # let udev and the readers find the new device
+    if ready_log:
+        wait_ready(ready_log)
     for i, pair in enumerate(argv):
         x, y = (int(v) for v in pair.split(","))
         tap(fd, x, y, 100 + i)
