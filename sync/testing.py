@@ -9,6 +9,7 @@ import datetime as dt
 import ipaddress
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sync.hq import credentials
+
+# mosquitto's log lines: set up (signal handlers too) and a SIGHUP's reload
+RUNNING = re.compile(r"mosquitto version \S+ running")
+RELOADED = re.compile(r"Reloading config\.")
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -120,6 +125,7 @@ class Broker:
         self.conf.write_text(render_config(self.port, self.folder, self.pki, overrides))
         self.proc: subprocess.Popen | None = None
         self.passwords: dict[str, str] = {}
+        self._runs = 0  # "mosquitto version ... running" lines seen in its log
 
     @property
     def url(self) -> str:
@@ -157,9 +163,16 @@ class Broker:
                                    f"{self._log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            # mosquitto listens before it sets its signal handlers, and a SIGHUP (reload)
+            # in between ends it; "running" is logged once they are set
+            runs = self._log_count(RUNNING)
+            if runs > self._runs:
+                self._runs = runs
+                return self
+            time.sleep(0.02)
         raise RuntimeError("mosquitto did not start listening")
 
     def _log_tail(self) -> str:
@@ -175,6 +188,8 @@ class Broker:
             # together make one reload, so a signal not answered in 5 s is sent again
             # (a busy 2-core machine can take that long).
             for attempt in range(6):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {self._log_tail()}")
                 self.proc.send_signal(1)
                 try:
                     wait_until(lambda: self._reloads() > before, 5, interval=0.01,
@@ -185,8 +200,11 @@ class Broker:
                         raise
 
     def _reloads(self) -> int:
+        return self._log_count(RELOADED)
+
+    def _log_count(self, pattern: re.Pattern) -> int:
         path = self.folder / "mosquitto.log"
-        return path.read_text().count("Reloading config.") if path.exists() else 0
+        return len(pattern.findall(path.read_text(errors="replace"))) if path.exists() else 0
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
