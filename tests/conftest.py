@@ -3,6 +3,8 @@
 Builders live in tests/helpers.py so test files can also call them directly.
 """
 
+import uuid
+
 import pytest
 from helpers import Hq, make_device  # tests/ is on the path: pyproject's pythonpath
 
@@ -43,6 +45,26 @@ def pg():
         pytest.skip("PostgreSQL server binaries are not installed (scripts/system-deps.sh)")
     with testing_pg.Postgres() as cluster:
         yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """An empty HQ database: a SQLite file in tmp_path, or a new database in the module's
+    throwaway PostgreSQL cluster (``pg``). A test for one kind only parametrizes it with
+    ``indirect=True``."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hq.sqlite'}"
+    return request.getfixturevalue("pg").create_db(f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def hq_db(db_url):
+    """HQ's database layer (``sync.hq.db.HqDb``, migrated) on ``db_url``."""
+    from sync.hq.db import HqDb
+
+    db = HqDb(db_url)
+    yield db
+    db.close()
 
 
 @pytest.fixture

@@ -20,16 +20,9 @@ from sync.protocol import EVENT_FIELDS
 PAUSE = 1.0  # how long the first writer holds its transaction open (bounded)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hq.sqlite'}"
-    return request.getfixturevalue("pg").create_db(f"r{uuid.uuid4().hex[:10]}")
-
-
 @pytest.fixture
-def two(url):
-    first, second = HqDb(url), HqDb(url)
+def two(db_url):
+    first, second = HqDb(db_url), HqDb(db_url)
     yield first, second
     first.close()
     second.close()

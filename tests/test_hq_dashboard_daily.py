@@ -2,9 +2,7 @@
 it sums, on both engines: clean groups, the event-by-event path, resends, voids that
 come before or after their redemption, and the redemptions page shows its sums."""
 
-import uuid
 
-import pytest
 
 from sync.hq.db import Batch, HqDb
 
@@ -15,34 +13,23 @@ DAILY = ("SELECT program, day, store, reward_id, redeemed, voided FROM daily "
          "WHERE redeemed > 0 OR voided > 0 ORDER BY 1, 2, 3, 4")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hq.sqlite'}"
-    else:
-        url = request.getfixturevalue("pg").create_db(f"d{uuid.uuid4().hex[:10]}")
-    hq = HqDb(url)
-    yield hq
-    hq.close()
-
-
 def ev(i, *, kind="redeem", voids=None, code=None, day="01", reward="coffee", device="k1"):
     return {"id": f"e{i}", "seq": i, "device": device, "store": "s1", "kind": kind,
             "voids": voids, "code_hash": code or f"c{i}", "reward_id": reward,
             "list_version": 1, "at": f"2026-12-{day}T10:00:00Z", "clock": "synced", "staff": None}
 
 
-def test_daily_sums_equal_the_events_whatever_path_stored_them(db):
-    db.store_batches([Batch("p", "s1", "k1", [ev(1), ev(2, day="02"), ev(3, reward=None)]),
+def test_daily_sums_equal_the_events_whatever_path_stored_them(hq_db):
+    hq_db.store_batches([Batch("p", "s1", "k1", [ev(1), ev(2, day="02"), ev(3, reward=None)]),
                       Batch("p", "s2", "k2", [{**ev(4, device="k2"), "store": "s2"}])])
-    db.store_batch("p", "s1", "k1", [ev(1), ev(2, day="02")])  # resend: nothing counted twice
-    db.store_batch("p", "s1", "k1", [ev(5, kind="void", voids="e1", code="c1")])  # void after
-    db.store_batch("p", "s1", "k1", [ev(7, kind="void", voids="e6", code="c6")])  # void first
-    db.store_batch("p", "s1", "k1", [ev(6, day="02"), ev(8, code="c1")])  # e8 re-uses c1: flagged
-    db.store_batch("p", "s1", "k9", [ev(9, device="k9", code="c2")])  # over its uses too
-    assert db.rows(DAILY) == db.rows(SUMS)
+    hq_db.store_batch("p", "s1", "k1", [ev(1), ev(2, day="02")])  # resend: nothing counted twice
+    hq_db.store_batch("p", "s1", "k1", [ev(5, kind="void", voids="e1", code="c1")])  # void after
+    hq_db.store_batch("p", "s1", "k1", [ev(7, kind="void", voids="e6", code="c6")])  # void first
+    hq_db.store_batch("p", "s1", "k1", [ev(6, day="02"), ev(8, code="c1")])  # e8 re-uses c1: flagged
+    hq_db.store_batch("p", "s1", "k9", [ev(9, device="k9", code="c2")])  # over its uses too
+    assert hq_db.rows(DAILY) == hq_db.rows(SUMS)
     by_day = {(r["day"], r["store"], r["reward_id"]): (r["redeemed"], r["voided"])
-              for r in db.rows(DAILY)}
+              for r in hq_db.rows(DAILY)}
     assert by_day[("2026-12-01", "s1", "coffee")] == (3, 1)  # e1 (voided), e8, e9
     assert by_day[("2026-12-02", "s1", "coffee")] == (2, 1)  # e2, e6 (voided first)
     assert by_day[("2026-12-01", "s1", "")] == (1, 0)

@@ -4,10 +4,7 @@ engines: kept by triggers as batches arrive, and filled by the migration from ro
 stored before it; medians within the documented 0.1 s of the exact ones."""
 
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from kiosk.core import timefmt
 from sync.hq import activity, friction
@@ -15,13 +12,6 @@ from sync.hq.db import MIGRATIONS, HqDb
 from sync.hq.engine import open_engine
 
 START = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hq.sqlite'}"
-    return request.getfixturevalue("pg").create_db(f"f{uuid.uuid4().hex[:10]}")
 
 
 def counter_day(rng: random.Random, device: str) -> list[dict]:
@@ -90,8 +80,8 @@ def assert_same(conn, stores=None, since=""):
     return got
 
 
-def test_rollup_kept_at_ingest_answers_like_the_raw_rows(url):
-    db = HqDb(url)
+def test_rollup_kept_at_ingest_answers_like_the_raw_rows(db_url):
+    db = HqDb(db_url)
     try:
         store_all(db.conn, random.Random(17))
         report = assert_same(db.conn)
@@ -111,14 +101,14 @@ def test_rollup_kept_at_ingest_answers_like_the_raw_rows(url):
         db.close()
 
 
-def test_migration_fills_the_rollup_from_rows_stored_before_it(url):
-    conn = open_engine(url).connect()
+def test_migration_fills_the_rollup_from_rows_stored_before_it(db_url):
+    conn = open_engine(db_url).connect()
     try:
         conn.migrate([m for m in MIGRATIONS if m.name != friction.MIGRATION.name])
         store_all(conn, random.Random(3))
     finally:
         conn.close()
-    db = HqDb(url)  # applies 0008: the roll-up filled from the rows above
+    db = HqDb(db_url)  # applies 0008: the roll-up filled from the rows above
     try:
         assert friction.MIGRATION.name in {r["name"] for r in db.rows("SELECT name FROM migrations")}
         assert db.count("friction_waits") > 0

@@ -35,14 +35,6 @@ from sync.testing import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hq.sqlite'}"
-    cluster = request.getfixturevalue("pg")
-    return cluster.create_db(f"t{uuid.uuid4().hex[:10]}")
-
-
 def event(i, *, kind="redeem", code="c1", voids=None, device="k1"):
     return {"id": f"e{i}", "seq": i, "device": device, "store": "s1", "kind": kind,
             "voids": voids, "code_hash": code, "reward_id": "coffee", "list_version": 1,

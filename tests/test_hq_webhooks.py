@@ -7,25 +7,12 @@ import hmac
 import json
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sync.hq import webhooks
-from sync.hq.db import HqDb
 from sync.testing import wait_until
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hq.sqlite'}"
-    else:
-        url = request.getfixturevalue("pg").create_db(f"w{uuid.uuid4().hex[:10]}")
-    d = HqDb(url)
-    yield d
-    d.close()
 
 
 class Receiver:
@@ -75,14 +62,14 @@ def ev(i, *, kind="redeem", code=None, voids=None, device="k1"):
             "at": f"2026-12-01T10:00:{i:02d}Z", "clock": "synced", "staff": None}
 
 
-def test_every_event_and_conflict_is_delivered_signed_in_order(db, receiver):
-    db.store_batch("cafe", "s1", "k1", [ev(1)])  # before the webhook: not delivered
-    secret = webhooks.add(db.conn, "platform", receiver.url)
-    db.store_batch("cafe", "s1", "k1", [ev(2), ev(3)])
-    db.store_batch("cafe", "s1", "k2", [ev(4, code="c2", device="k2")])  # c2 a second time: conflict
-    db.store_batch("cafe", "s1", "k1", [ev(5, kind="void", voids="e3", code="c3")])
-    dispatcher = webhooks.Dispatcher(db.engine)
-    assert dispatcher.deliver_pending(db.conn) == 5
+def test_every_event_and_conflict_is_delivered_signed_in_order(hq_db, receiver):
+    hq_db.store_batch("cafe", "s1", "k1", [ev(1)])  # before the webhook: not delivered
+    secret = webhooks.add(hq_db.conn, "platform", receiver.url)
+    hq_db.store_batch("cafe", "s1", "k1", [ev(2), ev(3)])
+    hq_db.store_batch("cafe", "s1", "k2", [ev(4, code="c2", device="k2")])  # c2 a second time: conflict
+    hq_db.store_batch("cafe", "s1", "k1", [ev(5, kind="void", voids="e3", code="c3")])
+    dispatcher = webhooks.Dispatcher(hq_db.engine)
+    assert dispatcher.deliver_pending(hq_db.conn) == 5
 
     kinds = [(g["type"], g["data"].get("id") or g["data"]["event_id"]) for g in receiver.got]
     assert kinds == [("redemption.created", "e2"), ("redemption.created", "e3"),
@@ -93,41 +80,41 @@ def test_every_event_and_conflict_is_delivered_signed_in_order(db, receiver):
         mac = hmac.new(secret.encode(), stamp.encode() + b"." + got["body"], hashlib.sha256)
         assert headers["Kiosk-Webhook-Signature"] == "v1=" + mac.hexdigest()
         assert headers["Kiosk-Webhook-Id"] == got["id"]
-    assert dispatcher.deliver_pending(db.conn) == 0  # nothing twice
-    assert webhooks.listing(db.conn)[0]["delivered"] == 5
+    assert dispatcher.deliver_pending(hq_db.conn) == 0  # nothing twice
+    assert webhooks.listing(hq_db.conn)[0]["delivered"] == 5
 
 
-def test_a_failing_receiver_gets_retries_with_the_same_id_and_nothing_is_skipped(db):
+def test_a_failing_receiver_gets_retries_with_the_same_id_and_nothing_is_skipped(hq_db):
     receiver = Receiver(fail=3)
     try:
-        webhooks.add(db.conn, "platform", receiver.url)
-        db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
-        dispatcher = webhooks.Dispatcher(db.engine, backoff_s=0.01)
+        webhooks.add(hq_db.conn, "platform", receiver.url)
+        hq_db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
+        dispatcher = webhooks.Dispatcher(hq_db.engine, backoff_s=0.01)
         deadline = time.monotonic() + 20
         while len(receiver.got) < 2 and time.monotonic() < deadline:
-            dispatcher.deliver_pending(db.conn)
+            dispatcher.deliver_pending(hq_db.conn)
             time.sleep(0.02)
         assert [g["data"]["id"] for g in receiver.got] == ["e1", "e2"]
         assert receiver.fail == 0  # the three failures happened and were retried
-        assert webhooks.listing(db.conn)[0]["last_error"] is None
+        assert webhooks.listing(hq_db.conn)[0]["last_error"] is None
     finally:
         receiver.close()
 
 
-def test_backoff_waits_and_a_restarted_dispatcher_resumes_from_the_stored_cursor(db):
+def test_backoff_waits_and_a_restarted_dispatcher_resumes_from_the_stored_cursor(hq_db):
     receiver = Receiver(fail=1)
     try:
-        webhooks.add(db.conn, "platform", receiver.url)
-        db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
-        first = webhooks.Dispatcher(db.engine, backoff_s=30)
-        assert first.deliver_pending(db.conn) == 0
-        assert "HTTP 500" in webhooks.listing(db.conn)[0]["last_error"]
-        assert first.deliver_pending(db.conn) == 0  # still backing off: no request
+        webhooks.add(hq_db.conn, "platform", receiver.url)
+        hq_db.store_batch("cafe", "s1", "k1", [ev(1), ev(2)])
+        first = webhooks.Dispatcher(hq_db.engine, backoff_s=30)
+        assert first.deliver_pending(hq_db.conn) == 0
+        assert "HTTP 500" in webhooks.listing(hq_db.conn)[0]["last_error"]
+        assert first.deliver_pending(hq_db.conn) == 0  # still backing off: no request
         assert receiver.got == []
         # a restart (new process) keeps only the database's cursor
-        db.conn.close()  # the first process is gone
-        db.conn = db.engine.connect()
-        second = webhooks.Dispatcher(db.engine, poll_s=0.05).start()
+        hq_db.conn.close()  # the first process is gone
+        hq_db.conn = hq_db.engine.connect()
+        second = webhooks.Dispatcher(hq_db.engine, poll_s=0.05).start()
         try:
             wait_until(lambda: len(receiver.got) == 2, 20, what="both delivered after restart")
         finally:
@@ -137,28 +124,28 @@ def test_backoff_waits_and_a_restarted_dispatcher_resumes_from_the_stored_cursor
         receiver.close()
 
 
-def test_bad_urls_and_names_are_refused(db):
+def test_bad_urls_and_names_are_refused(hq_db):
     with pytest.raises(webhooks.WebhookError, match="http"):
-        webhooks.add(db.conn, "x", "ftp://example/hook")
-    webhooks.add(db.conn, "x", "https://example.invalid/hook")
+        webhooks.add(hq_db.conn, "x", "ftp://example/hook")
+    webhooks.add(hq_db.conn, "x", "https://example.invalid/hook")
     with pytest.raises(webhooks.WebhookError, match="already exists"):
-        webhooks.add(db.conn, "x", "https://example.invalid/other")
+        webhooks.add(hq_db.conn, "x", "https://example.invalid/other")
     with pytest.raises(webhooks.WebhookError, match="no webhook"):
-        webhooks.remove(db.conn, "nope")
+        webhooks.remove(hq_db.conn, "nope")
 
 
-def test_only_one_dispatcher_per_database_delivers(db, receiver):
-    webhooks.add(db.conn, "platform", receiver.url)
-    db.store_batch("cafe", "s1", "k1", [ev(1)])
-    other = db.engine.connect()  # a second kiosk-hq serve on the same database
+def test_only_one_dispatcher_per_database_delivers(hq_db, receiver):
+    webhooks.add(hq_db.conn, "platform", receiver.url)
+    hq_db.store_batch("cafe", "s1", "k1", [ev(1)])
+    other = hq_db.engine.connect()  # a second kiosk-hq serve on the same database
     try:
-        assert webhooks.Dispatcher(db.engine).deliver_pending(db.conn) == 1
-        db.store_batch("cafe", "s1", "k1", [ev(2)])
-        assert webhooks.Dispatcher(db.engine).deliver_pending(other) == 0  # stands by
+        assert webhooks.Dispatcher(hq_db.engine).deliver_pending(hq_db.conn) == 1
+        hq_db.store_batch("cafe", "s1", "k1", [ev(2)])
+        assert webhooks.Dispatcher(hq_db.engine).deliver_pending(other) == 0  # stands by
         assert [g["data"]["id"] for g in receiver.got] == ["e1"]
     finally:
         other.close()
-    db.conn.close()  # the leader goes away: the next one takes over
-    db.conn = db.engine.connect()
-    assert webhooks.Dispatcher(db.engine).deliver_pending(db.conn) == 1
+    hq_db.conn.close()  # the leader goes away: the next one takes over
+    hq_db.conn = hq_db.engine.connect()
+    assert webhooks.Dispatcher(hq_db.engine).deliver_pending(hq_db.conn) == 1
     assert [g["data"]["id"] for g in receiver.got] == ["e1", "e2"]
