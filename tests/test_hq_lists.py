@@ -38,7 +38,7 @@ from sync.testing import (
 )
 
 CODES = ["CODE-0001", "CODE-0002", "CODE-0003"]
-db_url, signing = base.db_url, base.signing  # the same fixtures (pg: conftest.py)
+signing = base.signing  # the same fixture (db_url and pg: conftest.py)
 
 
 @contextmanager
