@@ -12,7 +12,9 @@ import time
 class LineSocket:
     """A Unix stream socket read and written as JSON lines, with deadlines."""
 
-    def __init__(self, path: str, timeout: float = 10.0):
+    def __init__(self, path: str, timeout: float = 10.0, alive=lambda: True):
+        """Connects, retrying for ``timeout`` seconds while ``alive()`` (the listener's
+        process is still there)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -21,7 +23,7 @@ class LineSocket:
                 break
             except OSError:
                 self.sock.close()
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not alive():
                     raise
                 time.sleep(0.1)
         self.buf = b""
@@ -57,8 +59,8 @@ class LineSocket:
 class QMP:
     """QEMU Machine Protocol: commands and the events seen while waiting for replies."""
 
-    def __init__(self, path: str):
-        self.line = LineSocket(path)
+    def __init__(self, path: str, timeout: float = 10.0, alive=lambda: True):
+        self.line = LineSocket(path, timeout, alive)
         greeting = self.line.recv(10)
         if not greeting or "QMP" not in greeting:
             raise ConnectionError(f"no QMP greeting: {greeting}")

@@ -22,9 +22,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
+import traceback
 from pathlib import Path
 
 import tomli_w
@@ -257,7 +259,10 @@ class Pi:
         self.ssh_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.qmp: QMP | None = None
-        self.agent = Agent(str(OUT / f"{name}-agent.sock"))
+        # QEMU's Unix sockets live in a private folder in /tmp: short paths (108 bytes at
+        # most) on a file system that has sockets, wherever the checkout is mounted
+        self.sockets = Path(tempfile.mkdtemp(prefix=f"vpi-{name}-"))
+        self.agent = Agent(str(self.sockets / "agent.sock"))
         self.shots = 0
         self.resets = 0
         self.past_events: list[dict] = []
@@ -292,7 +297,7 @@ class Pi:
 
     def start(self) -> None:
         for sock in ("qmp", "agent"):
-            (OUT / f"{self.name}-{sock}.sock").unlink(missing_ok=True)
+            (self.sockets / f"{sock}.sock").unlink(missing_ok=True)
         fwd = (f"guestfwd=tcp:{HOST_IP}:{MQTT_PORT}-cmd:socat - TCP:127.0.0.1:{self.hq_port},"
                f"guestfwd=tcp:{HOST_IP}:{PRINTER_PORT}-cmd:socat - TCP:127.0.0.1:{self.printer_port},"
                f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22")
@@ -306,18 +311,26 @@ class Pi:
                "-device", "virtio-tablet-pci", "-device", "qemu-xhci", "-device", "usb-kbd",
                "-device", "i6300esb", "-action", "watchdog=reset",
                "-device", "virtio-serial-pci",
-               "-chardev", f"socket,id=agent,path={OUT / (self.name + '-agent.sock')},server=on,wait=off",
+               "-chardev", f"socket,id=agent,path={self.sockets / 'agent.sock'},server=on,wait=off",
                "-device", "virtserialport,chardev=agent,name=org.kiosk.agent",
-               "-qmp", f"unix:{OUT / (self.name + '-qmp.sock')},server=on,wait=off",
+               "-qmp", f"unix:{self.sockets / 'qmp.sock'},server=on,wait=off",
                "-serial", f"file:{OUT / (self.name + '-console.log')}",
                "-display", "none", "-rtc", "base=utc", "-no-reboot"]
         self.console_log = OUT / f"{self.name}-console.log"
         if self.console_log.exists():  # QEMU truncates it: keep what earlier boots printed
             with open(OUT / f"{self.name}-console.old", "ab") as old:
                 old.write(self.console_log.read_bytes())
-        with open(OUT / f"{self.name}-qemu.log", "ab") as qlog:
+        qemu_log = OUT / f"{self.name}-qemu.log"
+        with open(qemu_log, "ab") as qlog:
             self.proc = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT)
-        self.qmp = QMP(str(OUT / f"{self.name}-qmp.sock"))
+        try:  # QEMU listens within a second; a loaded machine may take longer
+            self.qmp = QMP(str(self.sockets / "qmp.sock"), timeout=120,
+                           alive=lambda: self.proc.poll() is None)
+        except (OSError, ConnectionError) as exc:
+            self.power_cut()
+            said = qemu_log.read_text(errors="replace").strip()[-1500:] or "nothing"
+            raise RuntimeError(f"QEMU did not start ({exc}; exit code {self.proc.returncode}); "
+                               f"it said: {said}") from None
         self.agent.close()
 
     def wait_agent(self, timeout: float = 480) -> bool:
@@ -824,10 +837,14 @@ def main(argv=None) -> int:
             bare.start()
             step_unprovisioned(r, bare)
             bare.stop()
+    except Exception as exc:  # the run itself broke: say so as a failed step, with why
+        traceback.print_exc()
+        r.record("run", False, f"{type(exc).__name__}: {exc}")
     finally:
         for pi in pis:
             pi.stop()
             pi.disk.unlink(missing_ok=True)
+            shutil.rmtree(pi.sockets, ignore_errors=True)
         hq.stop()
     log(f"total {time.monotonic() - t0:.0f} s ({dt.datetime.now():%H:%M})")
     return r.summary()
