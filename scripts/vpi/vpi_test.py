@@ -295,13 +295,11 @@ class Pi:
                   for t in tokens]
         return " ".join(tokens)
 
-    def start(self) -> None:
-        for sock in ("qmp", "agent"):
-            (self.sockets / f"{sock}.sock").unlink(missing_ok=True)
+    def qemu_cmd(self) -> list[str]:
         fwd = (f"guestfwd=tcp:{HOST_IP}:{MQTT_PORT}-cmd:socat - TCP:127.0.0.1:{self.hq_port},"
                f"guestfwd=tcp:{HOST_IP}:{PRINTER_PORT}-cmd:socat - TCP:127.0.0.1:{self.printer_port},"
                f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22")
-        cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1536",
+        return ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1536",
                "-kernel", str(self.image_dir / "vmlinuz"),
                "-initrd", str(self.image_dir / "initrd.img"), "-append", self.cmdline(),
                "-drive", f"file={self.disk},format=raw,if=none,id=disk0,cache=writeback",
@@ -316,21 +314,36 @@ class Pi:
                "-qmp", f"unix:{self.sockets / 'qmp.sock'},server=on,wait=off",
                "-serial", f"file:{OUT / (self.name + '-console.log')}",
                "-display", "none", "-rtc", "base=utc", "-no-reboot"]
+
+    def start(self) -> None:
         self.console_log = OUT / f"{self.name}-console.log"
         if self.console_log.exists():  # QEMU truncates it: keep what earlier boots printed
             with open(OUT / f"{self.name}-console.old", "ab") as old:
                 old.write(self.console_log.read_bytes())
         qemu_log = OUT / f"{self.name}-qemu.log"
-        with open(qemu_log, "ab") as qlog:
-            self.proc = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT)
-        try:  # QEMU listens within a second; a loaded machine may take longer
-            self.qmp = QMP(str(self.sockets / "qmp.sock"), timeout=120,
-                           alive=lambda: self.proc.poll() is None)
-        except (OSError, ConnectionError) as exc:
-            self.power_cut()
-            said = qemu_log.read_text(errors="replace").strip()[-1500:] or "nothing"
-            raise RuntimeError(f"QEMU did not start ({exc}; exit code {self.proc.returncode}); "
-                               f"it said: {said}") from None
+        for attempt in range(3):
+            for sock in ("qmp", "agent"):
+                (self.sockets / f"{sock}.sock").unlink(missing_ok=True)
+            seen = qemu_log.stat().st_size if qemu_log.exists() else 0
+            with open(qemu_log, "ab") as qlog:
+                self.proc = subprocess.Popen(self.qemu_cmd(), stdout=qlog, stderr=subprocess.STDOUT)
+            try:  # QEMU listens within a second; on a loaded machine (cold caches) later
+                self.qmp = QMP(str(self.sockets / "qmp.sock"), timeout=120,
+                               alive=lambda: self.proc.poll() is None)
+                break
+            except (OSError, ConnectionError) as exc:
+                self.power_cut()
+                with open(qemu_log, "rb") as f:
+                    f.seek(seen)
+                    said = f.read().decode(errors="replace").strip()[-1500:] or "nothing"
+                if "host forwarding" in said and attempt < 2:
+                    # the SSH port free_port() found was taken since (the suite beside
+                    # this run opens connections all the time): take another
+                    log(f"{self.name}: port {self.ssh_port} taken meanwhile; another one")
+                    self.ssh_port = free_port()
+                    continue
+                raise RuntimeError(f"QEMU did not start ({exc}; exit code {self.proc.returncode}); "
+                                   f"it said: {said}") from None
         self.agent.close()
 
     def wait_agent(self, timeout: float = 480) -> bool:
