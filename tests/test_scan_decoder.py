@@ -145,16 +145,19 @@ def test_decoder_names():
     assert plan.name == "auto" and plan.first.name == "zxing"
     assert [s.name for s in plan.crop_steps] == [
         "zxing", "zxing+half", "zxing-global", "zxing-global+equalize", "zxing", "zxing+contrast",
+        "zxing+widen", "zxing+heighten",
         "pyzbar+half", "zxing+contrast", "zxing+equalize", "zxing-global+equalize", "pyzbar",
         "zxing+sharpen", "zxing-global+equalize", "zxing+darken"]
-    # in the rotation: the whole lores frame, and the whole full-resolution frame plain and
-    # with local contrast
-    assert plan.crop_steps[3:6] == [plan.lores_step, plan.full_step, plan.full_steps[1]]
+    # in the rotation: the whole lores frame, the whole full-resolution frame plain and
+    # with local contrast, and the whole lores frame stretched (a strongly tilted phone)
+    assert plan.crop_steps[3:8] == [plan.lores_step, plan.full_step, plan.full_steps[1], *plan.tilt_steps]
+    assert plan.lores_steps == [plan.lores_step, *plan.tilt_steps]
     assert plan.whole_steps == plan.full_steps and plan.crop_steps[-2:] == plan.full_steps[2:]
     assert [s.name for s in plan.full_steps] == ["zxing", "zxing+contrast", "zxing-global+equalize",
                                                  "zxing+darken"]
     assert [s.name for s in plan.wide_steps] == ["zxing-global+equalize", "pyzbar-fast", "zxing+contrast",
-                                                 "zxing-global", "pyzbar-fast+invert"]
+                                                 "zxing-global", "pyzbar-fast+invert", "zxing+widen",
+                                                 "zxing+heighten"]
     assert make_decoder("zxing").name == "zxing"
     assert make_decoder("pyzbar").name == "pyzbar"
     assert [d.name for d in make_decoder("pyzbar, zxing").decoders] == ["pyzbar", "zxing"]
@@ -257,7 +260,7 @@ def _counting_plan(budget_ms=11.0, idle_budget_ms=5.0, boxes=((100, 100, 220, 22
 def test_the_budget_limits_the_passes_and_the_rotation_tries_every_pass_on_the_code():
     plan, ran = _counting_plan(budget_ms=11.0)
     frame = np.zeros((480, 640), np.uint8)
-    tried, frames = [], 4
+    tried, frames = [], 5
     for _ in range(frames):
         ran.clear()
         assert plan.decode(frame) == []

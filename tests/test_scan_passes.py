@@ -63,8 +63,10 @@ def test_local_contrast_on_the_full_frame_reads_a_code_under_glare():
     _plain_misses(lores, full)
     read = _read(_plan(), lores, full)
     assert len(read) == 1 and list(read.values()) == ["zxing+contrast@full"]
-    # the darkened full frame reads it too (on a later frame): without both, nothing does
-    assert _read(_plan(without=lambda p: [p.full_steps[1], p.full_steps[3]]), lores, full) == {}
+    # the darkened full frame and the widened lores frame read it too (on later frames):
+    # without the three, nothing does
+    assert _read(_plan(without=lambda p: [p.full_steps[1], p.full_steps[3], p.tilt_steps[0]]),
+                 lores, full) == {}
 
 
 @needs_corpus
@@ -84,6 +86,16 @@ def test_darkened_full_frame_reads_a_code_under_glare():
     read = _read(_plan(), lores, full)
     assert list(read.values()) == ["zxing+darken@full"]
     assert _read(_plan(without=lambda p: p.full_steps[3]), lores, full) == {}
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", ["perspective/image028.jpg", "perspective/image030.jpg"])
+def test_the_widened_lores_frame_reads_a_code_tilted_far_away_from_the_camera(name):
+    lores, full = _frame(name)
+    _plain_misses(lores, full)
+    read = _read(_plan(), lores, full)
+    assert list(read.values()) == ["zxing+widen@lores"]
+    assert _read(_plan(without=lambda p: p.tilt_steps), lores, full) == {}
 
 
 def test_equalized_lores_frame_reads_a_phone_screen_the_full_frame_shows_as_moire():

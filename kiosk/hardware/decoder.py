@@ -317,13 +317,18 @@ class ScanPlan(Decoder):
         # Equalized, then the global binarizer, on the whole lores frame: cheap, and the
         # lores frame's 2x2 average has none of the full frame's moire on a phone screen.
         self.lores_step = Step("zxing-global+equalize", zx_global, enhance.equalize, 1.2)
+        # A strongly tilted phone: its finder patterns are too far from square to be
+        # matched until the whole lores frame is stretched back across or along
+        self.tilt_steps = [Step("zxing+widen", self.first, enhance.widen, 2.5),
+                           Step("zxing+heighten", self.first, enhance.heighten, 2.5)]
+        self.lores_steps = [self.lores_step, *self.tilt_steps]
         # The crop steps in the order measured to pay (bench/scan.py): the cheap ones, the
         # whole lores and full frames (a symbol located on the lores frame may be read
         # there once normalised), then the costlier passes on the crop.
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                 Step("zxing-global", zx_global, None, 0.3, crop_px),
-                self.lores_step, self.full_step, self.full_steps[1]]
+                self.lores_step, self.full_step, self.full_steps[1], *self.tilt_steps]
         crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px)] if zbar else []
         crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
@@ -336,6 +341,7 @@ class ScanPlan(Decoder):
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
+        wide += self.tilt_steps
         self.wide_steps = wide
         self.crop_steps = crop
         self.regions: list[Region] = []
@@ -410,7 +416,7 @@ class ScanPlan(Decoder):
         not read the region's unread code: the next step runs."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
-        wholes = self.whole_steps + [self.lores_step]
+        wholes = self.whole_steps + self.lores_steps
         whole_done = [] if has_full else list(self.whole_steps)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
@@ -423,7 +429,7 @@ class ScanPlan(Decoder):
                 if whole and any(step is w for w in whole_done):
                     continue
                 image, where = (big, "full") if whole else (crop, "crop")
-                if step is self.lores_step:
+                if any(step is s for s in self.lores_steps):
                     image, where = gray, "lores"
                 if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue

@@ -10,6 +10,10 @@ the plain image fails (docs/scanning.md, "Decoding"):
 ``half_size``       2x2 average: removes the moire of a phone screen's pixel grid
 ``equalize``        global histogram equalisation: very dark or very bright frames
 ``darken``          gamma 2: glare and washed-out codes (the bright end spread out)
+``widen``           twice as wide: a code tilted away about its vertical axis (a phone
+                    turned sideways to the camera) is foreshortened across; stretched
+                    back, its finder patterns are square enough for the detector
+``heighten``        twice as high: the same for a phone tipped forward or back
 """
 
 import numpy as np
@@ -53,3 +57,15 @@ def darken(gray: np.ndarray) -> np.ndarray:
     """Gamma 2 (a lookup table): spreads the bright end, where glare and a washed-out
     code sit, and crushes the dark end."""
     return _DARKEN[gray]
+
+
+def widen(gray: np.ndarray) -> np.ndarray:
+    """The image at twice its width (bilinear)."""
+    h, w = gray.shape
+    return np.asarray(Image.fromarray(gray).resize((2 * w, h), Image.Resampling.BILINEAR))
+
+
+def heighten(gray: np.ndarray) -> np.ndarray:
+    """The image at twice its height (bilinear)."""
+    h, w = gray.shape
+    return np.asarray(Image.fromarray(gray).resize((w, 2 * h), Image.Resampling.BILINEAR))
