@@ -9,6 +9,7 @@ benchmark (bench/scan.py) measures what fits in a frame's budget.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kiosk.hardware.camera import open_source
@@ -90,12 +91,16 @@ def test_darkened_full_frame_reads_a_code_under_glare():
 
 @needs_corpus
 @pytest.mark.parametrize("name", ["perspective/image028.jpg", "perspective/image030.jpg"])
-def test_the_widened_lores_frame_reads_a_code_tilted_far_away_from_the_camera(name):
+def test_the_stretched_lores_frame_reads_a_code_tilted_far_away_from_the_camera(name):
     lores, full = _frame(name)
     _plain_misses(lores, full)
     read = _read(_plan(), lores, full)
     assert list(read.values()) == ["zxing+widen@lores"]
     assert _read(_plan(without=lambda p: p.tilt_steps), lores, full) == {}
+    # the same photo a quarter turned: a phone tipped forward instead of turned aside
+    lores, full = (np.ascontiguousarray(np.rot90(image)) for image in (lores, full))
+    assert list(_read(_plan(), lores, full).values()) == ["zxing+heighten@lores"]
+    assert _read(_plan(without=lambda p: p.tilt_steps[1]), lores, full) == {}
 
 
 def test_equalized_lores_frame_reads_a_phone_screen_the_full_frame_shows_as_moire():
