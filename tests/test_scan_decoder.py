@@ -14,6 +14,7 @@ from kiosk.hardware.decoder import (
     ChainDecoder,
     Decoded,
     PyzbarDecoder,
+    Step,
     ZxingDecoder,
     bytes_to_text,
     make_decoder,
@@ -149,10 +150,10 @@ def test_decoder_names():
         "pyzbar+half", "zxing+contrast", "zxing+equalize", "zxing-global+equalize", "pyzbar",
         "zxing+sharpen", "zxing-global+equalize", "zxing+darken"]
     # in the rotation: the whole lores frame, the whole full-resolution frame plain and
-    # with local contrast, and the whole lores frame stretched (a strongly tilted phone)
-    assert plan.crop_steps[3:8] == [plan.lores_step, plan.full_step, plan.full_steps[1], *plan.tilt_steps]
-    assert plan.lores_steps == [plan.lores_step, *plan.tilt_steps]
+    # with local contrast, then the crop stretched (a strongly tilted phone)
+    assert plan.crop_steps[3:8] == [plan.lores_step, plan.full_step, plan.full_steps[1], *plan.tilt_steps[:2]]
     assert plan.whole_steps == plan.full_steps and plan.crop_steps[-2:] == plan.full_steps[2:]
+    assert plan.wide_steps[-2:] == plan.tilt_steps[2:]  # nothing located: the whole lores frame stretched
     assert [s.name for s in plan.full_steps] == ["zxing", "zxing+contrast", "zxing-global+equalize",
                                                  "zxing+darken"]
     assert [s.name for s in plan.wide_steps] == ["zxing-global+equalize", "pyzbar-fast", "zxing+contrast",
@@ -340,3 +341,19 @@ def test_screen_grid_makes_moire_fringes():
     assert blocks.max() - blocks.min() > 10  # broad beats, not a uniform grey
     with pytest.raises(ValueError, match="unknown phone scene"):
         syn.phone_screen("X", "sunlight")
+
+
+def test_a_slow_run_keeps_a_pass_out_for_a_while_not_for_ever():
+    step = Step("zxing+widen", ZxingDecoder("local"), None, 2.0)
+    px = 640 * 480
+    for _ in range(4):
+        step.learn(2.0, px)
+    step.learn(6.0, px)  # a noisy scene, or the machine was busy
+    for _ in range(Step.COST_WINDOW - 1):  # kept out frame after frame: no overrun at once
+        step.forget_spike()
+        assert step.estimate_ms(px) == 6.0
+    step.forget_spike()  # ... but not for ever: the slow run is forgotten
+    assert step.estimate_ms(px) == 2.0
+    step.learn(6.0, px)
+    step.forget_spike()  # a new run starts the count again
+    assert step.estimate_ms(px) == 6.0

@@ -214,21 +214,29 @@ class Step:
                  prior_px: int = 640 * 480):
         self.name, self.backend, self.prep = name, backend, prep
         self.costs = deque([(prior_ms, prior_px)], maxlen=self.COST_WINDOW)
+        self.kept_out = 0  # frames the estimate kept the step out since it last ran
 
     def estimate_ms(self, pixels: int) -> float:
         return max(ms * max(1.0, pixels / max(px, 1)) for ms, px in self.costs)
 
     def learn(self, ms: float, pixels: int) -> None:
         self.costs.append((ms, pixels))
+        self.kept_out = 0
 
     def forget_spike(self) -> None:
-        """Called when the estimate kept the step out: a single slow run (the machine
-        was busy) is dropped so it does not keep a normally affordable step out."""
-        if len(self.costs) > 2:
-            ordered = sorted(ms for ms, _ in self.costs)
-            worst = max(self.costs, key=lambda c: c[0])
-            if worst[0] > 2 * ordered[len(ordered) // 2]:
-                self.costs.remove(worst)
+        """Called when the estimate kept the step out. A slow run (the machine was
+        busy) is dropped once it has kept the step out ``COST_WINDOW`` times since the
+        step last ran, when it is over twice the median: a normally affordable step is
+        not kept out for long, and a scene that really costs more (camera noise) does
+        not make the step overrun again on the very next frame."""
+        self.kept_out += 1
+        if self.kept_out < self.COST_WINDOW or len(self.costs) <= 2:
+            return
+        self.kept_out = 0
+        ordered = sorted(ms for ms, _ in self.costs)
+        worst = max(self.costs, key=lambda c: c[0])
+        if worst[0] > 2 * ordered[len(ordered) // 2]:
+            self.costs.remove(worst)
 
     def run(self, image) -> list[Decoded]:
         if self.prep is not None:
@@ -318,17 +326,19 @@ class ScanPlan(Decoder):
         # lores frame's 2x2 average has none of the full frame's moire on a phone screen.
         self.lores_step = Step("zxing-global+equalize", zx_global, enhance.equalize, 1.2)
         # A strongly tilted phone: its finder patterns are too far from square to be
-        # matched until the whole lores frame is stretched back across or along
-        self.tilt_steps = [Step("zxing+widen", self.first, enhance.widen, 2.5),
-                           Step("zxing+heighten", self.first, enhance.heighten, 2.5)]
-        self.lores_steps = [self.lores_step, *self.tilt_steps]
+        # matched until the image is stretched back across (widen) or along (heighten);
+        # on a located code's crop, and on the whole lores frame when nothing is located
+        self.tilt_steps = [Step("zxing+widen", self.first, enhance.widen, 1.0, crop_px),
+                           Step("zxing+heighten", self.first, enhance.heighten, 1.0, crop_px),
+                           Step("zxing+widen", self.first, enhance.widen, 3.0),
+                           Step("zxing+heighten", self.first, enhance.heighten, 3.0)]
         # The crop steps in the order measured to pay (bench/scan.py): the cheap ones, the
         # whole lores and full frames (a symbol located on the lores frame may be read
         # there once normalised), then the costlier passes on the crop.
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                 Step("zxing-global", zx_global, None, 0.3, crop_px),
-                self.lores_step, self.full_step, self.full_steps[1], *self.tilt_steps]
+                self.lores_step, self.full_step, self.full_steps[1], *self.tilt_steps[:2]]
         crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px)] if zbar else []
         crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
@@ -341,7 +351,7 @@ class ScanPlan(Decoder):
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
-        wide += self.tilt_steps
+        wide += self.tilt_steps[2:]
         self.wide_steps = wide
         self.crop_steps = crop
         self.regions: list[Region] = []
@@ -416,7 +426,7 @@ class ScanPlan(Decoder):
         not read the region's unread code: the next step runs."""
         found: list[Decoded] = []
         report.regions = min(len(self.regions), MAX_REGIONS)
-        wholes = self.whole_steps + self.lores_steps
+        wholes = self.whole_steps + [self.lores_step]
         whole_done = [] if has_full else list(self.whole_steps)
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
@@ -429,7 +439,7 @@ class ScanPlan(Decoder):
                 if whole and any(step is w for w in whole_done):
                     continue
                 image, where = (big, "full") if whole else (crop, "crop")
-                if any(step is s for s in self.lores_steps):
+                if step is self.lores_step:
                     image, where = gray, "lores"
                 if not self._fits(step, image.size, start, report.budget_ms, report):
                     continue
