@@ -285,11 +285,11 @@ class ScanPlan(Decoder):
        frames) is cropped from the full-resolution frame (``full``, when the
        camera gives one; else the frame itself) and tried with ``crop_steps``
        (zxing-cpp and zbar, at the crop's size and at half size, the global
-       binarizer, the whole full frame, then local contrast, sharpen and equalize
-       before zxing-cpp).
+       binarizer, the whole full frame, the crop stretched for a tilted phone
+       (``tilt_steps``), then local contrast, sharpen and equalize before zxing-cpp).
     3. A frame with no code and no located symbol gets ``wide_steps`` on the lores
        frame (zbar at half size in each polarity, local contrast, the global
-       binarizer), and the whole full frame when its cost fits.
+       binarizer, stretched both ways), and the whole full frame when its cost fits.
 
     Every step after the first runs only when its estimated cost fits in what is
     left of the frame's budget (``budget_ms``; ``idle_budget_ms`` on a frame with no
