@@ -328,17 +328,18 @@ class ScanPlan(Decoder):
         # A strongly tilted phone: its finder patterns are too far from square to be
         # matched until the image is stretched back across (widen) or along (heighten);
         # on a located code's crop, and on the whole lores frame when nothing is located
-        self.tilt_steps = [Step("zxing+widen", self.first, enhance.widen, 1.0, crop_px),
-                           Step("zxing+heighten", self.first, enhance.heighten, 1.0, crop_px),
-                           Step("zxing+widen", self.first, enhance.widen, 3.0),
-                           Step("zxing+heighten", self.first, enhance.heighten, 3.0)]
+        crop_tilt = [Step("zxing+widen", self.first, enhance.widen, 1.0, crop_px),
+                     Step("zxing+heighten", self.first, enhance.heighten, 1.0, crop_px)]
+        lores_tilt = [Step("zxing+widen", self.first, enhance.widen, 3.0),
+                      Step("zxing+heighten", self.first, enhance.heighten, 3.0)]
+        self.tilt_steps = crop_tilt + lores_tilt  # (widen, heighten) on a crop, then on lores
         # The crop steps in the order measured to pay (bench/scan.py): the cheap ones, the
         # whole lores and full frames (a symbol located on the lores frame may be read
         # there once normalised), then the costlier passes on the crop.
         crop = [Step("zxing", self.first, None, 0.6, crop_px),
                 Step("zxing+half", self.first, enhance.half_size, 0.3, crop_px),
                 Step("zxing-global", zx_global, None, 0.3, crop_px),
-                self.lores_step, self.full_step, self.full_steps[1], *self.tilt_steps[:2]]
+                self.lores_step, self.full_step, self.full_steps[1], *crop_tilt]
         crop += [Step("pyzbar+half", zbar, enhance.half_size, 1.0, crop_px)] if zbar else []
         crop += [Step("zxing+contrast", self.first, enhance.local_contrast, 1.5, crop_px),
                  Step("zxing+equalize", self.first, enhance.equalize, 0.8, crop_px),
@@ -351,7 +352,7 @@ class ScanPlan(Decoder):
         wide += [Step("zxing+contrast", self.first, enhance.local_contrast, 4.0),
                  Step("zxing-global", zx_global, None, 1.0)]
         wide += [Step("pyzbar-fast+invert", zbar_fast, np.invert, 2.5)] if zbar_fast else []
-        wide += self.tilt_steps[2:]
+        wide += lores_tilt
         self.wide_steps = wide
         self.crop_steps = crop
         self.regions: list[Region] = []

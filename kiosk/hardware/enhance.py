@@ -59,13 +59,16 @@ def darken(gray: np.ndarray) -> np.ndarray:
     return _DARKEN[gray]
 
 
+def _stretch(gray: np.ndarray, sx: int, sy: int) -> np.ndarray:
+    h, w = gray.shape
+    return np.asarray(Image.fromarray(gray).resize((sx * w, sy * h), Image.Resampling.BILINEAR))
+
+
 def widen(gray: np.ndarray) -> np.ndarray:
     """The image at twice its width (bilinear)."""
-    h, w = gray.shape
-    return np.asarray(Image.fromarray(gray).resize((2 * w, h), Image.Resampling.BILINEAR))
+    return _stretch(gray, 2, 1)
 
 
 def heighten(gray: np.ndarray) -> np.ndarray:
     """The image at twice its height (bilinear)."""
-    h, w = gray.shape
-    return np.asarray(Image.fromarray(gray).resize((w, 2 * h), Image.Resampling.BILINEAR))
+    return _stretch(gray, 1, 2)
