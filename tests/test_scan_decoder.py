@@ -310,6 +310,34 @@ def test_a_located_code_is_remembered_for_the_next_frames():
     assert [d.text for d in found] == [DENSE] and plan.regions == []
 
 
+def test_every_located_code_gets_a_closer_look_not_only_the_first_two():
+    """Three codes located but not read (a sheet of codes, a phone beside two cards): the
+    plan looks at two a frame, and the one left out is looked at first on the next."""
+    boxes = ((20, 20, 120, 120), (260, 20, 360, 120), (500, 300, 600, 400))
+    plan, _ = _counting_plan(budget_ms=100.0, boxes=boxes)
+    frame = np.zeros((480, 640), np.uint8)
+    for shade, (x0, y0, x1, y1) in zip((50, 100, 150), boxes):
+        frame[y0:y1, x0:x1] = shade  # each code's crop shows its own shade
+    looked = []
+
+    def record(run):
+        def wrapped(image):
+            looked.append(int(image.max()))
+            return run(image)
+        return wrapped
+
+    for step in plan.crop_steps:
+        step.run = record(step.run)
+    per_frame = []
+    for _ in range(2):
+        looked.clear()
+        plan.decode(frame)
+        per_frame.append(list(dict.fromkeys(looked)))  # the crops looked at, in order
+    assert len(per_frame[0]) == 2  # two regions a frame
+    assert per_frame[1][0] not in per_frame[0]  # the third comes first on the next frame
+    assert set(per_frame[0]) | set(per_frame[1]) == {50, 100, 150}
+
+
 def test_pre_processing_passes_keep_the_frame_shape():
     from kiosk.hardware import enhance
 

@@ -197,6 +197,7 @@ DEFAULT_BUDGET_MS = 11.0   # a frame's decode never starts a pass that would ove
 IDLE_BUDGET_MS = 5.0       # ... and this when the frame shows no sign of a code
 REGION_TTL = 15            # frames a located-but-unread code is remembered (0.5 s at 30 fps)
 MAX_REGIONS = 2            # regions looked at per frame
+REMEMBERED_REGIONS = 4     # regions kept; those looked at go to the back, so all get turns
 
 
 class Step:
@@ -432,6 +433,9 @@ class ScanPlan(Decoder):
         for region in list(self.regions[:MAX_REGIONS]):
             crop = _crop(big, region.box)
             steps, first = self.crop_steps, region.turn
+            if region in self.regions:  # looked at on this frame: the others go first next time
+                self.regions.remove(region)
+                self.regions.append(region)
             for k in range(len(steps)):
                 if stop is not None and stop():
                     return found
@@ -507,7 +511,7 @@ class ScanPlan(Decoder):
                 same.box, same.ttl = box, REGION_TTL
             else:
                 kept.insert(0, Region(box))
-        self.regions = kept[:MAX_REGIONS + 1]
+        self.regions = kept[:REMEMBERED_REGIONS]
 
 
 def _clusters(boxes):
