@@ -316,7 +316,7 @@ def test_every_located_code_gets_a_closer_look_not_only_the_first_two():
     boxes = ((20, 20, 120, 120), (260, 20, 360, 120), (500, 300, 600, 400))
     plan, _ = _counting_plan(budget_ms=100.0, boxes=boxes)
     frame = np.zeros((480, 640), np.uint8)
-    for shade, (x0, y0, x1, y1) in zip((50, 100, 150), boxes):
+    for shade, (x0, y0, x1, y1) in zip((50, 100, 150), boxes, strict=True):
         frame[y0:y1, x0:x1] = shade  # each code's crop shows its own shade
     looked = []
 
