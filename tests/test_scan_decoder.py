@@ -322,7 +322,8 @@ def test_every_located_code_gets_a_closer_look_not_only_the_first_two():
 
     def record(run):
         def wrapped(image):
-            looked.append(int(image.max()))
+            if image.shape != frame.shape:  # a crop, not the whole-lores pass
+                looked.append(int(image.max()))
             return run(image)
         return wrapped
 
