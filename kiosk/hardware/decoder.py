@@ -245,7 +245,7 @@ class Step:
         return self.backend.decode(image)
 
 
-@dataclass
+@dataclass(eq=False)  # a region is one place being looked at: found and removed by identity
 class Region:
     """Where a code was located but not read, as fractions of the frame (x0, y0, x1, y1).
 
