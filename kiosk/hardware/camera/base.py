@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from kiosk.errors import ConfigError, HardwareError
+from kiosk.hardware.decoder import DEFAULT_BUDGET_MS, IDLE_BUDGET_MS
 from kiosk.i18n import Msg
 
 SPEC_FORMS = "picamera2, opencv:N, replay:PATH[?fps=30&loop=1] or none"
@@ -46,8 +47,8 @@ SETTINGS = {
     "exposure_time": (int, None),
     "analogue_gain": ((int, float), None),
     "exposure_value": ((int, float), None),
-    "budget_ms": ((int, float), 11.0),      # the auto decoder's time budget per frame
-    "idle_budget_ms": ((int, float), 5.0),  # ... for a frame with no sign of a code
+    "budget_ms": ((int, float), DEFAULT_BUDGET_MS),    # the auto decoder's time budget per frame
+    "idle_budget_ms": ((int, float), IDLE_BUDGET_MS),  # ... for a frame with no sign of a code
 }
 # [camera] keys that take one of a few words (the picamera2 controls they become are in
 # docs/scanning.md).
