@@ -52,6 +52,8 @@ CODES = [f"VPI-{i:04d}" for i in range(1, 41)]
 KIOSK = "/opt/kiosk/venv/bin/kiosk"
 SCANNER_GAP_MS = 1000        # [ui] scanner_key_gap_ms: its upper bound
 BOOT_TIMEOUT = 480           # s from QEMU's start to the agent: ~2-3 min on a loaded machine
+RESET_TIMEOUT = 300          # s from a reboot's cause to QEMU's exit: units stop (90 s at most
+                             # each by default), then RebootWatchdogSec=2min bounds the rest
 
 
 def log(msg: str) -> None:
@@ -365,6 +367,14 @@ class Pi:
                 self.start()
         return False
 
+    def wait_reset(self, timeout: float) -> bool:
+        """Wait until the guest resets (reboot, watchdog): with -no-reboot QEMU then
+        exits. Until it does, an agent that answers is the old boot shutting down, which
+        under TCG on a loaded machine can take a minute: never count it as the new one."""
+        reset = bool(wait_for(lambda: self.proc.poll() is not None, timeout, 1))
+        self.agent.close()
+        return reset
+
     def sh(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
         return self.agent.run(cmd, timeout=timeout)
 
@@ -421,7 +431,9 @@ def ssh(pi: Pi, user: str, cmd: str, *opts: str) -> tuple[int, str]:
 
 
 def boot_id(pi: Pi) -> str:
-    return pi.sh("cat /proc/sys/kernel/random/boot_id")[1].strip()
+    """The running boot's id; "" when the agent did not answer (never its error text)."""
+    rc, out = pi.sh("cat /proc/sys/kernel/random/boot_id")
+    return out.strip() if rc == 0 else ""
 
 
 def unit_state(pi: Pi, unit: str) -> dict:
@@ -631,15 +643,17 @@ def step_escalation(pi: Pi) -> str | None:
     kills = 0
     t0 = time.monotonic()
     for _ in range(10):
+        rc, system = pi.sh("systemctl is-system-running")
         state = unit_state(pi, "kiosk")
-        if not state:  # the agent is gone: the guest is rebooting
+        if not state or system.strip() == "stopping":  # the guest is rebooting
             break
         pid = state.get("MainPID", "0")
         if pid != "0":
             pi.sh(f"kill -KILL {pid}")
             kills += 1
         time.sleep(4)
-    pi.agent.close()
+    check(pi.wait_reset(RESET_TIMEOUT), f"no reboot {RESET_TIMEOUT} s after {kills} kills: "
+                                        f"{tail(pi.console_log)}")
     check(pi.wait_agent(BOOT_TIMEOUT), f"guest not back after {kills} kills: {tail(pi.console_log)}")
     second = boot_id(pi)
     check(second and second != first, f"no reboot after {kills} kills; "
@@ -743,8 +757,7 @@ def step_hung_kernel(pi: Pi) -> str | None:
     pi.sh("sysctl -w kernel.panic=0")
     t0 = time.monotonic()
     pi.agent.fire("echo c > /proc/sysrq-trigger")
-    pi.agent.close()
-    back = pi.wait_agent(BOOT_TIMEOUT)
+    back = pi.wait_reset(RESET_TIMEOUT) and pi.wait_agent(BOOT_TIMEOUT)
     took = time.monotonic() - t0
     events = [e["event"] for e in pi.past_events]
     check(back, f"guest did not come back in {took:.0f} s; events {events}")
