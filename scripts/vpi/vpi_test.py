@@ -643,7 +643,7 @@ def step_escalation(pi: Pi) -> str | None:
     kills = 0
     t0 = time.monotonic()
     for _ in range(10):
-        rc, system = pi.sh("systemctl is-system-running")
+        system = pi.sh("systemctl is-system-running")[1]
         state = unit_state(pi, "kiosk")
         if not state or system.strip() == "stopping":  # the guest is rebooting
             break
